@@ -1,0 +1,263 @@
+//! The signed change envelope.
+//!
+//! Every Automerge change is stored and relayed exactly as its author signed it:
+//!
+//! ```text
+//! SignedChange { doc: DocId, hash: ChangeHash, signer: DeviceId, signature: [u8; 64], bytes }
+//! ```
+//!
+//! The signature is ed25519 over the [signing message](signing_message):
+//!
+//! ```text
+//! "yizhan-change-v1\n" || site_id (16 bytes, all zero before the device joins a site)
+//!                      || doc_id (16 bytes) || change_hash (32 bytes)
+//! ```
+//!
+//! The domain tag keeps these signatures apart from every other signature a device key
+//! makes; the site id and document id stop a signature from being replayed into another site
+//! or document; the change hash (SHA-256 of the change chunk, computed by Automerge) binds
+//! every byte of the change.
+//!
+//! **Actor binding**: the Automerge actor id of a change must be exactly the 32 bytes of the
+//! signer's device id. A device therefore cannot write a change that claims another
+//! device's actor, and the `(actor, seq)` of a change names the device that made it.
+//!
+//! [`SignedChange::verify`] checks all of this, with `verify_strict`, and contains any panic
+//! Automerge raises on malformed bytes.
+
+use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use crate::doc::DocId;
+use crate::identity::{DeviceId, DeviceKey, SiteId};
+
+/// Domain tag at the start of every change signing message.
+pub const CHANGE_DOMAIN: &[u8] = b"yizhan-change-v1\n";
+
+/// The largest change, in bytes, a node accepts.
+pub const MAX_CHANGE_BYTES: usize = 1 << 20;
+
+/// The SHA-256 hash Automerge gives a change.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ChangeHash(pub [u8; 32]);
+
+impl fmt::Display for ChangeHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl fmt::Debug for ChangeHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ChangeHash({})", &hex::encode(self.0)[..12])
+    }
+}
+
+impl From<automerge::ChangeHash> for ChangeHash {
+    fn from(h: automerge::ChangeHash) -> Self {
+        ChangeHash(h.0)
+    }
+}
+
+impl From<ChangeHash> for automerge::ChangeHash {
+    fn from(h: ChangeHash) -> Self {
+        automerge::ChangeHash(h.0)
+    }
+}
+
+/// The exact bytes a device signs for a change (see the module docs).
+pub fn signing_message(site: Option<SiteId>, doc: DocId, hash: ChangeHash) -> [u8; 81] {
+    let mut msg = [0u8; 81];
+    msg[..17].copy_from_slice(CHANGE_DOMAIN);
+    if let Some(site) = site {
+        msg[17..33].copy_from_slice(site.as_bytes());
+    }
+    msg[33..49].copy_from_slice(doc.as_bytes());
+    msg[49..81].copy_from_slice(&hash.0);
+    msg
+}
+
+/// An Automerge change in its author's signed envelope, as stored and relayed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SignedChange {
+    /// The document the change belongs to.
+    pub doc: DocId,
+    /// The change's hash, as claimed by the sender.
+    pub hash: ChangeHash,
+    /// The device that signed the change (and whose actor id it must carry).
+    pub signer: DeviceId,
+    /// ed25519 signature over [`signing_message`].
+    pub signature: [u8; 64],
+    /// The raw (uncompressed) Automerge change chunk.
+    pub bytes: Vec<u8>,
+}
+
+impl fmt::Debug for SignedChange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SignedChange")
+            .field("doc", &self.doc)
+            .field("hash", &self.hash)
+            .field("signer", &self.signer)
+            .field("len", &self.bytes.len())
+            .finish()
+    }
+}
+
+/// Why a signed change was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    /// The change is larger than [`MAX_CHANGE_BYTES`].
+    #[error("change is {0} bytes, over the limit")]
+    TooLarge(usize),
+    /// The bytes are not one well-formed Automerge change chunk.
+    #[error("malformed change: {0}")]
+    Malformed(String),
+    /// The bytes hash to something other than the claimed hash.
+    #[error("change hash does not match its bytes")]
+    HashMismatch,
+    /// The change's actor is not the signer's device id.
+    #[error("change actor is not bound to its signer")]
+    ActorNotSigner,
+    /// The signature does not verify strictly.
+    #[error("bad signature")]
+    BadSignature,
+}
+
+/// A change whose envelope verified: the decoded change, ready to apply.
+#[derive(Debug, Clone)]
+pub struct VerifiedChange {
+    /// The envelope, as received.
+    pub envelope: SignedChange,
+    /// The decoded Automerge change.
+    pub change: automerge::Change,
+}
+
+impl SignedChange {
+    /// Signs a change that `key` made (with `key`'s device id as its actor).
+    pub fn sign(
+        key: &DeviceKey,
+        site: Option<SiteId>,
+        doc: DocId,
+        change: &automerge::Change,
+    ) -> Self {
+        let hash = ChangeHash::from(change.hash());
+        SignedChange {
+            doc,
+            hash,
+            signer: key.device_id(),
+            signature: key.sign(&signing_message(site, doc, hash)),
+            bytes: change.raw_bytes().to_vec(),
+        }
+    }
+
+    /// Re-signs this change for `site` with `key`, which must be its signer's key. Used when
+    /// a device joins a site: its earlier changes were signed with no site.
+    pub fn resign(&mut self, key: &DeviceKey, site: Option<SiteId>) {
+        debug_assert_eq!(key.device_id(), self.signer);
+        self.signature = key.sign(&signing_message(site, self.doc, self.hash));
+    }
+
+    /// Checks the envelope: size, well-formed change (panics contained), hash, actor
+    /// binding, and the strict signature for `site`.
+    pub fn verify(self, site: Option<SiteId>) -> Result<VerifiedChange, VerifyError> {
+        let change = self.check_bytes()?;
+        if !self
+            .signer
+            .verify_strict(&signing_message(site, self.doc, self.hash), &self.signature)
+        {
+            return Err(VerifyError::BadSignature);
+        }
+        Ok(VerifiedChange {
+            envelope: self,
+            change,
+        })
+    }
+
+    /// Checks everything but the signature: size, decoding, hash and actor binding.
+    pub fn check_bytes(&self) -> Result<automerge::Change, VerifyError> {
+        if self.bytes.len() > MAX_CHANGE_BYTES {
+            return Err(VerifyError::TooLarge(self.bytes.len()));
+        }
+        let change = decode_change(&self.bytes)?;
+        if ChangeHash::from(change.hash()) != self.hash {
+            return Err(VerifyError::HashMismatch);
+        }
+        if change.actor_id().to_bytes() != self.signer.as_bytes() {
+            return Err(VerifyError::ActorNotSigner);
+        }
+        Ok(change)
+    }
+}
+
+/// Decodes one Automerge change chunk from hostile bytes. Automerge may panic on some
+/// malformed input; the panic is caught here and reported as [`VerifyError::Malformed`].
+pub fn decode_change(bytes: &[u8]) -> Result<automerge::Change, VerifyError> {
+    match catch_unwind(AssertUnwindSafe(|| automerge::Change::try_from(bytes))) {
+        Ok(Ok(change)) => Ok(change),
+        Ok(Err(e)) => Err(VerifyError::Malformed(e.to_string())),
+        Err(_) => Err(VerifyError::Malformed("decoder panicked".into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use automerge::transaction::Transactable;
+    use automerge::{ActorId, AutoCommit, ROOT};
+
+    fn change_by(key: &DeviceKey) -> automerge::Change {
+        let mut doc = AutoCommit::new().with_actor(ActorId::from(key.device_id().as_bytes()));
+        doc.put(ROOT, "household", "和平里 3-2-101").unwrap();
+        doc.commit();
+        doc.get_last_local_change().unwrap()
+    }
+
+    #[test]
+    fn signed_change_verifies_and_binds_site_and_doc() {
+        let key = DeviceKey::from_seed([5; 32]);
+        let doc = DocId::from_bytes([1; 16]);
+        let site = SiteId::from_bytes([2; 16]);
+        let env = SignedChange::sign(&key, Some(site), doc, &change_by(&key));
+        assert!(env.clone().verify(Some(site)).is_ok());
+        assert_eq!(
+            env.clone().verify(None).unwrap_err(),
+            VerifyError::BadSignature
+        );
+        let moved = SignedChange {
+            doc: DocId::from_bytes([9; 16]),
+            ..env.clone()
+        };
+        assert_eq!(
+            moved.verify(Some(site)).unwrap_err(),
+            VerifyError::BadSignature
+        );
+    }
+
+    #[test]
+    fn altered_bytes_and_foreign_actor_are_rejected() {
+        let key = DeviceKey::from_seed([5; 32]);
+        let other = DeviceKey::from_seed([6; 32]);
+        let doc = DocId::from_bytes([1; 16]);
+        let mut env = SignedChange::sign(&key, None, doc, &change_by(&key));
+        let last = env.bytes.len() - 1;
+        env.bytes[last] ^= 0xff;
+        assert!(env.verify(None).is_err());
+
+        // `other` signs a change whose actor is `key`'s device.
+        let change = change_by(&key);
+        let mut env = SignedChange::sign(&key, None, doc, &change);
+        env.signer = other.device_id();
+        env.signature = other.sign(&signing_message(None, doc, env.hash));
+        assert_eq!(env.verify(None).unwrap_err(), VerifyError::ActorNotSigner);
+    }
+
+    #[test]
+    fn garbage_is_malformed_not_a_panic() {
+        for bytes in [vec![], vec![0x85, 0x6f, 0x4a, 0x83], vec![0xff; 100]] {
+            assert!(matches!(
+                decode_change(&bytes),
+                Err(VerifyError::Malformed(_))
+            ));
+        }
+    }
+}

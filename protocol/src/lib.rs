@@ -1,0 +1,24 @@
+//! The sans-IO core of yizhan: what every node must agree on, with no I/O of its own.
+//!
+//! This crate holds the identities of devices, sites and records, and the signed envelope
+//! that every Automerge change travels in. It never touches a socket, a file or a clock:
+//! callers pass bytes, the current time and randomness in, and get values and errors out.
+//! That keeps every rule here deterministic and testable in memory.
+//!
+//! - [`identity`]: device keys ([`DeviceKey`], secret, never printed) and their public
+//!   [`DeviceId`]s, and [`SiteId`]s.
+//! - [`doc`]: record documents: [`DocId`] is derived from a [`DocHeader`] (kind, author,
+//!   nonce), so that a record's kind and author cannot be changed after it is made.
+//! - [`envelope`]: [`SignedChange`], an Automerge change signed by its author's device key,
+//!   and the rule that binds the change's Automerge actor to that key.
+//!
+//! The wire format and the signing rule are specified in `docs/protocol.md`.
+#![deny(missing_docs)]
+
+pub mod doc;
+pub mod envelope;
+pub mod identity;
+
+pub use doc::{DocHeader, DocId, RecordKind};
+pub use envelope::{ChangeHash, SignedChange, VerifiedChange, VerifyError};
+pub use identity::{DeviceId, DeviceKey, ParseIdError, SiteId};
