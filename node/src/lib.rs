@@ -1,1 +1,19 @@
-//! x
+//! The yizhan node: everything a laptop or the station runs, minus the command line.
+//!
+//! - [`home`]: the node's home directory (device key file and store), and [`Node`], the
+//!   API the CLI calls: make and read records, verify, export and import.
+//! - [`store`]: SQLite, WAL and `synchronous=FULL`; schema and migrations; serialised writes.
+//! - [`records`]: how visit logs and tickets are laid out in their Automerge documents.
+//! - [`model`]: categories, status, priority and times.
+//! - [`exchange`]: CSV and JSON export and all-or-nothing import.
+//!
+//! The node moves signed changes between Automerge documents and SQLite; every rule about
+//! identities and signatures lives in `yizhan-protocol`.
+
+pub mod exchange;
+pub mod home;
+pub mod model;
+pub mod records;
+pub mod store;
+
+pub use home::{Node, Role};

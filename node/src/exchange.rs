@@ -1,0 +1,356 @@
+//! Export and import of records as CSV or JSON.
+//!
+//! Both formats carry the objects `list --json` prints. JSON is an array of them. CSV has a
+//! header row with the same keys in the same order and one record a row; a list field
+//! (`residents`, `tickets`) is a JSON array inside its cell, and an empty cell is null.
+//!
+//! Import reads every row into a JSON object first (so both formats share one set of rules),
+//! checks them all, and only then hands the batch to the node, which stores it in one
+//! transaction: a file with any bad row imports nothing, and the error names the first one.
+//! `id`, `author`, `opened_by` are not imported: the records become this node's own.
+
+use std::io::Write;
+
+use serde_json::{Map, Value};
+use yizhan_protocol::{DeviceId, DocId};
+
+use crate::model::{Category, Priority, Status, Time};
+use crate::records::{NewTicket, NewVisit, Ticket, Visit};
+
+/// File format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// Comma-separated values with a header row.
+    Csv,
+    /// A JSON array of objects.
+    Json,
+}
+
+/// The columns of a visit, in order.
+pub const VISIT_COLUMNS: &[&str] = &[
+    "id",
+    "household",
+    "grid",
+    "category",
+    "note",
+    "residents",
+    "needs",
+    "visited_at",
+    "author",
+    "tickets",
+];
+/// The columns of a ticket, in order.
+pub const TICKET_COLUMNS: &[&str] = &[
+    "id",
+    "title",
+    "status",
+    "category",
+    "priority",
+    "household",
+    "grid",
+    "assignee",
+    "opened_by",
+    "opened_at",
+    "note",
+];
+const ARRAY_COLUMNS: &[&str] = &["residents", "tickets"];
+
+/// Why an export failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    /// Writing failed.
+    #[error("cannot write the export: {0}")]
+    Io(#[from] std::io::Error),
+    /// The CSV writer failed.
+    #[error("cannot write CSV: {0}")]
+    Csv(#[from] csv::Error),
+}
+
+/// Why an import file was refused. Nothing was imported.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// The file as a whole is not readable in that format.
+    #[error("the file is not valid {format}: {reason}")]
+    Unreadable {
+        /// `CSV` or `JSON`.
+        format: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// The header names a column export never writes.
+    #[error("unknown column '{0}'")]
+    UnknownColumn(String),
+    /// One row is bad.
+    #[error("{place}: {reason}")]
+    BadRow {
+        /// Where: `row 3 (line 4)` or `record 3`.
+        place: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The file holds no records.
+    #[error("the file holds no records")]
+    Empty,
+}
+
+fn csv_cell(value: &Value) -> String {
+    match value {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn export<T: serde::Serialize>(
+    records: &[T],
+    columns: &[&str],
+    format: Format,
+    out: &mut dyn Write,
+) -> Result<(), ExportError> {
+    match format {
+        Format::Json => {
+            serde_json::to_writer_pretty(&mut *out, records).map_err(std::io::Error::from)?;
+            out.write_all(b"\n")?;
+        }
+        Format::Csv => {
+            let mut w = csv::Writer::from_writer(&mut *out);
+            w.write_record(columns)?;
+            for r in records {
+                let v = serde_json::to_value(r).expect("records serialise");
+                w.write_record(columns.iter().map(|c| csv_cell(&v[*c])))?;
+            }
+            w.flush()?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes visits in `format`.
+pub fn export_visits(
+    visits: &[Visit],
+    format: Format,
+    out: &mut dyn Write,
+) -> Result<(), ExportError> {
+    export(visits, VISIT_COLUMNS, format, out)
+}
+
+/// Writes tickets in `format`.
+pub fn export_tickets(
+    tickets: &[Ticket],
+    format: Format,
+    out: &mut dyn Write,
+) -> Result<(), ExportError> {
+    export(tickets, TICKET_COLUMNS, format, out)
+}
+
+/// One row as a JSON object, with where it came from.
+struct Row {
+    place: String,
+    fields: Map<String, Value>,
+}
+
+fn read_rows(bytes: &[u8], format: Format, columns: &[&str]) -> Result<Vec<Row>, ImportError> {
+    let rows = match format {
+        Format::Json => {
+            let value: Value =
+                serde_json::from_slice(bytes).map_err(|e| ImportError::Unreadable {
+                    format: "JSON",
+                    reason: e.to_string(),
+                })?;
+            let Value::Array(items) = value else {
+                return Err(ImportError::Unreadable {
+                    format: "JSON",
+                    reason: "expected an array of objects".into(),
+                });
+            };
+            let mut rows = Vec::with_capacity(items.len());
+            for (i, item) in items.into_iter().enumerate() {
+                let place = format!("record {}", i + 1);
+                let Value::Object(fields) = item else {
+                    return Err(ImportError::BadRow {
+                        place,
+                        reason: "not an object".into(),
+                    });
+                };
+                if let Some(k) = fields.keys().find(|k| !columns.contains(&k.as_str())) {
+                    return Err(ImportError::BadRow {
+                        place,
+                        reason: format!("unknown field '{k}'"),
+                    });
+                }
+                rows.push(Row { place, fields });
+            }
+            rows
+        }
+        Format::Csv => {
+            let mut reader = csv::ReaderBuilder::new().flexible(false).from_reader(bytes);
+            let header: Vec<String> = reader
+                .headers()
+                .map_err(|e| ImportError::Unreadable {
+                    format: "CSV",
+                    reason: e.to_string(),
+                })?
+                .iter()
+                .map(|h| h.trim_start_matches('\u{feff}').trim().to_string())
+                .collect();
+            if let Some(h) = header.iter().find(|h| !columns.contains(&h.as_str())) {
+                return Err(ImportError::UnknownColumn(h.clone()));
+            }
+            let mut rows = Vec::new();
+            for (i, record) in reader.records().enumerate() {
+                let place = format!("row {} (line {})", i + 1, i + 2);
+                let record = record.map_err(|e| ImportError::BadRow {
+                    place: place.clone(),
+                    reason: e.to_string(),
+                })?;
+                let mut fields = Map::new();
+                for (name, cell) in header.iter().zip(record.iter()) {
+                    let value = if cell.is_empty() {
+                        Value::Null
+                    } else if ARRAY_COLUMNS.contains(&name.as_str()) {
+                        serde_json::from_str(cell).map_err(|_| ImportError::BadRow {
+                            place: place.clone(),
+                            reason: format!("{name} must be a JSON array like [\"a\",\"b\"]"),
+                        })?
+                    } else {
+                        Value::String(cell.to_string())
+                    };
+                    fields.insert(name.clone(), value);
+                }
+                rows.push(Row { place, fields });
+            }
+            rows
+        }
+    };
+    if rows.is_empty() {
+        return Err(ImportError::Empty);
+    }
+    Ok(rows)
+}
+
+impl Row {
+    fn bad(&self, reason: impl Into<String>) -> ImportError {
+        ImportError::BadRow {
+            place: self.place.clone(),
+            reason: reason.into(),
+        }
+    }
+
+    fn text(&self, key: &str) -> Result<Option<String>, ImportError> {
+        match self.fields.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(self.bad(format!("{key} must be text"))),
+        }
+    }
+
+    fn required(&self, key: &str) -> Result<String, ImportError> {
+        match self.text(key)? {
+            Some(s) if !s.trim().is_empty() => Ok(s),
+            _ => Err(self.bad(format!("{key} must not be empty"))),
+        }
+    }
+
+    fn list(&self, key: &str) -> Result<Vec<String>, ImportError> {
+        match self.fields.get(key) {
+            None | Some(Value::Null) => Ok(Vec::new()),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|i| match i {
+                    Value::String(s) => Ok(s.clone()),
+                    _ => Err(self.bad(format!("{key} must be a list of text"))),
+                })
+                .collect(),
+            Some(_) => Err(self.bad(format!("{key} must be a list"))),
+        }
+    }
+
+    fn parsed<T: std::str::FromStr>(&self, key: &str) -> Result<Option<T>, ImportError>
+    where
+        T::Err: std::fmt::Display,
+    {
+        self.text(key)?
+            .filter(|s| !s.trim().is_empty())
+            .map(|s| s.parse::<T>().map_err(|e| self.bad(e.to_string())))
+            .transpose()
+    }
+}
+
+/// Reads visits to import. Every row is checked; the first bad one is the error.
+pub fn parse_visits(bytes: &[u8], format: Format) -> Result<Vec<NewVisit>, ImportError> {
+    read_rows(bytes, format, VISIT_COLUMNS)?
+        .iter()
+        .map(|row| {
+            let tickets = row
+                .list("tickets")?
+                .iter()
+                .map(|t| {
+                    t.parse::<DocId>()
+                        .map_err(|_| row.bad(format!("'{t}' is not a ticket id")))
+                })
+                .collect::<Result<_, _>>()?;
+            let visit = NewVisit {
+                household: row.required("household")?,
+                grid: row.text("grid")?,
+                category: row.parsed::<Category>("category")?,
+                note: row.text("note")?,
+                residents: row.list("residents")?,
+                needs: row.text("needs")?,
+                visited_at: row.parsed::<Time>("visited_at")?,
+                tickets,
+            };
+            visit.check().map_err(|e| row.bad(e.to_string()))?;
+            Ok(visit)
+        })
+        .collect()
+}
+
+/// Reads tickets to import. Every row is checked; the first bad one is the error.
+pub fn parse_tickets(bytes: &[u8], format: Format) -> Result<Vec<NewTicket>, ImportError> {
+    read_rows(bytes, format, TICKET_COLUMNS)?
+        .iter()
+        .map(|row| {
+            let ticket = NewTicket {
+                title: row.required("title")?,
+                status: row.parsed::<Status>("status")?,
+                category: row.parsed::<Category>("category")?,
+                priority: row.parsed::<Priority>("priority")?,
+                household: row.text("household")?,
+                grid: row.text("grid")?,
+                assignee: row.parsed::<DeviceId>("assignee")?,
+                opened_at: row.parsed::<Time>("opened_at")?,
+                note: row.text("note")?,
+            };
+            ticket.check().map_err(|e| row.bad(e.to_string()))?;
+            Ok(ticket)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_and_json_rows_read_alike() {
+        let csv = "household,residents,category,visited_at\n和平里 3-2-101,\"[\"\"张三\"\",\"\"李四\"\"]\",扶贫解困,2026-11-20\n";
+        let json = r#"[{"household":"和平里 3-2-101","residents":["张三","李四"],"category":"poverty-relief","visited_at":"2026-11-20"}]"#;
+        let a = parse_visits(csv.as_bytes(), Format::Csv).unwrap();
+        let b = parse_visits(json.as_bytes(), Format::Json).unwrap();
+        assert_eq!(a.len(), 1);
+        for v in [&a[0], &b[0]] {
+            assert_eq!(v.household, "和平里 3-2-101");
+            assert_eq!(v.residents, vec!["张三", "李四"]);
+            assert_eq!(v.category, Some(Category::PovertyRelief));
+        }
+    }
+
+    #[test]
+    fn first_bad_row_is_named() {
+        let csv = "household,category\nA,information\nB,welfare\nC,nonsense\n";
+        let err = parse_visits(csv.as_bytes(), Format::Csv).unwrap_err();
+        assert!(err.to_string().starts_with("row 2 (line 3)"), "{err}");
+        let err = parse_visits(b"houshold\nA\n", Format::Csv).unwrap_err();
+        assert!(matches!(err, ImportError::UnknownColumn(_)));
+    }
+}

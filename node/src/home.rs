@@ -1,0 +1,1261 @@
+//! A node's home directory and the [`Node`] API over it.
+//!
+//! A home holds two files:
+//!
+//! - `device.key`: the 32-byte ed25519 secret seed, mode 0600, written once, atomically
+//!   (temporary file, fsync, rename, fsync of the directory).
+//! - `store.db`: the SQLite store ([`crate::store`]), with the node's name, role, site and
+//!   grids in its `meta` table.
+//!
+//! Every write is one `BEGIN IMMEDIATE` transaction: load the document's latest snapshot,
+//! make the Automerge change with this device's actor, sign it, store the change, the new
+//! snapshot and the record's index row, commit. Nothing is reported as saved before the
+//! commit returns, and the commit is fsynced (`synchronous=FULL`).
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+
+use automerge::transaction::CommitOptions;
+use automerge::{ActorId, AutoCommit};
+use rusqlite::{OptionalExtension, Transaction, params};
+use yizhan_protocol::{
+    ChangeHash, DeviceId, DeviceKey, DocHeader, DocId, RecordKind, SignedChange, SiteId,
+    VerifyError,
+};
+
+use crate::model::Time;
+use crate::records::{self, FieldError, NewTicket, NewVisit, TicketUpdate, VisitEdit};
+use crate::store::{self, Store, set_meta};
+
+/// The file name of the device key inside a home.
+pub const KEY_FILE: &str = "device.key";
+/// The file name of the store inside a home.
+pub const STORE_FILE: &str = "store.db";
+
+/// What a node is in its site.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// The site's root of trust; holds the whole site.
+    Station,
+    /// An enrolled volunteer; holds its grids.
+    Volunteer,
+    /// Not a member of any site yet.
+    Unenrolled,
+}
+
+impl Role {
+    /// `station`, `volunteer` or `unenrolled`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Station => "station",
+            Role::Volunteer => "volunteer",
+            Role::Unenrolled => "unenrolled",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Role> {
+        match s {
+            "station" => Some(Role::Station),
+            "volunteer" => Some(Role::Volunteer),
+            "unenrolled" => Some(Role::Unenrolled),
+            _ => None,
+        }
+    }
+}
+
+/// Who this node is.
+#[derive(Clone, Debug)]
+pub struct Identity {
+    /// This device.
+    pub device_id: DeviceId,
+    /// The name its owner gave it.
+    pub name: String,
+    /// The site it belongs to, if any.
+    pub site_id: Option<SiteId>,
+    /// Its role.
+    pub role: Role,
+    /// The grids it is enrolled for (a volunteer's first grid is its default).
+    pub grids: Vec<String>,
+}
+
+/// How to make a new home.
+#[derive(Clone, Debug)]
+pub struct InitConfig {
+    /// The device's human name.
+    pub name: String,
+    /// Also create a new site whose root of trust is this device.
+    pub station: bool,
+}
+
+/// Randomness for [`Node::init`], supplied by the caller.
+pub struct InitSeed {
+    /// The device key's secret seed.
+    pub key: [u8; 32],
+    /// The new site's id, when making a station.
+    pub site: [u8; 16],
+}
+
+impl InitSeed {
+    /// Fresh randomness from the operating system.
+    pub fn random() -> Self {
+        InitSeed {
+            key: rand::random(),
+            site: rand::random(),
+        }
+    }
+}
+
+/// Why `init` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    /// The home already holds a key or a store.
+    #[error("{0} is already initialised")]
+    AlreadyInitialised(PathBuf),
+    /// The name is empty.
+    #[error("name must not be empty")]
+    EmptyName,
+    /// A file could not be written.
+    #[error("cannot write {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The store could not be created.
+    #[error(transparent)]
+    Store(#[from] store::OpenError),
+    /// SQLite failed while writing the identity.
+    #[error("cannot write the store: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+}
+
+/// Why a home could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// No node lives here yet.
+    #[error("{0} is not initialised (run `yizhan init --name NAME` first)")]
+    NotInitialised(PathBuf),
+    /// The key file is missing, unreadable or malformed.
+    #[error("bad key file {path}: {reason}")]
+    KeyFile {
+        /// The key file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The store could not be opened.
+    #[error(transparent)]
+    Store(#[from] store::OpenError),
+    /// The store's identity does not match the key, or is missing.
+    #[error("the store does not belong to this device key: {0}")]
+    Mismatch(String),
+    /// SQLite failed.
+    #[error("cannot read the store: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+}
+
+/// Why a write was refused or failed. Nothing was written.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// A field is not acceptable.
+    #[error(transparent)]
+    Field(#[from] FieldError),
+    /// This node may not change that record.
+    #[error("{0}")]
+    NotAllowed(String),
+    /// The stored document could not be loaded.
+    #[error("record {0} is damaged in the store: {1}")]
+    Damaged(DocId, String),
+    /// A row of a batch failed; nothing of the batch was written.
+    #[error("record {index}: {source}")]
+    InBatch {
+        /// 1-based position in the batch.
+        index: usize,
+        /// What was wrong with it.
+        source: Box<WriteError>,
+    },
+    /// Automerge refused an operation.
+    #[error("cannot make the change: {0}")]
+    Automerge(#[from] automerge::AutomergeError),
+    /// SQLite failed.
+    #[error("cannot write the store: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+}
+
+/// Why an id or prefix did not name exactly one thing.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ResolveError {
+    /// Fewer than 6 characters.
+    #[error("id prefix '{0}' is too short (give at least 6 characters)")]
+    TooShort(String),
+    /// Not hexadecimal, or too long.
+    #[error("'{0}' is not a {1} id")]
+    Malformed(String, &'static str),
+    /// Nothing matches.
+    #[error("no {1} matches '{0}'")]
+    NotFound(String, &'static str),
+    /// More than one matches.
+    #[error("'{0}' is ambiguous: it matches {1} {2}s; give more characters")]
+    Ambiguous(String, usize, &'static str),
+    /// SQLite failed.
+    #[error("cannot read the store: {0}")]
+    Sqlite(String),
+}
+
+/// Why a read failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The stored document could not be loaded.
+    #[error("record {0} is damaged in the store: {1}")]
+    Damaged(DocId, String),
+    /// A stored index row could not be read.
+    #[error("the record index is damaged: {0}")]
+    Index(String),
+    /// SQLite failed.
+    #[error("cannot read the store: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+}
+
+/// Filters for [`Node::list_visits`]; every `Some` must match.
+#[derive(Clone, Debug, Default)]
+pub struct VisitFilter {
+    /// Grid.
+    pub grid: Option<String>,
+    /// Author.
+    pub by: Option<DeviceId>,
+    /// Visited at or after.
+    pub since: Option<Time>,
+    /// Category.
+    pub category: Option<crate::model::Category>,
+}
+
+/// Filters for [`Node::list_tickets`]; every `Some` must match.
+#[derive(Clone, Debug, Default)]
+pub struct TicketFilter {
+    /// Status.
+    pub status: Option<crate::model::Status>,
+    /// Category.
+    pub category: Option<crate::model::Category>,
+    /// Grid.
+    pub grid: Option<String>,
+    /// Assignee.
+    pub assignee: Option<DeviceId>,
+    /// Opened at or after.
+    pub since: Option<Time>,
+}
+
+/// What `verify` found.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct VerifyReport {
+    /// Changes checked.
+    pub changes: u64,
+    /// Problems found (bad changes, damaged documents, failed integrity check).
+    pub bad: u64,
+    /// One line per problem.
+    #[serde(skip)]
+    pub problems: Vec<String>,
+}
+
+/// Changes received from elsewhere for one document.
+#[derive(Clone, Debug)]
+pub struct DocChanges {
+    /// The document's header (its id is derived from it).
+    pub header: DocHeader,
+    /// Its changes, in any order.
+    pub changes: Vec<SignedChange>,
+}
+
+/// A change that was not accepted, and why.
+#[derive(Clone, Debug)]
+pub struct Rejection {
+    /// The document it claimed.
+    pub doc: DocId,
+    /// The hash it claimed.
+    pub hash: ChangeHash,
+    /// Why.
+    pub reason: String,
+}
+
+/// What [`Node::ingest`] did.
+#[derive(Clone, Debug, Default)]
+pub struct IngestReport {
+    /// Changes newly stored.
+    pub accepted: usize,
+    /// Changes already held (a no-op).
+    pub duplicate: usize,
+    /// Changes refused.
+    pub rejected: Vec<Rejection>,
+}
+
+/// A node: its key, its store and its identity.
+pub struct Node {
+    home: PathBuf,
+    key: DeviceKey,
+    store: Store,
+    identity: Identity,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("home", &self.home)
+            .field("identity", &self.identity)
+            .finish_non_exhaustive()
+    }
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> InitError + '_ {
+    move |source| InitError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn now_ms() -> i64 {
+    Time::now().millis()
+}
+
+/// One change made on this node, ready to store.
+struct NewChange {
+    env: SignedChange,
+    seq: u64,
+}
+
+impl Identity {
+    /// The grid a new record of this node goes to when none is given: its first grid.
+    fn default_grid(&self, grid: &Option<String>) -> Option<String> {
+        grid.clone().or_else(|| self.grids.first().cloned())
+    }
+
+    fn new_header(&self, kind: RecordKind) -> DocHeader {
+        DocHeader {
+            kind,
+            author: self.device_id,
+            nonce: rand::random(),
+        }
+    }
+}
+
+impl Node {
+    /// Makes a new home at `home`: a device key and an empty store. Refuses if the home
+    /// already holds either.
+    pub fn init(home: &Path, config: &InitConfig, seed: InitSeed) -> Result<Node, InitError> {
+        let name = config.name.trim();
+        if name.is_empty() {
+            return Err(InitError::EmptyName);
+        }
+        let key_path = home.join(KEY_FILE);
+        let store_path = home.join(STORE_FILE);
+        if key_path.exists() || store_path.exists() {
+            return Err(InitError::AlreadyInitialised(home.to_path_buf()));
+        }
+        create_private_dir(home).map_err(io_err(home))?;
+
+        let key = DeviceKey::from_seed(seed.key);
+        let identity = Identity {
+            device_id: key.device_id(),
+            name: name.to_string(),
+            site_id: config.station.then(|| SiteId::from_bytes(seed.site)),
+            role: if config.station {
+                Role::Station
+            } else {
+                Role::Unenrolled
+            },
+            grids: Vec::new(),
+        };
+
+        // The store first, then the key: a home is complete once its key file exists, and
+        // the key file appears atomically.
+        let mut store = Store::create(&store_path)?;
+        {
+            let tx = store.write()?;
+            set_meta(&tx, "device_id", &identity.device_id.to_string())?;
+            save_identity(&tx, &identity)?;
+            tx.commit()?;
+        }
+        write_key_file(&key_path, &key).map_err(io_err(&key_path))?;
+        Ok(Node {
+            home: home.to_path_buf(),
+            key,
+            store,
+            identity,
+        })
+    }
+
+    /// Opens an existing home.
+    pub fn open(home: &Path) -> Result<Node, OpenError> {
+        let key_path = home.join(KEY_FILE);
+        let store_path = home.join(STORE_FILE);
+        if !key_path.exists() && !store_path.exists() {
+            return Err(OpenError::NotInitialised(home.to_path_buf()));
+        }
+        let key = read_key_file(&key_path)?;
+        if !store_path.exists() {
+            return Err(OpenError::Mismatch(format!(
+                "{} is missing",
+                store_path.display()
+            )));
+        }
+        let store = Store::open(&store_path)?;
+        let identity = load_identity(&store, &key)?;
+        Ok(Node {
+            home: home.to_path_buf(),
+            key,
+            store,
+            identity,
+        })
+    }
+
+    /// Who this node is.
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    /// The home directory.
+    pub fn home(&self) -> &Path {
+        &self.home
+    }
+
+    /// Logs a new home visit. Returns its id once it is durably stored.
+    pub fn add_visit(&mut self, visit: &NewVisit) -> Result<DocId, WriteError> {
+        Ok(self.add_visits(std::slice::from_ref(visit))?[0])
+    }
+
+    /// Logs many visits in one transaction: all are stored, or none.
+    pub fn add_visits(&mut self, visits: &[NewVisit]) -> Result<Vec<DocId>, WriteError> {
+        let mut ids = Vec::with_capacity(visits.len());
+        let tx = self.store.write()?;
+        for (i, v) in visits.iter().enumerate() {
+            let in_batch = |e: WriteError| batch_error(visits.len(), i, e);
+            v.check().map_err(|e| in_batch(e.into()))?;
+            let v = NewVisit {
+                grid: self.identity.default_grid(&v.grid),
+                ..v.clone()
+            };
+            let header = self.identity.new_header(RecordKind::Visit);
+            let at = v.visited_at.unwrap_or_else(Time::now);
+            local_change(&tx, &self.key, &self.identity, header, None, |doc| {
+                records::write_new_visit(doc, &v, at)
+            })
+            .map_err(in_batch)?;
+            ids.push(header.doc_id());
+        }
+        tx.commit()?;
+        Ok(ids)
+    }
+
+    /// Edits a visit log. Only its author or a station may.
+    pub fn edit_visit(&mut self, id: DocId, edit: &VisitEdit) -> Result<(), WriteError> {
+        edit.check()?;
+        let tx = self.store.write()?;
+        let header = load_header(&tx, id)?;
+        if header.author != self.identity.device_id && self.identity.role != Role::Station {
+            return Err(WriteError::NotAllowed(
+                "only the visit's author or a station may change a visit log".into(),
+            ));
+        }
+        local_change(&tx, &self.key, &self.identity, header, Some(id), |doc| {
+            records::write_visit_edit(doc, edit)
+        })?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Opens a ticket.
+    pub fn open_ticket(&mut self, ticket: &NewTicket) -> Result<DocId, WriteError> {
+        Ok(self.open_tickets(std::slice::from_ref(ticket))?[0])
+    }
+
+    /// Opens many tickets in one transaction: all are stored, or none.
+    pub fn open_tickets(&mut self, tickets: &[NewTicket]) -> Result<Vec<DocId>, WriteError> {
+        let mut ids = Vec::with_capacity(tickets.len());
+        let tx = self.store.write()?;
+        for (i, t) in tickets.iter().enumerate() {
+            let in_batch = |e: WriteError| batch_error(tickets.len(), i, e);
+            t.check().map_err(|e| in_batch(e.into()))?;
+            let t = NewTicket {
+                grid: self.identity.default_grid(&t.grid),
+                ..t.clone()
+            };
+            let header = self.identity.new_header(RecordKind::Ticket);
+            let at = t.opened_at.unwrap_or_else(Time::now);
+            local_change(&tx, &self.key, &self.identity, header, None, |doc| {
+                records::write_new_ticket(doc, &t, at)
+            })
+            .map_err(in_batch)?;
+            ids.push(header.doc_id());
+        }
+        tx.commit()?;
+        Ok(ids)
+    }
+
+    /// Updates a ticket.
+    pub fn update_ticket(&mut self, id: DocId, update: &TicketUpdate) -> Result<(), WriteError> {
+        update.check()?;
+        self.change_ticket(id, |doc| records::write_ticket_update(doc, update))
+    }
+
+    /// Comments on a ticket.
+    pub fn comment_ticket(&mut self, id: DocId, text: &str) -> Result<(), WriteError> {
+        if text.trim().is_empty() {
+            return Err(FieldError::Empty("comment").into());
+        }
+        if text.len() > records::MAX_LONG_TEXT {
+            return Err(FieldError::TooLong("comment", records::MAX_LONG_TEXT).into());
+        }
+        let me = self.identity.device_id;
+        self.change_ticket(id, |doc| records::write_comment(doc, me, text, Time::now()))
+    }
+
+    fn change_ticket(
+        &mut self,
+        id: DocId,
+        build: impl FnOnce(&mut AutoCommit) -> Result<String, automerge::AutomergeError>,
+    ) -> Result<(), WriteError> {
+        let tx = self.store.write()?;
+        let header = load_header(&tx, id)?;
+        local_change(&tx, &self.key, &self.identity, header, Some(id), build)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Finds the one record of `kind` whose id starts with `prefix` (at least 6 hex
+    /// characters, or the whole id).
+    pub fn resolve(&self, kind: RecordKind, prefix: &str) -> Result<DocId, ResolveError> {
+        let what = kind.name();
+        let p = prefix.trim().to_ascii_lowercase();
+        if p.len() > 32 || !p.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(ResolveError::Malformed(prefix.to_string(), what));
+        }
+        if p.len() < 6 {
+            return Err(ResolveError::TooShort(prefix.to_string()));
+        }
+        let upper = format!("{p}g");
+        let mut stmt = self
+            .store
+            .conn()
+            .prepare_cached(
+                "SELECT doc_id FROM records WHERE kind = ?1 AND id >= ?2 AND id < ?3 LIMIT 101",
+            )
+            .map_err(|e| ResolveError::Sqlite(e.to_string()))?;
+        let found: Vec<Vec<u8>> = stmt
+            .query_map(params![kind.code(), p, upper], |r| r.get(0))
+            .and_then(|rows| rows.collect())
+            .map_err(|e| ResolveError::Sqlite(e.to_string()))?;
+        match found.as_slice() {
+            [] => Err(ResolveError::NotFound(prefix.to_string(), what)),
+            [one] => DocId::from_slice(one)
+                .ok_or_else(|| ResolveError::Sqlite("malformed record id in the index".into())),
+            many => Err(ResolveError::Ambiguous(
+                prefix.to_string(),
+                many.len(),
+                what,
+            )),
+        }
+    }
+
+    /// Finds the one device whose id starts with `prefix`: a whole 64-hex device id, or a
+    /// prefix (at least 6 characters) of a device this node knows of.
+    pub fn resolve_device(&self, prefix: &str) -> Result<DeviceId, ResolveError> {
+        let p = prefix.trim().to_ascii_lowercase();
+        if p.len() > 64 || !p.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(ResolveError::Malformed(prefix.to_string(), "device"));
+        }
+        if p.len() == 64 {
+            return p
+                .parse()
+                .map_err(|_| ResolveError::Malformed(prefix.to_string(), "device"));
+        }
+        if p.len() < 6 {
+            return Err(ResolveError::TooShort(prefix.to_string()));
+        }
+        let mut known = self
+            .known_devices()
+            .map_err(|e| ResolveError::Sqlite(e.to_string()))?;
+        known.retain(|d| d.to_string().starts_with(&p));
+        match known.as_slice() {
+            [] => Err(ResolveError::NotFound(prefix.to_string(), "device")),
+            [one] => Ok(*one),
+            many => Err(ResolveError::Ambiguous(
+                prefix.to_string(),
+                many.len(),
+                "device",
+            )),
+        }
+    }
+
+    /// Every device this node has seen: itself, and the authors and assignees of records.
+    pub fn known_devices(&self) -> rusqlite::Result<Vec<DeviceId>> {
+        let mut stmt = self.store.conn().prepare(
+            "SELECT author FROM records UNION SELECT assignee FROM records
+             WHERE assignee IS NOT NULL",
+        )?;
+        let mut out: Vec<DeviceId> = stmt
+            .query_map([], |r| r.get::<_, String>(0))?
+            .filter_map(|r| r.ok().and_then(|s| s.parse().ok()))
+            .collect();
+        out.push(self.identity.device_id);
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
+    /// Visit logs matching `filter`, oldest first, from the index (no document is loaded).
+    pub fn list_visits(&self, filter: &VisitFilter) -> Result<Vec<records::Visit>, ReadError> {
+        let mut sql = String::from("SELECT summary FROM records WHERE kind = 1");
+        let mut args: Vec<rusqlite::types::Value> = Vec::new();
+        push_filter(&mut sql, &mut args, "grid = ?", filter.grid.clone());
+        push_filter(
+            &mut sql,
+            &mut args,
+            "author = ?",
+            filter.by.map(|d| d.to_string()),
+        );
+        push_filter(
+            &mut sql,
+            &mut args,
+            "at_ms >= ?",
+            filter.since.map(|t| t.millis()),
+        );
+        push_filter(
+            &mut sql,
+            &mut args,
+            "category = ?",
+            filter.category.map(|c| c.slug().to_string()),
+        );
+        self.query_summaries(sql, args)
+    }
+
+    /// Tickets matching `filter`, oldest first, from the index (no document is loaded).
+    pub fn list_tickets(&self, filter: &TicketFilter) -> Result<Vec<records::Ticket>, ReadError> {
+        let mut sql = String::from("SELECT summary FROM records WHERE kind = 2");
+        let mut args: Vec<rusqlite::types::Value> = Vec::new();
+        push_filter(
+            &mut sql,
+            &mut args,
+            "status = ?",
+            filter.status.map(|s| s.as_str().to_string()),
+        );
+        push_filter(
+            &mut sql,
+            &mut args,
+            "category = ?",
+            filter.category.map(|c| c.slug().to_string()),
+        );
+        push_filter(&mut sql, &mut args, "grid = ?", filter.grid.clone());
+        push_filter(
+            &mut sql,
+            &mut args,
+            "assignee = ?",
+            filter.assignee.map(|d| d.to_string()),
+        );
+        push_filter(
+            &mut sql,
+            &mut args,
+            "at_ms >= ?",
+            filter.since.map(|t| t.millis()),
+        );
+        self.query_summaries(sql, args)
+    }
+
+    fn query_summaries<T: serde::de::DeserializeOwned>(
+        &self,
+        mut sql: String,
+        args: Vec<rusqlite::types::Value>,
+    ) -> Result<Vec<T>, ReadError> {
+        sql.push_str(" ORDER BY at_ms, id");
+        let mut stmt = self.store.conn().prepare(&sql)?;
+        let rows = stmt.query_map(rusqlite::params_from_iter(args), |r| r.get::<_, String>(0))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let json = row?;
+            out.push(serde_json::from_str(&json).map_err(|e| ReadError::Index(e.to_string()))?);
+        }
+        Ok(out)
+    }
+
+    fn load(&self, id: DocId) -> Result<(DocHeader, AutoCommit), ReadError> {
+        let tx = self.store.conn();
+        let header = load_header_conn(tx, id)?;
+        let doc = load_doc(tx, id).map_err(|e| match e {
+            WriteError::Damaged(id, why) => ReadError::Damaged(id, why),
+            WriteError::Sqlite(e) => ReadError::Sqlite(e),
+            other => ReadError::Damaged(id, other.to_string()),
+        })?;
+        Ok((header, doc))
+    }
+
+    /// A visit log with its history and conflicts.
+    pub fn show_visit(&self, id: DocId) -> Result<records::VisitDetail, ReadError> {
+        let (header, mut doc) = self.load(id)?;
+        Ok(records::VisitDetail {
+            visit: records::read_visit(&doc, &header),
+            conflicts: records::read_conflicts(&doc, RecordKind::Visit),
+            history: records::read_history(&mut doc),
+        })
+    }
+
+    /// A ticket with its comments, linked visits, history and conflicts.
+    pub fn show_ticket(&self, id: DocId) -> Result<records::TicketDetail, ReadError> {
+        let (header, mut doc) = self.load(id)?;
+        let mut stmt = self
+            .store
+            .conn()
+            .prepare_cached("SELECT visit FROM links WHERE ticket = ?1 ORDER BY visit")?;
+        let visits = stmt
+            .query_map([id.to_string()], |r| r.get(0))?
+            .collect::<rusqlite::Result<Vec<String>>>()?;
+        Ok(records::TicketDetail {
+            ticket: records::read_ticket(&doc, &header),
+            comments: records::read_comments(&doc),
+            visits,
+            conflicts: records::read_conflicts(&doc, RecordKind::Ticket),
+            history: records::read_history(&mut doc),
+        })
+    }
+
+    /// How many records of each kind the store holds: (tickets, visits).
+    pub fn record_counts(&self) -> rusqlite::Result<(u64, u64)> {
+        self.store.conn().query_row(
+            "SELECT COALESCE(SUM(kind = 2), 0), COALESCE(SUM(kind = 1), 0) FROM records",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+    }
+
+    /// The header and every stored signed change of one document, in the order stored.
+    pub fn doc_changes(&self, id: DocId) -> Result<DocChanges, ReadError> {
+        let header = load_header_conn(self.store.conn(), id)?;
+        let mut stmt = self.store.conn().prepare_cached(
+            "SELECT hash, signer, signature, bytes FROM changes WHERE doc_id = ?1 ORDER BY rowid",
+        )?;
+        let rows = stmt.query_map([id.as_bytes().as_slice()], row_to_envelope(id))?;
+        let mut changes = Vec::new();
+        for row in rows {
+            changes.push(row?.map_err(ReadError::Index)?);
+        }
+        Ok(DocChanges { header, changes })
+    }
+
+    /// Stores changes that came from elsewhere, after checking each one: the document id is
+    /// derived from the header, the envelope verifies strictly for this node's site, a visit
+    /// log is changed only by its author, a document is started only by its author, and
+    /// every dependency is present. Accepted changes commit in one transaction; refused
+    /// ones are reported and never stop the others.
+    pub fn ingest(&mut self, batch: Vec<DocChanges>) -> Result<IngestReport, WriteError> {
+        let mut report = IngestReport::default();
+        let site = self.identity.site_id;
+        let tx = self.store.write()?;
+        for DocChanges { header, changes } in batch {
+            let doc_id = header.doc_id();
+            let mut verified = Vec::new();
+            for env in changes {
+                let (doc, hash) = (env.doc, env.hash);
+                let reject = |reason: String| Rejection { doc, hash, reason };
+                if env.doc != doc_id {
+                    report.rejected.push(reject(
+                        "change is not for the document its header names".into(),
+                    ));
+                    continue;
+                }
+                if has_change(&tx, &env.hash)? {
+                    report.duplicate += 1;
+                    continue;
+                }
+                match env.verify(site) {
+                    Ok(v) => {
+                        if let Err(why) = may_write(&header, &v) {
+                            report.rejected.push(reject(why));
+                        } else {
+                            verified.push(v);
+                        }
+                    }
+                    Err(e) => report.rejected.push(reject(e.to_string())),
+                }
+            }
+            if verified.is_empty() {
+                continue;
+            }
+            let mut doc = match load_header(&tx, doc_id) {
+                Ok(_) => load_doc(&tx, doc_id)?,
+                Err(WriteError::NotAllowed(_)) => AutoCommit::new(),
+                Err(e) => return Err(e),
+            };
+            let changes: Vec<automerge::Change> =
+                verified.iter().map(|v| v.change.clone()).collect();
+            let applied = catch_unwind(AssertUnwindSafe(|| doc.apply_changes(changes)));
+            if !matches!(applied, Ok(Ok(()))) {
+                for v in verified {
+                    report.rejected.push(Rejection {
+                        doc: doc_id,
+                        hash: v.envelope.hash,
+                        reason: "Automerge could not apply the change".into(),
+                    });
+                }
+                continue;
+            }
+            let mut stored = Vec::new();
+            for v in verified {
+                if doc.get_change_by_hash(&v.envelope.hash.into()).is_some() {
+                    stored.push(NewChange {
+                        seq: v.change.seq(),
+                        env: v.envelope,
+                    });
+                } else {
+                    report.rejected.push(Rejection {
+                        doc: doc_id,
+                        hash: v.envelope.hash,
+                        reason: "missing dependencies".into(),
+                    });
+                }
+            }
+            if stored.is_empty() {
+                continue;
+            }
+            report.accepted += stored.len();
+            persist(&tx, &header, &mut doc, &stored)?;
+        }
+        tx.commit()?;
+        Ok(report)
+    }
+
+    /// Re-checks every stored change (size, decoding, hash, actor binding, strict
+    /// signature), every document snapshot against its changes, and SQLite's integrity.
+    pub fn verify(&self) -> Result<VerifyReport, ReadError> {
+        let conn = self.store.conn();
+        let mut report = VerifyReport::default();
+        let integrity: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
+        if integrity != "ok" {
+            report.bad += 1;
+            report
+                .problems
+                .push(format!("SQLite integrity check: {integrity}"));
+        }
+        let site = self.identity.site_id;
+        let mut stmt = conn.prepare(
+            "SELECT doc_id, hash, signer, signature, bytes, actor, seq FROM changes ORDER BY rowid",
+        )?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            report.changes += 1;
+            let doc: Vec<u8> = row.get(0)?;
+            let hash: Vec<u8> = row.get(1)?;
+            let problem = match DocId::from_slice(&doc) {
+                None => Some("malformed document id".to_string()),
+                Some(doc_id) => match row_to_envelope(doc_id)(row)? {
+                    Err(e) => Some(e),
+                    Ok(env) => match env.verify(site) {
+                        Err(e) => Some(e.to_string()),
+                        Ok(v) => {
+                            let actor: Vec<u8> = row.get(5)?;
+                            let seq: i64 = row.get(6)?;
+                            (actor != v.change.actor_id().to_bytes()
+                                || seq != v.change.seq() as i64)
+                                .then(|| "stored actor or seq does not match the change".into())
+                        }
+                    },
+                },
+            };
+            if let Some(p) = problem {
+                report.bad += 1;
+                report
+                    .problems
+                    .push(format!("change {}: {p}", hex::encode(&hash)));
+            }
+        }
+        // Every snapshot must hold exactly the changes stored for its document.
+        let mut stmt = conn.prepare("SELECT doc_id FROM docs")?;
+        let ids = stmt
+            .query_map([], |r| r.get::<_, Vec<u8>>(0))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let mut hashes = conn.prepare("SELECT hash FROM changes WHERE doc_id = ?1")?;
+        for raw in ids {
+            let Some(id) = DocId::from_slice(&raw) else {
+                report.bad += 1;
+                report.problems.push("malformed document id".into());
+                continue;
+            };
+            let stored: std::collections::BTreeSet<Vec<u8>> = hashes
+                .query_map([&raw], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            match load_doc(conn, id) {
+                Err(e) => {
+                    report.bad += 1;
+                    report.problems.push(e.to_string());
+                }
+                Ok(mut doc) => {
+                    let held: std::collections::BTreeSet<Vec<u8>> = doc
+                        .get_changes(&[])
+                        .iter()
+                        .map(|c| c.hash().0.to_vec())
+                        .collect();
+                    if held != stored {
+                        report.bad += 1;
+                        report.problems.push(format!(
+                            "record {id}: its snapshot does not match its stored changes"
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(report)
+    }
+}
+
+fn batch_error(len: usize, i: usize, e: WriteError) -> WriteError {
+    if len == 1 {
+        e
+    } else {
+        WriteError::InBatch {
+            index: i + 1,
+            source: Box::new(e),
+        }
+    }
+}
+
+fn push_filter<T: Into<rusqlite::types::Value>>(
+    sql: &mut String,
+    args: &mut Vec<rusqlite::types::Value>,
+    clause: &str,
+    value: Option<T>,
+) {
+    if let Some(v) = value {
+        sql.push_str(" AND ");
+        sql.push_str(clause);
+        args.push(v.into());
+    }
+}
+
+/// Who may write what: a document is started by its header's author, and a visit log is
+/// changed only by its author. (Stations may also change visit logs; membership and roles
+/// of other devices arrive with sites.)
+fn may_write(header: &DocHeader, v: &yizhan_protocol::VerifiedChange) -> Result<(), String> {
+    let signer = v.envelope.signer;
+    if v.change.deps().is_empty() && signer != header.author {
+        return Err("a record may only be started by its author".into());
+    }
+    if header.kind == RecordKind::Visit && signer != header.author {
+        return Err("only the visit's author or a station may change a visit log".into());
+    }
+    Ok(())
+}
+
+fn has_change(tx: &Transaction<'_>, hash: &ChangeHash) -> rusqlite::Result<bool> {
+    tx.prepare_cached("SELECT 1 FROM changes WHERE hash = ?1")?
+        .exists([hash.0.as_slice()])
+}
+
+type EnvelopeRow = Result<SignedChange, String>;
+
+fn row_to_envelope(doc: DocId) -> impl Fn(&rusqlite::Row<'_>) -> rusqlite::Result<EnvelopeRow> {
+    move |r| {
+        let hash: Vec<u8> = r.get("hash")?;
+        let signer: Vec<u8> = r.get("signer")?;
+        let signature: Vec<u8> = r.get("signature")?;
+        let bytes: Vec<u8> = r.get("bytes")?;
+        Ok((|| {
+            Ok(SignedChange {
+                doc,
+                hash: ChangeHash(hash.try_into().map_err(|_| "malformed hash")?),
+                signer: DeviceId::from_slice(&signer).map_err(|_| "malformed signer")?,
+                signature: signature.try_into().map_err(|_| "malformed signature")?,
+                bytes,
+            })
+        })()
+        .map_err(|e: &str| e.to_string()))
+    }
+}
+
+/// Makes one change on this node inside `tx`: loads the document (or starts it), runs
+/// `build` with this device as actor, commits, signs and persists.
+fn local_change(
+    tx: &Transaction<'_>,
+    key: &DeviceKey,
+    identity: &Identity,
+    header: DocHeader,
+    existing: Option<DocId>,
+    build: impl FnOnce(&mut AutoCommit) -> Result<String, automerge::AutomergeError>,
+) -> Result<(), WriteError> {
+    let doc_id = header.doc_id();
+    let mut doc = match existing {
+        Some(id) => load_doc(tx, id)?,
+        None => AutoCommit::new(),
+    };
+    doc.set_actor(ActorId::from(identity.device_id.as_bytes()));
+    let message = build(&mut doc)?;
+    let Some(_) = doc.commit_with(
+        CommitOptions::default()
+            .with_message(message)
+            .with_time(Time::now().millis()),
+    ) else {
+        return Ok(());
+    };
+    let change = doc
+        .get_last_local_change()
+        .expect("a commit that returned a hash made a local change");
+    let env = SignedChange::sign(key, identity.site_id, doc_id, &change);
+    persist(
+        tx,
+        &header,
+        &mut doc,
+        &[NewChange {
+            env,
+            seq: change.seq(),
+        }],
+    )?;
+    Ok(())
+}
+
+/// Stores new changes of one document, its new snapshot, and its index row.
+fn persist(
+    tx: &Transaction<'_>,
+    header: &DocHeader,
+    doc: &mut AutoCommit,
+    new: &[NewChange],
+) -> Result<(), WriteError> {
+    let doc_id = header.doc_id();
+    let now = now_ms();
+    let mut heads: Vec<[u8; 32]> = doc.get_heads().iter().map(|h| h.0).collect();
+    heads.sort();
+    let heads = heads.concat();
+    tx.prepare_cached(
+        "INSERT INTO docs(doc_id, kind, author, nonce, snapshot, heads, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT(doc_id) DO UPDATE SET snapshot = excluded.snapshot,
+             heads = excluded.heads, updated_at = excluded.updated_at",
+    )?
+    .execute(params![
+        doc_id.as_bytes().as_slice(),
+        header.kind.code(),
+        header.author.as_bytes().as_slice(),
+        header.nonce.as_slice(),
+        doc.save(),
+        heads,
+        now,
+    ])?;
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO changes(hash, doc_id, actor, seq, signer, signature, bytes, received_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?;
+    for c in new {
+        insert.execute(params![
+            c.env.hash.0.as_slice(),
+            doc_id.as_bytes().as_slice(),
+            c.env.signer.as_bytes().as_slice(),
+            c.seq as i64,
+            c.env.signer.as_bytes().as_slice(),
+            c.env.signature.as_slice(),
+            c.env.bytes,
+            now,
+        ])?;
+    }
+    materialize(tx, header, doc)?;
+    Ok(())
+}
+
+/// Rewrites a record's index row (and a visit's links) from its document.
+fn materialize(
+    tx: &Transaction<'_>,
+    header: &DocHeader,
+    doc: &AutoCommit,
+) -> Result<(), WriteError> {
+    let id = header.doc_id();
+    let id_text = id.to_string();
+    let (grid, category, status, assignee, at, summary) = match header.kind {
+        RecordKind::Visit => {
+            let v = records::read_visit(doc, header);
+            tx.prepare_cached("DELETE FROM links WHERE visit = ?1")?
+                .execute([&id_text])?;
+            let mut link = tx.prepare_cached("INSERT INTO links(visit, ticket) VALUES (?1, ?2)")?;
+            for t in &v.tickets {
+                link.execute([&id_text, t])?;
+            }
+            let summary = serde_json::to_string(&v).expect("records serialise");
+            (v.grid, v.category, None, None, v.visited_at, summary)
+        }
+        RecordKind::Ticket => {
+            let t = records::read_ticket(doc, header);
+            let summary = serde_json::to_string(&t).expect("records serialise");
+            (
+                t.grid,
+                t.category,
+                Some(t.status),
+                t.assignee,
+                t.opened_at,
+                summary,
+            )
+        }
+    };
+    let at_ms = at.parse::<Time>().map(Time::millis).unwrap_or(0);
+    tx.prepare_cached(
+        "INSERT INTO records(doc_id, id, kind, grid, category, author, status, assignee, at_ms, summary)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+         ON CONFLICT(doc_id) DO UPDATE SET grid = excluded.grid, category = excluded.category,
+             status = excluded.status, assignee = excluded.assignee, at_ms = excluded.at_ms,
+             summary = excluded.summary",
+    )?
+    .execute(params![
+        id.as_bytes().as_slice(),
+        id_text,
+        header.kind.code(),
+        grid,
+        category,
+        header.author.to_string(),
+        status,
+        assignee,
+        at_ms,
+        summary,
+    ])?;
+    Ok(())
+}
+
+/// The header of a stored document; `NotAllowed` when there is none.
+fn load_header(tx: &Transaction<'_>, id: DocId) -> Result<DocHeader, WriteError> {
+    match load_header_conn(tx, id) {
+        Ok(h) => Ok(h),
+        Err(ReadError::Sqlite(rusqlite::Error::QueryReturnedNoRows)) => Err(
+            WriteError::NotAllowed(format!("no record {id} in this store")),
+        ),
+        Err(ReadError::Sqlite(e)) => Err(WriteError::Sqlite(e)),
+        Err(e) => Err(WriteError::Damaged(id, e.to_string())),
+    }
+}
+
+fn load_header_conn(conn: &rusqlite::Connection, id: DocId) -> Result<DocHeader, ReadError> {
+    let (kind, author, nonce): (u8, Vec<u8>, Vec<u8>) = conn
+        .prepare_cached("SELECT kind, author, nonce FROM docs WHERE doc_id = ?1")?
+        .query_row([id.as_bytes().as_slice()], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?;
+    let damaged = |why: &str| ReadError::Damaged(id, why.to_string());
+    let header = DocHeader {
+        kind: RecordKind::from_code(kind).ok_or_else(|| damaged("unknown kind"))?,
+        author: DeviceId::from_slice(&author).map_err(|_| damaged("malformed author"))?,
+        nonce: nonce.try_into().map_err(|_| damaged("malformed nonce"))?,
+    };
+    if header.doc_id() != id {
+        return Err(damaged("its id does not match its header"));
+    }
+    Ok(header)
+}
+
+fn load_doc(conn: &rusqlite::Connection, id: DocId) -> Result<AutoCommit, WriteError> {
+    let snapshot: Option<Vec<u8>> = conn
+        .prepare_cached("SELECT snapshot FROM docs WHERE doc_id = ?1")?
+        .query_row([id.as_bytes().as_slice()], |r| r.get(0))
+        .optional()?;
+    let snapshot =
+        snapshot.ok_or_else(|| WriteError::NotAllowed(format!("no record {id} in this store")))?;
+    match catch_unwind(|| AutoCommit::load(&snapshot)) {
+        Ok(Ok(doc)) => Ok(doc),
+        Ok(Err(e)) => Err(WriteError::Damaged(id, e.to_string())),
+        Err(_) => Err(WriteError::Damaged(
+            id,
+            "the snapshot cannot be loaded".into(),
+        )),
+    }
+}
+
+fn save_identity(tx: &Transaction<'_>, identity: &Identity) -> rusqlite::Result<()> {
+    set_meta(tx, "name", &identity.name)?;
+    set_meta(tx, "role", identity.role.as_str())?;
+    set_meta(
+        tx,
+        "site_id",
+        &identity.site_id.map(|s| s.to_string()).unwrap_or_default(),
+    )?;
+    set_meta(
+        tx,
+        "grids",
+        &serde_json::to_string(&identity.grids).expect("strings serialise"),
+    )?;
+    Ok(())
+}
+
+fn load_identity(store: &Store, key: &DeviceKey) -> Result<Identity, OpenError> {
+    let get = |k: &str| -> Result<String, OpenError> {
+        store
+            .meta(k)?
+            .ok_or_else(|| OpenError::Mismatch(format!("the store has no {k}")))
+    };
+    let device_id = key.device_id();
+    if get("device_id")? != device_id.to_string() {
+        return Err(OpenError::Mismatch("it was made for another device".into()));
+    }
+    let role = get("role")?;
+    let site = get("site_id")?;
+    Ok(Identity {
+        device_id,
+        name: get("name")?,
+        role: Role::parse(&role)
+            .ok_or_else(|| OpenError::Mismatch(format!("unknown role '{role}'")))?,
+        site_id: if site.is_empty() {
+            None
+        } else {
+            Some(
+                site.parse()
+                    .map_err(|_| OpenError::Mismatch("malformed site id".into()))?,
+            )
+        },
+        grids: serde_json::from_str(&get("grids")?)
+            .map_err(|_| OpenError::Mismatch("malformed grids".into()))?,
+    })
+}
+
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    if !dir.exists() {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+    } else {
+        let mut perms = fs::metadata(dir)?.permissions();
+        if perms.mode() & 0o077 != 0 {
+            perms.set_mode(0o700);
+            fs::set_permissions(dir, perms)?;
+        }
+    }
+    Ok(())
+}
+
+fn write_key_file(path: &Path, key: &DeviceKey) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("key.tmp");
+    let _ = fs::remove_file(&tmp);
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(hex::encode(key.seed()).as_bytes())?;
+    f.write_all(b"\n")?;
+    f.sync_all()?;
+    drop(f);
+    fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+fn read_key_file(path: &Path) -> Result<DeviceKey, OpenError> {
+    let bad = |reason: String| OpenError::KeyFile {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let text = fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+    let mut seed = [0u8; 32];
+    hex::decode_to_slice(text.trim(), &mut seed)
+        .map_err(|_| bad("not a 64-hex-character secret key".into()))?;
+    Ok(DeviceKey::from_seed(seed))
+}
+
+impl From<VerifyError> for WriteError {
+    fn from(e: VerifyError) -> Self {
+        WriteError::NotAllowed(e.to_string())
+    }
+}

@@ -1,0 +1,255 @@
+//! The vocabulary of records: service categories, ticket status and priority, and times.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, FixedOffset, Local, NaiveDate, SecondsFormat, TimeZone};
+
+/// One of the seven services of the community station.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Category {
+    /// 为民服务
+    ResidentServices,
+    /// 扶贫解困
+    PovertyRelief,
+    /// 家园共治
+    CoGovernance,
+    /// 城市管理
+    CityManagement,
+    /// 纠纷调解
+    DisputeMediation,
+    /// 政策咨询
+    PolicyConsultation,
+    /// 信息发布
+    Information,
+}
+
+impl Category {
+    /// All categories, in the station's order.
+    pub const ALL: [Category; 7] = [
+        Category::ResidentServices,
+        Category::PovertyRelief,
+        Category::CoGovernance,
+        Category::CityManagement,
+        Category::DisputeMediation,
+        Category::PolicyConsultation,
+        Category::Information,
+    ];
+
+    /// The slug used in JSON and in the documents.
+    pub fn slug(self) -> &'static str {
+        match self {
+            Category::ResidentServices => "resident-services",
+            Category::PovertyRelief => "poverty-relief",
+            Category::CoGovernance => "co-governance",
+            Category::CityManagement => "city-management",
+            Category::DisputeMediation => "dispute-mediation",
+            Category::PolicyConsultation => "policy-consultation",
+            Category::Information => "information",
+        }
+    }
+
+    /// The Chinese name.
+    pub fn zh(self) -> &'static str {
+        match self {
+            Category::ResidentServices => "为民服务",
+            Category::PovertyRelief => "扶贫解困",
+            Category::CoGovernance => "家园共治",
+            Category::CityManagement => "城市管理",
+            Category::DisputeMediation => "纠纷调解",
+            Category::PolicyConsultation => "政策咨询",
+            Category::Information => "信息发布",
+        }
+    }
+}
+
+/// A word that is not one of a fixed set of values.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {what} '{given}' (expected one of: {expected})")]
+pub struct UnknownValue {
+    /// What was being parsed.
+    pub what: &'static str,
+    /// What the user gave.
+    pub given: String,
+    /// The accepted values.
+    pub expected: String,
+}
+
+impl FromStr for Category {
+    type Err = UnknownValue;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let t = s.trim();
+        Category::ALL
+            .into_iter()
+            .find(|c| c.slug().eq_ignore_ascii_case(t) || c.zh() == t)
+            .ok_or_else(|| UnknownValue {
+                what: "category",
+                given: s.to_string(),
+                expected: Category::ALL
+                    .iter()
+                    .map(|c| format!("{} {}", c.slug(), c.zh()))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
+    }
+}
+
+impl fmt::Display for Category {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.slug())
+    }
+}
+
+macro_rules! word_enum {
+    ($(#[$m:meta])* $name:ident, $what:literal, { $($(#[$vm:meta])* $var:ident => $word:literal),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum $name { $($(#[$vm])* $var),+ }
+
+        impl $name {
+            /// Every value, in order.
+            pub const ALL: &'static [$name] = &[$($name::$var),+];
+            /// The word used in JSON and in the documents.
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$var => $word),+ }
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = UnknownValue;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                let t = s.trim();
+                $name::ALL.iter().copied().find(|v| v.as_str().eq_ignore_ascii_case(t)).ok_or_else(|| UnknownValue {
+                    what: $what,
+                    given: s.to_string(),
+                    expected: $name::ALL.iter().map(|v| v.as_str()).collect::<Vec<_>>().join(", "),
+                })
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+word_enum!(
+    /// Where a ticket stands.
+    Status, "status", {
+        /// Newly opened.
+        Open => "open",
+        /// Someone is working on it.
+        InProgress => "in_progress",
+        /// The need was met.
+        Resolved => "resolved",
+        /// Closed (archived); never deleted.
+        Closed => "closed",
+    }
+);
+
+word_enum!(
+    /// How urgent a ticket is.
+    Priority, "priority", {
+        /// Can wait.
+        Low => "low",
+        /// The default.
+        Normal => "normal",
+        /// Soon.
+        High => "high",
+        /// Now.
+        Urgent => "urgent",
+    }
+);
+
+/// A time as the user gave it: the instant plus the offset it was written in, so that it
+/// prints back the way it came in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Time(DateTime<FixedOffset>);
+
+/// A time that could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "malformed time '{0}' (expected RFC 3339 like 2026-11-27T09:30:00+08:00, or a date like 2026-11-27)"
+)]
+pub struct BadTime(pub String);
+
+impl Time {
+    /// The current time in the machine's time zone.
+    pub fn now() -> Self {
+        Time(Local::now().fixed_offset())
+    }
+
+    /// Milliseconds since the Unix epoch.
+    pub fn millis(self) -> i64 {
+        self.0.timestamp_millis()
+    }
+
+    /// The time at `millis` since the epoch, in UTC.
+    pub fn from_millis(millis: i64) -> Self {
+        Time(
+            DateTime::from_timestamp_millis(millis)
+                .unwrap_or_default()
+                .fixed_offset(),
+        )
+    }
+
+    /// RFC 3339, to the second (or finer if the input had fractions), `Z` for UTC.
+    pub fn to_rfc3339(self) -> String {
+        let fmt = if self.0.timestamp_subsec_nanos() == 0 {
+            SecondsFormat::Secs
+        } else {
+            SecondsFormat::AutoSi
+        };
+        self.0.to_rfc3339_opts(fmt, true)
+    }
+}
+
+impl FromStr for Time {
+    type Err = BadTime;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let t = s.trim();
+        if let Ok(dt) = DateTime::parse_from_rfc3339(t) {
+            return Ok(Time(dt));
+        }
+        if let Ok(date) = NaiveDate::parse_from_str(t, "%Y-%m-%d") {
+            // A plain date is midnight at the start of that day, in the machine's time zone.
+            let midnight = date.and_hms_opt(0, 0, 0).expect("midnight exists");
+            if let Some(dt) = Local.from_local_datetime(&midnight).earliest() {
+                return Ok(Time(dt.fixed_offset()));
+            }
+        }
+        Err(BadTime(s.to_string()))
+    }
+}
+
+impl fmt::Display for Time {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_rfc3339())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn categories_parse_from_slug_and_chinese() {
+        for c in Category::ALL {
+            assert_eq!(c.slug().parse::<Category>().unwrap(), c);
+            assert_eq!(c.zh().parse::<Category>().unwrap(), c);
+        }
+        assert!("welfare".parse::<Category>().is_err());
+    }
+
+    #[test]
+    fn times_keep_their_offset() {
+        let t: Time = "2026-11-20T09:30:00+08:00".parse().unwrap();
+        assert_eq!(t.to_string(), "2026-11-20T09:30:00+08:00");
+        let u: Time = "2026-11-20T01:30:00Z".parse().unwrap();
+        assert_eq!(t.millis(), u.millis());
+        assert!("2026-13-01".parse::<Time>().is_err());
+        assert!("yesterday".parse::<Time>().is_err());
+    }
+}

@@ -1,0 +1,668 @@
+//! The record model: how a visit log or a ticket is laid out in its Automerge document, and
+//! how the CLI-facing objects are read back out of it.
+//!
+//! Root of every record document:
+//!
+//! | key | type | visit | ticket |
+//! | --- | --- | --- | --- |
+//! | `kind` | str | `"visit"` | `"ticket"` |
+//! | `household`, `grid`, `category`, `note` | str | yes | yes |
+//! | `needs`, `visited_at` | str | yes | |
+//! | `residents` | list of str | yes | |
+//! | `tickets` | map ticket id → true | yes | |
+//! | `title`, `status`, `priority`, `assignee`, `opened_at` | str | | yes |
+//! | `comments` | list of map {author, text, at} | | yes |
+//!
+//! Scalar fields are registers: two concurrent writes of one field are both kept by
+//! Automerge, one wins for display, and both are reported under `conflicts`. The author of a
+//! visit and the opener of a ticket are not fields: they are the document header's author,
+//! bound into the record id, so no later change can alter them.
+
+use automerge::transaction::Transactable;
+use automerge::{AutoCommit, ObjType, ROOT, ReadDoc, ScalarValue, Value};
+use serde::{Deserialize, Serialize};
+use yizhan_protocol::{DeviceId, DocHeader, DocId, RecordKind};
+
+use crate::model::{Category, Priority, Status, Time};
+
+/// Longest accepted short text field (household, title, grid, names), in bytes.
+pub const MAX_SHORT_TEXT: usize = 1024;
+/// Longest accepted long text field (note, needs, comment), in bytes.
+pub const MAX_LONG_TEXT: usize = 64 * 1024;
+/// Most residents one visit may name.
+pub const MAX_RESIDENTS: usize = 100;
+
+/// The scalar fields of a visit log, in display order.
+pub const VISIT_FIELDS: &[&str] = &[
+    "household",
+    "grid",
+    "category",
+    "note",
+    "needs",
+    "visited_at",
+];
+/// The scalar fields of a ticket, in display order.
+pub const TICKET_FIELDS: &[&str] = &[
+    "title",
+    "status",
+    "category",
+    "priority",
+    "household",
+    "grid",
+    "assignee",
+    "note",
+    "opened_at",
+];
+
+/// A visit log as `visit list --json` prints it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Visit {
+    /// Record id (32 hex).
+    pub id: String,
+    /// The household visited.
+    pub household: String,
+    /// The grid the record belongs to.
+    pub grid: Option<String>,
+    /// Service category slug.
+    pub category: Option<String>,
+    /// Free text.
+    pub note: Option<String>,
+    /// Residents met.
+    pub residents: Vec<String>,
+    /// What the household needs.
+    pub needs: Option<String>,
+    /// When the visit happened (RFC 3339).
+    pub visited_at: String,
+    /// Device id of the volunteer who logged it.
+    pub author: String,
+    /// Ids of linked tickets.
+    pub tickets: Vec<String>,
+}
+
+/// A ticket as `ticket list --json` prints it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Ticket {
+    /// Record id (32 hex).
+    pub id: String,
+    /// Short title.
+    pub title: String,
+    /// `open`, `in_progress`, `resolved`, `closed`.
+    pub status: String,
+    /// Service category slug.
+    pub category: Option<String>,
+    /// `low`, `normal`, `high`, `urgent`.
+    pub priority: String,
+    /// The household concerned.
+    pub household: Option<String>,
+    /// The grid the record belongs to.
+    pub grid: Option<String>,
+    /// Device id of the assignee.
+    pub assignee: Option<String>,
+    /// Device id of the member who opened it.
+    pub opened_by: String,
+    /// When it was opened (RFC 3339).
+    pub opened_at: String,
+    /// Free text.
+    pub note: Option<String>,
+}
+
+/// One entry of a record's history: one signed change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    /// The change hash.
+    pub hash: String,
+    /// Device id of its author.
+    pub author: String,
+    /// When its author made it (RFC 3339, author's clock).
+    pub at: String,
+    /// What it changed.
+    pub message: String,
+}
+
+/// A field with concurrent values.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Conflict {
+    /// The field name.
+    pub field: String,
+    /// Every concurrent value; the first is the one shown.
+    pub values: Vec<String>,
+}
+
+/// A comment on a ticket.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Comment {
+    /// Device id of its author.
+    pub author: String,
+    /// The text.
+    pub text: String,
+    /// When (RFC 3339).
+    pub at: String,
+}
+
+/// A visit with everything `visit show` prints.
+#[derive(Debug, Clone, Serialize)]
+pub struct VisitDetail {
+    /// The list object.
+    #[serde(flatten)]
+    pub visit: Visit,
+    /// Oldest first.
+    pub history: Vec<HistoryEntry>,
+    /// Fields edited concurrently.
+    pub conflicts: Vec<Conflict>,
+}
+
+/// A ticket with everything `ticket show` prints.
+#[derive(Debug, Clone, Serialize)]
+pub struct TicketDetail {
+    /// The list object.
+    #[serde(flatten)]
+    pub ticket: Ticket,
+    /// Oldest first.
+    pub comments: Vec<Comment>,
+    /// Ids of visit logs linked to this ticket.
+    pub visits: Vec<String>,
+    /// Oldest first.
+    pub history: Vec<HistoryEntry>,
+    /// Fields edited concurrently.
+    pub conflicts: Vec<Conflict>,
+}
+
+/// A record's fields, checked. Built by [`NewVisit`] and friends.
+#[derive(Debug, Clone, Default)]
+pub struct NewVisit {
+    /// Required, not empty.
+    pub household: String,
+    /// Grid; the node fills in its first grid when `None`.
+    pub grid: Option<String>,
+    /// Category.
+    pub category: Option<Category>,
+    /// Note.
+    pub note: Option<String>,
+    /// Residents met.
+    pub residents: Vec<String>,
+    /// Needs.
+    pub needs: Option<String>,
+    /// When; now when `None`.
+    pub visited_at: Option<Time>,
+    /// Tickets to link.
+    pub tickets: Vec<DocId>,
+}
+
+/// Changes to a visit log; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct VisitEdit {
+    /// New household.
+    pub household: Option<String>,
+    /// New grid.
+    pub grid: Option<String>,
+    /// New category.
+    pub category: Option<Category>,
+    /// New note.
+    pub note: Option<String>,
+    /// Replaces the residents.
+    pub residents: Option<Vec<String>>,
+    /// New needs.
+    pub needs: Option<String>,
+    /// New visit time.
+    pub visited_at: Option<Time>,
+    /// Tickets to link (added to those already linked).
+    pub link_tickets: Vec<DocId>,
+}
+
+/// A new ticket.
+#[derive(Debug, Clone, Default)]
+pub struct NewTicket {
+    /// Required, not empty.
+    pub title: String,
+    /// Category.
+    pub category: Option<Category>,
+    /// Household.
+    pub household: Option<String>,
+    /// Grid; the node fills in its first grid when `None`.
+    pub grid: Option<String>,
+    /// Priority; `normal` when `None`.
+    pub priority: Option<Priority>,
+    /// Status; `open` when `None` (import may carry another).
+    pub status: Option<Status>,
+    /// Assignee.
+    pub assignee: Option<DeviceId>,
+    /// Note.
+    pub note: Option<String>,
+    /// When opened; now when `None`.
+    pub opened_at: Option<Time>,
+}
+
+/// Changes to a ticket; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct TicketUpdate {
+    /// New status.
+    pub status: Option<Status>,
+    /// New assignee.
+    pub assignee: Option<DeviceId>,
+    /// New priority.
+    pub priority: Option<Priority>,
+    /// New title.
+    pub title: Option<String>,
+    /// New category.
+    pub category: Option<Category>,
+    /// New household.
+    pub household: Option<String>,
+    /// New grid.
+    pub grid: Option<String>,
+    /// New note.
+    pub note: Option<String>,
+}
+
+/// A record field that is not acceptable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FieldError {
+    /// A required text field is empty.
+    #[error("{0} must not be empty")]
+    Empty(&'static str),
+    /// A text field is too long.
+    #[error("{0} is too long (at most {1} bytes)")]
+    TooLong(&'static str, usize),
+    /// Too many entries.
+    #[error("too many {0} (at most {1})")]
+    TooMany(&'static str, usize),
+    /// The edit changes nothing.
+    #[error("nothing to change: give at least one field")]
+    NothingToChange,
+}
+
+fn check_text(field: &'static str, value: &str, max: usize) -> Result<(), FieldError> {
+    if value.len() > max {
+        return Err(FieldError::TooLong(field, max));
+    }
+    Ok(())
+}
+
+fn check_required(field: &'static str, value: &str) -> Result<(), FieldError> {
+    if value.trim().is_empty() {
+        return Err(FieldError::Empty(field));
+    }
+    check_text(field, value, MAX_SHORT_TEXT)
+}
+
+fn check_residents(residents: &[String]) -> Result<(), FieldError> {
+    if residents.len() > MAX_RESIDENTS {
+        return Err(FieldError::TooMany("residents", MAX_RESIDENTS));
+    }
+    for r in residents {
+        check_required("resident name", r)?;
+    }
+    Ok(())
+}
+
+fn check_opt(field: &'static str, value: &Option<String>, max: usize) -> Result<(), FieldError> {
+    value
+        .as_deref()
+        .map_or(Ok(()), |v| check_text(field, v, max))
+}
+
+fn check_grid(grid: &Option<String>) -> Result<(), FieldError> {
+    match grid {
+        Some(g) => check_required("grid", g),
+        None => Ok(()),
+    }
+}
+
+impl NewVisit {
+    /// Checks every field.
+    pub fn check(&self) -> Result<(), FieldError> {
+        check_required("household", &self.household)?;
+        check_grid(&self.grid)?;
+        check_opt("note", &self.note, MAX_LONG_TEXT)?;
+        check_opt("needs", &self.needs, MAX_LONG_TEXT)?;
+        check_residents(&self.residents)
+    }
+}
+
+impl VisitEdit {
+    /// Checks every field, and that something changes.
+    pub fn check(&self) -> Result<(), FieldError> {
+        if let Some(h) = &self.household {
+            check_required("household", h)?;
+        }
+        check_grid(&self.grid)?;
+        check_opt("note", &self.note, MAX_LONG_TEXT)?;
+        check_opt("needs", &self.needs, MAX_LONG_TEXT)?;
+        if let Some(r) = &self.residents {
+            check_residents(r)?;
+        }
+        let nothing = self.household.is_none()
+            && self.grid.is_none()
+            && self.category.is_none()
+            && self.note.is_none()
+            && self.residents.is_none()
+            && self.needs.is_none()
+            && self.visited_at.is_none()
+            && self.link_tickets.is_empty();
+        if nothing {
+            return Err(FieldError::NothingToChange);
+        }
+        Ok(())
+    }
+}
+
+impl NewTicket {
+    /// Checks every field.
+    pub fn check(&self) -> Result<(), FieldError> {
+        check_required("title", &self.title)?;
+        check_grid(&self.grid)?;
+        check_opt("household", &self.household, MAX_SHORT_TEXT)?;
+        check_opt("note", &self.note, MAX_LONG_TEXT)
+    }
+}
+
+impl TicketUpdate {
+    /// Checks every field, and that something changes.
+    pub fn check(&self) -> Result<(), FieldError> {
+        if let Some(t) = &self.title {
+            check_required("title", t)?;
+        }
+        check_grid(&self.grid)?;
+        check_opt("household", &self.household, MAX_SHORT_TEXT)?;
+        check_opt("note", &self.note, MAX_LONG_TEXT)?;
+        let nothing = self.status.is_none()
+            && self.assignee.is_none()
+            && self.priority.is_none()
+            && self.title.is_none()
+            && self.category.is_none()
+            && self.household.is_none()
+            && self.grid.is_none()
+            && self.note.is_none();
+        if nothing {
+            return Err(FieldError::NothingToChange);
+        }
+        Ok(())
+    }
+}
+
+/// Collects the names of the fields a change sets, for its history message.
+#[derive(Default)]
+struct Edits {
+    doc_fields: Vec<&'static str>,
+}
+
+impl Edits {
+    fn put(
+        &mut self,
+        doc: &mut AutoCommit,
+        field: &'static str,
+        value: Option<impl Into<String>>,
+    ) -> Result<(), automerge::AutomergeError> {
+        if let Some(v) = value {
+            doc.put(ROOT, field, v.into())?;
+            self.doc_fields.push(field);
+        }
+        Ok(())
+    }
+
+    fn message(&self, verb: &str) -> String {
+        if self.doc_fields.is_empty() {
+            verb.to_string()
+        } else {
+            format!("{verb}: {}", self.doc_fields.join(", "))
+        }
+    }
+}
+
+fn put_residents(
+    doc: &mut AutoCommit,
+    residents: &[String],
+) -> Result<(), automerge::AutomergeError> {
+    let list = doc.put_object(ROOT, "residents", ObjType::List)?;
+    for (i, r) in residents.iter().enumerate() {
+        doc.insert(&list, i, r.as_str())?;
+    }
+    Ok(())
+}
+
+fn link_tickets(doc: &mut AutoCommit, tickets: &[DocId]) -> Result<(), automerge::AutomergeError> {
+    let map = match doc.get(ROOT, "tickets")? {
+        Some((Value::Object(ObjType::Map), id)) => id,
+        _ => doc.put_object(ROOT, "tickets", ObjType::Map)?,
+    };
+    for t in tickets {
+        doc.put(&map, t.to_string(), true)?;
+    }
+    Ok(())
+}
+
+/// Writes a new visit log into an empty document; returns the history message.
+pub fn write_new_visit(
+    doc: &mut AutoCommit,
+    v: &NewVisit,
+    visited_at: Time,
+) -> Result<String, automerge::AutomergeError> {
+    let mut e = Edits::default();
+    doc.put(ROOT, "kind", RecordKind::Visit.name())?;
+    e.put(doc, "household", Some(v.household.as_str()))?;
+    e.put(doc, "grid", v.grid.as_deref())?;
+    e.put(doc, "category", v.category.map(|c| c.slug()))?;
+    e.put(doc, "note", v.note.as_deref())?;
+    e.put(doc, "needs", v.needs.as_deref())?;
+    e.put(doc, "visited_at", Some(visited_at.to_rfc3339()))?;
+    put_residents(doc, &v.residents)?;
+    link_tickets(doc, &v.tickets)?;
+    Ok("add visit".to_string())
+}
+
+/// Applies an edit to a visit log; returns the history message.
+pub fn write_visit_edit(
+    doc: &mut AutoCommit,
+    edit: &VisitEdit,
+) -> Result<String, automerge::AutomergeError> {
+    let mut e = Edits::default();
+    e.put(doc, "household", edit.household.as_deref())?;
+    e.put(doc, "grid", edit.grid.as_deref())?;
+    e.put(doc, "category", edit.category.map(|c| c.slug()))?;
+    e.put(doc, "note", edit.note.as_deref())?;
+    e.put(doc, "needs", edit.needs.as_deref())?;
+    e.put(doc, "visited_at", edit.visited_at.map(|t| t.to_rfc3339()))?;
+    if let Some(r) = &edit.residents {
+        put_residents(doc, r)?;
+        e.doc_fields.push("residents");
+    }
+    if !edit.link_tickets.is_empty() {
+        link_tickets(doc, &edit.link_tickets)?;
+        e.doc_fields.push("tickets");
+    }
+    Ok(e.message("edit visit"))
+}
+
+/// Writes a new ticket into an empty document; returns the history message.
+pub fn write_new_ticket(
+    doc: &mut AutoCommit,
+    t: &NewTicket,
+    opened_at: Time,
+) -> Result<String, automerge::AutomergeError> {
+    let mut e = Edits::default();
+    doc.put(ROOT, "kind", RecordKind::Ticket.name())?;
+    e.put(doc, "title", Some(t.title.as_str()))?;
+    e.put(
+        doc,
+        "status",
+        Some(t.status.unwrap_or(Status::Open).as_str()),
+    )?;
+    e.put(
+        doc,
+        "priority",
+        Some(t.priority.unwrap_or(Priority::Normal).as_str()),
+    )?;
+    e.put(doc, "category", t.category.map(|c| c.slug()))?;
+    e.put(doc, "household", t.household.as_deref())?;
+    e.put(doc, "grid", t.grid.as_deref())?;
+    e.put(doc, "assignee", t.assignee.map(|a| a.to_string()))?;
+    e.put(doc, "note", t.note.as_deref())?;
+    e.put(doc, "opened_at", Some(opened_at.to_rfc3339()))?;
+    doc.put_object(ROOT, "comments", ObjType::List)?;
+    Ok("open ticket".to_string())
+}
+
+/// Applies an update to a ticket; returns the history message.
+pub fn write_ticket_update(
+    doc: &mut AutoCommit,
+    u: &TicketUpdate,
+) -> Result<String, automerge::AutomergeError> {
+    let mut e = Edits::default();
+    e.put(doc, "status", u.status.map(|s| s.as_str()))?;
+    e.put(doc, "assignee", u.assignee.map(|a| a.to_string()))?;
+    e.put(doc, "priority", u.priority.map(|p| p.as_str()))?;
+    e.put(doc, "title", u.title.as_deref())?;
+    e.put(doc, "category", u.category.map(|c| c.slug()))?;
+    e.put(doc, "household", u.household.as_deref())?;
+    e.put(doc, "grid", u.grid.as_deref())?;
+    e.put(doc, "note", u.note.as_deref())?;
+    Ok(e.message("update ticket"))
+}
+
+/// Appends a comment to a ticket; returns the history message.
+pub fn write_comment(
+    doc: &mut AutoCommit,
+    author: DeviceId,
+    text: &str,
+    at: Time,
+) -> Result<String, automerge::AutomergeError> {
+    let list = match doc.get(ROOT, "comments")? {
+        Some((Value::Object(ObjType::List), id)) => id,
+        _ => doc.put_object(ROOT, "comments", ObjType::List)?,
+    };
+    let len = doc.length(&list);
+    let c = doc.insert_object(&list, len, ObjType::Map)?;
+    doc.put(&c, "author", author.to_string())?;
+    doc.put(&c, "text", text)?;
+    doc.put(&c, "at", at.to_rfc3339())?;
+    Ok("comment".to_string())
+}
+
+fn scalar_text(v: &Value<'_>) -> Option<String> {
+    match v {
+        Value::Scalar(s) => match s.as_ref() {
+            ScalarValue::Str(s) => Some(s.to_string()),
+            ScalarValue::Null => None,
+            other => Some(other.to_string()),
+        },
+        Value::Object(_) => None,
+    }
+}
+
+fn get_str(doc: &impl ReadDoc, obj: &automerge::ObjId, key: &str) -> Option<String> {
+    doc.get(obj, key)
+        .ok()
+        .flatten()
+        .and_then(|(v, _)| scalar_text(&v))
+}
+
+fn get_list(doc: &impl ReadDoc, key: &str) -> Vec<String> {
+    match doc.get(ROOT, key) {
+        Ok(Some((Value::Object(ObjType::List), id))) => doc
+            .list_range(&id, ..)
+            .filter_map(|item| scalar_text(&Value::from(item.value)))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn get_map_keys(doc: &impl ReadDoc, key: &str) -> Vec<String> {
+    match doc.get(ROOT, key) {
+        Ok(Some((Value::Object(ObjType::Map), id))) => doc.keys(&id).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Reads a visit log's list object.
+pub fn read_visit(doc: &impl ReadDoc, header: &DocHeader) -> Visit {
+    let mut tickets = get_map_keys(doc, "tickets");
+    tickets.sort();
+    Visit {
+        id: header.doc_id().to_string(),
+        household: get_str(doc, &ROOT, "household").unwrap_or_default(),
+        grid: get_str(doc, &ROOT, "grid"),
+        category: get_str(doc, &ROOT, "category"),
+        note: get_str(doc, &ROOT, "note"),
+        residents: get_list(doc, "residents"),
+        needs: get_str(doc, &ROOT, "needs"),
+        visited_at: get_str(doc, &ROOT, "visited_at").unwrap_or_default(),
+        author: header.author.to_string(),
+        tickets,
+    }
+}
+
+/// Reads a ticket's list object.
+pub fn read_ticket(doc: &impl ReadDoc, header: &DocHeader) -> Ticket {
+    Ticket {
+        id: header.doc_id().to_string(),
+        title: get_str(doc, &ROOT, "title").unwrap_or_default(),
+        status: get_str(doc, &ROOT, "status").unwrap_or_else(|| "open".into()),
+        category: get_str(doc, &ROOT, "category"),
+        priority: get_str(doc, &ROOT, "priority").unwrap_or_else(|| "normal".into()),
+        household: get_str(doc, &ROOT, "household"),
+        grid: get_str(doc, &ROOT, "grid"),
+        assignee: get_str(doc, &ROOT, "assignee"),
+        opened_by: header.author.to_string(),
+        opened_at: get_str(doc, &ROOT, "opened_at").unwrap_or_default(),
+        note: get_str(doc, &ROOT, "note"),
+    }
+}
+
+/// Reads a ticket's comments, in list order.
+pub fn read_comments(doc: &impl ReadDoc) -> Vec<Comment> {
+    let Ok(Some((Value::Object(ObjType::List), list))) = doc.get(ROOT, "comments") else {
+        return Vec::new();
+    };
+    doc.list_range(&list, ..)
+        .filter_map(|item| match Value::from(item.value.clone()) {
+            Value::Object(ObjType::Map) => {
+                let id = item.id();
+                Some(Comment {
+                    author: get_str(doc, &id, "author").unwrap_or_default(),
+                    text: get_str(doc, &id, "text").unwrap_or_default(),
+                    at: get_str(doc, &id, "at").unwrap_or_default(),
+                })
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// The fields of `kind` that hold more than one concurrent value.
+pub fn read_conflicts(doc: &impl ReadDoc, kind: RecordKind) -> Vec<Conflict> {
+    let fields = match kind {
+        RecordKind::Visit => VISIT_FIELDS,
+        RecordKind::Ticket => TICKET_FIELDS,
+    };
+    let mut out = Vec::new();
+    for field in fields {
+        let all = doc.get_all(ROOT, *field).unwrap_or_default();
+        if all.len() > 1 {
+            // Show the winning value first, as `get` does.
+            let winner = get_str(doc, &ROOT, field);
+            let mut values: Vec<String> = all.iter().filter_map(|(v, _)| scalar_text(v)).collect();
+            if let Some(w) = winner
+                && let Some(pos) = values.iter().position(|v| *v == w)
+            {
+                values.swap(0, pos);
+            }
+            out.push(Conflict {
+                field: field.to_string(),
+                values,
+            });
+        }
+    }
+    out
+}
+
+/// A record's history, one entry per change, in causal order (oldest first).
+pub fn read_history(doc: &mut AutoCommit) -> Vec<HistoryEntry> {
+    doc.get_changes(&[])
+        .iter()
+        .map(|c| HistoryEntry {
+            hash: hex::encode(c.hash().0),
+            author: hex::encode(c.actor_id().to_bytes()),
+            at: Time::from_millis(c.timestamp()).to_rfc3339(),
+            message: c.message().unwrap_or_default().to_string(),
+        })
+        .collect()
+}

@@ -1,0 +1,191 @@
+//! The SQLite store: documents, their signed changes, and the materialised record index.
+//!
+//! What the store assumes of SQLite and of the disk is written down in `docs/design.md`.
+//! In short: WAL mode with `synchronous=FULL`, so a transaction that returned from `COMMIT`
+//! has been fsynced and survives power loss; every write is one `BEGIN IMMEDIATE`
+//! transaction that reads the latest state inside the write lock, so the CLI and a running
+//! daemon can write the same store without ever giving two changes the same (actor, seq).
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior};
+
+/// `PRAGMA application_id` of a yizhan store ("YZHN").
+pub const APPLICATION_ID: i64 = 0x595A_484E;
+
+/// The schema, one migration per step. `user_version` is the number of steps applied.
+const MIGRATIONS: &[&str] = &[
+    // 1: the first schema.
+    r#"
+    CREATE TABLE meta (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    -- One row per record document. `snapshot` is Automerge's save() of the document as of
+    -- every change in `changes` for it, so that a document loads without replaying history.
+    CREATE TABLE docs (
+        doc_id     BLOB PRIMARY KEY,     -- 16 bytes, derived from (kind, author, nonce)
+        kind       INTEGER NOT NULL,     -- 1 visit, 2 ticket
+        author     BLOB NOT NULL,        -- 32-byte device id of the record's maker
+        nonce      BLOB NOT NULL,        -- 16 bytes
+        snapshot   BLOB NOT NULL,
+        heads      BLOB NOT NULL,        -- sorted 32-byte change hashes, concatenated
+        updated_at INTEGER NOT NULL      -- ms since epoch, local clock
+    );
+    -- Every change exactly as its author signed it, so it can be relayed unchanged.
+    CREATE TABLE changes (
+        hash        BLOB PRIMARY KEY,    -- Automerge change hash (SHA-256)
+        doc_id      BLOB NOT NULL REFERENCES docs(doc_id),
+        actor       BLOB NOT NULL,       -- Automerge actor id; equals signer
+        seq         INTEGER NOT NULL,
+        signer      BLOB NOT NULL,       -- 32-byte device id
+        signature   BLOB NOT NULL,       -- 64-byte ed25519 signature
+        bytes       BLOB NOT NULL,       -- raw Automerge change chunk
+        received_at INTEGER NOT NULL,    -- ms since epoch, local clock
+        UNIQUE (doc_id, actor, seq)
+    );
+    CREATE INDEX changes_by_doc ON changes(doc_id);
+    -- The materialised index of records: what `list` reads without loading documents.
+    CREATE TABLE records (
+        doc_id   BLOB PRIMARY KEY REFERENCES docs(doc_id),
+        id       TEXT NOT NULL UNIQUE,   -- hex of doc_id, for prefix look-ups
+        kind     INTEGER NOT NULL,
+        grid     TEXT,
+        category TEXT,
+        author   TEXT NOT NULL,          -- hex device id (visit author, ticket opener)
+        status   TEXT,
+        assignee TEXT,
+        at_ms    INTEGER NOT NULL,       -- visited_at / opened_at
+        summary  TEXT NOT NULL           -- the record as `list --json` prints it
+    );
+    CREATE INDEX records_by_kind_time ON records(kind, at_ms);
+    -- Visit → ticket links, from each visit log's `tickets` field.
+    CREATE TABLE links (
+        visit  TEXT NOT NULL,
+        ticket TEXT NOT NULL,
+        PRIMARY KEY (visit, ticket)
+    );
+    CREATE INDEX links_by_ticket ON links(ticket, visit);
+    "#,
+];
+
+/// Why a store could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The file exists but is not a SQLite database.
+    #[error("{0} is not a yizhan store (unreadable or not a database)")]
+    NotADatabase(String),
+    /// The file is a SQLite database of some other program.
+    #[error("{0} is not a yizhan store (it belongs to another program)")]
+    Foreign(String),
+    /// The store was written by a newer yizhan.
+    #[error("the store has schema version {0}, newer than this yizhan understands")]
+    TooNew(i64),
+    /// SQLite failed.
+    #[error("cannot open the store: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+}
+
+/// An open store.
+pub struct Store {
+    conn: Connection,
+}
+
+impl Store {
+    /// Creates a new, empty store at `path` (which must not exist).
+    pub fn create(path: &Path) -> Result<Store, OpenError> {
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.pragma_update(None, "application_id", APPLICATION_ID)?;
+        Self::setup(conn, path)
+    }
+
+    /// Opens an existing store.
+    pub fn open(path: &Path) -> Result<Store, OpenError> {
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        Self::setup(conn, path)
+    }
+
+    fn setup(conn: Connection, path: &Path) -> Result<Store, OpenError> {
+        let shown = path.display().to_string();
+        conn.busy_timeout(Duration::from_secs(30))?;
+        let app_id: i64 = match conn.pragma_query_value(None, "application_id", |r| r.get(0)) {
+            Ok(v) => v,
+            Err(e) if is_not_a_database(&e) => return Err(OpenError::NotADatabase(shown)),
+            Err(e) => return Err(e.into()),
+        };
+        if app_id != APPLICATION_ID {
+            return Err(OpenError::Foreign(shown));
+        }
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        // FULL: in WAL mode this fsyncs the WAL on every commit, so a commit survives power
+        // loss (NORMAL would not).
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        let mut store = Store { conn };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn migrate(&mut self) -> Result<(), OpenError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        let target = MIGRATIONS.len() as i64;
+        if version > target {
+            return Err(OpenError::TooNew(version));
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Starts a write transaction that holds the write lock from its first statement
+    /// (`BEGIN IMMEDIATE`), so that what it reads is still the latest when it commits.
+    pub fn write(&mut self) -> rusqlite::Result<Transaction<'_>> {
+        self.conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+    }
+
+    /// The connection, for reads.
+    pub fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// Reads one `meta` value.
+    pub fn meta(&self, key: &str) -> rusqlite::Result<Option<String>> {
+        self.conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()
+    }
+}
+
+/// Sets one `meta` value inside a transaction.
+pub fn set_meta(tx: &Transaction<'_>, key: &str, value: &str) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT INTO meta(key, value) VALUES (?1, ?2)
+         ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        [key, value],
+    )?;
+    Ok(())
+}
+
+fn is_not_a_database(e: &rusqlite::Error) -> bool {
+    matches!(
+        e,
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.code == rusqlite::ErrorCode::NotADatabase
+    )
+}
