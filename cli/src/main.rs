@@ -1,1 +1,44 @@
-fn main() {}
+//! `yizhan`: the command-line face of a yizhan node.
+//!
+//! The outside of this binary is fixed by `shared/contract/cli.md`. `main` parses the
+//! command line (usage errors exit 2), runs the command in [`try_main`], and turns any
+//! error into one line on stderr and exit code 1.
+//!
+//! - `args`: the clap definitions (the only place that knows clap).
+//! - `commands`: one function per command, calling `yizhan_node::Node`.
+//! - `output`: JSON and human output (tables that line up Chinese text).
+
+mod args;
+mod commands;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = args::Cli::parse();
+    init_logging();
+    match try_main(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line: the error and its causes, joined.
+            let msg = format!("{e:#}").replace('\n', " ");
+            eprintln!("error: {msg}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn try_main(cli: args::Cli) -> anyhow::Result<()> {
+    commands::run(cli)
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("YIZHAN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use chrono::{DateTime, FixedOffset, Local, NaiveDate, SecondsFormat, TimeZone};
+use chrono::{DateTime, FixedOffset, Local, NaiveDate, SecondsFormat, TimeZone, Timelike};
 
 /// One of the seven services of the community station.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -176,9 +176,10 @@ pub struct Time(DateTime<FixedOffset>);
 pub struct BadTime(pub String);
 
 impl Time {
-    /// The current time in the machine's time zone.
+    /// The current time in the machine's time zone, to the second.
     pub fn now() -> Self {
-        Time(Local::now().fixed_offset())
+        let now = Local::now().fixed_offset();
+        Time(now.with_nanosecond(0).unwrap_or(now))
     }
 
     /// Milliseconds since the Unix epoch.

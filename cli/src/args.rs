@@ -1,0 +1,272 @@
+//! The command line, as clap sees it. Only this crate knows clap.
+//!
+//! Values with a meaning of their own (categories, times, statuses, ids) are taken as
+//! text here and parsed by the command, so that a bad value is a failed command (exit 1)
+//! with a clear reason, while a malformed command line is a usage error (exit 2).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// yizhan (驿站): offline-first records for community grid volunteers.
+#[derive(Debug, Parser)]
+#[command(name = "yizhan", version, about, propagate_version = true)]
+pub struct Cli {
+    /// The node's home directory (key, store, config).
+    #[arg(long, global = true, env = "YIZHAN_HOME", value_name = "DIR")]
+    pub home: Option<PathBuf>,
+    /// Print exactly one JSON value on stdout.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create this node's home: a new device key and an empty store.
+    Init(InitArgs),
+    /// Show this node's identity.
+    Id,
+    /// Log and look up home visits.
+    #[command(subcommand)]
+    Visit(VisitCommand),
+    /// Open and work service tickets.
+    #[command(subcommand)]
+    Ticket(TicketCommand),
+    /// Re-check every stored change and the store's integrity.
+    Verify,
+    /// Write all records of one kind to a file.
+    Export(ExportArgs),
+    /// Add the records in a file as this node's own.
+    Import(ImportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// A name for this device, e.g. the volunteer's name.
+    #[arg(long)]
+    pub name: String,
+    /// Also create a new site whose root of trust is this device.
+    #[arg(long)]
+    pub station: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VisitCommand {
+    /// Log a home visit.
+    Add(VisitAddArgs),
+    /// List visit logs.
+    List(VisitListArgs),
+    /// Show one visit log with its history.
+    Show {
+        /// Visit id or a unique prefix (6+ characters).
+        id: String,
+    },
+    /// Change a visit log (its author or a station only).
+    Edit(VisitEditArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct VisitAddArgs {
+    /// The household visited (address or name).
+    #[arg(long)]
+    pub household: String,
+    /// Grid; defaults to this volunteer's first grid.
+    #[arg(long)]
+    pub grid: Option<String>,
+    /// Service category (slug or Chinese name).
+    #[arg(long)]
+    pub category: Option<String>,
+    /// Free text.
+    #[arg(long)]
+    pub note: Option<String>,
+    /// A resident met (repeat for several).
+    #[arg(long = "resident", value_name = "NAME")]
+    pub residents: Vec<String>,
+    /// What the household needs.
+    #[arg(long)]
+    pub needs: Option<String>,
+    /// When the visit happened (RFC 3339 or YYYY-MM-DD); now by default.
+    #[arg(long, value_name = "TIME")]
+    pub at: Option<String>,
+    /// Link the visit to a ticket (id or prefix; repeatable).
+    #[arg(long = "ticket", value_name = "ID")]
+    pub tickets: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct VisitListArgs {
+    /// Only this grid.
+    #[arg(long)]
+    pub grid: Option<String>,
+    /// Only visits logged by this device (id or prefix).
+    #[arg(long, value_name = "DEVICE_ID")]
+    pub by: Option<String>,
+    /// Only visits at or after this time.
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Only this category.
+    #[arg(long)]
+    pub category: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct VisitEditArgs {
+    /// Visit id or a unique prefix.
+    pub id: String,
+    /// New household.
+    #[arg(long)]
+    pub household: Option<String>,
+    /// Move to another grid.
+    #[arg(long)]
+    pub grid: Option<String>,
+    /// New category.
+    #[arg(long)]
+    pub category: Option<String>,
+    /// New note.
+    #[arg(long)]
+    pub note: Option<String>,
+    /// New needs.
+    #[arg(long)]
+    pub needs: Option<String>,
+    /// Replace the residents (repeat for several).
+    #[arg(long = "resident", value_name = "NAME")]
+    pub residents: Vec<String>,
+    /// New visit time.
+    #[arg(long, value_name = "TIME")]
+    pub at: Option<String>,
+    /// Link a ticket (repeatable).
+    #[arg(long = "ticket", value_name = "ID")]
+    pub tickets: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TicketCommand {
+    /// Open a service ticket.
+    Open(TicketOpenArgs),
+    /// Change a ticket's status, assignee, priority or title.
+    Update(TicketUpdateArgs),
+    /// Comment on a ticket.
+    Comment {
+        /// Ticket id or a unique prefix.
+        id: String,
+        /// The comment.
+        text: String,
+    },
+    /// List tickets.
+    List(TicketListArgs),
+    /// Show one ticket with comments, visits, history and conflicts.
+    Show {
+        /// Ticket id or a unique prefix.
+        id: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct TicketOpenArgs {
+    /// What is needed, in a few words.
+    #[arg(long)]
+    pub title: String,
+    /// Service category (slug or Chinese name).
+    #[arg(long)]
+    pub category: Option<String>,
+    /// The household concerned.
+    #[arg(long)]
+    pub household: Option<String>,
+    /// Grid; defaults to this volunteer's first grid.
+    #[arg(long)]
+    pub grid: Option<String>,
+    /// low, normal (default), high or urgent.
+    #[arg(long)]
+    pub priority: Option<String>,
+    /// Free text.
+    #[arg(long)]
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct TicketUpdateArgs {
+    /// Ticket id or a unique prefix.
+    pub id: String,
+    /// open, in_progress, resolved or closed.
+    #[arg(long)]
+    pub status: Option<String>,
+    /// Assign to a device (id or prefix).
+    #[arg(long, value_name = "DEVICE_ID")]
+    pub assign: Option<String>,
+    /// low, normal, high or urgent.
+    #[arg(long)]
+    pub priority: Option<String>,
+    /// New title.
+    #[arg(long)]
+    pub title: Option<String>,
+    /// New category.
+    #[arg(long)]
+    pub category: Option<String>,
+    /// New household.
+    #[arg(long)]
+    pub household: Option<String>,
+    /// Move to another grid.
+    #[arg(long)]
+    pub grid: Option<String>,
+    /// New note.
+    #[arg(long)]
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct TicketListArgs {
+    /// Only this status.
+    #[arg(long)]
+    pub status: Option<String>,
+    /// Only this category.
+    #[arg(long)]
+    pub category: Option<String>,
+    /// Only this grid.
+    #[arg(long)]
+    pub grid: Option<String>,
+    /// Only tickets assigned to this device (id or prefix).
+    #[arg(long, value_name = "DEVICE_ID")]
+    pub assignee: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Kind {
+    Visits,
+    Tickets,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum FileFormat {
+    Csv,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Which records.
+    #[arg(long)]
+    pub kind: Kind,
+    /// File format.
+    #[arg(long)]
+    pub format: FileFormat,
+    /// Write to this file (replaced atomically) instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Only records at or after this time (visited_at / opened_at).
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// Which records.
+    #[arg(long)]
+    pub kind: Kind,
+    /// File format.
+    #[arg(long)]
+    pub format: FileFormat,
+    /// The file to import.
+    pub file: PathBuf,
+}

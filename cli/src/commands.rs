@@ -1,0 +1,454 @@
+//! One function per command. Each opens the node, parses its values (a bad value is an
+//! error, exit 1, before anything is written), calls the node, and prints the result.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, anyhow, bail};
+use serde_json::json;
+use yizhan_node::Node;
+use yizhan_node::exchange::{self, Format};
+use yizhan_node::home::{InitConfig, InitSeed, TicketFilter, VisitFilter};
+use yizhan_node::model::{Category, Priority, Status, Time};
+use yizhan_node::records::{NewTicket, NewVisit, TicketUpdate, VisitEdit};
+use yizhan_protocol::{DocId, RecordKind};
+
+use crate::args::*;
+use crate::output::{self, Out, print_fields, print_table, table};
+
+/// Runs one parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let home = resolve_home(cli.home)?;
+    let out = Out { json: cli.json };
+    match cli.command {
+        Command::Init(args) => init(&home, &out, args),
+        Command::Id => id(&open(&home)?, &out),
+        Command::Visit(cmd) => visit(&mut open(&home)?, &out, cmd),
+        Command::Ticket(cmd) => ticket(&mut open(&home)?, &out, cmd),
+        Command::Verify => verify(&open(&home)?, &out),
+        Command::Export(args) => export(&open(&home)?, &out, args),
+        Command::Import(args) => import(&mut open(&home)?, &out, args),
+    }
+}
+
+fn resolve_home(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    match flag {
+        Some(dir) if dir.as_os_str().is_empty() => bail!("--home must not be empty"),
+        Some(dir) => Ok(dir),
+        None => dirs::data_dir()
+            .map(|d| d.join("yizhan"))
+            .ok_or_else(|| anyhow!("no home directory: give --home DIR or set YIZHAN_HOME")),
+    }
+}
+
+fn open(home: &Path) -> anyhow::Result<Node> {
+    Ok(Node::open(home)?)
+}
+
+fn parse_opt<T: std::str::FromStr>(value: Option<String>) -> anyhow::Result<Option<T>>
+where
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    Ok(value.map(|v| v.parse::<T>()).transpose()?)
+}
+
+fn init(home: &Path, out: &Out, args: InitArgs) -> anyhow::Result<()> {
+    let config = InitConfig {
+        name: args.name,
+        station: args.station,
+    };
+    let node = Node::init(home, &config, InitSeed::random())?;
+    let ident = node.identity();
+    out.emit(
+        &json!({
+            "device_id": ident.device_id.to_string(),
+            "site_id": ident.site_id.map(|s| s.to_string()),
+            "role": ident.role.as_str(),
+        }),
+        || {
+            println!("Initialised {} in {}.", ident.name, home.display());
+            let mut fields = vec![
+                ("device", ident.device_id.to_string()),
+                ("role", ident.role.as_str().to_string()),
+            ];
+            if let Some(site) = ident.site_id {
+                fields.push(("site", site.to_string()));
+            }
+            print_fields(&fields);
+        },
+    )
+}
+
+fn id(node: &Node, out: &Out) -> anyhow::Result<()> {
+    let ident = node.identity();
+    out.emit(
+        &json!({
+            "device_id": ident.device_id.to_string(),
+            "name": ident.name,
+            "site_id": ident.site_id.map(|s| s.to_string()),
+            "role": ident.role.as_str(),
+        }),
+        || {
+            print_fields(&[
+                ("device", ident.device_id.to_string()),
+                ("name", ident.name.clone()),
+                ("role", ident.role.as_str().to_string()),
+                (
+                    "site",
+                    ident
+                        .site_id
+                        .map(|s| s.to_string())
+                        .unwrap_or_else(|| "- (not a member of a site yet)".into()),
+                ),
+                (
+                    "grids",
+                    if ident.grids.is_empty() {
+                        "-".into()
+                    } else {
+                        ident.grids.join(", ")
+                    },
+                ),
+            ])
+        },
+    )
+}
+
+fn tickets(node: &Node, ids: &[String]) -> anyhow::Result<Vec<DocId>> {
+    ids.iter()
+        .map(|t| Ok(node.resolve(RecordKind::Ticket, t)?))
+        .collect()
+}
+
+fn saved(out: &Out, what: &str, id: DocId) -> anyhow::Result<()> {
+    out.emit(&json!({ "id": id.to_string() }), || {
+        println!("Saved {what} {id}.")
+    })
+}
+
+fn visit(node: &mut Node, out: &Out, cmd: VisitCommand) -> anyhow::Result<()> {
+    match cmd {
+        VisitCommand::Add(a) => {
+            let visit = NewVisit {
+                household: a.household,
+                grid: a.grid,
+                category: parse_opt::<Category>(a.category)?,
+                note: a.note,
+                residents: a.residents,
+                needs: a.needs,
+                visited_at: parse_opt::<Time>(a.at)?,
+                tickets: tickets(node, &a.tickets)?,
+            };
+            let id = node.add_visit(&visit)?;
+            saved(out, "visit", id)
+        }
+        VisitCommand::List(a) => {
+            let filter = VisitFilter {
+                grid: a.grid,
+                by: a.by.map(|d| node.resolve_device(&d)).transpose()?,
+                since: parse_opt::<Time>(a.since)?,
+                category: parse_opt::<Category>(a.category)?,
+            };
+            let visits = node.list_visits(&filter)?;
+            out.emit(&visits, || {
+                let mut t = table(&["ID", "VISITED", "HOUSEHOLD", "GRID", "CATEGORY", "AUTHOR"]);
+                for v in &visits {
+                    t.add_row(vec![
+                        v.id.clone(),
+                        v.visited_at.clone(),
+                        v.household.clone(),
+                        output::opt(&v.grid),
+                        output::category(&v.category),
+                        output::short(&v.author),
+                    ]);
+                }
+                print_table(&t, "No visits.");
+            })
+        }
+        VisitCommand::Show { id } => {
+            let id = node.resolve(RecordKind::Visit, &id)?;
+            let d = node.show_visit(id)?;
+            out.emit(&d, || {
+                let v = &d.visit;
+                print_fields(&[
+                    ("id", v.id.clone()),
+                    ("household", v.household.clone()),
+                    ("grid", output::opt(&v.grid)),
+                    ("category", output::category(&v.category)),
+                    ("visited at", v.visited_at.clone()),
+                    ("residents", v.residents.join("、")),
+                    ("needs", output::opt(&v.needs)),
+                    ("note", output::opt(&v.note)),
+                    ("author", v.author.clone()),
+                    ("tickets", v.tickets.join(", ")),
+                ]);
+                print_history(&d.history);
+                print_conflicts(&d.conflicts);
+            })
+        }
+        VisitCommand::Edit(a) => {
+            let id = node.resolve(RecordKind::Visit, &a.id)?;
+            let edit = VisitEdit {
+                household: a.household,
+                grid: a.grid,
+                category: parse_opt::<Category>(a.category)?,
+                note: a.note,
+                residents: (!a.residents.is_empty()).then_some(a.residents),
+                needs: a.needs,
+                visited_at: parse_opt::<Time>(a.at)?,
+                link_tickets: tickets(node, &a.tickets)?,
+            };
+            node.edit_visit(id, &edit)?;
+            saved(out, "visit", id)
+        }
+    }
+}
+
+fn ticket(node: &mut Node, out: &Out, cmd: TicketCommand) -> anyhow::Result<()> {
+    match cmd {
+        TicketCommand::Open(a) => {
+            let ticket = NewTicket {
+                title: a.title,
+                category: parse_opt::<Category>(a.category)?,
+                household: a.household,
+                grid: a.grid,
+                priority: parse_opt::<Priority>(a.priority)?,
+                note: a.note,
+                ..NewTicket::default()
+            };
+            let id = node.open_ticket(&ticket)?;
+            saved(out, "ticket", id)
+        }
+        TicketCommand::Update(a) => {
+            let id = node.resolve(RecordKind::Ticket, &a.id)?;
+            let update = TicketUpdate {
+                status: parse_opt::<Status>(a.status)?,
+                assignee: a.assign.map(|d| node.resolve_device(&d)).transpose()?,
+                priority: parse_opt::<Priority>(a.priority)?,
+                title: a.title,
+                category: parse_opt::<Category>(a.category)?,
+                household: a.household,
+                grid: a.grid,
+                note: a.note,
+            };
+            node.update_ticket(id, &update)?;
+            saved(out, "ticket", id)
+        }
+        TicketCommand::Comment { id, text } => {
+            let id = node.resolve(RecordKind::Ticket, &id)?;
+            node.comment_ticket(id, &text)?;
+            saved(out, "comment on ticket", id)
+        }
+        TicketCommand::List(a) => {
+            let filter = TicketFilter {
+                status: parse_opt::<Status>(a.status)?,
+                category: parse_opt::<Category>(a.category)?,
+                grid: a.grid,
+                assignee: a.assignee.map(|d| node.resolve_device(&d)).transpose()?,
+                since: None,
+            };
+            let tickets = node.list_tickets(&filter)?;
+            out.emit(&tickets, || {
+                let mut t = table(&[
+                    "ID", "OPENED", "STATUS", "PRIORITY", "TITLE", "CATEGORY", "GRID", "ASSIGNEE",
+                ]);
+                for k in &tickets {
+                    t.add_row(vec![
+                        k.id.clone(),
+                        k.opened_at.clone(),
+                        k.status.clone(),
+                        k.priority.clone(),
+                        k.title.clone(),
+                        output::category(&k.category),
+                        output::opt(&k.grid),
+                        k.assignee
+                            .as_deref()
+                            .map(output::short)
+                            .unwrap_or("-".into()),
+                    ]);
+                }
+                print_table(&t, "No tickets.");
+            })
+        }
+        TicketCommand::Show { id } => {
+            let id = node.resolve(RecordKind::Ticket, &id)?;
+            let d = node.show_ticket(id)?;
+            out.emit(&d, || {
+                let k = &d.ticket;
+                print_fields(&[
+                    ("id", k.id.clone()),
+                    ("title", k.title.clone()),
+                    ("status", k.status.clone()),
+                    ("priority", k.priority.clone()),
+                    ("category", output::category(&k.category)),
+                    ("household", output::opt(&k.household)),
+                    ("grid", output::opt(&k.grid)),
+                    ("assignee", output::opt(&k.assignee)),
+                    ("opened by", k.opened_by.clone()),
+                    ("opened at", k.opened_at.clone()),
+                    ("note", output::opt(&k.note)),
+                    ("visits", d.visits.join(", ")),
+                ]);
+                if !d.comments.is_empty() {
+                    println!("\nComments:");
+                    let mut t = table(&["AT", "AUTHOR", "TEXT"]);
+                    for c in &d.comments {
+                        t.add_row(vec![c.at.clone(), output::short(&c.author), c.text.clone()]);
+                    }
+                    print_table(&t, "");
+                }
+                print_history(&d.history);
+                print_conflicts(&d.conflicts);
+            })
+        }
+    }
+}
+
+fn print_history(history: &[yizhan_node::records::HistoryEntry]) {
+    println!("\nHistory:");
+    let mut t = table(&["AT", "AUTHOR", "CHANGE"]);
+    for h in history {
+        t.add_row(vec![
+            h.at.clone(),
+            output::short(&h.author),
+            h.message.clone(),
+        ]);
+    }
+    print_table(&t, "(none)");
+}
+
+fn print_conflicts(conflicts: &[yizhan_node::records::Conflict]) {
+    if conflicts.is_empty() {
+        return;
+    }
+    println!("\nConflicts (edited concurrently; the first value is shown):");
+    let mut t = table(&["FIELD", "VALUES"]);
+    for c in conflicts {
+        t.add_row(vec![c.field.clone(), c.values.join(" | ")]);
+    }
+    print_table(&t, "");
+}
+
+fn verify(node: &Node, out: &Out) -> anyhow::Result<()> {
+    let report = node.verify()?;
+    out.emit(&report, || {
+        println!(
+            "Checked {} changes: {}.",
+            report.changes,
+            if report.bad == 0 {
+                "all good".to_string()
+            } else {
+                format!("{} bad", report.bad)
+            }
+        )
+    })?;
+    if report.bad > 0 {
+        let shown: Vec<&str> = report.problems.iter().take(3).map(String::as_str).collect();
+        bail!(
+            "verification found {} problem(s): {}{}",
+            report.bad,
+            shown.join("; "),
+            if report.problems.len() > 3 {
+                "; …"
+            } else {
+                ""
+            }
+        );
+    }
+    Ok(())
+}
+
+fn format_of(f: FileFormat) -> Format {
+    match f {
+        FileFormat::Csv => Format::Csv,
+        FileFormat::Json => Format::Json,
+    }
+}
+
+fn export(node: &Node, out: &Out, args: ExportArgs) -> anyhow::Result<()> {
+    let since = parse_opt::<Time>(args.since)?;
+    let format = format_of(args.format);
+    let mut buf = Vec::new();
+    let count = match args.kind {
+        Kind::Visits => {
+            let visits = node.list_visits(&VisitFilter {
+                since,
+                ..VisitFilter::default()
+            })?;
+            exchange::export_visits(&visits, format, &mut buf)?;
+            visits.len()
+        }
+        Kind::Tickets => {
+            let tickets = node.list_tickets(&TicketFilter {
+                since,
+                ..TicketFilter::default()
+            })?;
+            exchange::export_tickets(&tickets, format, &mut buf)?;
+            tickets.len()
+        }
+    };
+    match args.out {
+        None => {
+            let mut stdout = std::io::stdout().lock();
+            stdout.write_all(&buf)?;
+            stdout.flush()?;
+            Ok(())
+        }
+        Some(path) => {
+            write_atomically(&path, &buf)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            out.emit(
+                &json!({ "exported": count, "out": path.display().to_string() }),
+                || println!("Exported {count} records to {}.", path.display()),
+            )
+        }
+    }
+}
+
+/// Writes `bytes` to a temporary file beside `path`, fsyncs it, and renames it over `path`,
+/// so that `path` is either the old file or the whole new one.
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::other("not a file name"))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+fn import(node: &mut Node, out: &Out, args: ImportArgs) -> anyhow::Result<()> {
+    let bytes = std::fs::read(&args.file)
+        .with_context(|| format!("cannot read {}", args.file.display()))?;
+    let format = format_of(args.format);
+    let file = args.file.display();
+    let count = match args.kind {
+        Kind::Visits => {
+            let visits = exchange::parse_visits(&bytes, format)
+                .with_context(|| format!("{file}: nothing imported"))?;
+            node.add_visits(&visits)?.len()
+        }
+        Kind::Tickets => {
+            let tickets = exchange::parse_tickets(&bytes, format)
+                .with_context(|| format!("{file}: nothing imported"))?;
+            node.open_tickets(&tickets)?.len()
+        }
+    };
+    out.emit(&json!({ "imported": count }), || {
+        println!("Imported {count} records.")
+    })
+}

@@ -1,0 +1,67 @@
+//! Two stores edit one ticket concurrently; after exchanging their signed changes both
+//! hold the same document, and the field edited both ways shows under `conflicts`.
+
+use yizhan_node::model::Status;
+use yizhan_node::records::{NewTicket, TicketUpdate};
+use yizhan_tests::TestNode;
+
+#[test]
+fn concurrent_ticket_edits_merge_and_show_conflicts() {
+    let mut a = TestNode::new("王芳");
+    let mut b = TestNode::new("李强");
+    let id = a
+        .node
+        .open_ticket(&NewTicket {
+            title: "楼道灯坏了".into(),
+            household: Some("和平里 3 号楼".into()),
+            ..NewTicket::default()
+        })
+        .unwrap();
+    assert_eq!(a.send_doc(&mut b, id), 1);
+
+    // Offline, both edit the status; A also edits the title, B comments.
+    a.node
+        .update_ticket(
+            id,
+            &TicketUpdate {
+                status: Some(Status::Resolved),
+                title: Some("楼道灯坏了（3 单元）".into()),
+                ..TicketUpdate::default()
+            },
+        )
+        .unwrap();
+    b.node
+        .update_ticket(
+            id,
+            &TicketUpdate {
+                status: Some(Status::InProgress),
+                ..TicketUpdate::default()
+            },
+        )
+        .unwrap();
+    b.node.comment_ticket(id, "已报修").unwrap();
+
+    assert_eq!(a.send_doc(&mut b, id), 1);
+    assert_eq!(b.send_doc(&mut a, id), 2);
+    // Sending again is a no-op.
+    assert_eq!(a.send_doc(&mut b, id), 0);
+
+    let on_a = a.node.show_ticket(id).unwrap();
+    let on_b = b.node.show_ticket(id).unwrap();
+    for shown in [&on_a, &on_b] {
+        assert_eq!(shown.ticket.title, "楼道灯坏了（3 单元）");
+        assert_eq!(shown.comments.len(), 1);
+        assert_eq!(shown.comments[0].text, "已报修");
+        assert_eq!(shown.conflicts.len(), 1, "{:?}", shown.conflicts);
+        assert_eq!(shown.conflicts[0].field, "status");
+        let mut values = shown.conflicts[0].values.clone();
+        values.sort();
+        assert_eq!(values, vec!["in_progress", "resolved"]);
+        assert_eq!(shown.history.len(), 4);
+    }
+    // Both nodes show the same winner, and the same list row.
+    assert_eq!(on_a.ticket, on_b.ticket);
+    assert_eq!(on_a.conflicts, on_b.conflicts);
+    assert_eq!(a.node.verify().unwrap().bad, 0);
+    assert_eq!(b.node.verify().unwrap().bad, 0);
+}
