@@ -82,6 +82,9 @@ pub enum OpenError {
     /// The store was written by a newer yizhan.
     #[error("the store has schema version {0}, newer than this yizhan understands")]
     TooNew(i64),
+    /// The new store file could not be made private to its owner.
+    #[error("cannot make {0} private: {1}")]
+    Permissions(String, std::io::Error),
     /// SQLite failed.
     #[error("cannot open the store: {0}")]
     Sqlite(#[from] rusqlite::Error),
@@ -101,6 +104,13 @@ impl Store {
                 | OpenFlags::SQLITE_OPEN_CREATE
                 | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
+        // Owner-only, before the WAL exists: SQLite gives the WAL and shm files the
+        // database file's permissions.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| OpenError::Permissions(path.display().to_string(), e))?;
+        }
         conn.pragma_update(None, "application_id", APPLICATION_ID)?;
         Self::setup(conn, path)
     }
