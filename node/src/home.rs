@@ -2,7 +2,7 @@
 //!
 //! A home holds two files:
 //!
-//! - `device.key`: the 32-byte ed25519 secret seed, mode 0600, written once, atomically
+//! - `device.key`: the 32-byte ed25519 secret seed as 64 hex characters, mode 0600, written once, atomically
 //!   (temporary file, fsync, rename, fsync of the directory).
 //! - `store.db`: the SQLite store ([`crate::store`]), with the node's name, role, site and
 //!   grids in its `meta` table.
@@ -349,8 +349,21 @@ impl Node {
         }
         let key_path = home.join(KEY_FILE);
         let store_path = home.join(STORE_FILE);
-        if key_path.exists() || store_path.exists() {
+        if key_path.exists() {
             return Err(InitError::AlreadyInitialised(home.to_path_buf()));
+        }
+        if store_path.exists() {
+            // A store without a key is what an `init` cut short leaves: records are only
+            // ever written once the key exists, so an empty one is safe to start over.
+            if !store_is_empty(&store_path) {
+                return Err(InitError::AlreadyInitialised(home.to_path_buf()));
+            }
+            for suffix in ["", "-wal", "-shm"] {
+                let f = PathBuf::from(format!("{}{suffix}", store_path.display()));
+                if f.exists() {
+                    fs::remove_file(&f).map_err(io_err(&f))?;
+                }
+            }
         }
         create_private_dir(home).map_err(io_err(home))?;
 
@@ -438,7 +451,7 @@ impl Node {
             let header = self.identity.new_header(RecordKind::Visit);
             let at = v.visited_at.unwrap_or_else(Time::now);
             local_change(&tx, &self.key, &self.identity, header, None, |doc| {
-                records::write_new_visit(doc, &v, at)
+                records::write_new_visit(doc, header.doc_id(), &v, at)
             })
             .map_err(in_batch)?;
             ids.push(header.doc_id());
@@ -483,7 +496,7 @@ impl Node {
             let header = self.identity.new_header(RecordKind::Ticket);
             let at = t.opened_at.unwrap_or_else(Time::now);
             local_change(&tx, &self.key, &self.identity, header, None, |doc| {
-                records::write_new_ticket(doc, &t, at)
+                records::write_new_ticket(doc, header.doc_id(), &t, at)
             })
             .map_err(in_batch)?;
             ids.push(header.doc_id());
@@ -749,6 +762,7 @@ impl Node {
         let mut report = IngestReport::default();
         let site = self.identity.site_id;
         let tx = self.store.write()?;
+        let mut seen = std::collections::HashSet::new();
         for DocChanges { header, changes } in batch {
             let doc_id = header.doc_id();
             let mut verified = Vec::new();
@@ -761,7 +775,7 @@ impl Node {
                     ));
                     continue;
                 }
-                if has_change(&tx, &env.hash)? {
+                if !seen.insert(env.hash) || has_change(&tx, &env.hash)? {
                     report.duplicate += 1;
                     continue;
                 }
@@ -825,14 +839,19 @@ impl Node {
     /// Re-checks every stored change (size, decoding, hash, actor binding, strict
     /// signature), every document snapshot against its changes, and SQLite's integrity.
     pub fn verify(&self) -> Result<VerifyReport, ReadError> {
-        let conn = self.store.conn();
+        // One read transaction: a concurrent writer cannot make the checks disagree.
+        let tx = self.store.conn().unchecked_transaction()?;
+        let conn: &rusqlite::Connection = &tx;
         let mut report = VerifyReport::default();
-        let integrity: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
-        if integrity != "ok" {
+        let integrity: Vec<String> = conn
+            .prepare("PRAGMA integrity_check")?
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        if integrity != ["ok"] {
             report.bad += 1;
             report
                 .problems
-                .push(format!("SQLite integrity check: {integrity}"));
+                .push(format!("SQLite integrity check: {}", integrity.join("; ")));
         }
         let site = self.identity.site_id;
         let mut stmt = conn.prepare(
@@ -866,7 +885,8 @@ impl Node {
                     .push(format!("change {}: {p}", hex::encode(&hash)));
             }
         }
-        // Every snapshot must hold exactly the changes stored for its document.
+        // Every document: its id derives from its header, its snapshot holds exactly the
+        // changes stored for it, and its index row and links are what the document says.
         let mut stmt = conn.prepare("SELECT doc_id FROM docs")?;
         let ids = stmt
             .query_map([], |r| r.get::<_, Vec<u8>>(0))?
@@ -881,24 +901,40 @@ impl Node {
             let stored: std::collections::BTreeSet<Vec<u8>> = hashes
                 .query_map([&raw], |r| r.get(0))?
                 .collect::<rusqlite::Result<_>>()?;
-            match load_doc(conn, id) {
+            let header = match load_header_conn(conn, id) {
+                Ok(h) => h,
                 Err(e) => {
                     report.bad += 1;
                     report.problems.push(e.to_string());
+                    continue;
                 }
-                Ok(mut doc) => {
-                    let held: std::collections::BTreeSet<Vec<u8>> = doc
-                        .get_changes(&[])
-                        .iter()
-                        .map(|c| c.hash().0.to_vec())
-                        .collect();
-                    if held != stored {
-                        report.bad += 1;
-                        report.problems.push(format!(
-                            "record {id}: its snapshot does not match its stored changes"
-                        ));
-                    }
+            };
+            let mut doc = match load_doc(conn, id) {
+                Ok(doc) => doc,
+                Err(e) => {
+                    report.bad += 1;
+                    report.problems.push(e.to_string());
+                    continue;
                 }
+            };
+            let held: std::collections::BTreeSet<Vec<u8>> = doc
+                .get_changes(&[])
+                .iter()
+                .map(|c| c.hash().0.to_vec())
+                .collect();
+            if held != stored {
+                report.bad += 1;
+                report.problems.push(format!(
+                    "record {id}: its snapshot does not match its stored changes"
+                ));
+            }
+            let mut expected = index_row(&header, &doc);
+            expected.links.sort();
+            if stored_index_row(conn, id)?.as_ref() != Some(&expected) {
+                report.bad += 1;
+                report.problems.push(format!(
+                    "record {id}: its index row does not match its document"
+                ));
             }
         }
         Ok(report)
@@ -1056,6 +1092,59 @@ fn persist(
     Ok(())
 }
 
+/// A record's row in the `records` index and its links, as derived from its document.
+#[derive(Debug, PartialEq)]
+struct IndexRow {
+    grid: Option<String>,
+    category: Option<String>,
+    status: Option<String>,
+    assignee: Option<String>,
+    at_ms: i64,
+    summary: String,
+    links: Vec<String>,
+}
+
+fn index_row(header: &DocHeader, doc: &AutoCommit) -> IndexRow {
+    let (grid, category, status, assignee, at, summary, links) = match header.kind {
+        RecordKind::Visit => {
+            let v = records::read_visit(doc, header);
+            let summary = serde_json::to_string(&v).expect("records serialise");
+            (
+                v.grid,
+                v.category,
+                None,
+                None,
+                v.visited_at,
+                summary,
+                v.tickets,
+            )
+        }
+        RecordKind::Ticket => {
+            let t = records::read_ticket(doc, header);
+            let summary = serde_json::to_string(&t).expect("records serialise");
+            let (status, assignee) = (Some(t.status), t.assignee);
+            (
+                t.grid,
+                t.category,
+                status,
+                assignee,
+                t.opened_at,
+                summary,
+                Vec::new(),
+            )
+        }
+    };
+    IndexRow {
+        grid,
+        category,
+        status,
+        assignee,
+        at_ms: at.parse::<Time>().map(Time::millis).unwrap_or(0),
+        summary,
+        links,
+    }
+}
+
 /// Rewrites a record's index row (and a visit's links) from its document.
 fn materialize(
     tx: &Transaction<'_>,
@@ -1064,32 +1153,15 @@ fn materialize(
 ) -> Result<(), WriteError> {
     let id = header.doc_id();
     let id_text = id.to_string();
-    let (grid, category, status, assignee, at, summary) = match header.kind {
-        RecordKind::Visit => {
-            let v = records::read_visit(doc, header);
-            tx.prepare_cached("DELETE FROM links WHERE visit = ?1")?
-                .execute([&id_text])?;
-            let mut link = tx.prepare_cached("INSERT INTO links(visit, ticket) VALUES (?1, ?2)")?;
-            for t in &v.tickets {
-                link.execute([&id_text, t])?;
-            }
-            let summary = serde_json::to_string(&v).expect("records serialise");
-            (v.grid, v.category, None, None, v.visited_at, summary)
+    let row = index_row(header, doc);
+    if header.kind == RecordKind::Visit {
+        tx.prepare_cached("DELETE FROM links WHERE visit = ?1")?
+            .execute([&id_text])?;
+        let mut link = tx.prepare_cached("INSERT INTO links(visit, ticket) VALUES (?1, ?2)")?;
+        for t in &row.links {
+            link.execute([&id_text, t])?;
         }
-        RecordKind::Ticket => {
-            let t = records::read_ticket(doc, header);
-            let summary = serde_json::to_string(&t).expect("records serialise");
-            (
-                t.grid,
-                t.category,
-                Some(t.status),
-                t.assignee,
-                t.opened_at,
-                summary,
-            )
-        }
-    };
-    let at_ms = at.parse::<Time>().map(Time::millis).unwrap_or(0);
+    }
     tx.prepare_cached(
         "INSERT INTO records(doc_id, id, kind, grid, category, author, status, assignee, at_ms, summary)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
@@ -1101,15 +1173,41 @@ fn materialize(
         id.as_bytes().as_slice(),
         id_text,
         header.kind.code(),
-        grid,
-        category,
+        row.grid,
+        row.category,
         header.author.to_string(),
-        status,
-        assignee,
-        at_ms,
-        summary,
+        row.status,
+        row.assignee,
+        row.at_ms,
+        row.summary,
     ])?;
     Ok(())
+}
+
+/// The index row and links stored for a record.
+fn stored_index_row(conn: &rusqlite::Connection, id: DocId) -> rusqlite::Result<Option<IndexRow>> {
+    let row = conn
+        .prepare_cached(
+            "SELECT grid, category, status, assignee, at_ms, summary FROM records WHERE doc_id = ?1",
+        )?
+        .query_row([id.as_bytes().as_slice()], |r| {
+            Ok(IndexRow {
+                grid: r.get(0)?,
+                category: r.get(1)?,
+                status: r.get(2)?,
+                assignee: r.get(3)?,
+                at_ms: r.get(4)?,
+                summary: r.get(5)?,
+                links: Vec::new(),
+            })
+        })
+        .optional()?;
+    let Some(mut row) = row else { return Ok(None) };
+    row.links = conn
+        .prepare_cached("SELECT ticket FROM links WHERE visit = ?1 ORDER BY ticket")?
+        .query_map([id.to_string()], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(Some(row))
 }
 
 /// The header of a stored document; `NotAllowed` when there is none.
@@ -1205,6 +1303,14 @@ fn load_identity(store: &Store, key: &DeviceKey) -> Result<Identity, OpenError> 
     })
 }
 
+fn store_is_empty(path: &Path) -> bool {
+    Store::open(path).ok().and_then(|s| {
+        s.conn()
+            .query_row("SELECT COUNT(*) FROM docs", [], |r| r.get::<_, i64>(0))
+            .ok()
+    }) == Some(0)
+}
+
 fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     if !dir.exists() {
@@ -1247,6 +1353,19 @@ fn read_key_file(path: &Path) -> Result<DeviceKey, OpenError> {
         path: path.to_path_buf(),
         reason,
     };
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(path)
+            .map_err(|e| bad(e.to_string()))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            return Err(bad(format!(
+                "readable by others (mode {:o}); run `chmod 600` on it",
+                mode & 0o777
+            )));
+        }
+    }
     let text = fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
     let mut seed = [0u8; 32];
     hex::decode_to_slice(text.trim(), &mut seed)

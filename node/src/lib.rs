@@ -7,8 +7,9 @@
 //! - [`model`]: categories, status, priority and times.
 //! - [`exchange`]: CSV and JSON export and all-or-nothing import.
 //!
-//! The node moves signed changes between Automerge documents and SQLite; every rule about
-//! identities and signatures lives in `yizhan-protocol`.
+//! The node moves signed changes between Automerge documents and SQLite. Identities, ids and
+//! the signing rule live in `yizhan-protocol`; who may write which record is checked on
+//! ingest, in [`home`].
 
 pub mod exchange;
 pub mod home;

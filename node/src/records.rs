@@ -6,6 +6,7 @@
 //! | key | type | visit | ticket |
 //! | --- | --- | --- | --- |
 //! | `kind` | str | `"visit"` | `"ticket"` |
+//! | `id` | str | the record id | the record id |
 //! | `household`, `grid`, `category`, `note` | str | yes | yes |
 //! | `needs`, `visited_at` | str | yes | |
 //! | `residents` | list of str | yes | |
@@ -433,11 +434,15 @@ fn link_tickets(doc: &mut AutoCommit, tickets: &[DocId]) -> Result<(), automerge
 /// Writes a new visit log into an empty document; returns the history message.
 pub fn write_new_visit(
     doc: &mut AutoCommit,
+    id: DocId,
     v: &NewVisit,
     visited_at: Time,
 ) -> Result<String, automerge::AutomergeError> {
     let mut e = Edits::default();
     doc.put(ROOT, "kind", RecordKind::Visit.name())?;
+    // The record id makes the first change unique to this record, even when two records
+    // with the same content are made in the same second.
+    doc.put(ROOT, "id", id.to_string())?;
     e.put(doc, "household", Some(v.household.as_str()))?;
     e.put(doc, "grid", v.grid.as_deref())?;
     e.put(doc, "category", v.category.map(|c| c.slug()))?;
@@ -475,11 +480,13 @@ pub fn write_visit_edit(
 /// Writes a new ticket into an empty document; returns the history message.
 pub fn write_new_ticket(
     doc: &mut AutoCommit,
+    id: DocId,
     t: &NewTicket,
     opened_at: Time,
 ) -> Result<String, automerge::AutomergeError> {
     let mut e = Edits::default();
     doc.put(ROOT, "kind", RecordKind::Ticket.name())?;
+    doc.put(ROOT, "id", id.to_string())?;
     e.put(doc, "title", Some(t.title.as_str()))?;
     e.put(
         doc,

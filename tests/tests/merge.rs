@@ -65,3 +65,42 @@ fn concurrent_ticket_edits_merge_and_show_conflicts() {
     assert_eq!(a.node.verify().unwrap().bad, 0);
     assert_eq!(b.node.verify().unwrap().bad, 0);
 }
+
+/// One batch holds a duplicated envelope, an altered change and a forged signature beside
+/// valid changes: the valid ones merge, the bad ones are rejected, the duplicate is a no-op.
+#[test]
+fn bad_changes_in_a_batch_do_not_stop_the_good_ones() {
+    use yizhan_node::records::NewVisit;
+    let mut a = TestNode::new("王芳");
+    let mut b = TestNode::new("李强");
+    let ids: Vec<_> = (0..3)
+        .map(|i| {
+            a.node
+                .add_visit(&NewVisit {
+                    household: format!("幸福路 {i} 号"),
+                    ..NewVisit::default()
+                })
+                .unwrap()
+        })
+        .collect();
+    let mut batch: Vec<_> = ids
+        .iter()
+        .map(|id| a.node.doc_changes(*id).unwrap())
+        .collect();
+    // Duplicate the first envelope inside its own document's list.
+    let dup = batch[0].changes[0].clone();
+    batch[0].changes.push(dup);
+    // Alter the second visit's change bytes, and forge the third's signature.
+    let last = batch[1].changes[0].bytes.len() - 1;
+    batch[1].changes[0].bytes[last] ^= 0x01;
+    batch[2].changes[0].signature[5] ^= 0x01;
+
+    let report = b.node.ingest(batch).unwrap();
+    assert_eq!(report.accepted, 1);
+    assert_eq!(report.duplicate, 1);
+    assert_eq!(report.rejected.len(), 2, "{:?}", report.rejected);
+    let listed = b.node.list_visits(&Default::default()).unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].household, "幸福路 0 号");
+    assert_eq!(b.node.verify().unwrap().bad, 0);
+}
