@@ -14,6 +14,7 @@
 pub mod exchange;
 pub mod home;
 pub mod model;
+pub mod net;
 pub mod records;
 pub mod store;
 
