@@ -53,7 +53,7 @@ impl RecordKind {
 }
 
 /// The immutable facts a document id is derived from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct DocHeader {
     /// Visit log or ticket.
     pub kind: RecordKind,
@@ -75,6 +75,21 @@ impl DocHeader {
         let mut id = [0u8; 16];
         id.copy_from_slice(&digest[..16]);
         DocId(id)
+    }
+}
+
+crate::identity::serde_as_byte_array!(DocId, 16, |b| Ok::<_, ParseIdError>(DocId::from_bytes(b)));
+
+impl serde::Serialize for RecordKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u8(self.code())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for RecordKind {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let code = <u8 as serde::Deserialize>::deserialize(d)?;
+        RecordKind::from_code(code).ok_or_else(|| serde::de::Error::custom("unknown record kind"))
     }
 }
 

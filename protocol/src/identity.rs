@@ -219,3 +219,41 @@ mod tests {
         assert!("ab".repeat(31).parse::<DeviceId>().is_err());
     }
 }
+
+macro_rules! serde_as_byte_array {
+    ($ty:ty, $n:literal, $make:expr) => {
+        impl serde::Serialize for $ty {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                serde_bytes::ByteArray::<$n>::new(*self.as_bytes()).serialize(s)
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $ty {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let bytes = serde_bytes::ByteArray::<$n>::deserialize(d)?.into_array();
+                #[allow(clippy::redundant_closure_call)]
+                ($make)(bytes).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+pub(crate) use serde_as_byte_array;
+
+serde_as_byte_array!(DeviceId, 32, DeviceId::from_bytes);
+serde_as_byte_array!(SiteId, 16, |b| Ok::<_, ParseIdError>(SiteId::from_bytes(b)));
+
+impl SiteId {
+    /// The site whose root of trust is `root` (a station's device): the first 16 bytes of
+    /// SHA-256 over `"yizhan-site-v1\n" || root`. A site id names its root key, so a
+    /// certificate can be checked against the site with nothing else to trust.
+    pub fn for_root(root: DeviceId) -> SiteId {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::new()
+            .chain_update(b"yizhan-site-v1\n")
+            .chain_update(root.as_bytes())
+            .finalize();
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&digest[..16]);
+        SiteId(id)
+    }
+}

@@ -11,6 +11,8 @@
 //!   nonce), so that a record's kind and author cannot be changed after it is made.
 //! - [`envelope`]: [`SignedChange`], an Automerge change signed by its author's device key,
 //!   and the rule that binds the change's Automerge actor to that key.
+//! - [`signed`] and [`membership`]: statements signed by a site's root station:
+//!   membership certificates, revocations, enrolment tokens and station receipts.
 //!
 //! The wire format and the signing rule are specified in `docs/protocol.md`.
 #![deny(missing_docs)]
@@ -18,7 +20,11 @@
 pub mod doc;
 pub mod envelope;
 pub mod identity;
+pub mod membership;
+pub mod signed;
 
 pub use doc::{DocHeader, DocId, RecordKind};
 pub use envelope::{ChangeHash, SignedChange, VerifiedChange, VerifyError};
 pub use identity::{DeviceId, DeviceKey, ParseIdError, SiteId};
+pub use membership::{Certificate, MemberRole, MembershipError, Receipt, Revocation, Token};
+pub use signed::{Signed, SignedError, Statement};
