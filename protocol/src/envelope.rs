@@ -38,8 +38,10 @@ pub const CHANGE_DOMAIN: &[u8] = b"yizhan-change-v1\n";
 pub const MAX_CHANGE_BYTES: usize = 1 << 20;
 
 /// The SHA-256 hash Automerge gives a change.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ChangeHash(pub [u8; 32]);
+#[derive(
+    Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+pub struct ChangeHash(#[serde(with = "serde_bytes")] pub [u8; 32]);
 
 impl fmt::Display for ChangeHash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -13,6 +13,8 @@
 //!   and the rule that binds the change's Automerge actor to that key.
 //! - [`signed`] and [`membership`]: statements signed by a site's root station:
 //!   membership certificates, revocations, enrolment tokens and station receipts.
+//! - [`wire`] and [`sync`]: the sync messages and [`sync::Session`], the sans-IO state
+//!   machine of one sync.
 //!
 //! The wire format and the signing rule are specified in `docs/protocol.md`.
 #![deny(missing_docs)]
@@ -22,6 +24,8 @@ pub mod envelope;
 pub mod identity;
 pub mod membership;
 pub mod signed;
+pub mod sync;
+pub mod wire;
 
 pub use doc::{DocHeader, DocId, RecordKind};
 pub use envelope::{ChangeHash, SignedChange, VerifiedChange, VerifyError};

@@ -1,0 +1,423 @@
+//! The sync session: a sans-IO state machine for one sync between two nodes.
+//!
+//! A session knows the order of messages and nothing of storage. The node feeds it frames
+//! and the time, and answers its events; the session produces the frames to send.
+//!
+//! ```text
+//!   node                         Session                          peer
+//!   ────                         ───────                          ────
+//!   new(config, now) ─────────▶  queues Hello
+//!   handle_frame(bytes, now) ──▶ decodes, checks order, queues events
+//!   poll_event() ◀────────────── PeerHello / Roster / PullRequested / Changes /
+//!                                 FetchRequested / Fetched / ReceiveComplete / PeerDone / Finished
+//!   accept / refuse / send_changes / fetch / send_fetched / finish ──▶ queue messages
+//!   poll_transmit() ◀─────────── the next frame payload to write
+//!   poll_timeout() / handle_timeout(now): idle deadline
+//! ```
+//!
+//! Order of calls: after every `handle_frame` (and after `new`), drain `poll_event` and
+//! answer each event before polling the next (an answer may change what the next event
+//! is), then drain `poll_transmit`. The same after every answer the node makes on its
+//! own (pages of its log).
+//!
+//! The conversation, each side running the same machine:
+//!
+//! 1. `Hello` both ways. The node checks the peer's certificate and either `accept`s,
+//!    which sends `Roster` (only when the roster digests differ) and then `Pull`, or
+//!    `refuse`s, which sends `Refuse` and ends the session.
+//! 2. A `Roster` is only accepted before any `Changes`: revocations arrive ahead of data.
+//! 3. `Pull` asks the peer for its log after a position; the peer answers with pages of
+//!    `Changes`, the last one marked `last`.
+//! 4. A page may hold changes whose history the receiver lacks (a record that just came
+//!    into its scope): it sends `Fetch` and the peer answers each with one `Fetched`.
+//! 5. When the last page has come and every fetch is answered, the node `finish`es,
+//!    sending `Done` (a station puts its signed receipt in it). When both sides have sent
+//!    and received `Done`, the session is finished.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use crate::identity::SiteId;
+use crate::membership::{Certificate, Receipt};
+use crate::signed::Signed;
+use crate::wire::{
+    Changes, DecodeError, Done, Fetch, Fetched, Hello, Message, PROTOCOL_VERSION, Pull, Roster,
+};
+
+/// What a session needs to know about its own node.
+#[derive(Clone, Debug)]
+pub struct SessionConfig {
+    /// This node's site.
+    pub site: SiteId,
+    /// This node's membership certificate.
+    pub cert: Signed<Certificate>,
+    /// Digest of this node's roster.
+    pub roster_digest: [u8; 32],
+    /// Epoch of this node's change log.
+    pub epoch: [u8; 16],
+    /// How long the session waits for the peer before giving up.
+    pub idle_timeout: Duration,
+}
+
+/// What the session asks of, or tells, its node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// The peer introduced itself: check its certificate, then `accept` or `refuse`.
+    PeerHello(Hello),
+    /// The peer's roster: store its certificates and revocations before anything else.
+    Roster(Roster),
+    /// The peer asks for this node's log after `after` (0 when its epoch is not this
+    /// log's). Answer with `send_changes` until a page marked last.
+    PullRequested {
+        /// The last position the peer has.
+        after: u64,
+    },
+    /// A page of the peer's log.
+    Changes(Changes),
+    /// The peer asks for documents: answer with one `send_fetched`.
+    FetchRequested(Fetch),
+    /// The answer to one of this node's fetches.
+    Fetched(Fetched),
+    /// Everything this node asked for has arrived: call `finish`.
+    ReceiveComplete,
+    /// The peer is done, with its receipt if it is a station.
+    PeerDone(Option<Signed<Receipt>>),
+    /// Both sides are done.
+    Finished,
+}
+
+/// Why a session failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SessionError {
+    /// A frame did not decode.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// A message arrived out of order.
+    #[error("protocol violation: unexpected {0}")]
+    Unexpected(&'static str),
+    /// The peer speaks another protocol version.
+    #[error("peer speaks protocol version {0}, this node {PROTOCOL_VERSION}")]
+    Version(u16),
+    /// The peer belongs to another site.
+    #[error("peer belongs to another site")]
+    ForeignSite,
+    /// The peer refused to sync, with its reason.
+    #[error("refused by peer: {0}")]
+    RefusedByPeer(String),
+    /// This node refused the peer.
+    #[error("refused: {0}")]
+    Refused(String),
+    /// The peer was silent for longer than the idle timeout.
+    #[error("peer timed out")]
+    Timeout,
+    /// A call came after the session had ended.
+    #[error("session already ended")]
+    Ended,
+    /// The node answered in a way the session does not allow.
+    #[error("node misuse: {0}")]
+    Misuse(&'static str),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Phase {
+    AwaitHello,
+    Deciding,
+    Running,
+    Finished,
+    Failed(SessionError),
+}
+
+/// One sync session. See the module docs for the order of calls.
+#[derive(Debug)]
+pub struct Session {
+    config: SessionConfig,
+    phase: Phase,
+    out: VecDeque<Message>,
+    events: VecDeque<Event>,
+    /// Messages that arrived while the node was deciding on the peer's Hello.
+    held: VecDeque<Message>,
+    deadline: Instant,
+    // Receiving side.
+    pull_sent: bool,
+    changes_seen: bool,
+    last_page_received: bool,
+    outstanding_fetches: usize,
+    receive_complete_emitted: bool,
+    // Sending side.
+    pull_received: bool,
+    serving: bool,
+    fetches_to_answer: usize,
+    // Ending.
+    done_sent: bool,
+    done_received: bool,
+}
+
+impl Session {
+    /// Starts a session; its `Hello` is the first frame to transmit.
+    pub fn new(config: SessionConfig, now: Instant) -> Session {
+        let hello = Message::Hello(Hello {
+            version: PROTOCOL_VERSION,
+            site: config.site,
+            cert: config.cert.clone(),
+            roster_digest: config.roster_digest,
+            epoch: config.epoch,
+        });
+        Session {
+            deadline: now + config.idle_timeout,
+            config,
+            phase: Phase::AwaitHello,
+            out: VecDeque::from([hello]),
+            events: VecDeque::new(),
+            held: VecDeque::new(),
+            pull_sent: false,
+            changes_seen: false,
+            last_page_received: false,
+            outstanding_fetches: 0,
+            receive_complete_emitted: false,
+            pull_received: false,
+            serving: false,
+            fetches_to_answer: 0,
+            done_sent: false,
+            done_received: false,
+        }
+    }
+
+    /// Takes one frame payload from the peer.
+    pub fn handle_frame(&mut self, bytes: &[u8], now: Instant) -> Result<(), SessionError> {
+        self.check_live()?;
+        self.deadline = now + self.config.idle_timeout;
+        let msg = match Message::decode(bytes) {
+            Ok(m) => m,
+            Err(e) => return Err(self.fail(e.into())),
+        };
+        self.handle_message(msg)
+    }
+
+    fn handle_message(&mut self, msg: Message) -> Result<(), SessionError> {
+        if let Message::Refuse(reason) = msg {
+            return Err(self.fail(SessionError::RefusedByPeer(reason)));
+        }
+        match (&self.phase, msg) {
+            (Phase::AwaitHello, Message::Hello(hello)) => {
+                if hello.version != PROTOCOL_VERSION {
+                    return Err(self.refuse_with(SessionError::Version(hello.version)));
+                }
+                if hello.site != self.config.site {
+                    return Err(self.refuse_with(SessionError::ForeignSite));
+                }
+                self.phase = Phase::Deciding;
+                self.events.push_back(Event::PeerHello(hello));
+                Ok(())
+            }
+            (Phase::Deciding, msg) => {
+                if self.held.len() >= 64 {
+                    return Err(self.fail(SessionError::Unexpected("flood before accept")));
+                }
+                self.held.push_back(msg);
+                Ok(())
+            }
+            (Phase::Running, msg) => self.handle_running(msg),
+            (_, msg) => Err(self.fail(SessionError::Unexpected(msg.name()))),
+        }
+    }
+
+    fn handle_running(&mut self, msg: Message) -> Result<(), SessionError> {
+        let unexpected =
+            |s: &mut Self, m: &Message| Err(s.fail(SessionError::Unexpected(m.name())));
+        match msg {
+            Message::Roster(r) if !self.changes_seen && !self.done_received => {
+                self.events.push_back(Event::Roster(r));
+            }
+            Message::Pull(p) if !self.pull_received && !self.done_received => {
+                self.pull_received = true;
+                self.serving = true;
+                let after = if p.epoch == self.config.epoch {
+                    p.after
+                } else {
+                    0
+                };
+                self.events.push_back(Event::PullRequested { after });
+            }
+            Message::Changes(c) if self.pull_sent && !self.last_page_received => {
+                self.changes_seen = true;
+                self.last_page_received = c.last;
+                self.events.push_back(Event::Changes(c));
+            }
+            Message::Fetch(f) if !self.done_received => {
+                self.fetches_to_answer += 1;
+                self.events.push_back(Event::FetchRequested(f));
+            }
+            Message::Fetched(f) if self.outstanding_fetches > 0 => {
+                self.outstanding_fetches -= 1;
+                self.events.push_back(Event::Fetched(f));
+            }
+            Message::Done(d)
+                if !self.done_received
+                    && self.pull_received
+                    && !self.serving
+                    && self.fetches_to_answer == 0 =>
+            {
+                self.done_received = true;
+                self.events.push_back(Event::PeerDone(d.receipt));
+            }
+            other => return unexpected(self, &other),
+        }
+        Ok(())
+    }
+
+    /// The node accepts the peer: sends `roster` (if given) and asks for the peer's log
+    /// after `pull.after`.
+    pub fn accept(&mut self, roster: Option<Roster>, pull: Pull) -> Result<(), SessionError> {
+        self.check_live()?;
+        if self.phase != Phase::Deciding {
+            return Err(SessionError::Misuse("accept without a pending Hello"));
+        }
+        self.phase = Phase::Running;
+        if let Some(r) = roster {
+            self.out.push_back(Message::Roster(r));
+        }
+        self.out.push_back(Message::Pull(pull));
+        self.pull_sent = true;
+        while let Some(msg) = self.held.pop_front() {
+            self.handle_running(msg)?;
+        }
+        Ok(())
+    }
+
+    /// The node refuses the peer, telling it why. The session ends.
+    pub fn refuse(&mut self, reason: &str) {
+        let _ = self.refuse_with(SessionError::Refused(reason.to_string()));
+    }
+
+    fn refuse_with(&mut self, error: SessionError) -> SessionError {
+        let mut reason = error.to_string();
+        reason.truncate(1000);
+        self.out.push_back(Message::Refuse(reason));
+        self.fail(error)
+    }
+
+    /// Sends a page of this node's log, answering `PullRequested`.
+    pub fn send_changes(&mut self, page: Changes) -> Result<(), SessionError> {
+        self.check_live()?;
+        if !self.serving {
+            return Err(SessionError::Misuse("send_changes without a pull"));
+        }
+        self.serving = !page.last;
+        self.out.push_back(Message::Changes(page));
+        Ok(())
+    }
+
+    /// Asks the peer for documents whose history this node lacks.
+    pub fn fetch(&mut self, fetch: Fetch) -> Result<(), SessionError> {
+        self.check_live()?;
+        if self.phase != Phase::Running || self.done_sent {
+            return Err(SessionError::Misuse("fetch outside a running session"));
+        }
+        self.outstanding_fetches += 1;
+        self.out.push_back(Message::Fetch(fetch));
+        Ok(())
+    }
+
+    /// Answers one `FetchRequested`.
+    pub fn send_fetched(&mut self, fetched: Fetched) -> Result<(), SessionError> {
+        self.check_live()?;
+        if self.fetches_to_answer == 0 {
+            return Err(SessionError::Misuse("send_fetched without a fetch"));
+        }
+        self.fetches_to_answer -= 1;
+        self.out.push_back(Message::Fetched(fetched));
+        Ok(())
+    }
+
+    /// Ends this node's part, after `ReceiveComplete`; a station passes its receipt.
+    pub fn finish(&mut self, receipt: Option<Signed<Receipt>>) -> Result<(), SessionError> {
+        self.check_live()?;
+        if !self.receive_complete_emitted || self.done_sent {
+            return Err(SessionError::Misuse("finish before ReceiveComplete"));
+        }
+        self.done_sent = true;
+        self.out.push_back(Message::Done(Done { receipt }));
+        Ok(())
+    }
+
+    /// The next event for the node.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<Event> {
+        if let Some(e) = self.events.pop_front() {
+            return Some(e);
+        }
+        if self.phase != Phase::Running {
+            return None;
+        }
+        if !self.receive_complete_emitted
+            && self.pull_sent
+            && self.last_page_received
+            && self.outstanding_fetches == 0
+        {
+            self.receive_complete_emitted = true;
+            return Some(Event::ReceiveComplete);
+        }
+        if self.done_sent && self.done_received {
+            self.phase = Phase::Finished;
+            return Some(Event::Finished);
+        }
+        None
+    }
+
+    /// The next frame payload to send to the peer.
+    #[must_use]
+    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        self.out.pop_front().map(|m| m.encode())
+    }
+
+    /// Whether this node owes the peer pages of its log (it should call `send_changes`).
+    pub fn is_serving(&self) -> bool {
+        self.serving && self.phase == Phase::Running
+    }
+
+    /// When `handle_timeout` should next be called.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        matches!(
+            self.phase,
+            Phase::AwaitHello | Phase::Deciding | Phase::Running
+        )
+        .then_some(self.deadline)
+    }
+
+    /// Tells the session the time; fails it when the peer has been silent too long.
+    pub fn handle_timeout(&mut self, now: Instant) -> Result<(), SessionError> {
+        self.check_live()?;
+        if now >= self.deadline {
+            return Err(self.fail(SessionError::Timeout));
+        }
+        Ok(())
+    }
+
+    /// Whether both sides are done.
+    pub fn is_finished(&self) -> bool {
+        self.phase == Phase::Finished
+    }
+
+    /// Why the session failed, if it did.
+    pub fn error(&self) -> Option<&SessionError> {
+        match &self.phase {
+            Phase::Failed(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    fn check_live(&self) -> Result<(), SessionError> {
+        match &self.phase {
+            Phase::Failed(e) => Err(e.clone()),
+            Phase::Finished => Err(SessionError::Ended),
+            _ => Ok(()),
+        }
+    }
+
+    fn fail(&mut self, error: SessionError) -> SessionError {
+        self.phase = Phase::Failed(error.clone());
+        self.events.clear();
+        error
+    }
+}
