@@ -78,6 +78,12 @@ pub struct Identity {
     pub role: Role,
     /// The grids it is enrolled for (a volunteer's first grid is its default).
     pub grids: Vec<String>,
+    /// The site's root station (whose key the site id derives from).
+    pub root: Option<DeviceId>,
+    /// This device's membership certificate.
+    pub cert: Option<yizhan_protocol::Signed<yizhan_protocol::Certificate>>,
+    /// Where the station can be reached, if known.
+    pub station_addr: Option<String>,
 }
 
 /// How to make a new home.
@@ -93,8 +99,6 @@ pub struct InitConfig {
 pub struct InitSeed {
     /// The device key's secret seed.
     pub key: [u8; 32],
-    /// The new site's id, when making a station.
-    pub site: [u8; 16],
 }
 
 impl InitSeed {
@@ -102,7 +106,6 @@ impl InitSeed {
     pub fn random() -> Self {
         InitSeed {
             key: rand::random(),
-            site: rand::random(),
         }
     }
 }
@@ -288,6 +291,8 @@ pub struct IngestReport {
     pub duplicate: usize,
     /// Changes refused.
     pub rejected: Vec<Rejection>,
+    /// Documents some of whose changes could not be applied for lack of their history.
+    pub missing: Vec<DocId>,
 }
 
 /// A node: its key, its store and its identity.
@@ -368,16 +373,19 @@ impl Node {
         create_private_dir(home).map_err(io_err(home))?;
 
         let key = DeviceKey::from_seed(seed.key);
-        let identity = Identity {
+        let mut identity = Identity {
             device_id: key.device_id(),
             name: name.to_string(),
-            site_id: config.station.then(|| SiteId::from_bytes(seed.site)),
+            site_id: None,
             role: if config.station {
                 Role::Station
             } else {
                 Role::Unenrolled
             },
             grids: Vec::new(),
+            root: None,
+            cert: None,
+            station_addr: None,
         };
 
         // The store first, then the key: a home is complete once its key file exists, and
@@ -386,6 +394,9 @@ impl Node {
         {
             let tx = store.write()?;
             set_meta(&tx, "device_id", &identity.device_id.to_string())?;
+            if config.station {
+                crate::site::init_station(&tx, &key, &mut identity)?;
+            }
             save_identity(&tx, &identity)?;
             tx.commit()?;
         }
@@ -427,6 +438,22 @@ impl Node {
         &self.identity
     }
 
+    pub(crate) fn set_identity(&mut self, identity: Identity) {
+        self.identity = identity;
+    }
+
+    pub(crate) fn key(&self) -> &DeviceKey {
+        &self.key
+    }
+
+    pub(crate) fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub(crate) fn store_mut(&mut self) -> &mut Store {
+        &mut self.store
+    }
+
     /// The home directory.
     pub fn home(&self) -> &Path {
         &self.home
@@ -464,15 +491,7 @@ impl Node {
     pub fn edit_visit(&mut self, id: DocId, edit: &VisitEdit) -> Result<(), WriteError> {
         edit.check()?;
         let tx = self.store.write()?;
-        let header = load_header(&tx, id)?;
-        if header.author != self.identity.device_id && self.identity.role != Role::Station {
-            return Err(WriteError::NotAllowed(
-                "only the visit's author or a station may change a visit log".into(),
-            ));
-        }
-        local_change(&tx, &self.key, &self.identity, header, Some(id), |doc| {
-            records::write_visit_edit(doc, edit)
-        })?;
+        edit_visit_in(&tx, &self.key, &self.identity, id, edit)?;
         tx.commit()?;
         Ok(())
     }
@@ -508,7 +527,10 @@ impl Node {
     /// Updates a ticket.
     pub fn update_ticket(&mut self, id: DocId, update: &TicketUpdate) -> Result<(), WriteError> {
         update.check()?;
-        self.change_ticket(id, |doc| records::write_ticket_update(doc, update))
+        let tx = self.store.write()?;
+        update_ticket_in(&tx, &self.key, &self.identity, id, update)?;
+        tx.commit()?;
+        Ok(())
     }
 
     /// Comments on a ticket.
@@ -753,85 +775,13 @@ impl Node {
         Ok(DocChanges { header, changes })
     }
 
-    /// Stores changes that came from elsewhere, after checking each one: the document id is
-    /// derived from the header, the envelope verifies strictly for this node's site, a visit
-    /// log is changed only by its author, a document is started only by its author, and
-    /// every dependency is present. Accepted changes commit in one transaction; refused
-    /// ones are reported and never stop the others.
+    /// Stores changes that came from elsewhere (a test harness, an import of relayed
+    /// changes), with the checks of [`ingest_in`]. Accepted changes commit in one
+    /// transaction; refused ones are reported and never stop the others.
     pub fn ingest(&mut self, batch: Vec<DocChanges>) -> Result<IngestReport, WriteError> {
-        let mut report = IngestReport::default();
-        let site = self.identity.site_id;
+        let ctx = IngestContext::load(&self.store, &self.identity, None)?;
         let tx = self.store.write()?;
-        let mut seen = std::collections::HashSet::new();
-        for DocChanges { header, changes } in batch {
-            let doc_id = header.doc_id();
-            let mut verified = Vec::new();
-            for env in changes {
-                let (doc, hash) = (env.doc, env.hash);
-                let reject = |reason: String| Rejection { doc, hash, reason };
-                if env.doc != doc_id {
-                    report.rejected.push(reject(
-                        "change is not for the document its header names".into(),
-                    ));
-                    continue;
-                }
-                if !seen.insert(env.hash) || has_change(&tx, &env.hash)? {
-                    report.duplicate += 1;
-                    continue;
-                }
-                match env.verify(site) {
-                    Ok(v) => {
-                        if let Err(why) = may_write(&header, &v) {
-                            report.rejected.push(reject(why));
-                        } else {
-                            verified.push(v);
-                        }
-                    }
-                    Err(e) => report.rejected.push(reject(e.to_string())),
-                }
-            }
-            if verified.is_empty() {
-                continue;
-            }
-            let mut doc = match load_header(&tx, doc_id) {
-                Ok(_) => load_doc(&tx, doc_id)?,
-                Err(WriteError::NotAllowed(_)) => AutoCommit::new(),
-                Err(e) => return Err(e),
-            };
-            let changes: Vec<automerge::Change> =
-                verified.iter().map(|v| v.change.clone()).collect();
-            let applied = catch_unwind(AssertUnwindSafe(|| doc.apply_changes(changes)));
-            if !matches!(applied, Ok(Ok(()))) {
-                for v in verified {
-                    report.rejected.push(Rejection {
-                        doc: doc_id,
-                        hash: v.envelope.hash,
-                        reason: "Automerge could not apply the change".into(),
-                    });
-                }
-                continue;
-            }
-            let mut stored = Vec::new();
-            for v in verified {
-                if doc.get_change_by_hash(&v.envelope.hash.into()).is_some() {
-                    stored.push(NewChange {
-                        seq: v.change.seq(),
-                        env: v.envelope,
-                    });
-                } else {
-                    report.rejected.push(Rejection {
-                        doc: doc_id,
-                        hash: v.envelope.hash,
-                        reason: "missing dependencies".into(),
-                    });
-                }
-            }
-            if stored.is_empty() {
-                continue;
-            }
-            report.accepted += stored.len();
-            persist(&tx, &header, &mut doc, &stored)?;
-        }
+        let report = ingest_in(&tx, &ctx, batch)?;
         tx.commit()?;
         Ok(report)
     }
@@ -941,6 +891,37 @@ impl Node {
     }
 }
 
+pub(crate) fn edit_visit_in(
+    tx: &Transaction<'_>,
+    key: &DeviceKey,
+    identity: &Identity,
+    id: DocId,
+    edit: &VisitEdit,
+) -> Result<(), WriteError> {
+    let header = load_header(tx, id)?;
+    if header.author != identity.device_id && identity.role != Role::Station {
+        return Err(WriteError::NotAllowed(
+            "only the visit's author or a station may change a visit log".into(),
+        ));
+    }
+    local_change(tx, key, identity, header, Some(id), |doc| {
+        records::write_visit_edit(doc, edit)
+    })
+}
+
+pub(crate) fn update_ticket_in(
+    tx: &Transaction<'_>,
+    key: &DeviceKey,
+    identity: &Identity,
+    id: DocId,
+    update: &TicketUpdate,
+) -> Result<(), WriteError> {
+    let header = load_header(tx, id)?;
+    local_change(tx, key, identity, header, Some(id), |doc| {
+        records::write_ticket_update(doc, update)
+    })
+}
+
 fn batch_error(len: usize, i: usize, e: WriteError) -> WriteError {
     if len == 1 {
         e
@@ -965,17 +946,190 @@ fn push_filter<T: Into<rusqlite::types::Value>>(
     }
 }
 
-/// Who may write what: a document is started by its header's author, and a visit log is
-/// changed only by its author. (Stations may also change visit logs; membership and roles
-/// of other devices arrive with sites.)
-fn may_write(header: &DocHeader, v: &yizhan_protocol::VerifiedChange) -> Result<(), String> {
+/// What ingest needs to know to judge changes: the site, who sent them, and the roster.
+pub(crate) struct IngestContext {
+    site: Option<SiteId>,
+    /// The peer the changes came from (`None`: handed in locally).
+    origin: Option<DeviceId>,
+    /// Whether that peer is a station (a station only relays changes it accepted).
+    origin_is_station: bool,
+    roster: crate::site::RosterView,
+}
+
+impl IngestContext {
+    pub(crate) fn load(
+        store: &Store,
+        identity: &Identity,
+        origin: Option<DeviceId>,
+    ) -> Result<IngestContext, WriteError> {
+        let roster = crate::site::RosterView::load(store.conn(), identity.site_id)?;
+        let origin_is_station = origin.is_some_and(|o| roster.is_station(o));
+        Ok(IngestContext {
+            site: identity.site_id,
+            origin,
+            origin_is_station,
+            roster,
+        })
+    }
+}
+
+/// Who may write what, once the envelope has verified:
+///
+/// - in a site, the signer must be a member (the root station, or a device with a
+///   certificate from it) and not revoked, unless the change comes from a station, which
+///   only holds a revoked device's changes if it accepted them;
+/// - a document is started only by its header's author;
+/// - a visit log is changed only by its author or by a station.
+fn may_write(
+    ctx: &IngestContext,
+    header: &DocHeader,
+    v: &yizhan_protocol::VerifiedChange,
+) -> Result<(), String> {
     let signer = v.envelope.signer;
+    let mut signer_is_station = false;
+    if ctx.site.is_some() {
+        match ctx.roster.role(signer) {
+            None => return Err("its author is not a member of this site".into()),
+            Some(role) => signer_is_station = role == yizhan_protocol::MemberRole::Station,
+        }
+        if ctx.roster.is_revoked(signer) && !ctx.origin_is_station {
+            return Err("its author was revoked".into());
+        }
+    }
     if v.change.deps().is_empty() && signer != header.author {
         return Err("a record may only be started by its author".into());
     }
-    if header.kind == RecordKind::Visit && signer != header.author {
+    if header.kind == RecordKind::Visit && signer != header.author && !signer_is_station {
         return Err("only the visit's author or a station may change a visit log".into());
     }
+    Ok(())
+}
+
+/// Checks and stores changes inside `tx`: the document id is derived from the header, the
+/// envelope verifies strictly for this node's site, [`may_write`] allows it, and every
+/// dependency is present. Refused changes are reported and kept in `rejected` for
+/// inspection; documents whose history is missing are listed in `missing` (to fetch).
+pub(crate) fn ingest_in(
+    tx: &Transaction<'_>,
+    ctx: &IngestContext,
+    batch: Vec<DocChanges>,
+) -> Result<IngestReport, WriteError> {
+    let mut report = IngestReport::default();
+    let mut seen = std::collections::HashSet::new();
+    for DocChanges { header, changes } in batch {
+        let doc_id = header.doc_id();
+        let mut verified = Vec::new();
+        for env in changes {
+            if env.doc != doc_id {
+                reject(
+                    tx,
+                    ctx,
+                    &mut report,
+                    &env,
+                    "change is not for the document its header names",
+                )?;
+                continue;
+            }
+            if !seen.insert(env.hash) || has_change(tx, &env.hash)? {
+                report.duplicate += 1;
+                continue;
+            }
+            match env.clone().verify(ctx.site) {
+                Ok(v) => match may_write(ctx, &header, &v) {
+                    Ok(()) => verified.push(v),
+                    Err(why) => reject(tx, ctx, &mut report, &env, &why)?,
+                },
+                Err(e) => reject(tx, ctx, &mut report, &env, &e.to_string())?,
+            }
+        }
+        if verified.is_empty() {
+            continue;
+        }
+        let mut doc = match load_header(tx, doc_id) {
+            Ok(_) => load_doc(tx, doc_id)?,
+            Err(WriteError::NotAllowed(_)) => AutoCommit::new(),
+            Err(e) => return Err(e),
+        };
+        let changes: Vec<automerge::Change> = verified.iter().map(|v| v.change.clone()).collect();
+        let applied = catch_unwind(AssertUnwindSafe(|| doc.apply_changes(changes)));
+        if !matches!(applied, Ok(Ok(()))) {
+            for v in verified {
+                reject(
+                    tx,
+                    ctx,
+                    &mut report,
+                    &v.envelope,
+                    "Automerge could not apply the change",
+                )?;
+            }
+            continue;
+        }
+        let mut stored = Vec::new();
+        let mut missing = false;
+        for v in verified {
+            if doc.get_change_by_hash(&v.envelope.hash.into()).is_some() {
+                stored.push(NewChange {
+                    seq: v.change.seq(),
+                    env: v.envelope,
+                });
+            } else {
+                missing = true;
+            }
+        }
+        if missing {
+            report.missing.push(doc_id);
+        }
+        if stored.is_empty() {
+            continue;
+        }
+        report.accepted += stored.len();
+        let saved = catch_unwind(AssertUnwindSafe(|| {
+            persist_from(tx, &header, &mut doc, &stored, ctx.origin)
+        }));
+        match saved {
+            Ok(result) => result?,
+            Err(_) => {
+                return Err(WriteError::Damaged(
+                    doc_id,
+                    "the merged document cannot be saved".into(),
+                ));
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// Most rejected changes kept for inspection; older ones are dropped.
+const MAX_REJECTED_KEPT: i64 = 10_000;
+
+fn reject(
+    tx: &Transaction<'_>,
+    ctx: &IngestContext,
+    report: &mut IngestReport,
+    env: &SignedChange,
+    reason: &str,
+) -> Result<(), WriteError> {
+    report.rejected.push(Rejection {
+        doc: env.doc,
+        hash: env.hash,
+        reason: reason.to_string(),
+    });
+    tx.prepare_cached(
+        "INSERT INTO rejected(doc_id, hash, signer, signature, bytes, reason, from_peer, received_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        env.doc.as_bytes().as_slice(),
+        env.hash.0.as_slice(),
+        env.signer.as_bytes().as_slice(),
+        env.signature.as_slice(),
+        env.bytes,
+        reason,
+        ctx.origin.map(|o| o.as_bytes().to_vec()),
+        now_ms(),
+    ])?;
+    tx.prepare_cached("DELETE FROM rejected WHERE id <= (SELECT MAX(id) FROM rejected) - ?1")?
+        .execute([MAX_REJECTED_KEPT])?;
     Ok(())
 }
 
@@ -1045,12 +1199,25 @@ fn local_change(
     Ok(())
 }
 
-/// Stores new changes of one document, its new snapshot, and its index row.
+/// Stores new changes made on this node.
 fn persist(
     tx: &Transaction<'_>,
     header: &DocHeader,
     doc: &mut AutoCommit,
     new: &[NewChange],
+) -> Result<(), WriteError> {
+    persist_from(tx, header, doc, new, None)
+}
+
+/// Stores new changes of one document (received from `origin`, or made here when `None`),
+/// each at the next position of this node's change log, with the document's new snapshot
+/// and its index row.
+fn persist_from(
+    tx: &Transaction<'_>,
+    header: &DocHeader,
+    doc: &mut AutoCommit,
+    new: &[NewChange],
+    origin: Option<DeviceId>,
 ) -> Result<(), WriteError> {
     let doc_id = header.doc_id();
     let now = now_ms();
@@ -1073,9 +1240,12 @@ fn persist(
         now,
     ])?;
     let mut insert = tx.prepare_cached(
-        "INSERT INTO changes(hash, doc_id, actor, seq, signer, signature, bytes, received_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        "INSERT INTO changes(hash, doc_id, actor, seq, signer, signature, bytes, received_at,
+                             origin, lseq)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9,
+                 (SELECT COALESCE(MAX(lseq), 0) + 1 FROM changes))",
     )?;
+    let origin = origin.map(|o| o.as_bytes().to_vec());
     for c in new {
         insert.execute(params![
             c.env.hash.0.as_slice(),
@@ -1086,6 +1256,7 @@ fn persist(
             c.env.signature.as_slice(),
             c.env.bytes,
             now,
+            origin,
         ])?;
     }
     materialize(tx, header, doc)?;
@@ -1102,6 +1273,7 @@ struct IndexRow {
     at_ms: i64,
     summary: String,
     links: Vec<String>,
+    conflicts: i64,
 }
 
 fn index_row(header: &DocHeader, doc: &AutoCommit) -> IndexRow {
@@ -1142,6 +1314,7 @@ fn index_row(header: &DocHeader, doc: &AutoCommit) -> IndexRow {
         at_ms: at.parse::<Time>().map(Time::millis).unwrap_or(0),
         summary,
         links,
+        conflicts: records::read_conflicts(doc, header.kind).len() as i64,
     }
 }
 
@@ -1163,11 +1336,12 @@ fn materialize(
         }
     }
     tx.prepare_cached(
-        "INSERT INTO records(doc_id, id, kind, grid, category, author, status, assignee, at_ms, summary)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+        "INSERT INTO records(doc_id, id, kind, grid, category, author, status, assignee, at_ms,
+                             summary, conflicts)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
          ON CONFLICT(doc_id) DO UPDATE SET grid = excluded.grid, category = excluded.category,
              status = excluded.status, assignee = excluded.assignee, at_ms = excluded.at_ms,
-             summary = excluded.summary",
+             summary = excluded.summary, conflicts = excluded.conflicts",
     )?
     .execute(params![
         id.as_bytes().as_slice(),
@@ -1180,6 +1354,7 @@ fn materialize(
         row.assignee,
         row.at_ms,
         row.summary,
+        row.conflicts,
     ])?;
     Ok(())
 }
@@ -1188,7 +1363,8 @@ fn materialize(
 fn stored_index_row(conn: &rusqlite::Connection, id: DocId) -> rusqlite::Result<Option<IndexRow>> {
     let row = conn
         .prepare_cached(
-            "SELECT grid, category, status, assignee, at_ms, summary FROM records WHERE doc_id = ?1",
+            "SELECT grid, category, status, assignee, at_ms, summary, conflicts
+             FROM records WHERE doc_id = ?1",
         )?
         .query_row([id.as_bytes().as_slice()], |r| {
             Ok(IndexRow {
@@ -1199,6 +1375,7 @@ fn stored_index_row(conn: &rusqlite::Connection, id: DocId) -> rusqlite::Result<
                 at_ms: r.get(4)?,
                 summary: r.get(5)?,
                 links: Vec::new(),
+                conflicts: r.get(6)?,
             })
         })
         .optional()?;
@@ -1222,7 +1399,10 @@ fn load_header(tx: &Transaction<'_>, id: DocId) -> Result<DocHeader, WriteError>
     }
 }
 
-fn load_header_conn(conn: &rusqlite::Connection, id: DocId) -> Result<DocHeader, ReadError> {
+pub(crate) fn load_header_conn(
+    conn: &rusqlite::Connection,
+    id: DocId,
+) -> Result<DocHeader, ReadError> {
     let (kind, author, nonce): (u8, Vec<u8>, Vec<u8>) = conn
         .prepare_cached("SELECT kind, author, nonce FROM docs WHERE doc_id = ?1")?
         .query_row([id.as_bytes().as_slice()], |r| {
@@ -1240,7 +1420,7 @@ fn load_header_conn(conn: &rusqlite::Connection, id: DocId) -> Result<DocHeader,
     Ok(header)
 }
 
-fn load_doc(conn: &rusqlite::Connection, id: DocId) -> Result<AutoCommit, WriteError> {
+pub(crate) fn load_doc(conn: &rusqlite::Connection, id: DocId) -> Result<AutoCommit, WriteError> {
     let snapshot: Option<Vec<u8>> = conn
         .prepare_cached("SELECT snapshot FROM docs WHERE doc_id = ?1")?
         .query_row([id.as_bytes().as_slice()], |r| r.get(0))
@@ -1257,7 +1437,26 @@ fn load_doc(conn: &rusqlite::Connection, id: DocId) -> Result<AutoCommit, WriteE
     }
 }
 
-fn save_identity(tx: &Transaction<'_>, identity: &Identity) -> rusqlite::Result<()> {
+pub(crate) fn save_identity(tx: &Transaction<'_>, identity: &Identity) -> rusqlite::Result<()> {
+    set_meta(
+        tx,
+        "root",
+        &identity.root.map(|r| r.to_string()).unwrap_or_default(),
+    )?;
+    set_meta(
+        tx,
+        "cert",
+        &identity
+            .cert
+            .as_ref()
+            .map(|c| hex::encode(c.to_bytes()))
+            .unwrap_or_default(),
+    )?;
+    set_meta(
+        tx,
+        "station_addr",
+        identity.station_addr.as_deref().unwrap_or_default(),
+    )?;
     set_meta(tx, "name", &identity.name)?;
     set_meta(tx, "role", identity.role.as_str())?;
     set_meta(
@@ -1285,6 +1484,26 @@ fn load_identity(store: &Store, key: &DeviceKey) -> Result<Identity, OpenError> 
     }
     let role = get("role")?;
     let site = get("site_id")?;
+    let opt = |k: &str| -> Result<Option<String>, OpenError> {
+        Ok(store.meta(k)?.filter(|v| !v.is_empty()))
+    };
+    let root = match opt("root")? {
+        Some(r) => Some(
+            r.parse()
+                .map_err(|_| OpenError::Mismatch("malformed root".into()))?,
+        ),
+        None => None,
+    };
+    let cert = match opt("cert")? {
+        Some(c) => Some(
+            hex::decode(&c)
+                .ok()
+                .and_then(|b| yizhan_protocol::Signed::from_bytes(&b).ok())
+                .ok_or_else(|| OpenError::Mismatch("malformed certificate".into()))?,
+        ),
+        None => None,
+    };
+    let station_addr = opt("station_addr")?;
     Ok(Identity {
         device_id,
         name: get("name")?,
@@ -1300,6 +1519,9 @@ fn load_identity(store: &Store, key: &DeviceKey) -> Result<Identity, OpenError> 
         },
         grids: serde_json::from_str(&get("grids")?)
             .map_err(|_| OpenError::Mismatch("malformed grids".into()))?,
+        root,
+        cert,
+        station_addr,
     })
 }
 

@@ -16,6 +16,8 @@ pub mod home;
 pub mod model;
 pub mod net;
 pub mod records;
+pub mod site;
 pub mod store;
+pub mod sync;
 
 pub use home::{Node, Role};

@@ -68,6 +68,64 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX links_by_ticket ON links(ticket, visit);
     "#,
+    // 2: sites and sync.
+    r#"
+    -- This node's change log: every stored change gets the next position (`lseq`); peers
+    -- pull the log after the last position they hold. `origin` is the peer a change came
+    -- from (NULL when made here), so a change is never sent back where it came from.
+    ALTER TABLE changes ADD COLUMN lseq INTEGER;
+    ALTER TABLE changes ADD COLUMN origin BLOB;
+    UPDATE changes SET lseq = rowid;
+    CREATE UNIQUE INDEX changes_by_lseq ON changes(lseq);
+    -- The log's epoch: a peer's position in it is only meaningful within one epoch.
+    INSERT OR IGNORE INTO meta(key, value) VALUES ('log_epoch', lower(hex(randomblob(16))));
+    -- How many fields of the record hold concurrent values.
+    ALTER TABLE records ADD COLUMN conflicts INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX records_by_grid ON records(grid);
+    CREATE INDEX records_by_author ON records(author);
+    CREATE INDEX records_by_assignee ON records(assignee);
+    -- Membership certificates this node has checked (the roster).
+    CREATE TABLE members (
+        device     BLOB PRIMARY KEY,
+        cert       BLOB NOT NULL,        -- the signed certificate, as received
+        name       TEXT NOT NULL,
+        role       TEXT NOT NULL,        -- station | volunteer
+        grids      TEXT NOT NULL,        -- JSON array
+        expires_at INTEGER,              -- ms since epoch
+        digest     BLOB NOT NULL
+    );
+    -- Revocations this node has checked.
+    CREATE TABLE revocations (
+        device      BLOB PRIMARY KEY,
+        statement   BLOB NOT NULL,
+        reason      TEXT NOT NULL,
+        revoked_at  INTEGER NOT NULL,
+        received_at INTEGER NOT NULL,
+        digest      BLOB NOT NULL
+    );
+    -- Peers this node has synced with, and its position in each one's log.
+    CREATE TABLE peers (
+        device    BLOB PRIMARY KEY,
+        name      TEXT,
+        addr      TEXT,
+        last_sync INTEGER,
+        epoch     BLOB,
+        cursor    INTEGER NOT NULL DEFAULT 0,
+        scope_key BLOB
+    );
+    -- Changes refused on receipt, kept for inspection (bounded).
+    CREATE TABLE rejected (
+        id          INTEGER PRIMARY KEY,
+        doc_id      BLOB NOT NULL,
+        hash        BLOB NOT NULL,
+        signer      BLOB,
+        signature   BLOB,
+        bytes       BLOB,
+        reason      TEXT NOT NULL,
+        from_peer   BLOB,
+        received_at INTEGER NOT NULL
+    );
+    "#,
 ];
 
 /// Why a store could not be opened.

@@ -1,0 +1,512 @@
+//! Sites and membership on a node: the station's root of trust, enrolment, joining,
+//! revocation, and the roster every node keeps to judge the authors of changes.
+//!
+//! The statements themselves (certificates, revocations, tokens) are defined and checked
+//! in `yizhan_protocol::membership`; this module stores them and applies their effects.
+
+use std::collections::{HashMap, HashSet};
+
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use sha2::{Digest, Sha256};
+use yizhan_protocol::membership::{Certificate, MemberRole, MembershipError, Revocation, Token};
+use yizhan_protocol::wire::Roster;
+use yizhan_protocol::{DeviceId, DeviceKey, RecordKind, Signed, SiteId};
+
+use crate::home::{Identity, Node, ReadError, Role, WriteError};
+use crate::model::Time;
+use crate::records::{TicketUpdate, VisitEdit};
+use crate::store::set_meta;
+
+/// Why a membership command failed. Nothing was changed.
+#[derive(Debug, thiserror::Error)]
+pub enum SiteError {
+    /// The command is for the site's station only.
+    #[error("only the site's station can {0}")]
+    NotStation(&'static str),
+    /// A volunteer needs a grid.
+    #[error("a volunteer must be enrolled for at least one grid (--grid)")]
+    NoGrid,
+    /// A bad name.
+    #[error("name must not be empty")]
+    EmptyName,
+    /// The token is not acceptable.
+    #[error("the token is not valid: {0}")]
+    Token(#[from] MembershipError),
+    /// This node is a member of another site.
+    #[error("this node is already a member of site {0}")]
+    OtherSite(SiteId),
+    /// A station cannot revoke itself.
+    #[error("a station cannot revoke itself")]
+    RevokeSelf,
+    /// Writing failed.
+    #[error(transparent)]
+    Write(#[from] WriteError),
+    /// SQLite failed.
+    #[error("cannot write the store: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+}
+
+/// A device admitted by the station.
+#[derive(Clone, Debug)]
+pub struct EnrollRequest {
+    /// The device.
+    pub device: DeviceId,
+    /// Its name in the roster.
+    pub name: String,
+    /// Its grids (a volunteer needs at least one).
+    pub grids: Vec<String>,
+    /// Its role.
+    pub role: MemberRole,
+    /// Days until the membership expires (never when `None`).
+    pub expires_days: Option<u32>,
+}
+
+/// One line of `members`.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct MemberInfo {
+    /// The device.
+    pub device_id: String,
+    /// Its name.
+    pub name: String,
+    /// `station` or `volunteer`.
+    pub role: String,
+    /// Its grids.
+    pub grids: Vec<String>,
+    /// Whether it has been revoked.
+    pub revoked: bool,
+}
+
+/// The roster as ingest consults it.
+#[derive(Debug, Default)]
+pub(crate) struct RosterView {
+    root: Option<DeviceId>,
+    roles: HashMap<DeviceId, MemberRole>,
+    revoked: HashSet<DeviceId>,
+}
+
+impl RosterView {
+    pub(crate) fn load(conn: &Connection, site: Option<SiteId>) -> rusqlite::Result<RosterView> {
+        let mut view = RosterView::default();
+        let Some(site) = site else { return Ok(view) };
+        let root: Option<String> = conn
+            .query_row("SELECT value FROM meta WHERE key = 'root'", [], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        view.root = root
+            .and_then(|r| r.parse().ok())
+            .filter(|r| SiteId::for_root(*r) == site);
+        let mut stmt = conn.prepare("SELECT device, role FROM members")?;
+        for row in stmt.query_map([], |r| {
+            Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, String>(1)?))
+        })? {
+            let (device, role) = row?;
+            if let Ok(d) = DeviceId::from_slice(&device) {
+                let role = if role == "station" {
+                    MemberRole::Station
+                } else {
+                    MemberRole::Volunteer
+                };
+                view.roles.insert(d, role);
+            }
+        }
+        let mut stmt = conn.prepare("SELECT device FROM revocations")?;
+        for row in stmt.query_map([], |r| r.get::<_, Vec<u8>>(0))? {
+            if let Ok(d) = DeviceId::from_slice(&row?) {
+                view.revoked.insert(d);
+            }
+        }
+        Ok(view)
+    }
+
+    /// The device's role in the site, if it is a member (the root is always the station).
+    pub(crate) fn role(&self, device: DeviceId) -> Option<MemberRole> {
+        if self.root == Some(device) {
+            return Some(MemberRole::Station);
+        }
+        self.roles.get(&device).copied()
+    }
+
+    pub(crate) fn is_station(&self, device: DeviceId) -> bool {
+        self.role(device) == Some(MemberRole::Station)
+    }
+
+    pub(crate) fn is_revoked(&self, device: DeviceId) -> bool {
+        self.revoked.contains(&device)
+    }
+}
+
+/// Stores a checked certificate in the roster (replacing an older one of the device).
+pub(crate) fn store_cert(
+    tx: &Transaction<'_>,
+    signed: &Signed<Certificate>,
+    cert: &Certificate,
+) -> rusqlite::Result<()> {
+    let existing: Option<Vec<u8>> = tx
+        .query_row(
+            "SELECT cert FROM members WHERE device = ?1",
+            [cert.device.as_bytes().as_slice()],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if let Some(bytes) = existing
+        && let Ok(old) = Signed::<Certificate>::from_bytes(&bytes)
+        && let Ok(old) = old.open()
+        && old.issued_at_ms > cert.issued_at_ms
+    {
+        return Ok(()); // keep the newer certificate
+    }
+    tx.execute(
+        "INSERT INTO members(device, cert, name, role, grids, expires_at, digest)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT(device) DO UPDATE SET cert = excluded.cert, name = excluded.name,
+             role = excluded.role, grids = excluded.grids, expires_at = excluded.expires_at,
+             digest = excluded.digest",
+        params![
+            cert.device.as_bytes().as_slice(),
+            signed.to_bytes(),
+            cert.name,
+            cert.role.as_str(),
+            serde_json::to_string(&cert.grids).expect("strings serialise"),
+            cert.expires_at_ms,
+            signed.digest().as_slice(),
+        ],
+    )?;
+    Ok(())
+}
+
+/// Stores a checked revocation.
+pub(crate) fn store_revocation(
+    tx: &Transaction<'_>,
+    signed: &Signed<Revocation>,
+    r: &Revocation,
+) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT OR IGNORE INTO revocations(device, statement, reason, revoked_at, received_at, digest)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            r.device.as_bytes().as_slice(),
+            signed.to_bytes(),
+            r.reason,
+            r.revoked_at_ms,
+            Time::now().millis(),
+            signed.digest().as_slice(),
+        ],
+    )?;
+    Ok(())
+}
+
+/// Every certificate and revocation this node holds.
+pub(crate) fn load_roster(conn: &Connection) -> rusqlite::Result<Roster> {
+    let certs = conn
+        .prepare("SELECT cert FROM members ORDER BY device")?
+        .query_map([], |r| r.get::<_, Vec<u8>>(0))?
+        .filter_map(|b| b.ok().and_then(|b| Signed::from_bytes(&b).ok()))
+        .collect();
+    let revocations = conn
+        .prepare("SELECT statement FROM revocations ORDER BY device")?
+        .query_map([], |r| r.get::<_, Vec<u8>>(0))?
+        .filter_map(|b| b.ok().and_then(|b| Signed::from_bytes(&b).ok()))
+        .collect();
+    Ok(Roster { certs, revocations })
+}
+
+/// SHA-256 over the sorted digests of every certificate, then every revocation.
+pub(crate) fn roster_digest(conn: &Connection) -> rusqlite::Result<[u8; 32]> {
+    let mut h = Sha256::new();
+    for (label, sql) in [
+        (
+            b"certs".as_slice(),
+            "SELECT digest FROM members ORDER BY digest",
+        ),
+        (
+            b"revocations".as_slice(),
+            "SELECT digest FROM revocations ORDER BY digest",
+        ),
+    ] {
+        h.update(label);
+        let mut stmt = conn.prepare(sql)?;
+        for d in stmt.query_map([], |r| r.get::<_, Vec<u8>>(0))? {
+            h.update(d?);
+        }
+    }
+    Ok(h.finalize().into())
+}
+
+/// What applying a peer's roster did.
+#[derive(Debug, Default)]
+pub(crate) struct RosterOutcome {
+    /// Devices newly revoked.
+    pub revoked: Vec<DeviceId>,
+    /// Statements refused (bad signature, another site).
+    pub refused: usize,
+}
+
+/// Checks and stores a peer's roster.
+pub(crate) fn apply_roster(
+    tx: &Transaction<'_>,
+    site: SiteId,
+    roster: &Roster,
+    now_ms: i64,
+) -> rusqlite::Result<RosterOutcome> {
+    let mut out = RosterOutcome::default();
+    for r in &roster.revocations {
+        match r.check(site) {
+            Ok(rev) => {
+                let known: bool = tx
+                    .prepare_cached("SELECT 1 FROM revocations WHERE device = ?1")?
+                    .exists([rev.device.as_bytes().as_slice()])?;
+                if !known {
+                    out.revoked.push(rev.device);
+                }
+                store_revocation(tx, r, &rev)?;
+            }
+            Err(_) => out.refused += 1,
+        }
+    }
+    for c in &roster.certs {
+        // Expired certificates still name members (their earlier changes stay valid).
+        match c.check(Some(site), i64::MIN) {
+            Ok(cert) => store_cert(tx, c, &cert)?,
+            Err(_) => out.refused += 1,
+        }
+    }
+    let _ = now_ms;
+    Ok(out)
+}
+
+impl Node {
+    fn require_root(&self, what: &'static str) -> Result<SiteId, SiteError> {
+        let ident = self.identity();
+        match (ident.site_id, ident.root) {
+            (Some(site), Some(root)) if root == ident.device_id => Ok(site),
+            _ => Err(SiteError::NotStation(what)),
+        }
+    }
+
+    /// Admits a device to this station's site. Returns the token to hand to it.
+    pub fn enroll(&mut self, req: &EnrollRequest) -> Result<Token, SiteError> {
+        let site = self.require_root("enroll devices")?;
+        let name = req.name.trim();
+        if name.is_empty() {
+            return Err(SiteError::EmptyName);
+        }
+        let grids: Vec<String> = req
+            .grids
+            .iter()
+            .map(|g| g.trim().to_string())
+            .filter(|g| !g.is_empty())
+            .collect();
+        if req.role == MemberRole::Volunteer && grids.is_empty() {
+            return Err(SiteError::NoGrid);
+        }
+        let now = Time::now().millis();
+        let cert = Certificate {
+            site,
+            device: req.device,
+            name: name.to_string(),
+            role: req.role,
+            grids,
+            issued_at_ms: now,
+            expires_at_ms: req
+                .expires_days
+                .map(|d| now + i64::from(d) * 24 * 3600 * 1000),
+        };
+        let signed = Signed::sign(self.key(), &cert);
+        let tx = self.store_mut().write()?;
+        store_cert(&tx, &signed, &cert)?;
+        let addrs: Vec<String> = tx
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'listen_addr'",
+                [],
+                |r| r.get::<_, String>(0),
+            )
+            .optional()?
+            .into_iter()
+            .collect();
+        tx.commit()?;
+        Ok(Token {
+            cert: signed,
+            station_addrs: addrs,
+        })
+    }
+
+    /// Stores the membership a token grants, after checking it names this device and is
+    /// signed by its site's root. Changes this device made before joining are re-signed
+    /// for the site, and its records without a grid move to its first grid.
+    pub fn join(&mut self, token: &Token, station_addr: Option<String>) -> Result<(), SiteError> {
+        let now = Time::now().millis();
+        let cert = token.cert.check(None, now)?;
+        let me = self.identity().device_id;
+        if cert.device != me {
+            return Err(MembershipError::WrongDevice {
+                given: cert.device,
+                expected: me,
+            }
+            .into());
+        }
+        if let Some(site) = self.identity().site_id
+            && site != cert.site
+        {
+            return Err(SiteError::OtherSite(site));
+        }
+        let root = token.cert.signer;
+        let addr = station_addr.or_else(|| token.station_addrs.first().cloned());
+        let mut identity = self.identity().clone();
+        identity.name = cert.name.clone();
+        identity.site_id = Some(cert.site);
+        identity.role = match cert.role {
+            MemberRole::Station => Role::Station,
+            MemberRole::Volunteer => Role::Volunteer,
+        };
+        identity.grids = cert.grids.clone();
+        identity.root = Some(root);
+        identity.cert = Some(token.cert.clone());
+        if addr.is_some() {
+            identity.station_addr = addr;
+        }
+        let first_grid = identity.grids.first().cloned();
+        let key = DeviceKey::from_seed(self.key().seed());
+        let tx = self.store_mut().write()?;
+        store_cert(&tx, &token.cert, &cert)?;
+        crate::home::save_identity(&tx, &identity)?;
+        // Re-sign this device's earlier changes for the site.
+        {
+            let mut stmt =
+                tx.prepare("SELECT hash, doc_id, signature FROM changes WHERE signer = ?1")?;
+            let rows: Vec<(Vec<u8>, Vec<u8>)> = stmt
+                .query_map([me.as_bytes().as_slice()], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<_>>()?;
+            let mut update = tx.prepare("UPDATE changes SET signature = ?1 WHERE hash = ?2")?;
+            for (hash, doc) in rows {
+                let (Ok(h), Some(d)) = (
+                    <[u8; 32]>::try_from(hash.as_slice()),
+                    yizhan_protocol::DocId::from_slice(&doc),
+                ) else {
+                    continue;
+                };
+                let msg = yizhan_protocol::envelope::signing_message(
+                    Some(cert.site),
+                    d,
+                    yizhan_protocol::ChangeHash(h),
+                );
+                update.execute(params![key.sign(&msg).as_slice(), hash])?;
+            }
+        }
+        // Records without a grid go to this volunteer's first grid.
+        if let Some(grid) = first_grid {
+            let ungridded: Vec<(Vec<u8>, u8)> = tx
+                .prepare("SELECT doc_id, kind FROM records WHERE grid IS NULL AND author = ?1")?
+                .query_map([me.to_string()], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<_>>()?;
+            for (doc, kind) in ungridded {
+                let Some(id) = yizhan_protocol::DocId::from_slice(&doc) else {
+                    continue;
+                };
+                match RecordKind::from_code(kind) {
+                    Some(RecordKind::Visit) => crate::home::edit_visit_in(
+                        &tx,
+                        &key,
+                        &identity,
+                        id,
+                        &VisitEdit {
+                            grid: Some(grid.clone()),
+                            ..VisitEdit::default()
+                        },
+                    )?,
+                    Some(RecordKind::Ticket) => crate::home::update_ticket_in(
+                        &tx,
+                        &key,
+                        &identity,
+                        id,
+                        &TicketUpdate {
+                            grid: Some(grid.clone()),
+                            ..TicketUpdate::default()
+                        },
+                    )?,
+                    None => {}
+                }
+            }
+        }
+        tx.commit()?;
+        self.set_identity(identity);
+        Ok(())
+    }
+
+    /// Expels a device from this station's site.
+    pub fn revoke(&mut self, device: DeviceId, reason: &str) -> Result<(), SiteError> {
+        let site = self.require_root("revoke devices")?;
+        if device == self.identity().device_id {
+            return Err(SiteError::RevokeSelf);
+        }
+        let r = Revocation {
+            site,
+            device,
+            reason: reason.to_string(),
+            revoked_at_ms: Time::now().millis(),
+        };
+        let signed = Signed::sign(self.key(), &r);
+        let tx = self.store_mut().write()?;
+        store_revocation(&tx, &signed, &r)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The site's roster as this node knows it.
+    pub fn members(&self) -> Result<Vec<MemberInfo>, ReadError> {
+        let conn = self.store().conn();
+        let revoked: HashSet<Vec<u8>> = conn
+            .prepare("SELECT device FROM revocations")?
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        let mut stmt =
+            conn.prepare("SELECT device, name, role, grids FROM members ORDER BY role, name")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, Vec<u8>>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (device, name, role, grids) = row?;
+            out.push(MemberInfo {
+                device_id: hex::encode(&device),
+                name,
+                role,
+                grids: serde_json::from_str(&grids).unwrap_or_default(),
+                revoked: revoked.contains(&device),
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// Makes a new station the root of its own site: the site id derives from its key, and it
+/// holds a certificate for itself like every other member.
+pub(crate) fn init_station(
+    tx: &Transaction<'_>,
+    key: &DeviceKey,
+    identity: &mut Identity,
+) -> rusqlite::Result<()> {
+    let me = key.device_id();
+    let site = SiteId::for_root(me);
+    let cert = Certificate {
+        site,
+        device: me,
+        name: identity.name.clone(),
+        role: MemberRole::Station,
+        grids: Vec::new(),
+        issued_at_ms: Time::now().millis(),
+        expires_at_ms: None,
+    };
+    let signed = Signed::sign(key, &cert);
+    store_cert(tx, &signed, &cert)?;
+    identity.site_id = Some(site);
+    identity.root = Some(me);
+    identity.cert = Some(signed);
+    set_meta(tx, "root", &me.to_string())?;
+    Ok(())
+}

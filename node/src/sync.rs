@@ -1,0 +1,804 @@
+//! The sync engine: drives a `yizhan_protocol::sync::Session` with this node's store.
+//!
+//! The engine owns nothing of the network. The transport (QUIC in `daemon`, an in-memory
+//! link in tests) hands it every frame it receives and sends every frame it yields:
+//!
+//! ```text
+//! loop {
+//!     while let Some(frame) = engine.poll_transmit()? { send(frame) }
+//!     if engine.is_finished() { break }
+//!     engine.handle_frame(&receive()?, now)?;
+//! }
+//! ```
+//!
+//! What it does with the session's events:
+//!
+//! - the peer's `Hello`: checks its certificate (this site, unexpired, names the device
+//!   that authenticated the transport, not revoked) and accepts or refuses it;
+//! - `Roster`: checks and stores certificates and revocations, ahead of any record data,
+//!   and refuses the peer if the roster revokes it;
+//! - `PullRequested`: pages through this node's change log after the peer's position,
+//!   sending exactly the changes of records in both nodes' scopes, never a change back to
+//!   the peer it came from or to its author;
+//! - `Changes` / `Fetched`: verifies and stores them (`home::ingest_in`) in one
+//!   transaction with the new position in the peer's log, and fetches documents whose
+//!   history is missing;
+//! - at the end, a station signs a receipt of how much of the peer's log it holds, and a
+//!   volunteer checks and keeps the station's receipt.
+
+use std::time::{Duration, Instant};
+
+use rusqlite::{OptionalExtension, params};
+use sha2::{Digest, Sha256};
+use yizhan_protocol::membership::{Certificate, MemberRole, Receipt};
+use yizhan_protocol::sync::{Event, Session, SessionConfig, SessionError};
+use yizhan_protocol::wire::{
+    Changes, Fetch, Fetched, Hello, MAX_FETCH_DOCS, MAX_HEADS, Pull, WireChange, WireDoc,
+};
+use yizhan_protocol::{ChangeHash, DeviceId, DocHeader, DocId, RecordKind, Signed, SiteId};
+
+use crate::home::{
+    DocChanges, IngestContext, IngestReport, Node, ReadError, Role, WriteError, ingest_in,
+    load_doc, load_header_conn,
+};
+use crate::model::Time;
+use crate::site::{RosterView, apply_roster, load_roster, roster_digest};
+use crate::store::set_meta;
+
+/// Most changes in one page of the log.
+const PAGE_CHANGES: usize = 2000;
+/// Most bytes of changes in one page (a frame may be up to 4 MiB).
+const PAGE_BYTES: usize = 2 << 20;
+/// Most bytes of changes in one `Fetched`.
+const FETCH_BYTES: usize = 3 << 20;
+
+/// How a sync ended badly.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// This node is not a member of a site.
+    #[error("this node is not a member of a site yet (run `yizhan join TOKEN`)")]
+    NotMember,
+    /// The session failed (protocol error, refusal, timeout).
+    #[error(transparent)]
+    Session(#[from] SessionError),
+    /// Storing failed.
+    #[error(transparent)]
+    Write(#[from] WriteError),
+    /// Reading failed.
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    /// SQLite failed.
+    #[error("store: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+}
+
+/// What one sync moved, as `yizhan sync --json` prints it.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct SyncStats {
+    /// Changes sent to the peer.
+    pub sent: u64,
+    /// Changes received and stored.
+    pub received: u64,
+    /// Changes received and refused.
+    pub rejected: u64,
+    /// Bytes this node put on the wire (frames with their length prefixes).
+    pub bytes_sent: u64,
+    /// Bytes this node took off the wire.
+    pub bytes_received: u64,
+    /// Times this node waited for the peer after sending.
+    pub round_trips: u64,
+}
+
+/// Which records a node holds.
+#[derive(Clone, Debug)]
+enum Scope {
+    /// A station: the whole site.
+    All,
+    /// A volunteer: its grids, and the records it made or is assigned.
+    Member {
+        device: DeviceId,
+        grids: Vec<String>,
+    },
+}
+
+impl Scope {
+    fn of(cert: &Certificate) -> Scope {
+        match cert.role {
+            MemberRole::Station => Scope::All,
+            MemberRole::Volunteer => Scope::Member {
+                device: cert.device,
+                grids: cert.grids.clone(),
+            },
+        }
+    }
+
+    /// A SQL condition on `records r`, with its two parameters.
+    fn sql(&self, first_param: usize) -> (String, Vec<String>) {
+        match self {
+            Scope::All => ("1".into(), Vec::new()),
+            Scope::Member { device, grids } => (
+                format!(
+                    "(r.grid IN (SELECT value FROM json_each(?{a})) OR r.author = ?{b} OR r.assignee = ?{b})",
+                    a = first_param,
+                    b = first_param + 1
+                ),
+                vec![
+                    serde_json::to_string(grids).expect("strings serialise"),
+                    device.to_string(),
+                ],
+            ),
+        }
+    }
+}
+
+struct Peer {
+    device: DeviceId,
+    cert: Certificate,
+    epoch: [u8; 16],
+    scope: Scope,
+    scope_key: [u8; 32],
+    /// This node's position in the peer's log, as stored.
+    cursor: u64,
+}
+
+/// Options of a sync.
+#[derive(Clone, Debug)]
+pub struct SyncConfig {
+    /// How long to wait for the peer.
+    pub idle_timeout: Duration,
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        SyncConfig {
+            idle_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// One sync with one peer, over any transport.
+pub struct SyncEngine {
+    node: Node,
+    session: Session,
+    transport_peer: DeviceId,
+    site: SiteId,
+    my_cert: Certificate,
+    my_epoch: [u8; 16],
+    peer: Option<Peer>,
+    /// The next position to serve the peer from, while it is pulling.
+    serve_after: Option<u64>,
+    stats: SyncStats,
+    sent_since_receive: bool,
+}
+
+fn scope_key(a: &Signed<Certificate>, b: &Signed<Certificate>) -> [u8; 32] {
+    Sha256::new()
+        .chain_update(a.digest())
+        .chain_update(b.digest())
+        .finalize()
+        .into()
+}
+
+fn epoch_of(node: &Node) -> Result<[u8; 16], SyncError> {
+    let text = node.store().meta("log_epoch")?.unwrap_or_default();
+    let mut epoch = [0u8; 16];
+    hex::decode_to_slice(text, &mut epoch)
+        .map_err(|_| SyncError::Read(ReadError::Index("malformed log epoch".into())))?;
+    Ok(epoch)
+}
+
+impl SyncEngine {
+    /// Starts a sync with `peer`, the device the transport authenticated.
+    pub fn new(
+        node: Node,
+        peer: DeviceId,
+        config: &SyncConfig,
+        now: Instant,
+    ) -> Result<SyncEngine, SyncError> {
+        let ident = node.identity();
+        let (Some(site), Some(cert)) = (ident.site_id, ident.cert.clone()) else {
+            return Err(SyncError::NotMember);
+        };
+        let my_cert = cert
+            .open()
+            .map_err(|_| SyncError::Read(ReadError::Index("malformed own certificate".into())))?;
+        let my_epoch = epoch_of(&node)?;
+        let session = Session::new(
+            SessionConfig {
+                site,
+                cert,
+                roster_digest: roster_digest(node.store().conn())?,
+                epoch: my_epoch,
+                idle_timeout: config.idle_timeout,
+            },
+            now,
+        );
+        Ok(SyncEngine {
+            node,
+            session,
+            transport_peer: peer,
+            site,
+            my_cert,
+            my_epoch,
+            peer: None,
+            serve_after: None,
+            stats: SyncStats::default(),
+            sent_since_receive: false,
+        })
+    }
+
+    /// Takes one frame from the peer.
+    pub fn handle_frame(&mut self, bytes: &[u8], now: Instant) -> Result<(), SyncError> {
+        self.stats.bytes_received += bytes.len() as u64 + 4;
+        if self.sent_since_receive {
+            self.stats.round_trips += 1;
+            self.sent_since_receive = false;
+        }
+        self.session.handle_frame(bytes, now)?;
+        self.process_events()
+    }
+
+    /// The next frame to send, if any. Produces pages of the log while the peer pulls.
+    pub fn poll_transmit(&mut self) -> Result<Option<Vec<u8>>, SyncError> {
+        loop {
+            if let Some(frame) = self.session.poll_transmit() {
+                self.stats.bytes_sent += frame.len() as u64 + 4;
+                self.sent_since_receive = true;
+                return Ok(Some(frame));
+            }
+            if self.session.is_serving() && self.serve_after.is_some() {
+                self.send_page()?;
+                continue;
+            }
+            return Ok(None);
+        }
+    }
+
+    /// When `handle_timeout` should be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.session.poll_timeout()
+    }
+
+    /// Tells the engine the time.
+    pub fn handle_timeout(&mut self, now: Instant) -> Result<(), SyncError> {
+        Ok(self.session.handle_timeout(now)?)
+    }
+
+    /// Whether the sync completed.
+    pub fn is_finished(&self) -> bool {
+        self.session.is_finished()
+    }
+
+    /// What the sync moved so far.
+    pub fn stats(&self) -> &SyncStats {
+        &self.stats
+    }
+
+    /// The peer, once its Hello was accepted.
+    pub fn peer(&self) -> Option<DeviceId> {
+        self.peer.as_ref().map(|p| p.device)
+    }
+
+    /// Gives the node back.
+    pub fn into_node(self) -> Node {
+        self.node
+    }
+
+    fn process_events(&mut self) -> Result<(), SyncError> {
+        while let Some(event) = self.session.poll_event() {
+            match event {
+                Event::PeerHello(hello) => self.on_hello(hello)?,
+                Event::Roster(roster) => {
+                    let tx = self.node.store_mut().write()?;
+                    let outcome = apply_roster(&tx, self.site, &roster, Time::now().millis())?;
+                    tx.commit()?;
+                    if outcome.revoked.contains(&self.transport_peer) {
+                        return Err(self.refuse("you have been revoked from this site"));
+                    }
+                }
+                Event::PullRequested { after } => self.serve_after = Some(after),
+                Event::Changes(page) => self.on_changes(page)?,
+                Event::FetchRequested(fetch) => {
+                    let fetched = self.answer_fetch(fetch)?;
+                    self.session.send_fetched(fetched)?;
+                }
+                Event::Fetched(fetched) => {
+                    let report = self.ingest(fetched.docs, None)?;
+                    self.after_ingest(&report)?;
+                }
+                Event::ReceiveComplete => {
+                    let receipt = self.receipt()?;
+                    self.session.finish(receipt)?;
+                }
+                Event::PeerDone(receipt) => {
+                    if let Some(r) = receipt {
+                        self.keep_receipt(&r)?;
+                    }
+                }
+                Event::Finished => self.on_finished()?,
+            }
+        }
+        Ok(())
+    }
+
+    fn refuse(&mut self, reason: &str) -> SyncError {
+        self.session.refuse(reason);
+        SyncError::Session(SessionError::Refused(reason.to_string()))
+    }
+
+    fn on_hello(&mut self, hello: Hello) -> Result<(), SyncError> {
+        let now = Time::now().millis();
+        let cert = match hello.cert.check(Some(self.site), now) {
+            Ok(c) => c,
+            Err(e) => return Err(self.refuse(&format!("membership certificate: {e}"))),
+        };
+        if cert.device != self.transport_peer {
+            return Err(self.refuse("the certificate is not for the device that connected"));
+        }
+        let roster = RosterView::load(self.node.store().conn(), Some(self.site))?;
+        if roster.is_revoked(cert.device) {
+            return Err(self.refuse("this device has been revoked from the site"));
+        }
+        let own_cert = self
+            .node
+            .identity()
+            .cert
+            .clone()
+            .ok_or(SyncError::NotMember)?;
+        let key = scope_key(&own_cert, &hello.cert);
+        // Remember the peer's certificate; find this node's position in its log.
+        let tx = self.node.store_mut().write()?;
+        crate::site::store_cert(&tx, &hello.cert, &cert)?;
+        let stored: Option<(Option<Vec<u8>>, i64, Option<Vec<u8>>)> = tx
+            .query_row(
+                "SELECT epoch, cursor, scope_key FROM peers WHERE device = ?1",
+                [cert.device.as_bytes().as_slice()],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?;
+        let cursor = match stored {
+            Some((Some(epoch), cursor, Some(sk))) if epoch == hello.epoch && sk == key => {
+                cursor.max(0) as u64
+            }
+            _ => 0,
+        };
+        tx.execute(
+            "INSERT INTO peers(device, name, epoch, cursor, scope_key) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT(device) DO UPDATE SET name = excluded.name, epoch = excluded.epoch,
+                 cursor = excluded.cursor, scope_key = excluded.scope_key",
+            params![
+                cert.device.as_bytes().as_slice(),
+                cert.name,
+                hello.epoch.as_slice(),
+                cursor as i64,
+                key.as_slice(),
+            ],
+        )?;
+        tx.commit()?;
+        let my_digest = roster_digest(self.node.store().conn())?;
+        let roster = (my_digest != hello.roster_digest)
+            .then(|| load_roster(self.node.store().conn()))
+            .transpose()?;
+        self.peer = Some(Peer {
+            device: cert.device,
+            scope: Scope::of(&cert),
+            cert,
+            epoch: hello.epoch,
+            scope_key: key,
+            cursor,
+        });
+        self.session.accept(
+            roster,
+            Pull {
+                epoch: hello.epoch,
+                after: cursor,
+            },
+        )?;
+        Ok(())
+    }
+
+    /// Both scopes a record must be in to travel between this node and the peer.
+    fn shared_scope_sql(&self) -> (String, Vec<String>) {
+        let peer = self.peer.as_ref().expect("peer accepted before data moves");
+        let (a, mut pa) = peer.scope.sql(3);
+        let (b, pb) = Scope::of(&self.my_cert).sql(3 + pa.len());
+        pa.extend(pb);
+        (format!("{a} AND {b}"), pa)
+    }
+
+    fn send_page(&mut self) -> Result<(), SyncError> {
+        let after = self.serve_after.expect("serving");
+        let peer = self
+            .peer
+            .as_ref()
+            .expect("peer accepted before pull")
+            .device;
+        let (scope, scope_params) = self.shared_scope_sql();
+        let conn = self.node.store().conn();
+        let tx = conn.unchecked_transaction()?;
+        let sql = format!(
+            "SELECT c.lseq, c.doc_id, c.signature, c.bytes, c.seq, c.signer, d.kind, d.author, d.nonce
+             FROM changes c JOIN docs d ON d.doc_id = c.doc_id JOIN records r ON r.doc_id = c.doc_id
+             WHERE c.lseq > ?1 AND (c.origin IS NULL OR c.origin != ?2) AND c.signer != ?2 AND {scope}
+             ORDER BY c.lseq LIMIT {PAGE_CHANGES}"
+        );
+        let mut stmt = tx.prepare_cached(&sql)?;
+        let mut args: Vec<rusqlite::types::Value> =
+            vec![(after as i64).into(), peer.as_bytes().to_vec().into()];
+        args.extend(scope_params.into_iter().map(rusqlite::types::Value::from));
+        let mut rows = stmt.query(rusqlite::params_from_iter(args))?;
+        let mut docs: Vec<WireDoc> = Vec::new();
+        let mut count = 0usize;
+        let mut bytes = 0usize;
+        let mut last_lseq = after;
+        let mut full = false;
+        while let Some(row) = rows.next()? {
+            let lseq: i64 = row.get(0)?;
+            let doc: Vec<u8> = row.get(1)?;
+            let signature: Vec<u8> = row.get(2)?;
+            let change: Vec<u8> = row.get(3)?;
+            let seq: i64 = row.get(4)?;
+            let signer: Vec<u8> = row.get(5)?;
+            let kind: u8 = row.get(6)?;
+            let author: Vec<u8> = row.get(7)?;
+            let nonce: Vec<u8> = row.get(8)?;
+            if count > 0 && bytes + change.len() > PAGE_BYTES {
+                full = true;
+                break;
+            }
+            let (Some(doc_id), Ok(signature)) = (
+                DocId::from_slice(&doc),
+                <[u8; 64]>::try_from(signature.as_slice()),
+            ) else {
+                continue;
+            };
+            let genesis = seq == 1 && signer == author;
+            let header = if genesis {
+                match (
+                    RecordKind::from_code(kind),
+                    DeviceId::from_slice(&author),
+                    <[u8; 16]>::try_from(nonce.as_slice()),
+                ) {
+                    (Some(kind), Ok(author), Ok(nonce)) => Some(DocHeader {
+                        kind,
+                        author,
+                        nonce,
+                    }),
+                    _ => None,
+                }
+            } else {
+                None
+            };
+            bytes += change.len();
+            count += 1;
+            last_lseq = lseq as u64;
+            let wire = WireChange {
+                signature,
+                bytes: change,
+            };
+            match docs.last_mut() {
+                Some(d) if d.doc == doc_id => {
+                    d.header = d.header.or(header);
+                    d.changes.push(wire);
+                }
+                _ => docs.push(WireDoc {
+                    doc: doc_id,
+                    header,
+                    changes: vec![wire],
+                }),
+            }
+            if count >= PAGE_CHANGES {
+                full = true;
+                break;
+            }
+        }
+        drop(rows);
+        drop(stmt);
+        let upto = if full {
+            last_lseq
+        } else {
+            let max: Option<i64> =
+                tx.query_row("SELECT MAX(lseq) FROM changes", [], |r| r.get(0))?;
+            (max.unwrap_or(0) as u64).max(after)
+        };
+        drop(tx);
+        self.stats.sent += count as u64;
+        self.serve_after = if full { Some(upto) } else { None };
+        self.session.send_changes(Changes {
+            from: after,
+            upto,
+            last: !full,
+            docs,
+        })?;
+        Ok(())
+    }
+
+    /// Turns received wire documents into envelopes and stores them.
+    fn ingest(
+        &mut self,
+        docs: Vec<WireDoc>,
+        page: Option<(u64, u64)>,
+    ) -> Result<IngestReport, SyncError> {
+        let peer = self.peer.as_ref().expect("peer accepted before data moves");
+        let peer_device = peer.device;
+        let ctx = IngestContext::load(self.node.store(), self.node.identity(), Some(peer_device))?;
+        let mut batch = Vec::new();
+        let mut undecodable = 0u64;
+        let mut missing = Vec::new();
+        for wd in docs {
+            let header = match wd.header {
+                Some(h) if h.doc_id() == wd.doc => Some(h),
+                Some(_) => {
+                    undecodable += wd.changes.len() as u64;
+                    continue;
+                }
+                None => load_header_conn(self.node.store().conn(), wd.doc).ok(),
+            };
+            let Some(header) = header else {
+                missing.push(wd.doc);
+                continue;
+            };
+            let mut changes = Vec::with_capacity(wd.changes.len());
+            for c in wd.changes {
+                match c.into_envelope(wd.doc) {
+                    Ok((env, _)) => changes.push(env),
+                    Err(_) => undecodable += 1,
+                }
+            }
+            batch.push(DocChanges { header, changes });
+        }
+        let tx = self.node.store_mut().write()?;
+        let mut report = ingest_in(&tx, &ctx, batch)?;
+        report.missing.extend(missing);
+        if let Some((from, upto)) = page {
+            let peer = self.peer.as_mut().expect("peer accepted");
+            if from == peer.cursor && report.missing.is_empty() {
+                peer.cursor = upto;
+                tx.execute(
+                    "UPDATE peers SET cursor = ?2 WHERE device = ?1",
+                    params![peer_device.as_bytes().as_slice(), upto as i64],
+                )?;
+            }
+        }
+        tx.commit()?;
+        self.stats.received += report.accepted as u64;
+        self.stats.rejected += report.rejected.len() as u64 + undecodable;
+        Ok(report)
+    }
+
+    fn on_changes(&mut self, page: Changes) -> Result<(), SyncError> {
+        let range = (page.from, page.upto);
+        let report = self.ingest(page.docs, Some(range))?;
+        self.after_ingest(&report)
+    }
+
+    /// Asks for the history of documents that could not be applied.
+    fn after_ingest(&mut self, report: &IngestReport) -> Result<(), SyncError> {
+        if report.missing.is_empty() {
+            return Ok(());
+        }
+        let mut wanted = Vec::new();
+        for doc in &report.missing {
+            let heads: Vec<ChangeHash> = match load_doc(self.node.store().conn(), *doc) {
+                Ok(mut d) => d.get_heads().into_iter().map(ChangeHash::from).collect(),
+                Err(_) => Vec::new(),
+            };
+            let mut heads = heads;
+            heads.truncate(MAX_HEADS);
+            wanted.push((*doc, heads));
+        }
+        wanted.sort_by_key(|(d, _)| *d);
+        wanted.dedup_by_key(|(d, _)| *d);
+        for chunk in wanted.chunks(MAX_FETCH_DOCS) {
+            self.session.fetch(Fetch {
+                docs: chunk.to_vec(),
+            })?;
+        }
+        Ok(())
+    }
+
+    fn answer_fetch(&mut self, fetch: Fetch) -> Result<Fetched, SyncError> {
+        let (scope, scope_params) = self.shared_scope_sql();
+        let conn = self.node.store().conn();
+        let sql = format!("SELECT 1 FROM records r WHERE r.doc_id = ?1 AND ?2 = ?2 AND {scope}");
+        let mut in_scope = conn.prepare(&sql)?;
+        let mut sig = conn.prepare_cached("SELECT signature FROM changes WHERE hash = ?1")?;
+        let mut docs = Vec::new();
+        let mut bytes = 0usize;
+        for (doc, heads) in fetch.docs {
+            let mut args: Vec<rusqlite::types::Value> =
+                vec![doc.as_bytes().to_vec().into(), 0i64.into()];
+            args.extend(
+                scope_params
+                    .iter()
+                    .cloned()
+                    .map(rusqlite::types::Value::from),
+            );
+            if !in_scope.exists(rusqlite::params_from_iter(args))? {
+                continue;
+            }
+            let (Ok(header), Ok(mut am)) = (load_header_conn(conn, doc), load_doc(conn, doc))
+            else {
+                continue;
+            };
+            let known: Vec<automerge::ChangeHash> = heads
+                .iter()
+                .map(|h| automerge::ChangeHash::from(*h))
+                .filter(|h| am.get_change_by_hash(h).is_some())
+                .collect();
+            let mut changes = Vec::new();
+            for change in am.get_changes(&known) {
+                let signature: Option<Vec<u8>> = sig
+                    .query_row([change.hash().0.as_slice()], |r| r.get(0))
+                    .optional()?;
+                let Some(Ok(signature)) = signature.map(|s| <[u8; 64]>::try_from(s.as_slice()))
+                else {
+                    continue;
+                };
+                bytes += change.raw_bytes().len();
+                changes.push(WireChange {
+                    signature,
+                    bytes: change.raw_bytes().to_vec(),
+                });
+            }
+            if bytes > FETCH_BYTES && !docs.is_empty() {
+                break;
+            }
+            self.stats.sent += changes.len() as u64;
+            docs.push(WireDoc {
+                doc,
+                header: Some(header),
+                changes,
+            });
+        }
+        Ok(Fetched { docs })
+    }
+
+    fn receipt(&mut self) -> Result<Option<Signed<Receipt>>, SyncError> {
+        if self.my_cert.role != MemberRole::Station {
+            return Ok(None);
+        }
+        let peer = self.peer.as_ref().expect("peer accepted");
+        let total: i64 =
+            self.node
+                .store()
+                .conn()
+                .query_row("SELECT COUNT(*) FROM changes", [], |r| r.get(0))?;
+        let receipt = Receipt {
+            site: self.site,
+            member: peer.device,
+            epoch: peer.epoch,
+            covers: peer.cursor,
+            station_changes: total as u64,
+            at_ms: Time::now().millis(),
+        };
+        Ok(Some(Signed::sign(self.node.key(), &receipt)))
+    }
+
+    fn keep_receipt(&mut self, signed: &Signed<Receipt>) -> Result<(), SyncError> {
+        let Ok(r) = signed.open() else { return Ok(()) };
+        let roster = RosterView::load(self.node.store().conn(), Some(self.site))?;
+        let me = self.node.identity().device_id;
+        if !roster.is_station(signed.signer)
+            || signed.signer != self.transport_peer
+            || r.site != self.site
+            || r.member != me
+            || r.epoch != self.my_epoch
+        {
+            return Ok(());
+        }
+        let previous = self.node.station_receipt()?;
+        if previous.is_some_and(|p| p.covers > r.covers && p.epoch == r.epoch) {
+            return Ok(());
+        }
+        let tx = self.node.store_mut().write()?;
+        set_meta(&tx, "station_receipt", &hex::encode(signed.to_bytes()))?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn on_finished(&mut self) -> Result<(), SyncError> {
+        let peer = self.peer.as_ref().expect("peer accepted");
+        let tx = self.node.store_mut().write()?;
+        tx.execute(
+            "UPDATE peers SET last_sync = ?2, name = ?3 WHERE device = ?1",
+            params![
+                peer.device.as_bytes().as_slice(),
+                Time::now().millis(),
+                peer.cert.name
+            ],
+        )?;
+        let _ = peer.scope_key;
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+impl Node {
+    /// The station's latest receipt for this node, checked when it was received.
+    pub fn station_receipt(&self) -> Result<Option<Receipt>, ReadError> {
+        Ok(self
+            .store()
+            .meta("station_receipt")?
+            .filter(|s| !s.is_empty())
+            .and_then(|s| hex::decode(s).ok())
+            .and_then(|b| Signed::<Receipt>::from_bytes(&b).ok())
+            .and_then(|s| s.open().ok()))
+    }
+
+    /// How many changes this node holds that no station is yet known to hold: those in
+    /// its log after the station receipt's position, less those that came from a station.
+    pub fn pending_to_station(&self) -> Result<u64, ReadError> {
+        if self.identity().role == Role::Station {
+            return Ok(0);
+        }
+        let epoch = epoch_of(self).map_err(|e| ReadError::Index(e.to_string()))?;
+        let covers = match self.station_receipt()? {
+            Some(r) if r.epoch == epoch => r.covers as i64,
+            _ => 0,
+        };
+        let root = self.identity().root.map(|r| r.as_bytes().to_vec());
+        let count: i64 = self.store().conn().query_row(
+            "SELECT COUNT(*) FROM changes c WHERE c.lseq > ?1 AND NOT (
+                 c.origin IS NOT NULL AND (c.origin = ?2 OR c.origin IN
+                     (SELECT device FROM members WHERE role = 'station')))",
+            params![covers, root],
+            |r| r.get(0),
+        )?;
+        Ok(count as u64)
+    }
+
+    /// The peers this node has synced with: (device, name, addr, last sync ms).
+    pub fn peers(
+        &self,
+    ) -> Result<Vec<(DeviceId, Option<String>, Option<String>, Option<i64>)>, ReadError> {
+        let mut stmt = self
+            .store()
+            .conn()
+            .prepare("SELECT device, name, addr, last_sync FROM peers ORDER BY last_sync DESC")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, Vec<u8>>(0)?,
+                r.get::<_, Option<String>>(1)?,
+                r.get::<_, Option<String>>(2)?,
+                r.get::<_, Option<i64>>(3)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (d, name, addr, last) = row?;
+            if let Ok(d) = DeviceId::from_slice(&d) {
+                out.push((d, name, addr, last));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Remembers where a peer was reached.
+    pub fn note_peer_addr(&mut self, peer: DeviceId, addr: &str) -> Result<(), ReadError> {
+        self.store().conn().execute(
+            "INSERT INTO peers(device, addr) VALUES (?1, ?2)
+             ON CONFLICT(device) DO UPDATE SET addr = excluded.addr",
+            params![peer.as_bytes().as_slice(), addr],
+        )?;
+        Ok(())
+    }
+
+    /// Counts for `status`: (fields in conflict, rejected changes kept).
+    pub fn conflict_and_rejected_counts(&self) -> Result<(u64, u64), ReadError> {
+        Ok(self.store().conn().query_row(
+            "SELECT (SELECT COALESCE(SUM(conflicts), 0) FROM records), (SELECT COUNT(*) FROM rejected)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?)
+    }
+
+    /// The highest position in this node's change log (0 when empty).
+    pub fn log_end(&self) -> Result<u64, ReadError> {
+        let max: Option<i64> =
+            self.store()
+                .conn()
+                .query_row("SELECT MAX(lseq) FROM changes", [], |r| r.get(0))?;
+        Ok(max.unwrap_or(0) as u64)
+    }
+}
