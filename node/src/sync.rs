@@ -802,3 +802,24 @@ impl Node {
         Ok(max.unwrap_or(0) as u64)
     }
 }
+
+impl Node {
+    /// Every document this node holds with its heads (sorted), for comparing nodes.
+    pub fn doc_heads(&self) -> Result<std::collections::BTreeMap<DocId, Vec<u8>>, ReadError> {
+        let mut stmt = self
+            .store()
+            .conn()
+            .prepare("SELECT doc_id, heads FROM docs")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?))
+        })?;
+        let mut out = std::collections::BTreeMap::new();
+        for row in rows {
+            let (id, heads) = row?;
+            if let Some(id) = DocId::from_slice(&id) {
+                out.insert(id, heads);
+            }
+        }
+        Ok(out)
+    }
+}
