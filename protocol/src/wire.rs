@@ -158,7 +158,7 @@ impl WireChange {
             return Err(VerifyError::TooLarge(self.bytes.len()));
         }
         let change = decode_change(&self.bytes)?;
-        let signer = DeviceId::from_slice(&change.actor_id().to_bytes())
+        let signer = DeviceId::from_slice(change.actor_id().to_bytes())
             .map_err(|_| VerifyError::ActorNotSigner)?;
         Ok((
             SignedChange {
