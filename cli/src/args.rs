@@ -34,6 +34,20 @@ pub enum Command {
     /// Open and work service tickets.
     #[command(subcommand)]
     Ticket(TicketCommand),
+    /// Station only: admit a device to the site; prints the token to hand to it.
+    Enroll(EnrollArgs),
+    /// Join a site with the token a station gave this device.
+    Join(JoinArgs),
+    /// Station only: expel a device from the site.
+    Revoke(RevokeArgs),
+    /// The site's roster as this node knows it.
+    Members,
+    /// Run the node: accept syncs from members and keep syncing with the station.
+    Serve(ServeArgs),
+    /// Sync once with a peer (the station when none is given), both ways.
+    Sync(SyncArgs),
+    /// Where this node stands: records, what is pending, peers, conflicts.
+    Status,
     /// Re-check every stored change and the store's integrity.
     Verify,
     /// Write all records of one kind to a file.
@@ -50,6 +64,62 @@ pub struct InitArgs {
     /// Also create a new site whose root of trust is this device.
     #[arg(long)]
     pub station: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum MemberRoleArg {
+    Volunteer,
+    Station,
+}
+
+#[derive(Debug, Args)]
+pub struct EnrollArgs {
+    /// The device's id (as `yizhan id` prints it on that device).
+    pub device_id: String,
+    /// Its name in the roster.
+    #[arg(long)]
+    pub name: String,
+    /// A grid it works (repeat for several; a volunteer needs one).
+    #[arg(long = "grid", value_name = "GRID")]
+    pub grids: Vec<String>,
+    /// Its role.
+    #[arg(long, value_enum, default_value = "volunteer")]
+    pub role: MemberRoleArg,
+    /// Days until the membership expires.
+    #[arg(long, value_name = "N")]
+    pub expires_days: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+pub struct JoinArgs {
+    /// The token from `yizhan enroll`.
+    pub token: String,
+    /// Where the station listens.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub station: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RevokeArgs {
+    /// The device to expel (id or prefix).
+    pub device_id: String,
+    /// Why, for the record.
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (UDP).
+    #[arg(long, value_name = "HOST:PORT", default_value = "0.0.0.0:7365")]
+    pub listen: String,
+}
+
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    /// The peer; the station when omitted.
+    #[arg(value_name = "HOST:PORT")]
+    pub peer: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -11,7 +11,8 @@ use yizhan_node::exchange::{self, Format};
 use yizhan_node::home::{InitConfig, InitSeed, TicketFilter, VisitFilter};
 use yizhan_node::model::{Category, Priority, Status, Time};
 use yizhan_node::records::{NewTicket, NewVisit, TicketUpdate, VisitEdit};
-use yizhan_protocol::{DocId, RecordKind};
+use yizhan_node::site::EnrollRequest;
+use yizhan_protocol::{DocId, MemberRole, RecordKind, Token};
 
 use crate::args::*;
 use crate::output::{self, Out, print_fields, print_table, table};
@@ -25,6 +26,13 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Id => id(&open(&home)?, &out),
         Command::Visit(cmd) => visit(&mut open(&home)?, &out, cmd),
         Command::Ticket(cmd) => ticket(&mut open(&home)?, &out, cmd),
+        Command::Enroll(args) => enroll(&mut open(&home)?, &out, args),
+        Command::Join(args) => join(&mut open(&home)?, &out, args),
+        Command::Revoke(args) => revoke(&mut open(&home)?, &out, args),
+        Command::Members => members(&open(&home)?, &out),
+        Command::Serve(args) => crate::daemon::serve(open(&home)?, &out, args),
+        Command::Sync(args) => crate::daemon::sync_once(open(&home)?, &out, args),
+        Command::Status => status(&open(&home)?, &out),
         Command::Verify => verify(&open(&home)?, &out),
         Command::Export(args) => export(&open(&home)?, &out, args),
         Command::Import(args) => import(&mut open(&home)?, &out, args),
@@ -109,6 +117,163 @@ fn id(node: &Node, out: &Out) -> anyhow::Result<()> {
                     },
                 ),
             ])
+        },
+    )
+}
+
+fn enroll(node: &mut Node, out: &Out, args: EnrollArgs) -> anyhow::Result<()> {
+    let device = node.resolve_device(&args.device_id)?;
+    let token = node.enroll(&EnrollRequest {
+        device,
+        name: args.name.clone(),
+        grids: args.grids,
+        role: match args.role {
+            MemberRoleArg::Volunteer => MemberRole::Volunteer,
+            MemberRoleArg::Station => MemberRole::Station,
+        },
+        expires_days: args.expires_days,
+    })?;
+    let text = token.to_text();
+    out.emit(&json!({ "token": text }), || {
+        eprintln!(
+            "Enrolled {} ({device}). Hand this token to the device, which runs `yizhan join TOKEN`:",
+            args.name
+        );
+        println!("{text}");
+    })
+}
+
+fn join(node: &mut Node, out: &Out, args: JoinArgs) -> anyhow::Result<()> {
+    let token =
+        Token::from_text(&args.token).map_err(|e| anyhow!("the token is not valid: {e}"))?;
+    if let Some(addr) = &args.station {
+        crate::daemon::parse_addr(addr)?;
+    }
+    node.join(&token, args.station)?;
+    let ident = node.identity();
+    let site = ident.site_id.map(|s| s.to_string());
+    out.emit(
+        &json!({ "site_id": site, "role": ident.role.as_str() }),
+        || {
+            println!(
+                "Joined site {} as {} for grids {}.",
+                site.clone().unwrap_or_default(),
+                ident.role.as_str(),
+                if ident.grids.is_empty() {
+                    "-".into()
+                } else {
+                    ident.grids.join(", ")
+                }
+            )
+        },
+    )
+}
+
+fn revoke(node: &mut Node, out: &Out, args: RevokeArgs) -> anyhow::Result<()> {
+    let device = node.resolve_device(&args.device_id)?;
+    node.revoke(device, args.reason.as_deref().unwrap_or(""))?;
+    out.emit(&json!({ "revoked": device.to_string() }), || {
+        println!("Revoked {device}. Members refuse it once the revocation reaches them.")
+    })
+}
+
+fn members(node: &Node, out: &Out) -> anyhow::Result<()> {
+    let members = node.members()?;
+    out.emit(&members, || {
+        let mut t = table(&["DEVICE", "NAME", "ROLE", "GRIDS", "REVOKED"]);
+        for m in &members {
+            t.add_row(vec![
+                m.device_id.clone(),
+                m.name.clone(),
+                m.role.clone(),
+                m.grids.join(", "),
+                if m.revoked {
+                    "revoked".into()
+                } else {
+                    String::new()
+                },
+            ]);
+        }
+        print_table(&t, "No members known (this node has not joined a site).");
+    })
+}
+
+fn status(node: &Node, out: &Out) -> anyhow::Result<()> {
+    let ident = node.identity();
+    let (tickets, visits) = node.record_counts()?;
+    let pending = node.pending_to_station()?;
+    let receipt = node.station_receipt_signed()?;
+    let (conflicts, rejected) = node.conflict_and_rejected_counts()?;
+    let peers = node.peers()?;
+    let at = |ms: i64| Time::from_millis(ms).to_rfc3339();
+    let receipt_json = receipt.as_ref().map(|(station, r)| {
+        json!({
+            "station": station.to_string(),
+            "covers": r.covers,
+            "station_changes": r.station_changes,
+            "at": at(r.at_ms),
+        })
+    });
+    let peers_json: Vec<_> = peers
+        .iter()
+        .map(|p| {
+            json!({
+                "device_id": p.device.to_string(),
+                "name": p.name,
+                "addr": p.addr,
+                "last_sync": p.last_sync_ms.map(at),
+            })
+        })
+        .collect();
+    out.emit(
+        &json!({
+            "device_id": ident.device_id.to_string(),
+            "name": ident.name,
+            "role": ident.role.as_str(),
+            "site_id": ident.site_id.map(|s| s.to_string()),
+            "records": { "tickets": tickets, "visits": visits },
+            "pending_to_station": pending,
+            "station_receipt": receipt_json,
+            "peers": peers_json,
+            "conflicts": conflicts,
+            "rejected": rejected,
+        }),
+        || {
+            print_fields(&[
+                ("device", ident.device_id.to_string()),
+                ("name", ident.name.clone()),
+                ("role", ident.role.as_str().to_string()),
+                (
+                    "site",
+                    ident.site_id.map(|s| s.to_string()).unwrap_or("-".into()),
+                ),
+                ("records", format!("{visits} visits, {tickets} tickets")),
+                (
+                    "at the station",
+                    match (&receipt, ident.role) {
+                        (_, yizhan_node::Role::Station) => "this is the station".into(),
+                        (None, _) => format!("not yet confirmed; {pending} changes pending"),
+                        (Some((_, r)), _) => {
+                            format!("confirmed {}; {pending} changes pending", at(r.at_ms))
+                        }
+                    },
+                ),
+                ("conflicts", conflicts.to_string()),
+                ("rejected", rejected.to_string()),
+            ]);
+            if !peers.is_empty() {
+                println!("\nPeers:");
+                let mut t = table(&["DEVICE", "NAME", "ADDRESS", "LAST SYNC"]);
+                for p in &peers {
+                    t.add_row(vec![
+                        output::short(&p.device.to_string()),
+                        p.name.clone().unwrap_or_default(),
+                        p.addr.clone().unwrap_or("-".into()),
+                        p.last_sync_ms.map(at).unwrap_or("never".into()),
+                    ]);
+                }
+                print_table(&t, "");
+            }
         },
     )
 }

@@ -446,6 +446,19 @@ impl Node {
         &self.key
     }
 
+    /// A copy of the device key, for the transport's TLS identity.
+    pub fn device_key(&self) -> DeviceKey {
+        DeviceKey::from_seed(self.key.seed())
+    }
+
+    /// Remembers where this node listens, so that tokens can name it.
+    pub fn set_listen_addr(&mut self, addr: &str) -> Result<(), WriteError> {
+        let tx = self.store.write()?;
+        set_meta(&tx, "listen_addr", addr)?;
+        tx.commit()?;
+        Ok(())
+    }
+
     pub(crate) fn store(&self) -> &Store {
         &self.store
     }

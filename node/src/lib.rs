@@ -11,6 +11,7 @@
 //! the signing rule live in `yizhan-protocol`; who may write which record is checked on
 //! ingest, in [`home`].
 
+pub mod daemon;
 pub mod exchange;
 pub mod home;
 pub mod model;

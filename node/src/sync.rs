@@ -349,7 +349,7 @@ impl SyncEngine {
         // Remember the peer's certificate; find this node's position in its log.
         let tx = self.node.store_mut().write()?;
         crate::site::store_cert(&tx, &hello.cert, &cert)?;
-        let stored: Option<(Option<Vec<u8>>, i64, Option<Vec<u8>>)> = tx
+        let stored: Option<CursorRow> = tx
             .query_row(
                 "SELECT epoch, cursor, scope_key FROM peers WHERE device = ?1",
                 [cert.device.as_bytes().as_slice()],
@@ -714,16 +714,37 @@ impl SyncEngine {
     }
 }
 
+/// A peer as `status` shows it.
+#[derive(Clone, Debug)]
+pub struct PeerInfo {
+    /// The peer.
+    pub device: DeviceId,
+    /// Its name from its certificate.
+    pub name: Option<String>,
+    /// Where it was last reached.
+    pub addr: Option<String>,
+    /// When the last sync with it completed (ms since the epoch).
+    pub last_sync_ms: Option<i64>,
+}
+
+/// A peer's row: its log epoch, this node's position in its log, and the scope key.
+type CursorRow = (Option<Vec<u8>>, i64, Option<Vec<u8>>);
+
 impl Node {
     /// The station's latest receipt for this node, checked when it was received.
     pub fn station_receipt(&self) -> Result<Option<Receipt>, ReadError> {
+        Ok(self.station_receipt_signed()?.map(|(_, r)| r))
+    }
+
+    /// The station's latest receipt with the station that signed it.
+    pub fn station_receipt_signed(&self) -> Result<Option<(DeviceId, Receipt)>, ReadError> {
         Ok(self
             .store()
             .meta("station_receipt")?
             .filter(|s| !s.is_empty())
             .and_then(|s| hex::decode(s).ok())
             .and_then(|b| Signed::<Receipt>::from_bytes(&b).ok())
-            .and_then(|s| s.open().ok()))
+            .and_then(|s| s.open().ok().map(|r| (s.signer, r))))
     }
 
     /// How many changes this node holds that no station is yet known to hold: those in
@@ -748,10 +769,8 @@ impl Node {
         Ok(count as u64)
     }
 
-    /// The peers this node has synced with: (device, name, addr, last sync ms).
-    pub fn peers(
-        &self,
-    ) -> Result<Vec<(DeviceId, Option<String>, Option<String>, Option<i64>)>, ReadError> {
+    /// The peers this node has synced with or reached.
+    pub fn peers(&self) -> Result<Vec<PeerInfo>, ReadError> {
         let mut stmt = self
             .store()
             .conn()
@@ -767,8 +786,13 @@ impl Node {
         let mut out = Vec::new();
         for row in rows {
             let (d, name, addr, last) = row?;
-            if let Ok(d) = DeviceId::from_slice(&d) {
-                out.push((d, name, addr, last));
+            if let Ok(device) = DeviceId::from_slice(&d) {
+                out.push(PeerInfo {
+                    device,
+                    name,
+                    addr,
+                    last_sync_ms: last,
+                });
             }
         }
         Ok(out)

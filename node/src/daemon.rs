@@ -1,0 +1,412 @@
+//! The node daemon and one-shot syncs over QUIC.
+//!
+//! This module only moves frames between QUIC streams and a [`SyncEngine`]; everything the
+//! frames mean is decided by the engine and the protocol session.
+//!
+//! - [`sync_stream`] runs one sync on one bidirectional stream.
+//! - [`sync_once`] connects to a peer, syncs once, and reports what moved.
+//! - [`serve`] listens for members (bounded number of connections, each may run many
+//!   syncs, one per stream), keeps syncing with the station while it is reachable (with
+//!   back-off while it is not), syncs within about a second of a change written by another
+//!   process (the CLI), and stops cleanly when asked.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Semaphore, mpsc, watch};
+use yizhan_protocol::DeviceId;
+use yizhan_protocol::wire::MAX_FRAME;
+
+use crate::home::{Node, OpenError, ReadError, Role};
+use crate::net::{Endpoint, NetConfig, NetError, PeerConnection, read_frame, write_frame};
+use crate::sync::{SyncConfig, SyncEngine, SyncError, SyncStats};
+
+/// Why a sync over QUIC failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The home could not be opened.
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    /// The transport failed.
+    #[error(transparent)]
+    Net(#[from] NetError),
+    /// The sync itself failed.
+    #[error(transparent)]
+    Sync(#[from] SyncError),
+    /// Reading node state failed.
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    /// Writing node state failed.
+    #[error(transparent)]
+    Write(#[from] crate::home::WriteError),
+    /// A QUIC stream failed.
+    #[error("connection lost: {0}")]
+    Stream(String),
+    /// The peer ended the stream before the sync was complete.
+    #[error("the peer ended the sync before it was complete")]
+    Incomplete,
+    /// No station address is known.
+    #[error("no station address is known: give HOST:PORT, or join with --station HOST:PORT")]
+    NoStation,
+    /// A bad address.
+    #[error("'{0}' is not a HOST:PORT address")]
+    BadAddress(String),
+}
+
+/// The result of a completed sync.
+#[derive(Clone, Debug)]
+pub struct SyncReport {
+    /// The peer.
+    pub peer: DeviceId,
+    /// What moved (bytes are the whole connection's UDP payload for one-shot syncs).
+    pub stats: SyncStats,
+}
+
+/// Resolves `HOST:PORT` (a name or an address).
+pub fn resolve(addr: &str) -> Result<SocketAddr, DaemonError> {
+    use std::net::ToSocketAddrs;
+    addr.to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| DaemonError::BadAddress(addr.to_string()))
+}
+
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    // Store work is short and synchronous; let the runtime move other tasks meanwhile.
+    tokio::task::block_in_place(f)
+}
+
+/// Runs one sync on one stream, this node's side, with the node at `home`.
+pub async fn sync_stream(
+    home: &Path,
+    peer: DeviceId,
+    send: &mut quinn::SendStream,
+    recv: &mut quinn::RecvStream,
+    config: &SyncConfig,
+) -> Result<SyncStats, DaemonError> {
+    let node = blocking(|| Node::open(home))?;
+    let mut engine = SyncEngine::new(node, peer, config, Instant::now())?;
+    let result = drive(&mut engine, send, recv).await;
+    // Whatever happened, flush what the session still has to say (a refusal, say).
+    if result.is_err() {
+        while let Ok(Some(frame)) = blocking(|| engine.poll_transmit()) {
+            if write_frame(send, &frame).await.is_err() {
+                break;
+            }
+        }
+    }
+    let _ = send.finish();
+    // Let the peer read our last frame before the connection may close.
+    let _ = tokio::time::timeout(Duration::from_secs(3), send.stopped()).await;
+    result.map(|()| engine.stats().clone())
+}
+
+async fn drive(
+    engine: &mut SyncEngine,
+    send: &mut quinn::SendStream,
+    recv: &mut quinn::RecvStream,
+) -> Result<(), DaemonError> {
+    loop {
+        while let Some(frame) = blocking(|| engine.poll_transmit())? {
+            write_frame(send, &frame).await?;
+        }
+        if engine.is_finished() {
+            return Ok(());
+        }
+        let deadline = engine
+            .poll_timeout()
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(30));
+        tokio::select! {
+            frame = read_frame(recv, MAX_FRAME) => match frame? {
+                Some(frame) => blocking(|| engine.handle_frame(&frame, Instant::now()))?,
+                None => return Err(DaemonError::Incomplete),
+            },
+            () = tokio::time::sleep_until(deadline.into()) => {
+                blocking(|| engine.handle_timeout(Instant::now()))?;
+            }
+        }
+    }
+}
+
+/// Opens a new stream on `conn` and syncs on it (the side that starts the sync).
+pub async fn sync_on(
+    home: &Path,
+    conn: &PeerConnection,
+    config: &SyncConfig,
+) -> Result<SyncStats, DaemonError> {
+    let (mut send, mut recv) = conn
+        .connection
+        .open_bi()
+        .await
+        .map_err(|e| DaemonError::Stream(e.to_string()))?;
+    sync_stream(home, conn.peer, &mut send, &mut recv, config).await
+}
+
+/// Connects to `addr`, syncs once, closes. The byte counts are everything this node sent
+/// and received on the connection (UDP payloads, handshake included).
+pub async fn sync_once(home: &Path, addr: SocketAddr) -> Result<SyncReport, DaemonError> {
+    let node = blocking(|| Node::open(home))?;
+    let key = node.device_key();
+    if node.identity().site_id.is_none() {
+        return Err(SyncError::NotMember.into());
+    }
+    drop(node);
+    let bind: SocketAddr = if addr.is_ipv4() {
+        "0.0.0.0:0".parse().expect("literal")
+    } else {
+        "[::]:0".parse().expect("literal")
+    };
+    let endpoint = Endpoint::bind(bind, &key, &NetConfig::default())?;
+    let conn = endpoint.connect(addr).await?;
+    let result = sync_on(home, &conn, &SyncConfig::default()).await;
+    let stats = conn.connection.stats();
+    conn.connection.close(0u32.into(), b"done");
+    endpoint.close().await;
+    let mut stats_out = result?;
+    stats_out.bytes_sent = stats.udp_tx.bytes;
+    stats_out.bytes_received = stats.udp_rx.bytes;
+    let peer = conn.peer;
+    blocking(|| -> Result<(), DaemonError> {
+        let mut node = Node::open(home)?;
+        node.note_peer_addr(peer, &addr.to_string())?;
+        Ok(())
+    })?;
+    Ok(SyncReport {
+        peer,
+        stats: stats_out,
+    })
+}
+
+/// The station's address as this node knows it.
+pub fn station_addr(node: &Node) -> Result<SocketAddr, DaemonError> {
+    let addr = node
+        .identity()
+        .station_addr
+        .clone()
+        .ok_or(DaemonError::NoStation)?;
+    resolve(&addr)
+}
+
+/// How `serve` runs.
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// Most peers connected at once; more are turned away.
+    pub max_peers: usize,
+    /// First wait after a failed sync with the station; doubles up to `retry_max`.
+    pub retry_min: Duration,
+    /// Longest wait between attempts to reach the station.
+    pub retry_max: Duration,
+    /// Sync with the station at least this often while it is reachable.
+    pub resync: Duration,
+    /// How often to look for changes written by other processes.
+    pub poll: Duration,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            listen: "0.0.0.0:7365".parse().expect("literal"),
+            max_peers: 64,
+            retry_min: Duration::from_secs(1),
+            retry_max: Duration::from_secs(60),
+            resync: Duration::from_secs(30),
+            poll: Duration::from_millis(500),
+        }
+    }
+}
+
+/// What `serve` reports as it runs.
+#[derive(Clone, Debug)]
+pub enum ServeEvent {
+    /// It accepts connections at this address.
+    Listening(SocketAddr),
+    /// A sync completed.
+    Synced {
+        /// The peer.
+        peer: DeviceId,
+        /// What moved.
+        stats: SyncStats,
+    },
+    /// A sync or connection failed.
+    Failed {
+        /// The peer, if known.
+        peer: Option<DeviceId>,
+        /// Why.
+        error: String,
+    },
+}
+
+/// Runs the node until `shutdown` turns true. Reports through `events`.
+pub async fn serve(
+    home: PathBuf,
+    config: ServeConfig,
+    events: mpsc::UnboundedSender<ServeEvent>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), DaemonError> {
+    let node = blocking(|| Node::open(&home))?;
+    let key = node.device_key();
+    let is_station = node.identity().role == Role::Station;
+    drop(node);
+    let endpoint = Arc::new(Endpoint::bind(config.listen, &key, &NetConfig::default())?);
+    let local = endpoint.local_addr()?;
+    blocking(|| -> Result<(), DaemonError> {
+        let mut node = Node::open(&home)?;
+        node.set_listen_addr(&local.to_string())?;
+        Ok(())
+    })?;
+    let _ = events.send(ServeEvent::Listening(local));
+
+    let slots = Arc::new(Semaphore::new(config.max_peers));
+    let accept = {
+        let endpoint = endpoint.clone();
+        let home = home.clone();
+        let events = events.clone();
+        let slots = slots.clone();
+        tokio::spawn(async move {
+            while let Some(incoming) = endpoint.accept().await {
+                let conn = match incoming {
+                    Ok(c) => c,
+                    Err(e) => {
+                        let _ = events.send(ServeEvent::Failed {
+                            peer: None,
+                            error: e.to_string(),
+                        });
+                        continue;
+                    }
+                };
+                let Ok(permit) = slots.clone().try_acquire_owned() else {
+                    conn.connection.close(2u32.into(), b"busy: too many peers");
+                    continue;
+                };
+                let home = home.clone();
+                let events = events.clone();
+                tokio::spawn(async move {
+                    serve_connection(&home, conn, &events).await;
+                    drop(permit);
+                });
+            }
+        })
+    };
+
+    let outbound = (!is_station).then(|| {
+        let endpoint = endpoint.clone();
+        let home = home.clone();
+        let events = events.clone();
+        let config = config.clone();
+        tokio::spawn(
+            async move { keep_syncing_with_station(&home, &endpoint, &config, &events).await },
+        )
+    });
+
+    let _ = shutdown.wait_for(|stop| *stop).await;
+    if let Some(task) = outbound {
+        task.abort();
+    }
+    endpoint.close().await;
+    accept.abort();
+    Ok(())
+}
+
+/// Answers syncs on one accepted connection, one per stream, until it closes.
+async fn serve_connection(
+    home: &Path,
+    conn: PeerConnection,
+    events: &mpsc::UnboundedSender<ServeEvent>,
+) {
+    let config = SyncConfig::default();
+    let addr = conn.connection.remote_address().to_string();
+    let peer = conn.peer;
+    while let Ok((mut send, mut recv)) = conn.connection.accept_bi().await {
+        let event = match sync_stream(home, conn.peer, &mut send, &mut recv, &config).await {
+            Ok(stats) => {
+                // Only a member that completed a sync is remembered as a peer.
+                let _ = blocking(|| Node::open(home).map(|mut n| n.note_peer_addr(peer, &addr)));
+                ServeEvent::Synced { peer, stats }
+            }
+            Err(e) => ServeEvent::Failed {
+                peer: Some(conn.peer),
+                error: e.to_string(),
+            },
+        };
+        let failed = matches!(event, ServeEvent::Failed { .. });
+        let _ = events.send(event);
+        if failed {
+            conn.connection.close(1u32.into(), b"sync failed");
+            return;
+        }
+    }
+}
+
+/// Keeps a connection to the station and syncs on it: at once, whenever this node's log
+/// grows (another process wrote), and every `resync`; reconnects with back-off.
+async fn keep_syncing_with_station(
+    home: &Path,
+    endpoint: &Endpoint,
+    config: &ServeConfig,
+    events: &mpsc::UnboundedSender<ServeEvent>,
+) {
+    let sync_config = SyncConfig::default();
+    let mut backoff = config.retry_min;
+    loop {
+        let target = blocking(|| {
+            Node::open(home)
+                .map_err(DaemonError::from)
+                .and_then(|n| station_addr(&n))
+        });
+        let addr = match target {
+            Ok(a) => a,
+            Err(_) => {
+                // No station known yet (not joined): look again later.
+                tokio::time::sleep(config.retry_max.min(Duration::from_secs(5))).await;
+                continue;
+            }
+        };
+        let conn = match endpoint.connect(addr).await {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = events.send(ServeEvent::Failed {
+                    peer: None,
+                    error: format!("station at {addr}: {e}"),
+                });
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(config.retry_max);
+                continue;
+            }
+        };
+        let peer = conn.peer;
+        let _ =
+            blocking(|| Node::open(home).map(|mut n| n.note_peer_addr(peer, &addr.to_string())));
+        let mut last_end = None;
+        let mut last_sync = Instant::now() - config.resync;
+        loop {
+            let end = blocking(|| Node::open(home).ok().and_then(|n| n.log_end().ok()));
+            if end != last_end || last_sync.elapsed() >= config.resync {
+                match sync_on(home, &conn, &sync_config).await {
+                    Ok(stats) => {
+                        backoff = config.retry_min;
+                        last_sync = Instant::now();
+                        // Our own sync may have grown the log: count from after it.
+                        last_end =
+                            blocking(|| Node::open(home).ok().and_then(|n| n.log_end().ok()));
+                        let _ = events.send(ServeEvent::Synced { peer, stats });
+                    }
+                    Err(e) => {
+                        let _ = events.send(ServeEvent::Failed {
+                            peer: Some(peer),
+                            error: e.to_string(),
+                        });
+                        conn.connection.close(1u32.into(), b"sync failed");
+                        break;
+                    }
+                }
+            }
+            tokio::time::sleep(config.poll).await;
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(config.retry_max);
+    }
+}
