@@ -48,6 +48,9 @@ pub enum Command {
     Sync(SyncArgs),
     /// Where this node stands: records, what is pending, peers, conflicts.
     Status,
+    /// Station only: changes by revoked devices held back for a decision.
+    #[command(subcommand)]
+    Quarantine(QuarantineCommand),
     /// Re-check every stored change and the store's integrity.
     Verify,
     /// Write all records of one kind to a file.
@@ -113,6 +116,26 @@ pub struct ServeArgs {
     /// Address to listen on (UDP).
     #[arg(long, value_name = "HOST:PORT", default_value = "0.0.0.0:7365")]
     pub listen: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QuarantineCommand {
+    /// List the held changes.
+    List,
+    /// Merge held changes.
+    Accept(QuarantineTarget),
+    /// Drop held changes for good.
+    Reject(QuarantineTarget),
+}
+
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct QuarantineTarget {
+    /// A held change's id (or a unique prefix of 6+ characters).
+    pub id: Option<String>,
+    /// Every held change.
+    #[arg(long)]
+    pub all: bool,
 }
 
 #[derive(Debug, Args)]

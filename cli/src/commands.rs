@@ -33,6 +33,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => crate::daemon::serve(open(&home)?, &out, args),
         Command::Sync(args) => crate::daemon::sync_once(open(&home)?, &out, args),
         Command::Status => status(&open(&home)?, &out),
+        Command::Quarantine(cmd) => quarantine(&mut open(&home)?, &out, cmd),
         Command::Verify => verify(&open(&home)?, &out),
         Command::Export(args) => export(&open(&home)?, &out, args),
         Command::Import(args) => import(&mut open(&home)?, &out, args),
@@ -196,6 +197,39 @@ fn members(node: &Node, out: &Out) -> anyhow::Result<()> {
         }
         print_table(&t, "No members known (this node has not joined a site).");
     })
+}
+
+fn quarantine(node: &mut Node, out: &Out, cmd: QuarantineCommand) -> anyhow::Result<()> {
+    match cmd {
+        QuarantineCommand::List => {
+            let held = node.quarantine_list()?;
+            out.emit(&held, || {
+                let mut t = table(&["ID", "AUTHOR", "RECORD", "RECEIVED", "REASON"]);
+                for h in &held {
+                    t.add_row(vec![
+                        h.id.clone(),
+                        output::short(&h.author),
+                        h.record.clone(),
+                        h.received_at.clone(),
+                        h.reason.clone(),
+                    ]);
+                }
+                print_table(&t, "Nothing is held in quarantine.");
+            })
+        }
+        QuarantineCommand::Accept(target) => {
+            let n = node.quarantine_accept(target.id.as_deref())?;
+            out.emit(&json!({ "accepted": n }), || {
+                println!("Merged {n} held changes.")
+            })
+        }
+        QuarantineCommand::Reject(target) => {
+            let n = node.quarantine_reject(target.id.as_deref())?;
+            out.emit(&json!({ "rejected": n }), || {
+                println!("Dropped {n} held changes for good.")
+            })
+        }
+    }
 }
 
 fn status(node: &Node, out: &Out) -> anyhow::Result<()> {

@@ -293,6 +293,8 @@ pub struct IngestReport {
     pub rejected: Vec<Rejection>,
     /// Documents some of whose changes could not be applied for lack of their history.
     pub missing: Vec<DocId>,
+    /// Changes held in quarantine (a station receiving a revoked author's changes).
+    pub quarantined: usize,
 }
 
 /// A node: its key, its store and its identity.
@@ -966,6 +968,10 @@ pub(crate) struct IngestContext {
     origin: Option<DeviceId>,
     /// Whether that peer is a station (a station only relays changes it accepted).
     origin_is_station: bool,
+    /// This node is a station: a revoked author's changes go to quarantine.
+    quarantine_revoked: bool,
+    /// The station accepts quarantined changes: a revoked author is no bar.
+    pub(crate) accept_revoked: bool,
     roster: crate::site::RosterView,
 }
 
@@ -981,6 +987,8 @@ impl IngestContext {
             site: identity.site_id,
             origin,
             origin_is_station,
+            quarantine_revoked: identity.role == Role::Station,
+            accept_revoked: false,
             roster,
         })
     }
@@ -997,16 +1005,13 @@ fn may_write(
     ctx: &IngestContext,
     header: &DocHeader,
     v: &yizhan_protocol::VerifiedChange,
-) -> Result<(), String> {
+) -> Result<Verdict, String> {
     let signer = v.envelope.signer;
     let mut signer_is_station = false;
     if ctx.site.is_some() {
         match ctx.roster.role(signer) {
             None => return Err("its author is not a member of this site".into()),
             Some(role) => signer_is_station = role == yizhan_protocol::MemberRole::Station,
-        }
-        if ctx.roster.is_revoked(signer) && !ctx.origin_is_station {
-            return Err("its author was revoked".into());
         }
     }
     if v.change.deps().is_empty() && signer != header.author {
@@ -1015,7 +1020,25 @@ fn may_write(
     if header.kind == RecordKind::Visit && signer != header.author && !signer_is_station {
         return Err("only the visit's author or a station may change a visit log".into());
     }
-    Ok(())
+    if ctx.site.is_some()
+        && ctx.roster.is_revoked(signer)
+        && !ctx.origin_is_station
+        && !ctx.accept_revoked
+    {
+        if ctx.quarantine_revoked {
+            return Ok(Verdict::Quarantine);
+        }
+        return Err("its author was revoked".into());
+    }
+    Ok(Verdict::Merge)
+}
+
+/// What to do with a change that passed the checks.
+enum Verdict {
+    /// Apply it.
+    Merge,
+    /// Hold it back for the station's decision (its author was revoked).
+    Quarantine,
 }
 
 /// Checks and stores changes inside `tx`: the document id is derived from the header, the
@@ -1049,7 +1072,11 @@ pub(crate) fn ingest_in(
             }
             match env.clone().verify(ctx.site) {
                 Ok(v) => match may_write(ctx, &header, &v) {
-                    Ok(()) => verified.push(v),
+                    Ok(Verdict::Merge) => verified.push(v),
+                    Ok(Verdict::Quarantine) => {
+                        hold(tx, ctx, &header, &env)?;
+                        report.quarantined += 1;
+                    }
                     Err(why) => reject(tx, ctx, &mut report, &env, &why)?,
                 },
                 Err(e) => reject(tx, ctx, &mut report, &env, &e.to_string())?,
@@ -1110,6 +1137,34 @@ pub(crate) fn ingest_in(
         }
     }
     Ok(report)
+}
+
+/// Holds a change back in quarantine until the station accepts or rejects it.
+fn hold(
+    tx: &Transaction<'_>,
+    ctx: &IngestContext,
+    header: &DocHeader,
+    env: &SignedChange,
+) -> Result<(), WriteError> {
+    tx.prepare_cached(
+        "INSERT OR IGNORE INTO quarantine(hash, doc_id, kind, author, nonce, signer, signature,
+                                          bytes, reason, from_peer, received_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    )?
+    .execute(params![
+        env.hash.0.as_slice(),
+        env.doc.as_bytes().as_slice(),
+        header.kind.code(),
+        header.author.as_bytes().as_slice(),
+        header.nonce.as_slice(),
+        env.signer.as_bytes().as_slice(),
+        env.signature.as_slice(),
+        env.bytes,
+        "its author was revoked before the station received it",
+        ctx.origin.map(|o| o.as_bytes().to_vec()),
+        now_ms(),
+    ])?;
+    Ok(())
 }
 
 /// Most rejected changes kept for inspection; older ones are dropped.

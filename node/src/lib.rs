@@ -16,6 +16,7 @@ pub mod exchange;
 pub mod home;
 pub mod model;
 pub mod net;
+pub mod quarantine;
 pub mod records;
 pub mod site;
 pub mod store;

@@ -126,6 +126,24 @@ const MIGRATIONS: &[&str] = &[
         received_at INTEGER NOT NULL
     );
     "#,
+    // 3: quarantine.
+    r#"
+    -- Changes by revoked authors that reached a station through another member, held back
+    -- (not merged) until the station accepts or rejects them.
+    CREATE TABLE quarantine (
+        hash        BLOB PRIMARY KEY,
+        doc_id      BLOB NOT NULL,
+        kind        INTEGER NOT NULL,
+        author      BLOB NOT NULL,
+        nonce       BLOB NOT NULL,
+        signer      BLOB NOT NULL,
+        signature   BLOB NOT NULL,
+        bytes       BLOB NOT NULL,
+        reason      TEXT NOT NULL,
+        from_peer   BLOB,
+        received_at INTEGER NOT NULL
+    );
+    "#,
 ];
 
 /// Why a store could not be opened.

@@ -307,3 +307,65 @@ fn syncs_cut_at_random_moments_lose_nothing_and_converge() {
         "{cut} cut, {completed} completed"
     );
 }
+
+#[test]
+fn a_revoked_authors_changes_relayed_later_wait_in_quarantine() {
+    let mut w = world();
+    let id = visit(&mut w.a, "和平里 8 号");
+    // A hands its visit to B in the field, then A is revoked before B reaches the station.
+    assert!(sync_until_ok(&mut w.a, &mut w.b, 1).ok());
+    w.station
+        .node
+        .revoke(w.a.id(), "left the programme")
+        .unwrap();
+    assert!(sync_until_ok(&mut w.b, &mut w.station, 1).ok());
+    assert!(
+        w.station.node.show_visit(id).is_err(),
+        "merged without a decision"
+    );
+    let held = w.station.node.quarantine_list().unwrap();
+    assert_eq!(held.len(), 1);
+    assert_eq!(held[0].author, w.a.id().to_string());
+    assert_eq!(held[0].record, id.to_string());
+    // Volunteers keep no quarantine.
+    assert!(w.b.node.quarantine_list().is_err());
+
+    assert_eq!(
+        w.station
+            .node
+            .quarantine_accept(Some(&held[0].id[..8]))
+            .unwrap(),
+        1
+    );
+    assert!(w.quarantine_empty());
+    assert_eq!(
+        w.station.node.show_visit(id).unwrap().visit.author,
+        w.a.id().to_string()
+    );
+    verify_clean(&[&w.station]);
+
+    // Accepted by the station, the change now travels on from it like any other.
+    assert!(sync_until_ok(&mut w.c, &mut w.station, 1).ok());
+    let mut fresh = TestNode::new("赵敏");
+    enroll(&mut w.station, &mut fresh, &["和平里"]);
+    assert!(sync_until_ok(&mut fresh, &mut w.station, 1).ok());
+    assert!(fresh.node.show_visit(id).is_ok());
+}
+
+#[test]
+fn rejected_quarantine_is_dropped_for_good() {
+    let mut w = world();
+    let id = visit(&mut w.a, "和平里 9 号");
+    assert!(sync_until_ok(&mut w.a, &mut w.b, 1).ok());
+    w.station.node.revoke(w.a.id(), "").unwrap();
+    assert!(sync_until_ok(&mut w.b, &mut w.station, 1).ok());
+    assert_eq!(w.station.node.quarantine_reject(None).unwrap(), 1);
+    assert!(w.quarantine_empty());
+    assert!(w.station.node.show_visit(id).is_err());
+}
+
+impl World {
+    fn quarantine_empty(&self) -> bool {
+        self.station.node.quarantine_list().unwrap().is_empty()
+    }
+}
