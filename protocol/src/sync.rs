@@ -421,3 +421,219 @@ impl Session {
         error
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::DeviceKey;
+    use crate::membership::MemberRole;
+    use crate::wire::MAX_FRAME;
+
+    fn config(root: &DeviceKey, me: &DeviceKey) -> SessionConfig {
+        let site = SiteId::for_root(root.device_id());
+        let cert = Signed::sign(
+            root,
+            &Certificate {
+                site,
+                device: me.device_id(),
+                name: "n".into(),
+                role: MemberRole::Volunteer,
+                grids: vec!["g".into()],
+                issued_at_ms: 0,
+                expires_at_ms: None,
+            },
+        );
+        SessionConfig {
+            site,
+            cert,
+            roster_digest: [0; 32],
+            epoch: [7; 16],
+            idle_timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// Answers events the simplest way a node could: accept, serve one empty page,
+    /// finish.
+    fn answer(s: &mut Session) -> Vec<Event> {
+        let mut seen = Vec::new();
+        while let Some(e) = s.poll_event() {
+            match &e {
+                Event::PeerHello(h) => s
+                    .accept(
+                        None,
+                        Pull {
+                            epoch: h.epoch,
+                            after: 0,
+                        },
+                    )
+                    .unwrap(),
+                Event::PullRequested { after } => s
+                    .send_changes(Changes {
+                        from: *after,
+                        upto: 3,
+                        last: true,
+                        docs: vec![],
+                    })
+                    .unwrap(),
+                Event::ReceiveComplete => s.finish(None).unwrap(),
+                _ => {}
+            }
+            seen.push(e);
+        }
+        seen
+    }
+
+    /// Moves every frame from `from` to `to`; returns how many moved.
+    fn pump(from: &mut Session, to: &mut Session, now: Instant) -> Result<usize, SessionError> {
+        let mut n = 0;
+        while let Some(frame) = from.poll_transmit() {
+            to.handle_frame(&frame, now)?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    #[test]
+    fn a_quiet_sync_completes_on_both_sides() {
+        let root = DeviceKey::from_seed([1; 32]);
+        let (ka, kb) = (DeviceKey::from_seed([2; 32]), DeviceKey::from_seed([3; 32]));
+        let now = Instant::now();
+        let mut a = Session::new(config(&root, &ka), now);
+        let mut b = Session::new(config(&root, &kb), now);
+        let mut a_events = Vec::new();
+        let mut b_events = Vec::new();
+        for _ in 0..10 {
+            let moved = pump(&mut a, &mut b, now).unwrap() + pump(&mut b, &mut a, now).unwrap();
+            a_events.extend(answer(&mut a));
+            b_events.extend(answer(&mut b));
+            if moved == 0 && a.is_finished() && b.is_finished() {
+                break;
+            }
+        }
+        assert!(a.is_finished() && b.is_finished());
+        for events in [&a_events, &b_events] {
+            assert!(matches!(events[0], Event::PeerHello(_)));
+            assert!(events.contains(&Event::ReceiveComplete));
+            assert_eq!(events.last(), Some(&Event::Finished));
+        }
+        assert_eq!(a.poll_timeout(), None);
+    }
+
+    #[test]
+    fn a_foreign_site_is_refused_with_a_reason() {
+        let (root, other_root) = (DeviceKey::from_seed([1; 32]), DeviceKey::from_seed([9; 32]));
+        let (ka, kb) = (DeviceKey::from_seed([2; 32]), DeviceKey::from_seed([3; 32]));
+        let now = Instant::now();
+        let mut a = Session::new(config(&root, &ka), now);
+        let mut b = Session::new(config(&other_root, &kb), now);
+        assert_eq!(pump(&mut a, &mut b, now), Err(SessionError::ForeignSite));
+        // b's Hello reaches a, which refuses b in turn; b's Refuse says why.
+        assert_eq!(pump(&mut b, &mut a, now), Err(SessionError::ForeignSite));
+        let refusal = b.poll_transmit().map(|f| Message::decode(&f).unwrap());
+        assert!(
+            matches!(&refusal, Some(Message::Refuse(r)) if r.contains("another site")),
+            "{refusal:?}"
+        );
+        assert!(a.error().is_some() && b.error().is_some());
+    }
+
+    #[test]
+    fn another_protocol_version_is_refused() {
+        let root = DeviceKey::from_seed([1; 32]);
+        let c = config(&root, &DeviceKey::from_seed([2; 32]));
+        let now = Instant::now();
+        let mut s = Session::new(c.clone(), now);
+        let hello = Message::Hello(Hello {
+            version: PROTOCOL_VERSION + 1,
+            site: c.site,
+            cert: c.cert.clone(),
+            roster_digest: [0; 32],
+            epoch: [0; 16],
+        });
+        assert_eq!(
+            s.handle_frame(&hello.encode(), now),
+            Err(SessionError::Version(PROTOCOL_VERSION + 1))
+        );
+    }
+
+    #[test]
+    fn messages_out_of_order_are_violations() {
+        let root = DeviceKey::from_seed([1; 32]);
+        let c = config(&root, &DeviceKey::from_seed([2; 32]));
+        let now = Instant::now();
+        // Data before Hello.
+        let mut s = Session::new(c.clone(), now);
+        let page = Message::Changes(Changes {
+            from: 0,
+            upto: 0,
+            last: true,
+            docs: vec![],
+        });
+        assert_eq!(
+            s.handle_frame(&page.encode(), now),
+            Err(SessionError::Unexpected("Changes"))
+        );
+        // Done before this node served the peer's pull.
+        let mut s = Session::new(c.clone(), now);
+        let hello = Message::Hello(Hello {
+            version: PROTOCOL_VERSION,
+            site: c.site,
+            cert: c.cert.clone(),
+            roster_digest: [0; 32],
+            epoch: [0; 16],
+        });
+        s.handle_frame(&hello.encode(), now).unwrap();
+        let _ = answer(&mut s);
+        let done = Message::Done(Done { receipt: None });
+        assert_eq!(
+            s.handle_frame(&done.encode(), now),
+            Err(SessionError::Unexpected("Done"))
+        );
+        // A roster after record data.
+        let mut s = Session::new(c.clone(), now);
+        s.handle_frame(&hello.encode(), now).unwrap();
+        let _ = answer(&mut s);
+        s.handle_frame(&page.encode(), now).unwrap();
+        let roster = Message::Roster(Roster::default());
+        assert_eq!(
+            s.handle_frame(&roster.encode(), now),
+            Err(SessionError::Unexpected("Roster"))
+        );
+    }
+
+    #[test]
+    fn silence_times_out_and_misuse_is_refused() {
+        let root = DeviceKey::from_seed([1; 32]);
+        let c = config(&root, &DeviceKey::from_seed([2; 32]));
+        let now = Instant::now();
+        let mut s = Session::new(c.clone(), now);
+        assert_eq!(
+            s.finish(None),
+            Err(SessionError::Misuse("finish before ReceiveComplete"))
+        );
+        assert!(s.handle_timeout(now + Duration::from_secs(9)).is_ok());
+        assert_eq!(
+            s.handle_timeout(now + Duration::from_secs(10)),
+            Err(SessionError::Timeout)
+        );
+        assert_eq!(s.handle_frame(&[], now), Err(SessionError::Timeout));
+    }
+
+    #[test]
+    fn oversized_and_garbage_frames_fail_cleanly() {
+        let root = DeviceKey::from_seed([1; 32]);
+        let c = config(&root, &DeviceKey::from_seed([2; 32]));
+        let now = Instant::now();
+        let mut s = Session::new(c.clone(), now);
+        let big = vec![0u8; MAX_FRAME + 1];
+        assert!(matches!(
+            s.handle_frame(&big, now),
+            Err(SessionError::Decode(DecodeError::TooLarge(_)))
+        ));
+        let mut s = Session::new(c, now);
+        assert!(matches!(
+            s.handle_frame(&[0xff, 0xff, 0xff], now),
+            Err(SessionError::Decode(DecodeError::Malformed(_)))
+        ));
+    }
+}
