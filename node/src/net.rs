@@ -468,7 +468,10 @@ fn transport_config(config: &NetConfig) -> Result<TransportConfig, NetError> {
         .stream_receive_window(VarInt::from_u32(STREAM_RECEIVE_WINDOW))
         .receive_window(VarInt::from_u32(CONNECTION_RECEIVE_WINDOW))
         .send_window(SEND_WINDOW)
-        .datagram_receive_buffer_size(None);
+        .datagram_receive_buffer_size(None)
+        // No path-MTU probing: syncs are short, and probes of up to ~1.4 KB each would
+        // cost more bytes than a quiet sync moves.
+        .mtu_discovery_config(None);
     Ok(transport)
 }
 

@@ -133,6 +133,7 @@ impl Scope {
 
 struct Peer {
     device: DeviceId,
+    signed_cert: Signed<Certificate>,
     cert: Certificate,
     epoch: [u8; 16],
     scope: Scope,
@@ -171,6 +172,8 @@ pub struct SyncEngine {
     sent_since_receive: bool,
 }
 
+/// The scope key of a position in a log: the puller's certificate digest, then the
+/// server's.
 fn scope_key(a: &Signed<Certificate>, b: &Signed<Certificate>) -> [u8; 32] {
     Sha256::new()
         .chain_update(a.digest())
@@ -203,6 +206,28 @@ impl SyncEngine {
             .open()
             .map_err(|_| SyncError::Read(ReadError::Index("malformed own certificate".into())))?;
         let my_epoch = epoch_of(&node)?;
+        // Ask for the peer's log from where this node left off, right behind the Hello.
+        let stored: Option<CursorRow> = node
+            .store()
+            .conn()
+            .query_row(
+                "SELECT epoch, cursor, scope_key FROM peers WHERE device = ?1",
+                [peer.as_bytes().as_slice()],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?;
+        let pull = match stored {
+            Some((Some(epoch), cursor, Some(scope))) => Pull {
+                epoch: epoch.try_into().unwrap_or([0; 16]),
+                after: cursor.max(0) as u64,
+                scope: scope.try_into().unwrap_or([0; 32]),
+            },
+            _ => Pull {
+                epoch: [0; 16],
+                after: 0,
+                scope: [0; 32],
+            },
+        };
         let session = Session::new(
             SessionConfig {
                 site,
@@ -211,6 +236,7 @@ impl SyncEngine {
                 epoch: my_epoch,
                 idle_timeout: config.idle_timeout,
             },
+            pull,
             now,
         );
         Ok(SyncEngine {
@@ -296,7 +322,20 @@ impl SyncEngine {
                         return Err(self.refuse("you have been revoked from this site"));
                     }
                 }
-                Event::PullRequested { after } => self.serve_after = Some(after),
+                Event::PullRequested { after, scope } => {
+                    // The peer's position counts only under the scope it was reached in.
+                    let peer = self.peer.as_ref().expect("peer accepted before serving");
+                    let expected = scope_key(
+                        &peer.signed_cert,
+                        &self
+                            .node
+                            .identity()
+                            .cert
+                            .clone()
+                            .ok_or(SyncError::NotMember)?,
+                    );
+                    self.serve_after = Some(if scope == expected { after } else { 0 });
+                }
                 Event::Changes(page) => self.on_changes(page)?,
                 Event::FetchRequested(fetch) => {
                     let fetched = self.answer_fetch(fetch)?;
@@ -381,19 +420,14 @@ impl SyncEngine {
             .transpose()?;
         self.peer = Some(Peer {
             device: cert.device,
+            signed_cert: hello.cert.clone(),
             scope: Scope::of(&cert),
             cert,
             epoch: hello.epoch,
             scope_key: key,
             cursor,
         });
-        self.session.accept(
-            roster,
-            Pull {
-                epoch: hello.epoch,
-                after: cursor,
-            },
-        )?;
+        self.session.accept(roster)?;
         Ok(())
     }
 

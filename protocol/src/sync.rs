@@ -22,12 +22,16 @@
 //!
 //! The conversation, each side running the same machine:
 //!
-//! 1. `Hello` both ways. The node checks the peer's certificate and either `accept`s,
-//!    which sends `Roster` (only when the roster digests differ) and then `Pull`, or
-//!    `refuse`s, which sends `Refuse` and ends the session.
+//! 1. `Hello` and `Pull` both ways, at once: a node knows which device the transport
+//!    authenticated, so it asks for that peer's log from where it left off without
+//!    waiting. The node checks the peer's certificate and either `accept`s, which sends
+//!    `Roster` (only when the roster digests differ), or `refuse`s, which sends `Refuse`
+//!    and ends the session. Nothing but `Hello`, `Pull` and `Refuse` is sent before the
+//!    peer is accepted.
 //! 2. A `Roster` is only accepted before any `Changes`: revocations arrive ahead of data.
-//! 3. `Pull` asks the peer for its log after a position; the peer answers with pages of
-//!    `Changes`, the last one marked `last`.
+//! 3. The peer answers `Pull` (once accepted) with pages of `Changes` from the position
+//!    asked for (from the start if the epoch or the scope key differ), the last page
+//!    marked `last`.
 //! 4. A page may hold changes whose history the receiver lacks (a record that just came
 //!    into its scope): it sends `Fetch` and the peer answers each with one `Fetched`.
 //! 5. When the last page has come and every fetch is answered, the node `finish`es,
@@ -67,10 +71,13 @@ pub enum Event {
     /// The peer's roster: store its certificates and revocations before anything else.
     Roster(Roster),
     /// The peer asks for this node's log after `after` (0 when its epoch is not this
-    /// log's). Answer with `send_changes` until a page marked last.
+    /// log's). The node serves from 0 instead when `scope` is not the scope key it
+    /// computes. Answer with `send_changes` until a page marked last.
     PullRequested {
         /// The last position the peer has.
         after: u64,
+        /// The scope key the peer's position was reached under.
+        scope: [u8; 32],
     },
     /// A page of the peer's log.
     Changes(Changes),
@@ -153,8 +160,9 @@ pub struct Session {
 }
 
 impl Session {
-    /// Starts a session; its `Hello` is the first frame to transmit.
-    pub fn new(config: SessionConfig, now: Instant) -> Session {
+    /// Starts a session; its `Hello`, then `pull` (what this node remembers of the peer
+    /// the transport authenticated), are the first frames to transmit.
+    pub fn new(config: SessionConfig, pull: Pull, now: Instant) -> Session {
         let hello = Message::Hello(Hello {
             version: PROTOCOL_VERSION,
             site: config.site,
@@ -166,10 +174,10 @@ impl Session {
             deadline: now + config.idle_timeout,
             config,
             phase: Phase::AwaitHello,
-            out: VecDeque::from([hello]),
+            out: VecDeque::from([hello, Message::Pull(pull)]),
             events: VecDeque::new(),
             held: VecDeque::new(),
-            pull_sent: false,
+            pull_sent: true,
             changes_seen: false,
             last_page_received: false,
             outstanding_fetches: 0,
@@ -236,7 +244,10 @@ impl Session {
                 } else {
                     0
                 };
-                self.events.push_back(Event::PullRequested { after });
+                self.events.push_back(Event::PullRequested {
+                    after,
+                    scope: p.scope,
+                });
             }
             Message::Changes(c) if self.pull_sent && !self.last_page_received => {
                 self.changes_seen = true;
@@ -265,9 +276,8 @@ impl Session {
         Ok(())
     }
 
-    /// The node accepts the peer: sends `roster` (if given) and asks for the peer's log
-    /// after `pull.after`.
-    pub fn accept(&mut self, roster: Option<Roster>, pull: Pull) -> Result<(), SessionError> {
+    /// The node accepts the peer, sending `roster` first when given.
+    pub fn accept(&mut self, roster: Option<Roster>) -> Result<(), SessionError> {
         self.check_live()?;
         if self.phase != Phase::Deciding {
             return Err(SessionError::Misuse("accept without a pending Hello"));
@@ -276,8 +286,6 @@ impl Session {
         if let Some(r) = roster {
             self.out.push_back(Message::Roster(r));
         }
-        self.out.push_back(Message::Pull(pull));
-        self.pull_sent = true;
         while let Some(msg) = self.held.pop_front() {
             self.handle_running(msg)?;
         }
@@ -429,6 +437,12 @@ mod tests {
     use crate::membership::MemberRole;
     use crate::wire::MAX_FRAME;
 
+    const PULL: Pull = Pull {
+        epoch: [0; 16],
+        after: 0,
+        scope: [0; 32],
+    };
+
     fn config(root: &DeviceKey, me: &DeviceKey) -> SessionConfig {
         let site = SiteId::for_root(root.device_id());
         let cert = Signed::sign(
@@ -458,16 +472,8 @@ mod tests {
         let mut seen = Vec::new();
         while let Some(e) = s.poll_event() {
             match &e {
-                Event::PeerHello(h) => s
-                    .accept(
-                        None,
-                        Pull {
-                            epoch: h.epoch,
-                            after: 0,
-                        },
-                    )
-                    .unwrap(),
-                Event::PullRequested { after } => s
+                Event::PeerHello(_) => s.accept(None).unwrap(),
+                Event::PullRequested { after, .. } => s
                     .send_changes(Changes {
                         from: *after,
                         upto: 3,
@@ -498,8 +504,8 @@ mod tests {
         let root = DeviceKey::from_seed([1; 32]);
         let (ka, kb) = (DeviceKey::from_seed([2; 32]), DeviceKey::from_seed([3; 32]));
         let now = Instant::now();
-        let mut a = Session::new(config(&root, &ka), now);
-        let mut b = Session::new(config(&root, &kb), now);
+        let mut a = Session::new(config(&root, &ka), PULL, now);
+        let mut b = Session::new(config(&root, &kb), PULL, now);
         let mut a_events = Vec::new();
         let mut b_events = Vec::new();
         for _ in 0..10 {
@@ -524,12 +530,14 @@ mod tests {
         let (root, other_root) = (DeviceKey::from_seed([1; 32]), DeviceKey::from_seed([9; 32]));
         let (ka, kb) = (DeviceKey::from_seed([2; 32]), DeviceKey::from_seed([3; 32]));
         let now = Instant::now();
-        let mut a = Session::new(config(&root, &ka), now);
-        let mut b = Session::new(config(&other_root, &kb), now);
+        let mut a = Session::new(config(&root, &ka), PULL, now);
+        let mut b = Session::new(config(&other_root, &kb), PULL, now);
         assert_eq!(pump(&mut a, &mut b, now), Err(SessionError::ForeignSite));
         // b's Hello reaches a, which refuses b in turn; b's Refuse says why.
         assert_eq!(pump(&mut b, &mut a, now), Err(SessionError::ForeignSite));
-        let refusal = b.poll_transmit().map(|f| Message::decode(&f).unwrap());
+        let refusal = std::iter::from_fn(|| b.poll_transmit())
+            .map(|f| Message::decode(&f).unwrap())
+            .last();
         assert!(
             matches!(&refusal, Some(Message::Refuse(r)) if r.contains("another site")),
             "{refusal:?}"
@@ -542,7 +550,7 @@ mod tests {
         let root = DeviceKey::from_seed([1; 32]);
         let c = config(&root, &DeviceKey::from_seed([2; 32]));
         let now = Instant::now();
-        let mut s = Session::new(c.clone(), now);
+        let mut s = Session::new(c.clone(), PULL, now);
         let hello = Message::Hello(Hello {
             version: PROTOCOL_VERSION + 1,
             site: c.site,
@@ -562,7 +570,7 @@ mod tests {
         let c = config(&root, &DeviceKey::from_seed([2; 32]));
         let now = Instant::now();
         // Data before Hello.
-        let mut s = Session::new(c.clone(), now);
+        let mut s = Session::new(c.clone(), PULL, now);
         let page = Message::Changes(Changes {
             from: 0,
             upto: 0,
@@ -574,7 +582,7 @@ mod tests {
             Err(SessionError::Unexpected("Changes"))
         );
         // Done before this node served the peer's pull.
-        let mut s = Session::new(c.clone(), now);
+        let mut s = Session::new(c.clone(), PULL, now);
         let hello = Message::Hello(Hello {
             version: PROTOCOL_VERSION,
             site: c.site,
@@ -590,7 +598,7 @@ mod tests {
             Err(SessionError::Unexpected("Done"))
         );
         // A roster after record data.
-        let mut s = Session::new(c.clone(), now);
+        let mut s = Session::new(c.clone(), PULL, now);
         s.handle_frame(&hello.encode(), now).unwrap();
         let _ = answer(&mut s);
         s.handle_frame(&page.encode(), now).unwrap();
@@ -606,7 +614,7 @@ mod tests {
         let root = DeviceKey::from_seed([1; 32]);
         let c = config(&root, &DeviceKey::from_seed([2; 32]));
         let now = Instant::now();
-        let mut s = Session::new(c.clone(), now);
+        let mut s = Session::new(c.clone(), PULL, now);
         assert_eq!(
             s.finish(None),
             Err(SessionError::Misuse("finish before ReceiveComplete"))
@@ -624,13 +632,13 @@ mod tests {
         let root = DeviceKey::from_seed([1; 32]);
         let c = config(&root, &DeviceKey::from_seed([2; 32]));
         let now = Instant::now();
-        let mut s = Session::new(c.clone(), now);
+        let mut s = Session::new(c.clone(), PULL, now);
         let big = vec![0u8; MAX_FRAME + 1];
         assert!(matches!(
             s.handle_frame(&big, now),
             Err(SessionError::Decode(DecodeError::TooLarge(_)))
         ));
-        let mut s = Session::new(c, now);
+        let mut s = Session::new(c, PULL, now);
         assert!(matches!(
             s.handle_frame(&[0xff, 0xff, 0xff], now),
             Err(SessionError::Decode(DecodeError::Malformed(_)))

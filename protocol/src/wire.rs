@@ -71,13 +71,18 @@ pub struct Roster {
     pub revocations: Vec<Signed<Revocation>>,
 }
 
-/// "Send me your log after position `after`."
+/// "Send me your log after position `after`." Sent right behind `Hello`, before the
+/// peer's `Hello` has arrived, from what the sender remembers of the peer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pull {
     /// The epoch `after` refers to; a different epoch means "from the start".
     pub epoch: [u8; 16],
     /// The last position already received.
     pub after: u64,
+    /// The scope key `after` was reached under: SHA-256 over the puller's certificate
+    /// digest then the server's. When the server computes another key (a certificate, so
+    /// a scope, changed), it serves from the start.
+    pub scope: [u8; 32],
 }
 
 /// A page of the sender's change log.

@@ -369,3 +369,17 @@ impl World {
         self.station.node.quarantine_list().unwrap().is_empty()
     }
 }
+
+#[test]
+fn a_new_grid_brings_its_older_records_at_the_next_sync() {
+    let mut w = world();
+    visit(&mut w.c, "幸福路 1 号");
+    sync_until_ok(&mut w.c, &mut w.station, 1);
+    sync_until_ok(&mut w.a, &mut w.station, 1);
+    assert_eq!(households(&w.a), Vec::<String>::new());
+    // The station adds 幸福路 to A's grids; A joins with the new token.
+    enroll(&mut w.station, &mut w.a, &["和平里", "幸福路"]);
+    sync_until_ok(&mut w.a, &mut w.station, 1);
+    assert_eq!(households(&w.a), ["幸福路 1 号"]);
+    assert_same_as_station(&w.a, &w.station);
+}
