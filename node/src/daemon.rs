@@ -78,49 +78,100 @@ fn blocking<T>(f: impl FnOnce() -> T) -> T {
     tokio::task::block_in_place(f)
 }
 
+/// Frames queued between the engine and the stream tasks, each way.
+const FRAME_QUEUE: usize = 4;
+
 /// Runs one sync on one stream, this node's side, with the node at `home`.
+///
+/// Reading and writing run as two tasks, so that a node never stops reading while it
+/// has pages to send (two nodes that both have much to send would otherwise each wait
+/// for the other to read).
 pub async fn sync_stream(
     home: &Path,
     peer: DeviceId,
-    send: &mut quinn::SendStream,
-    recv: &mut quinn::RecvStream,
+    send: quinn::SendStream,
+    recv: quinn::RecvStream,
     config: &SyncConfig,
 ) -> Result<SyncStats, DaemonError> {
     let node = blocking(|| Node::open(home))?;
     let mut engine = SyncEngine::new(node, peer, config, Instant::now())?;
-    let result = drive(&mut engine, send, recv).await;
-    // Whatever happened, flush what the session still has to say (a refusal, say).
+    let (in_tx, mut in_rx) = mpsc::channel(FRAME_QUEUE);
+    let reader = tokio::spawn(read_frames(recv, in_tx));
+    let (out_tx, out_rx) = mpsc::channel(FRAME_QUEUE);
+    let writer = tokio::spawn(write_frames(send, out_rx));
+    let result = drive(&mut engine, &out_tx, &mut in_rx).await;
     if result.is_err() {
+        // Flush what the session still has to say (a refusal, say).
         while let Ok(Some(frame)) = blocking(|| engine.poll_transmit()) {
-            if write_frame(send, &frame).await.is_err() {
+            if out_tx.send(frame).await.is_err() {
                 break;
             }
         }
     }
+    drop(out_tx);
+    // The writer finishes the stream and lets the peer read our last frame.
+    let written = tokio::time::timeout(Duration::from_secs(5), writer).await;
+    reader.abort();
+    match (result, written) {
+        (Err(e), _) => Err(e),
+        (Ok(()), Ok(Ok(Err(e)))) => Err(e),
+        (Ok(()), _) => Ok(engine.stats().clone()),
+    }
+}
+
+async fn read_frames(
+    mut recv: quinn::RecvStream,
+    frames: mpsc::Sender<Result<Vec<u8>, DaemonError>>,
+) {
+    loop {
+        let item = match read_frame(&mut recv, MAX_FRAME).await {
+            Ok(Some(frame)) => Ok(frame),
+            Ok(None) => Err(DaemonError::Incomplete),
+            Err(e) => Err(e.into()),
+        };
+        let end = item.is_err();
+        if frames.send(item).await.is_err() || end {
+            return;
+        }
+    }
+}
+
+async fn write_frames(
+    mut send: quinn::SendStream,
+    mut frames: mpsc::Receiver<Vec<u8>>,
+) -> Result<(), DaemonError> {
+    while let Some(frame) = frames.recv().await {
+        write_frame(&mut send, &frame).await?;
+    }
     let _ = send.finish();
-    // Let the peer read our last frame before the connection may close.
     let _ = tokio::time::timeout(Duration::from_secs(3), send.stopped()).await;
-    result.map(|()| engine.stats().clone())
+    Ok(())
 }
 
 async fn drive(
     engine: &mut SyncEngine,
-    send: &mut quinn::SendStream,
-    recv: &mut quinn::RecvStream,
+    out: &mpsc::Sender<Vec<u8>>,
+    frames: &mut mpsc::Receiver<Result<Vec<u8>, DaemonError>>,
 ) -> Result<(), DaemonError> {
+    let mut pending: Option<Vec<u8>> = None;
     loop {
-        while let Some(frame) = blocking(|| engine.poll_transmit())? {
-            write_frame(send, &frame).await?;
+        if pending.is_none() {
+            pending = blocking(|| engine.poll_transmit())?;
         }
-        if engine.is_finished() {
+        if pending.is_none() && engine.is_finished() {
             return Ok(());
         }
         let deadline = engine
             .poll_timeout()
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(30));
         tokio::select! {
-            frame = read_frame(recv, MAX_FRAME) => match frame? {
-                Some(frame) => blocking(|| engine.handle_frame(&frame, Instant::now()))?,
+            permit = out.reserve(), if pending.is_some() => {
+                let permit = permit.map_err(|_| DaemonError::Stream("writer stopped".into()))?;
+                permit.send(pending.take().expect("checked"));
+            }
+            frame = frames.recv() => match frame {
+                Some(Ok(frame)) => blocking(|| engine.handle_frame(&frame, Instant::now()))?,
+                Some(Err(e)) => return Err(e),
                 None => return Err(DaemonError::Incomplete),
             },
             () = tokio::time::sleep_until(deadline.into()) => {
@@ -136,12 +187,12 @@ pub async fn sync_on(
     conn: &PeerConnection,
     config: &SyncConfig,
 ) -> Result<SyncStats, DaemonError> {
-    let (mut send, mut recv) = conn
+    let (send, recv) = conn
         .connection
         .open_bi()
         .await
         .map_err(|e| DaemonError::Stream(e.to_string()))?;
-    sync_stream(home, conn.peer, &mut send, &mut recv, config).await
+    sync_stream(home, conn.peer, send, recv, config).await
 }
 
 /// Connects to `addr`, syncs once, closes. The byte counts are everything this node sent
@@ -320,8 +371,8 @@ async fn serve_connection(
     let config = SyncConfig::default();
     let addr = conn.connection.remote_address().to_string();
     let peer = conn.peer;
-    while let Ok((mut send, mut recv)) = conn.connection.accept_bi().await {
-        let event = match sync_stream(home, conn.peer, &mut send, &mut recv, &config).await {
+    while let Ok((send, recv)) = conn.connection.accept_bi().await {
+        let event = match sync_stream(home, conn.peer, send, recv, &config).await {
             Ok(stats) => {
                 // Only a member that completed a sync is remembered as a peer.
                 let _ = blocking(|| Node::open(home).map(|mut n| n.note_peer_addr(peer, &addr)));

@@ -982,7 +982,8 @@ impl IngestContext {
         origin: Option<DeviceId>,
     ) -> Result<IngestContext, WriteError> {
         let roster = crate::site::RosterView::load(store.conn(), identity.site_id)?;
-        let origin_is_station = origin.is_some_and(|o| roster.is_station(o));
+        let origin_is_station =
+            origin.is_some_and(|o| roster.is_station(o) && !roster.is_revoked(o));
         Ok(IngestContext {
             site: identity.site_id,
             origin,
@@ -1122,6 +1123,16 @@ pub(crate) fn ingest_in(
         if stored.is_empty() {
             continue;
         }
+        if stored.len() > 1 {
+            // Into this node's log in causal order, so that it serves them onward so.
+            let order: std::collections::HashMap<automerge::ChangeHash, usize> = doc
+                .get_changes(&[])
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (c.hash(), i))
+                .collect();
+            stored.sort_by_key(|c| order.get(&c.env.hash.into()).copied().unwrap_or(usize::MAX));
+        }
         report.accepted += stored.len();
         let saved = catch_unwind(AssertUnwindSafe(|| {
             persist_from(tx, &header, &mut doc, &stored, ctx.origin)
@@ -1182,6 +1193,16 @@ fn reject(
         hash: env.hash,
         reason: reason.to_string(),
     });
+    keep_rejected(tx, ctx.origin, env, reason)
+}
+
+/// Keeps a refused change for inspection (the newest [`MAX_REJECTED_KEPT`]).
+pub(crate) fn keep_rejected(
+    tx: &Transaction<'_>,
+    origin: Option<DeviceId>,
+    env: &SignedChange,
+    reason: &str,
+) -> Result<(), WriteError> {
     tx.prepare_cached(
         "INSERT INTO rejected(doc_id, hash, signer, signature, bytes, reason, from_peer, received_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -1193,7 +1214,7 @@ fn reject(
         env.signature.as_slice(),
         env.bytes,
         reason,
-        ctx.origin.map(|o| o.as_bytes().to_vec()),
+        origin.map(|o| o.as_bytes().to_vec()),
         now_ms(),
     ])?;
     tx.prepare_cached("DELETE FROM rejected WHERE id <= (SELECT MAX(id) FROM rejected) - ?1")?

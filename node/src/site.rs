@@ -175,6 +175,23 @@ pub(crate) fn store_cert(
     Ok(())
 }
 
+/// The newest certificate stored for `device`, checked again.
+pub(crate) fn newest_cert(
+    conn: &Connection,
+    device: DeviceId,
+) -> rusqlite::Result<Option<(Signed<Certificate>, Certificate)>> {
+    let bytes: Option<Vec<u8>> = conn
+        .query_row(
+            "SELECT cert FROM members WHERE device = ?1",
+            [device.as_bytes().as_slice()],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(bytes
+        .and_then(|b| Signed::<Certificate>::from_bytes(&b).ok())
+        .and_then(|s| s.check(None, i64::MIN).ok().map(|c| (s, c))))
+}
+
 /// Stores a checked revocation.
 pub(crate) fn store_revocation(
     tx: &Transaction<'_>,

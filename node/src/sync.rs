@@ -35,11 +35,13 @@ use yizhan_protocol::sync::{Event, Session, SessionConfig, SessionError};
 use yizhan_protocol::wire::{
     Changes, Fetch, Fetched, Hello, MAX_FETCH_DOCS, MAX_HEADS, Pull, WireChange, WireDoc,
 };
-use yizhan_protocol::{ChangeHash, DeviceId, DocHeader, DocId, RecordKind, Signed, SiteId};
+use yizhan_protocol::{
+    ChangeHash, DeviceId, DocHeader, DocId, RecordKind, Signed, SignedChange, SiteId,
+};
 
 use crate::home::{
     DocChanges, IngestContext, IngestReport, Node, ReadError, Role, WriteError, ingest_in,
-    load_doc, load_header_conn,
+    keep_rejected, load_doc, load_header_conn,
 };
 use crate::model::Time;
 use crate::site::{RosterView, apply_roster, load_roster, roster_digest};
@@ -51,6 +53,8 @@ const PAGE_CHANGES: usize = 2000;
 const PAGE_BYTES: usize = 2 << 20;
 /// Most bytes of changes in one `Fetched`.
 const FETCH_BYTES: usize = 3 << 20;
+/// Most changes in one `Fetched` (the protocol allows 8192).
+const FETCH_CHANGES: usize = 8000;
 
 /// How a sync ended badly.
 #[derive(Debug, thiserror::Error)]
@@ -343,7 +347,11 @@ impl SyncEngine {
                 }
                 Event::Fetched(fetched) => {
                     let report = self.ingest(fetched.docs, None)?;
-                    self.after_ingest(&report)?;
+                    // Ask again for what is still missing, as long as answers bring
+                    // something (a long history comes in several answers).
+                    if report.accepted > 0 {
+                        self.after_ingest(&report)?;
+                    }
                 }
                 Event::ReceiveComplete => {
                     let receipt = self.receipt()?;
@@ -384,10 +392,19 @@ impl SyncEngine {
             .cert
             .clone()
             .ok_or(SyncError::NotMember)?;
-        let key = scope_key(&own_cert, &hello.cert);
         // Remember the peer's certificate; find this node's position in its log.
         let tx = self.node.store_mut().write()?;
         crate::site::store_cert(&tx, &hello.cert, &cert)?;
+        // Judge the peer by the newest certificate known for it, not an older one it
+        // might present (with more grids, or another role).
+        let (signed_cert, cert) = match crate::site::newest_cert(&tx, cert.device)? {
+            Some((signed, newest)) if newest.issued_at_ms > cert.issued_at_ms => (signed, newest),
+            _ => (hello.cert.clone(), cert),
+        };
+        if cert.expires_at_ms.is_some_and(|e| e <= now) {
+            drop(tx);
+            return Err(self.refuse("membership certificate: its membership expired"));
+        }
         let stored: Option<CursorRow> = tx
             .query_row(
                 "SELECT epoch, cursor, scope_key FROM peers WHERE device = ?1",
@@ -395,6 +412,7 @@ impl SyncEngine {
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .optional()?;
+        let key = scope_key(&own_cert, &signed_cert);
         let cursor = match stored {
             Some((Some(epoch), cursor, Some(sk))) if epoch == hello.epoch && sk == key => {
                 cursor.max(0) as u64
@@ -420,7 +438,7 @@ impl SyncEngine {
             .transpose()?;
         self.peer = Some(Peer {
             device: cert.device,
-            signed_cert: hello.cert.clone(),
+            signed_cert,
             scope: Scope::of(&cert),
             cert,
             epoch: hello.epoch,
@@ -431,13 +449,12 @@ impl SyncEngine {
         Ok(())
     }
 
-    /// Both scopes a record must be in to travel between this node and the peer.
-    fn shared_scope_sql(&self) -> (String, Vec<String>) {
+    /// The scope a record must be in to travel to the peer: the peer's. (Not this node's
+    /// own: a change that moves a record out of this node's scope must still reach the
+    /// station.)
+    fn peer_scope_sql(&self) -> (String, Vec<String>) {
         let peer = self.peer.as_ref().expect("peer accepted before data moves");
-        let (a, mut pa) = peer.scope.sql(3);
-        let (b, pb) = Scope::of(&self.my_cert).sql(3 + pa.len());
-        pa.extend(pb);
-        (format!("{a} AND {b}"), pa)
+        peer.scope.sql(3)
     }
 
     fn send_page(&mut self) -> Result<(), SyncError> {
@@ -447,7 +464,7 @@ impl SyncEngine {
             .as_ref()
             .expect("peer accepted before pull")
             .device;
-        let (scope, scope_params) = self.shared_scope_sql();
+        let (scope, scope_params) = self.peer_scope_sql();
         let conn = self.node.store().conn();
         let tx = conn.unchecked_transaction()?;
         let sql = format!(
@@ -465,8 +482,10 @@ impl SyncEngine {
         let mut count = 0usize;
         let mut bytes = 0usize;
         let mut last_lseq = after;
+        let mut scanned = 0usize;
         let mut full = false;
         while let Some(row) = rows.next()? {
+            scanned += 1;
             let lseq: i64 = row.get(0)?;
             let doc: Vec<u8> = row.get(1)?;
             let signature: Vec<u8> = row.get(2)?;
@@ -480,10 +499,15 @@ impl SyncEngine {
                 full = true;
                 break;
             }
+            last_lseq = lseq as u64;
             let (Some(doc_id), Ok(signature)) = (
                 DocId::from_slice(&doc),
                 <[u8; 64]>::try_from(signature.as_slice()),
             ) else {
+                if scanned >= PAGE_CHANGES {
+                    full = true;
+                    break;
+                }
                 continue;
             };
             let genesis = seq == 1 && signer == author;
@@ -505,7 +529,6 @@ impl SyncEngine {
             };
             bytes += change.len();
             count += 1;
-            last_lseq = lseq as u64;
             let wire = WireChange {
                 signature,
                 bytes: change,
@@ -521,7 +544,7 @@ impl SyncEngine {
                     changes: vec![wire],
                 }),
             }
-            if count >= PAGE_CHANGES {
+            if scanned >= PAGE_CHANGES {
                 full = true;
                 break;
             }
@@ -557,13 +580,15 @@ impl SyncEngine {
         let peer_device = peer.device;
         let ctx = IngestContext::load(self.node.store(), self.node.identity(), Some(peer_device))?;
         let mut batch = Vec::new();
-        let mut undecodable = 0u64;
+        // Changes refused before they are even envelopes: (doc, signature, bytes, reason).
+        let mut refused: Vec<(DocId, WireChange, String)> = Vec::new();
         let mut missing = Vec::new();
         for wd in docs {
             let header = match wd.header {
                 Some(h) if h.doc_id() == wd.doc => Some(h),
                 Some(_) => {
-                    undecodable += wd.changes.len() as u64;
+                    let reason = "the header does not derive the document id";
+                    refused.extend(wd.changes.into_iter().map(|c| (wd.doc, c, reason.into())));
                     continue;
                 }
                 None => load_header_conn(self.node.store().conn(), wd.doc).ok(),
@@ -574,14 +599,25 @@ impl SyncEngine {
             };
             let mut changes = Vec::with_capacity(wd.changes.len());
             for c in wd.changes {
-                match c.into_envelope(wd.doc) {
+                match c.clone().into_envelope(wd.doc) {
                     Ok((env, _)) => changes.push(env),
-                    Err(_) => undecodable += 1,
+                    Err(e) => refused.push((wd.doc, c, e.to_string())),
                 }
             }
             batch.push(DocChanges { header, changes });
         }
+        let undecodable = refused.len() as u64;
         let tx = self.node.store_mut().write()?;
+        for (doc, c, reason) in refused {
+            let env = SignedChange {
+                doc,
+                hash: ChangeHash([0; 32]),
+                signer: self.transport_peer,
+                signature: c.signature,
+                bytes: c.bytes,
+            };
+            keep_rejected(&tx, Some(peer_device), &env, &reason)?;
+        }
         let mut report = ingest_in(&tx, &ctx, batch)?;
         report.missing.extend(missing);
         if let Some((from, upto)) = page {
@@ -632,13 +668,14 @@ impl SyncEngine {
     }
 
     fn answer_fetch(&mut self, fetch: Fetch) -> Result<Fetched, SyncError> {
-        let (scope, scope_params) = self.shared_scope_sql();
+        let (scope, scope_params) = self.peer_scope_sql();
         let conn = self.node.store().conn();
         let sql = format!("SELECT 1 FROM records r WHERE r.doc_id = ?1 AND ?2 = ?2 AND {scope}");
         let mut in_scope = conn.prepare(&sql)?;
         let mut sig = conn.prepare_cached("SELECT signature FROM changes WHERE hash = ?1")?;
         let mut docs = Vec::new();
         let mut bytes = 0usize;
+        let mut count = 0usize;
         for (doc, heads) in fetch.docs {
             let mut args: Vec<rusqlite::types::Value> =
                 vec![doc.as_bytes().to_vec().into(), 0i64.into()];
@@ -660,8 +697,14 @@ impl SyncEngine {
                 .map(|h| automerge::ChangeHash::from(*h))
                 .filter(|h| am.get_change_by_hash(h).is_some())
                 .collect();
+            // In causal order, and cut off at the message's limits: the asker applies what
+            // came and asks again for the rest.
             let mut changes = Vec::new();
             for change in am.get_changes(&known) {
+                let len = change.raw_bytes().len();
+                if count >= FETCH_CHANGES || (count > 0 && bytes + len > FETCH_BYTES) {
+                    break;
+                }
                 let signature: Option<Vec<u8>> = sig
                     .query_row([change.hash().0.as_slice()], |r| r.get(0))
                     .optional()?;
@@ -669,13 +712,14 @@ impl SyncEngine {
                 else {
                     continue;
                 };
-                bytes += change.raw_bytes().len();
+                bytes += len;
+                count += 1;
                 changes.push(WireChange {
                     signature,
                     bytes: change.raw_bytes().to_vec(),
                 });
             }
-            if bytes > FETCH_BYTES && !docs.is_empty() {
+            if changes.is_empty() && (count >= FETCH_CHANGES || bytes >= FETCH_BYTES) {
                 break;
             }
             self.stats.sent += changes.len() as u64;

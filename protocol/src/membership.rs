@@ -196,7 +196,10 @@ impl Token {
         let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .decode(body)
             .map_err(|_| MembershipError::BadToken)?;
-        postcard::from_bytes(&bytes).map_err(|_| MembershipError::BadToken)
+        match postcard::take_from_bytes(&bytes) {
+            Ok((token, [])) => Ok(token),
+            _ => Err(MembershipError::BadToken),
+        }
     }
 }
 

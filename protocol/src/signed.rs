@@ -109,7 +109,16 @@ impl<T: Statement> Signed<T> {
         {
             return Err(SignedError::BadSignature);
         }
-        postcard::from_bytes(&self.body).map_err(|e| SignedError::Malformed(e.to_string()))
+        let (statement, rest): (T, _) = postcard::take_from_bytes(&self.body)
+            .map_err(|e| SignedError::Malformed(e.to_string()))?;
+        // One statement, encoded the one way postcard encodes it: no trailing bytes, no
+        // overlong integers.
+        if !rest.is_empty()
+            || postcard::to_stdvec(&statement).ok().as_deref() != Some(self.body.as_slice())
+        {
+            return Err(SignedError::Malformed("not the canonical encoding".into()));
+        }
+        Ok(statement)
     }
 
     /// A stable digest of the signed statement (signer, body and signature).
@@ -134,6 +143,11 @@ impl<T: Statement> Signed<T> {
         if bytes.len() > T::MAX_BODY + 256 {
             return Err(SignedError::TooLarge);
         }
-        postcard::from_bytes(bytes).map_err(|e| SignedError::Malformed(e.to_string()))
+        let (signed, rest): (Self, _) =
+            postcard::take_from_bytes(bytes).map_err(|e| SignedError::Malformed(e.to_string()))?;
+        if !rest.is_empty() {
+            return Err(SignedError::Malformed("trailing bytes".into()));
+        }
+        Ok(signed)
     }
 }

@@ -299,7 +299,11 @@ impl Session {
 
     fn refuse_with(&mut self, error: SessionError) -> SessionError {
         let mut reason = error.to_string();
-        reason.truncate(1000);
+        let mut cut = reason.len().min(1000);
+        while !reason.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        reason.truncate(cut);
         self.out.push_back(Message::Refuse(reason));
         self.fail(error)
     }

@@ -42,7 +42,8 @@ pub enum Message {
     Fetch(Fetch),
     /// Answers one `Fetch`.
     Fetched(Fetched),
-    /// The sender has received everything it asked for. The last message each side sends.
+    /// The sender has received everything it asked for. It may still owe the peer pages
+    /// and fetch answers, which follow; nothing else does.
     Done(Done),
 }
 
@@ -203,8 +204,13 @@ impl Message {
         if bytes.len() > MAX_FRAME {
             return Err(DecodeError::TooLarge(bytes.len()));
         }
-        let msg: Message =
-            postcard::from_bytes(bytes).map_err(|e| DecodeError::Malformed(e.to_string()))?;
+        let (msg, rest): (Message, _) =
+            postcard::take_from_bytes(bytes).map_err(|e| DecodeError::Malformed(e.to_string()))?;
+        if !rest.is_empty() {
+            return Err(DecodeError::Malformed(
+                "trailing bytes after the message".into(),
+            ));
+        }
         msg.check_limits()?;
         Ok(msg)
     }

@@ -383,3 +383,39 @@ fn a_new_grid_brings_its_older_records_at_the_next_sync() {
     assert_eq!(households(&w.a), ["幸福路 1 号"]);
     assert_same_as_station(&w.a, &w.station);
 }
+
+#[test]
+fn a_change_that_moves_a_record_out_of_the_senders_scope_still_reaches_the_station() {
+    let mut w = world();
+    let t = w
+        .station
+        .node
+        .open_ticket(&NewTicket {
+            title: "独居老人送餐".into(),
+            grid: Some("幸福路".into()),
+            assignee: Some(w.a.id()),
+            ..NewTicket::default()
+        })
+        .unwrap();
+    sync_until_ok(&mut w.a, &mut w.station, 1);
+    // A hands the ticket on to C: it leaves A's scope with this very change.
+    w.a.node
+        .update_ticket(
+            t,
+            &TicketUpdate {
+                assignee: Some(w.c.id()),
+                ..TicketUpdate::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(w.a.node.pending_to_station().unwrap(), 1);
+    sync_until_ok(&mut w.a, &mut w.station, 1);
+    let at_station = w.station.node.show_ticket(t).unwrap();
+    assert_eq!(at_station.ticket.assignee, Some(w.c.id().to_string()));
+    assert_eq!(w.a.node.pending_to_station().unwrap(), 0);
+    sync_until_ok(&mut w.c, &mut w.station, 1);
+    assert_eq!(
+        w.c.node.show_ticket(t).unwrap().ticket.assignee,
+        Some(w.c.id().to_string())
+    );
+}

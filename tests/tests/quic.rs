@@ -1,0 +1,68 @@
+//! Syncs over real QUIC on loopback through the node's daemon functions.
+
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use yizhan_node::daemon::{self, ServeConfig, ServeEvent};
+use yizhan_node::records::NewVisit;
+use yizhan_tests::{TestNode, enroll};
+
+fn visits(n: usize, prefix: &str) -> Vec<NewVisit> {
+    (0..n)
+        .map(|i| NewVisit {
+            household: format!("{prefix} {i} 号"),
+            note: Some("走访记录：家中两位老人，身体尚可，需要冬季取暖补贴。".repeat(8)),
+            ..NewVisit::default()
+        })
+        .collect()
+}
+
+/// Both sides have more to send than a stream's window holds: the sync must not stall.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_with_much_to_send_both_ways_completes() {
+    let mut station = TestNode::station("幸福驿站");
+    let mut a = TestNode::new("王芳");
+    enroll(&mut station, &mut a, &["和平里"]);
+    let n = 1500;
+    station
+        .node
+        .add_visits(
+            &visits(n, "和平里 站")
+                .into_iter()
+                .map(|v| NewVisit {
+                    grid: Some("和平里".into()),
+                    ..v
+                })
+                .collect::<Vec<_>>(),
+        )
+        .unwrap();
+    a.node.add_visits(&visits(n, "和平里 王")).unwrap();
+
+    let (events_tx, mut events) = mpsc::unbounded_channel();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let config = ServeConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..ServeConfig::default()
+    };
+    let home = station.node.home().to_path_buf();
+    let server = tokio::spawn(daemon::serve(home, config, events_tx, stop_rx));
+    let addr = match events.recv().await {
+        Some(ServeEvent::Listening(addr)) => addr,
+        other => panic!("expected Listening, got {other:?}"),
+    };
+    let report = tokio::time::timeout(
+        Duration::from_secs(300),
+        daemon::sync_once(a.node.home(), addr),
+    )
+    .await
+    .expect("the sync stalled")
+    .expect("sync");
+    assert_eq!(report.stats.sent, n as u64);
+    assert_eq!(report.stats.received, n as u64);
+    stop_tx.send(true).unwrap();
+    server.await.unwrap().unwrap();
+    a.reopen();
+    station.reopen();
+    assert_eq!(a.node.record_counts().unwrap().1, 2 * n as u64);
+    assert_eq!(station.node.record_counts().unwrap().1, 2 * n as u64);
+}
