@@ -353,14 +353,28 @@ pub async fn serve(
         )
     });
 
+    let peers = {
+        let endpoint = endpoint.clone();
+        let home = home.clone();
+        let events = events.clone();
+        let config = config.clone();
+        tokio::spawn(
+            async move { keep_syncing_with_peers(&home, &endpoint, &config, &events).await },
+        )
+    };
+
     let _ = shutdown.wait_for(|stop| *stop).await;
     if let Some(task) = outbound {
         task.abort();
     }
+    peers.abort();
     endpoint.close().await;
     accept.abort();
     Ok(())
 }
+
+/// How long an accepted connection may stay open without starting a sync.
+const IDLE_CONNECTION: Duration = Duration::from_secs(120);
 
 /// Answers syncs on one accepted connection, one per stream, until it closes.
 async fn serve_connection(
@@ -371,7 +385,10 @@ async fn serve_connection(
     let config = SyncConfig::default();
     let addr = conn.connection.remote_address().to_string();
     let peer = conn.peer;
-    while let Ok((send, recv)) = conn.connection.accept_bi().await {
+    // A peer that holds a connection without syncing gives its slot back.
+    while let Ok(Ok((send, recv))) =
+        tokio::time::timeout(IDLE_CONNECTION, conn.connection.accept_bi()).await
+    {
         let event = match sync_stream(home, conn.peer, send, recv, &config).await {
             Ok(stats) => {
                 // Only a member that completed a sync is remembered as a peer.
@@ -388,6 +405,68 @@ async fn serve_connection(
         if failed {
             conn.connection.close(1u32.into(), b"sync failed");
             return;
+        }
+    }
+}
+
+/// Every `resync`, syncs with each other peer this node knows an address for (members
+/// met before), backing off from those that cannot be reached.
+async fn keep_syncing_with_peers(
+    home: &Path,
+    endpoint: &Endpoint,
+    config: &ServeConfig,
+    events: &mpsc::UnboundedSender<ServeEvent>,
+) {
+    let sync_config = SyncConfig::default();
+    let mut next_try: std::collections::HashMap<DeviceId, (Instant, Duration)> =
+        std::collections::HashMap::new();
+    loop {
+        tokio::time::sleep(config.resync).await;
+        let known = blocking(
+            || -> Option<(Vec<crate::sync::PeerInfo>, Option<String>, Option<DeviceId>)> {
+                let node = Node::open(home).ok()?;
+                let ident = node.identity().clone();
+                Some((node.peers().ok()?, ident.station_addr, ident.root))
+            },
+        );
+        let Some((peers, station_addr, root)) = known else {
+            continue;
+        };
+        for p in peers {
+            let Some(addr) = p.addr.as_deref() else {
+                continue;
+            };
+            if Some(p.device) == root || station_addr.as_deref() == Some(addr) {
+                continue; // the station has its own loop
+            }
+            let now = Instant::now();
+            if next_try.get(&p.device).is_some_and(|(at, _)| *at > now) {
+                continue;
+            }
+            let Ok(addr) = resolve(addr) else { continue };
+            let result = async {
+                let conn = endpoint.connect_to(addr, p.device).await?;
+                let stats = sync_on(home, &conn, &sync_config).await;
+                conn.connection.close(0u32.into(), b"done");
+                stats
+            }
+            .await;
+            match result {
+                Ok(stats) => {
+                    next_try.remove(&p.device);
+                    let _ = events.send(ServeEvent::Synced {
+                        peer: p.device,
+                        stats,
+                    });
+                }
+                Err(_) => {
+                    // Peers come and go; try again later, less often.
+                    let wait = next_try.get(&p.device).map_or(config.resync, |(_, w)| {
+                        (*w * 2).min(Duration::from_secs(3600))
+                    });
+                    next_try.insert(p.device, (now + wait, wait));
+                }
+            }
         }
     }
 }

@@ -794,8 +794,8 @@ impl Node {
     /// changes), with the checks of [`ingest_in`]. Accepted changes commit in one
     /// transaction; refused ones are reported and never stop the others.
     pub fn ingest(&mut self, batch: Vec<DocChanges>) -> Result<IngestReport, WriteError> {
-        let ctx = IngestContext::load(&self.store, &self.identity, None)?;
         let tx = self.store.write()?;
+        let ctx = IngestContext::load(&tx, &self.identity, None)?;
         let report = ingest_in(&tx, &ctx, batch)?;
         tx.commit()?;
         Ok(report)
@@ -819,6 +819,7 @@ impl Node {
                 .push(format!("SQLite integrity check: {}", integrity.join("; ")));
         }
         let site = self.identity.site_id;
+        let roster = crate::site::RosterView::load(conn, site)?;
         let mut stmt = conn.prepare(
             "SELECT doc_id, hash, signer, signature, bytes, actor, seq FROM changes ORDER BY rowid",
         )?;
@@ -831,6 +832,9 @@ impl Node {
                 None => Some("malformed document id".to_string()),
                 Some(doc_id) => match row_to_envelope(doc_id)(row)? {
                     Err(e) => Some(e),
+                    Ok(env) if site.is_some() && roster.role(env.signer).is_none() => {
+                        Some("its author is not a member of this site".to_string())
+                    }
                     Ok(env) => match env.verify(site) {
                         Err(e) => Some(e.to_string()),
                         Ok(v) => {
@@ -976,12 +980,14 @@ pub(crate) struct IngestContext {
 }
 
 impl IngestContext {
+    /// Reads the roster inside the write transaction `tx`, so that a revocation committed
+    /// by another process just before applies to this batch.
     pub(crate) fn load(
-        store: &Store,
+        tx: &Transaction<'_>,
         identity: &Identity,
         origin: Option<DeviceId>,
     ) -> Result<IngestContext, WriteError> {
-        let roster = crate::site::RosterView::load(store.conn(), identity.site_id)?;
+        let roster = crate::site::RosterView::load(tx, identity.site_id)?;
         let origin_is_station =
             origin.is_some_and(|o| roster.is_station(o) && !roster.is_revoked(o));
         Ok(IngestContext {
@@ -1075,7 +1081,13 @@ pub(crate) fn ingest_in(
                 Ok(v) => match may_write(ctx, &header, &v) {
                     Ok(Verdict::Merge) => verified.push(v),
                     Ok(Verdict::Quarantine) => {
-                        hold(tx, ctx, &header, &env)?;
+                        hold(
+                            tx,
+                            ctx,
+                            &header,
+                            &env,
+                            "its author was revoked before the station received it",
+                        )?;
                         report.quarantined += 1;
                     }
                     Err(why) => reject(tx, ctx, &mut report, &env, &why)?,
@@ -1106,7 +1118,7 @@ pub(crate) fn ingest_in(
             continue;
         }
         let mut stored = Vec::new();
-        let mut missing = false;
+        let mut unapplied = Vec::new();
         for v in verified {
             if doc.get_change_by_hash(&v.envelope.hash.into()).is_some() {
                 stored.push(NewChange {
@@ -1114,10 +1126,34 @@ pub(crate) fn ingest_in(
                     env: v.envelope,
                 });
             } else {
-                missing = true;
+                unapplied.push(v);
             }
         }
-        if missing {
+        // A change that builds on a change held in quarantine is held with it (it cannot
+        // apply before the station decides); the rest lack history to fetch.
+        loop {
+            let before = unapplied.len();
+            let mut still = Vec::new();
+            for v in unapplied {
+                if depends_on_held(tx, &v.change)? {
+                    hold(
+                        tx,
+                        ctx,
+                        &header,
+                        &v.envelope,
+                        "it builds on a change held in quarantine",
+                    )?;
+                    report.quarantined += 1;
+                } else {
+                    still.push(v);
+                }
+            }
+            unapplied = still;
+            if unapplied.len() == before {
+                break;
+            }
+        }
+        if !unapplied.is_empty() {
             report.missing.push(doc_id);
         }
         if stored.is_empty() {
@@ -1156,6 +1192,7 @@ fn hold(
     ctx: &IngestContext,
     header: &DocHeader,
     env: &SignedChange,
+    reason: &str,
 ) -> Result<(), WriteError> {
     tx.prepare_cached(
         "INSERT OR IGNORE INTO quarantine(hash, doc_id, kind, author, nonce, signer, signature,
@@ -1171,11 +1208,22 @@ fn hold(
         env.signer.as_bytes().as_slice(),
         env.signature.as_slice(),
         env.bytes,
-        "its author was revoked before the station received it",
+        reason,
         ctx.origin.map(|o| o.as_bytes().to_vec()),
         now_ms(),
     ])?;
     Ok(())
+}
+
+/// Whether any of `change`'s dependencies is held in quarantine.
+fn depends_on_held(tx: &Transaction<'_>, change: &automerge::Change) -> rusqlite::Result<bool> {
+    let mut stmt = tx.prepare_cached("SELECT 1 FROM quarantine WHERE hash = ?1")?;
+    for dep in change.deps() {
+        if stmt.exists([dep.0.as_slice()])? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// Most rejected changes kept for inspection; older ones are dropped.

@@ -115,9 +115,10 @@ impl Node {
     pub fn quarantine_accept(&mut self, id: Option<&str>) -> Result<usize, QuarantineError> {
         self.require_station()?;
         let hashes = self.selected(id)?;
-        let mut ctx = IngestContext::load(self.store(), self.identity(), None)?;
-        ctx.accept_revoked = true;
+        let identity = self.identity().clone();
         let tx = self.store_mut().write().map_err(WriteError::from)?;
+        let mut ctx = IngestContext::load(&tx, &identity, None)?;
+        ctx.accept_revoked = true;
         let mut batch: Vec<DocChanges> = Vec::new();
         {
             let mut stmt = tx
@@ -152,19 +153,22 @@ impl Node {
                 }
             }
         }
-        let report = ingest_in(&tx, &ctx, batch)?;
         for h in &hashes {
             tx.execute("DELETE FROM quarantine WHERE hash = ?1", params![h])
                 .map_err(WriteError::from)?;
         }
+        let report = ingest_in(&tx, &ctx, batch)?;
+        // What still lacks history stays held (ingest puts a change that builds on a held
+        // one back); what was refused is kept with the rejected changes.
         tx.commit().map_err(WriteError::from)?;
         Ok(report.accepted)
     }
 
-    /// Drops held changes for good (one by id prefix, or all).
+    /// Drops held changes for good (one by id prefix, or all), with every held change
+    /// that builds on them (which could never apply without them).
     pub fn quarantine_reject(&mut self, id: Option<&str>) -> Result<usize, QuarantineError> {
         self.require_station()?;
-        let hashes = self.selected(id)?;
+        let hashes = self.with_dependents(self.selected(id)?)?;
         let tx = self.store_mut().write().map_err(WriteError::from)?;
         for h in &hashes {
             tx.execute("DELETE FROM quarantine WHERE hash = ?1", params![h])
@@ -172,6 +176,40 @@ impl Node {
         }
         tx.commit().map_err(WriteError::from)?;
         Ok(hashes.len())
+    }
+
+    /// `hashes` and every held change that builds on them, directly or not.
+    fn with_dependents(&self, mut hashes: Vec<Vec<u8>>) -> Result<Vec<Vec<u8>>, QuarantineError> {
+        let held: Vec<(Vec<u8>, Vec<Vec<u8>>)> = self
+            .store()
+            .conn()
+            .prepare("SELECT hash, bytes FROM quarantine")
+            .and_then(|mut s| {
+                s.query_map([], |r| {
+                    Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .map_err(ReadError::from)?
+            .into_iter()
+            .map(|(hash, bytes)| {
+                let deps = yizhan_protocol::envelope::decode_change(&bytes)
+                    .map(|c| c.deps().iter().map(|d| d.0.to_vec()).collect())
+                    .unwrap_or_default();
+                (hash, deps)
+            })
+            .collect();
+        loop {
+            let before = hashes.len();
+            for (hash, deps) in &held {
+                if !hashes.contains(hash) && deps.iter().any(|d| hashes.contains(d)) {
+                    hashes.push(hash.clone());
+                }
+            }
+            if hashes.len() == before {
+                return Ok(hashes);
+            }
+        }
     }
 
     fn selected(&self, id: Option<&str>) -> Result<Vec<Vec<u8>>, QuarantineError> {

@@ -390,24 +390,30 @@ impl Node {
         // Re-sign this device's earlier changes for the site.
         {
             let mut stmt =
-                tx.prepare("SELECT hash, doc_id, signature FROM changes WHERE signer = ?1")?;
-            let rows: Vec<(Vec<u8>, Vec<u8>)> = stmt
-                .query_map([me.as_bytes().as_slice()], |r| Ok((r.get(0)?, r.get(1)?)))?
+                tx.prepare("SELECT hash, doc_id, signature, bytes FROM changes WHERE signer = ?1")?;
+            let rows: Vec<(Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>)> = stmt
+                .query_map([me.as_bytes().as_slice()], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })?
                 .collect::<rusqlite::Result<_>>()?;
             let mut update = tx.prepare("UPDATE changes SET signature = ?1 WHERE hash = ?2")?;
-            for (hash, doc) in rows {
-                let (Ok(h), Some(d)) = (
+            for (hash, doc, signature, bytes) in rows {
+                let (Ok(h), Some(d), Ok(signature)) = (
                     <[u8; 32]>::try_from(hash.as_slice()),
                     yizhan_protocol::DocId::from_slice(&doc),
+                    <[u8; 64]>::try_from(signature.as_slice()),
                 ) else {
                     continue;
                 };
-                let msg = yizhan_protocol::envelope::signing_message(
-                    Some(cert.site),
-                    d,
-                    yizhan_protocol::ChangeHash(h),
-                );
-                update.execute(params![key.sign(&msg).as_slice(), hash])?;
+                let mut env = yizhan_protocol::SignedChange {
+                    doc: d,
+                    hash: yizhan_protocol::ChangeHash(h),
+                    signer: me,
+                    signature,
+                    bytes,
+                };
+                env.resign(&key, Some(cert.site));
+                update.execute(params![env.signature.as_slice(), hash])?;
             }
         }
         // Records without a grid go to this volunteer's first grid.

@@ -578,7 +578,6 @@ impl SyncEngine {
     ) -> Result<IngestReport, SyncError> {
         let peer = self.peer.as_ref().expect("peer accepted before data moves");
         let peer_device = peer.device;
-        let ctx = IngestContext::load(self.node.store(), self.node.identity(), Some(peer_device))?;
         let mut batch = Vec::new();
         // Changes refused before they are even envelopes: (doc, signature, bytes, reason).
         let mut refused: Vec<(DocId, WireChange, String)> = Vec::new();
@@ -607,7 +606,9 @@ impl SyncEngine {
             batch.push(DocChanges { header, changes });
         }
         let undecodable = refused.len() as u64;
+        let identity = self.node.identity().clone();
         let tx = self.node.store_mut().write()?;
+        let ctx = IngestContext::load(&tx, &identity, Some(peer_device))?;
         for (doc, c, reason) in refused {
             let env = SignedChange {
                 doc,
@@ -742,11 +743,33 @@ impl SyncEngine {
                 .store()
                 .conn()
                 .query_row("SELECT COUNT(*) FROM changes", [], |r| r.get(0))?;
+        let refused: Vec<ChangeHash> = self
+            .node
+            .store()
+            .conn()
+            .prepare(
+                "SELECT hash FROM (
+                     SELECT hash, received_at FROM rejected WHERE from_peer = ?1
+                     UNION ALL
+                     SELECT hash, received_at FROM quarantine WHERE from_peer = ?1)
+                 ORDER BY received_at DESC LIMIT ?2",
+            )?
+            .query_map(
+                params![
+                    peer.device.as_bytes().as_slice(),
+                    yizhan_protocol::membership::MAX_RECEIPT_REFUSED as i64
+                ],
+                |r| r.get::<_, Vec<u8>>(0),
+            )?
+            .filter_map(|h| h.ok().and_then(|h| <[u8; 32]>::try_from(h).ok()))
+            .map(ChangeHash)
+            .collect();
         let receipt = Receipt {
             site: self.site,
             member: peer.device,
             epoch: peer.epoch,
             covers: peer.cursor,
+            refused,
             station_changes: total as u64,
             at_ms: Time::now().millis(),
         };
@@ -832,16 +855,23 @@ impl Node {
             return Ok(0);
         }
         let epoch = epoch_of(self).map_err(|e| ReadError::Index(e.to_string()))?;
-        let covers = match self.station_receipt()? {
-            Some(r) if r.epoch == epoch => r.covers as i64,
-            _ => 0,
+        let (covers, refused) = match self.station_receipt()? {
+            Some(r) if r.epoch == epoch => (r.covers as i64, r.refused),
+            _ => (0, Vec::new()),
         };
         let root = self.identity().root.map(|r| r.as_bytes().to_vec());
+        // Not from a station, and either after the receipt's position or refused by it.
         let count: i64 = self.store().conn().query_row(
-            "SELECT COUNT(*) FROM changes c WHERE c.lseq > ?1 AND NOT (
-                 c.origin IS NOT NULL AND (c.origin = ?2 OR c.origin IN
+            "SELECT COUNT(*) FROM changes c WHERE
+                 (c.lseq > ?1 OR lower(hex(c.hash)) IN (SELECT value FROM json_each(?3)))
+                 AND NOT (c.origin IS NOT NULL AND (c.origin = ?2 OR c.origin IN
                      (SELECT device FROM members WHERE role = 'station')))",
-            params![covers, root],
+            params![
+                covers,
+                root,
+                serde_json::to_string(&refused.iter().map(|h| h.to_string()).collect::<Vec<_>>())
+                    .expect("strings serialise")
+            ],
             |r| r.get(0),
         )?;
         Ok(count as u64)

@@ -83,11 +83,17 @@ pub struct Receipt {
     pub epoch: [u8; 16],
     /// The station has processed every change of the member's log up to this position.
     pub covers: u64,
+    /// Changes the member sent that the station refused or holds in quarantine (the most
+    /// recent [`MAX_RECEIPT_REFUSED`]): processed, but not held.
+    pub refused: Vec<crate::envelope::ChangeHash>,
     /// How many changes the station holds in all.
     pub station_changes: u64,
     /// When the station signed it (ms since the Unix epoch).
     pub at_ms: i64,
 }
+
+/// The most refused changes a receipt lists.
+pub const MAX_RECEIPT_REFUSED: usize = 256;
 
 impl Statement for Receipt {
     const DOMAIN: &'static [u8] = b"yizhan-receipt-v1\n";

@@ -249,6 +249,8 @@ fn an_altered_change_is_rejected_while_the_rest_merges() {
     assert!(w.station.node.show_visit(good).is_ok());
     assert!(w.station.node.show_visit(bad).is_err());
     verify_clean(&[&w.station]);
+    // The station's receipt names the refused change: A is not told it is safe.
+    assert_eq!(w.a.node.pending_to_station().unwrap(), 1);
 }
 
 fn rusqlite_conn(path: &std::path::Path) -> yizhan_tests::Conn {
@@ -418,4 +420,53 @@ fn a_change_that_moves_a_record_out_of_the_senders_scope_still_reaches_the_stati
         w.c.node.show_ticket(t).unwrap().ticket.assignee,
         Some(w.c.id().to_string())
     );
+}
+
+#[test]
+fn changes_built_on_a_held_change_wait_with_it_and_never_stall_the_sync() {
+    let mut w = world();
+    let t =
+        w.a.node
+            .open_ticket(&NewTicket {
+                title: "修路灯".into(),
+                ..NewTicket::default()
+            })
+            .unwrap();
+    assert!(sync_until_ok(&mut w.a, &mut w.b, 1).ok());
+    w.station.node.revoke(w.a.id(), "").unwrap();
+    // B works on A's ticket, then reaches the station.
+    w.b.node
+        .update_ticket(
+            t,
+            &TicketUpdate {
+                status: Some(Status::InProgress),
+                ..TicketUpdate::default()
+            },
+        )
+        .unwrap();
+    assert!(sync_until_ok(&mut w.b, &mut w.station, 1).ok());
+    assert_eq!(w.station.node.quarantine_list().unwrap().len(), 2);
+    assert!(w.station.node.show_ticket(t).is_err());
+    // B's own change is not safe at the station yet.
+    assert_eq!(w.b.node.pending_to_station().unwrap(), 2);
+
+    // Rejecting A's change drops B's with it; the next syncs go through, no stall.
+    let held = w.station.node.quarantine_list().unwrap();
+    let a_change = held
+        .iter()
+        .find(|h| h.author == w.a.id().to_string())
+        .unwrap();
+    assert_eq!(
+        w.station
+            .node
+            .quarantine_reject(Some(&a_change.id))
+            .unwrap(),
+        2
+    );
+    for _ in 0..2 {
+        let out = sync_until_ok(&mut w.b, &mut w.station, 1);
+        assert_eq!(out.b.as_ref().unwrap().received, 0, "{out:?}");
+    }
+    assert!(w.quarantine_empty());
+    verify_clean(&[&w.station, &w.b]);
 }
