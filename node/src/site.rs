@@ -17,6 +17,9 @@ use crate::model::Time;
 use crate::records::{TicketUpdate, VisitEdit};
 use crate::store::set_meta;
 
+/// One of this device's stored changes: hash, document, signature, bytes.
+type OwnChangeRow = (Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>);
+
 /// Why a membership command failed. Nothing was changed.
 #[derive(Debug, thiserror::Error)]
 pub enum SiteError {
@@ -391,7 +394,7 @@ impl Node {
         {
             let mut stmt =
                 tx.prepare("SELECT hash, doc_id, signature, bytes FROM changes WHERE signer = ?1")?;
-            let rows: Vec<(Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>)> = stmt
+            let rows: Vec<OwnChangeRow> = stmt
                 .query_map([me.as_bytes().as_slice()], |r| {
                     Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
                 })?
