@@ -99,9 +99,25 @@ pub async fn sync_stream(
     let reader = tokio::spawn(read_frames(recv, in_tx));
     let (out_tx, out_rx) = mpsc::channel(FRAME_QUEUE);
     let writer = tokio::spawn(write_frames(send, out_rx));
-    let result = drive(&mut engine, &out_tx, &mut in_rx).await;
+    // A frame taken from the engine but not yet handed to the writer: on an error it is
+    // still sent first, so the peer hears our Hello before our refusal.
+    let mut pending: Option<Vec<u8>> = None;
+    let mut result = drive(&mut engine, &mut pending, &out_tx, &mut in_rx).await;
+    if matches!(
+        result,
+        Err(DaemonError::Stream(_) | DaemonError::Net(_) | DaemonError::Incomplete)
+    ) {
+        // The stream broke: a refusal the peer sent before closing may still be waiting
+        // to be read, and says more than the broken stream does.
+        result = Err(last_word(&mut engine, &mut in_rx)
+            .await
+            .unwrap_or_else(|| result.expect_err("matched an error")));
+    }
     if result.is_err() {
         // Flush what the session still has to say (a refusal, say).
+        if let Some(frame) = pending.take() {
+            let _ = out_tx.send(frame).await;
+        }
         while let Ok(Some(frame)) = blocking(|| engine.poll_transmit()) {
             if out_tx.send(frame).await.is_err() {
                 break;
@@ -117,6 +133,21 @@ pub async fn sync_stream(
         (Ok(()), Ok(Ok(Err(e)))) => Err(e),
         (Ok(()), _) => Ok(engine.stats().clone()),
     }
+}
+
+/// Reads what is left of the peer's frames (for up to a second) and returns the session's
+/// error if they end it (a `Refuse`, say).
+async fn last_word(
+    engine: &mut SyncEngine,
+    frames: &mut mpsc::Receiver<Result<Vec<u8>, DaemonError>>,
+) -> Option<DaemonError> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+    while let Ok(Some(Ok(frame))) = tokio::time::timeout_at(deadline, frames.recv()).await {
+        if let Err(e) = blocking(|| engine.handle_frame(&frame, Instant::now())) {
+            return Some(e.into());
+        }
+    }
+    None
 }
 
 async fn read_frames(
@@ -150,13 +181,13 @@ async fn write_frames(
 
 async fn drive(
     engine: &mut SyncEngine,
+    pending: &mut Option<Vec<u8>>,
     out: &mpsc::Sender<Vec<u8>>,
     frames: &mut mpsc::Receiver<Result<Vec<u8>, DaemonError>>,
 ) -> Result<(), DaemonError> {
-    let mut pending: Option<Vec<u8>> = None;
     loop {
         if pending.is_none() {
-            pending = blocking(|| engine.poll_transmit())?;
+            *pending = blocking(|| engine.poll_transmit())?;
         }
         if pending.is_none() && engine.is_finished() {
             return Ok(());
@@ -403,6 +434,8 @@ async fn serve_connection(
         let failed = matches!(event, ServeEvent::Failed { .. });
         let _ = events.send(event);
         if failed {
+            // Let the peer read why (a refusal) and hang up first; then close.
+            let _ = tokio::time::timeout(Duration::from_secs(5), conn.connection.closed()).await;
             conn.connection.close(1u32.into(), b"sync failed");
             return;
         }
@@ -459,7 +492,11 @@ async fn keep_syncing_with_peers(
                         stats,
                     });
                 }
-                Err(_) => {
+                Err(e) => {
+                    let _ = events.send(ServeEvent::Failed {
+                        peer: Some(p.device),
+                        error: format!("peer at {addr}: {e}"),
+                    });
                     // Peers come and go; try again later, less often.
                     let wait = next_try.get(&p.device).map_or(config.resync, |(_, w)| {
                         (*w * 2).min(Duration::from_secs(3600))

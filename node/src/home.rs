@@ -322,7 +322,7 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> InitError + '_ {
 }
 
 fn now_ms() -> i64 {
-    Time::now().millis()
+    Time::now_millis()
 }
 
 /// One change made on this node, ready to store.

@@ -182,6 +182,11 @@ impl Time {
         Time(now.with_nanosecond(0).unwrap_or(now))
     }
 
+    /// Milliseconds since the Unix epoch, now (not rounded to the second like [`Time::now`]).
+    pub fn now_millis() -> i64 {
+        chrono::Utc::now().timestamp_millis()
+    }
+
     /// Milliseconds since the Unix epoch.
     pub fn millis(self) -> i64 {
         self.0.timestamp_millis()

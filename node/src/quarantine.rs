@@ -154,12 +154,31 @@ impl Node {
             }
         }
         for h in &hashes {
+            tx.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS accepting AS SELECT * FROM quarantine WHERE 0",
+                [],
+            )
+            .map_err(WriteError::from)?;
+            tx.execute(
+                "INSERT INTO accepting SELECT * FROM quarantine WHERE hash = ?1",
+                params![h],
+            )
+            .map_err(WriteError::from)?;
             tx.execute("DELETE FROM quarantine WHERE hash = ?1", params![h])
                 .map_err(WriteError::from)?;
         }
         let report = ingest_in(&tx, &ctx, batch)?;
-        // What still lacks history stays held (ingest puts a change that builds on a held
-        // one back); what was refused is kept with the rejected changes.
+        // What was refused is kept with the rejected changes; a change that builds on a
+        // held one went back to quarantine; one still lacking its history stays held.
+        tx.execute(
+            "INSERT OR IGNORE INTO quarantine SELECT * FROM accepting a
+             WHERE a.hash NOT IN (SELECT hash FROM changes)
+               AND a.hash NOT IN (SELECT hash FROM rejected)",
+            [],
+        )
+        .map_err(WriteError::from)?;
+        tx.execute("DROP TABLE accepting", [])
+            .map_err(WriteError::from)?;
         tx.commit().map_err(WriteError::from)?;
         Ok(report.accepted)
     }
@@ -171,6 +190,15 @@ impl Node {
         let hashes = self.with_dependents(self.selected(id)?)?;
         let tx = self.store_mut().write().map_err(WriteError::from)?;
         for h in &hashes {
+            // Kept with the rejected changes, so the author's next receipt says so.
+            tx.execute(
+                "INSERT INTO rejected(doc_id, hash, signer, signature, bytes, reason, from_peer,
+                                      received_at)
+                 SELECT doc_id, hash, signer, signature, bytes, 'rejected from quarantine',
+                        from_peer, received_at FROM quarantine WHERE hash = ?1",
+                params![h],
+            )
+            .map_err(WriteError::from)?;
             tx.execute("DELETE FROM quarantine WHERE hash = ?1", params![h])
                 .map_err(WriteError::from)?;
         }

@@ -155,9 +155,9 @@ pub(crate) fn store_cert(
     if let Some(bytes) = existing
         && let Ok(old) = Signed::<Certificate>::from_bytes(&bytes)
         && let Ok(old) = old.open()
-        && old.issued_at_ms > cert.issued_at_ms
+        && old.issued_at_ms >= cert.issued_at_ms
     {
-        return Ok(()); // keep the newer certificate
+        return Ok(()); // keep the newer certificate (or the one already held, if as new)
     }
     tx.execute(
         "INSERT INTO members(device, cert, name, role, grids, expires_at, digest)
@@ -209,7 +209,7 @@ pub(crate) fn store_revocation(
             signed.to_bytes(),
             r.reason,
             r.revoked_at_ms,
-            Time::now().millis(),
+            Time::now_millis(),
             signed.digest().as_slice(),
         ],
     )?;
@@ -320,7 +320,7 @@ impl Node {
         if req.role == MemberRole::Volunteer && grids.is_empty() {
             return Err(SiteError::NoGrid);
         }
-        let now = Time::now().millis();
+        let now = Time::now_millis();
         let cert = Certificate {
             site,
             device: req.device,
@@ -355,7 +355,7 @@ impl Node {
     /// signed by its site's root. Changes this device made before joining are re-signed
     /// for the site, and its records without a grid move to its first grid.
     pub fn join(&mut self, token: &Token, station_addr: Option<String>) -> Result<(), SiteError> {
-        let now = Time::now().millis();
+        let now = Time::now_millis();
         let cert = token.cert.check(None, now)?;
         let me = self.identity().device_id;
         if cert.device != me {
@@ -469,7 +469,7 @@ impl Node {
             site,
             device,
             reason: reason.to_string(),
-            revoked_at_ms: Time::now().millis(),
+            revoked_at_ms: Time::now_millis(),
         };
         let signed = Signed::sign(self.key(), &r);
         let tx = self.store_mut().write()?;
@@ -525,7 +525,7 @@ pub(crate) fn init_station(
         name: identity.name.clone(),
         role: MemberRole::Station,
         grids: Vec::new(),
-        issued_at_ms: Time::now().millis(),
+        issued_at_ms: Time::now_millis(),
         expires_at_ms: None,
     };
     let signed = Signed::sign(key, &cert);

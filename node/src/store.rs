@@ -222,6 +222,14 @@ impl Store {
     }
 
     fn migrate(&mut self) -> Result<(), OpenError> {
+        // Most opens find the schema current: check without taking the write lock, so
+        // that a read-only command never waits for a long write of another process.
+        let current: i64 = self
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if current == MIGRATIONS.len() as i64 {
+            return Ok(());
+        }
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;

@@ -155,8 +155,10 @@ pub struct SyncConfig {
 
 impl Default for SyncConfig {
     fn default() -> Self {
+        // Generous: a peer stays silent while it stores a large page (QUIC keep-alives
+        // watch the connection itself).
         SyncConfig {
-            idle_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(120),
         }
     }
 }
@@ -320,11 +322,12 @@ impl SyncEngine {
                 Event::PeerHello(hello) => self.on_hello(hello)?,
                 Event::Roster(roster) => {
                     let tx = self.node.store_mut().write()?;
-                    let outcome = apply_roster(&tx, self.site, &roster, Time::now().millis())?;
+                    let outcome = apply_roster(&tx, self.site, &roster, Time::now_millis())?;
                     tx.commit()?;
                     if outcome.revoked.contains(&self.transport_peer) {
                         return Err(self.refuse("you have been revoked from this site"));
                     }
+                    self.adopt_newer_own_cert()?;
                 }
                 Event::PullRequested { after, scope } => {
                     // The peer's position counts only under the scope it was reached in.
@@ -346,10 +349,24 @@ impl SyncEngine {
                     self.session.send_fetched(fetched)?;
                 }
                 Event::Fetched(fetched) => {
+                    let changes: usize = fetched.docs.iter().map(|d| d.changes.len()).sum();
+                    let bytes: usize = fetched
+                        .docs
+                        .iter()
+                        .flat_map(|d| d.changes.iter().map(|c| c.bytes.len()))
+                        .sum();
+                    // Near the answerer's limits: it may have cut the answer short.
+                    let cut = changes + 100 >= FETCH_CHANGES || bytes + (1 << 20) >= FETCH_BYTES;
+                    let asked: Vec<DocId> = fetched.docs.iter().map(|d| d.doc).collect();
                     let report = self.ingest(fetched.docs, None)?;
                     // Ask again for what is still missing, as long as answers bring
-                    // something (a long history comes in several answers).
+                    // something; an answer cut at its limits is asked again for the rest
+                    // of its documents (a long history comes in several answers).
                     if report.accepted > 0 {
+                        let mut report = report;
+                        if cut {
+                            report.missing.extend(asked);
+                        }
                         self.after_ingest(&report)?;
                     }
                 }
@@ -374,7 +391,7 @@ impl SyncEngine {
     }
 
     fn on_hello(&mut self, hello: Hello) -> Result<(), SyncError> {
-        let now = Time::now().millis();
+        let now = Time::now_millis();
         let cert = match hello.cert.check(Some(self.site), now) {
             Ok(c) => c,
             Err(e) => return Err(self.refuse(&format!("membership certificate: {e}"))),
@@ -752,7 +769,8 @@ impl SyncEngine {
                      SELECT hash, received_at FROM rejected WHERE from_peer = ?1
                      UNION ALL
                      SELECT hash, received_at FROM quarantine WHERE from_peer = ?1)
-                 ORDER BY received_at DESC LIMIT ?2",
+                 WHERE hash NOT IN (SELECT hash FROM changes) AND hash != zeroblob(32)
+                 GROUP BY hash ORDER BY MAX(received_at) DESC LIMIT ?2",
             )?
             .query_map(
                 params![
@@ -771,13 +789,49 @@ impl SyncEngine {
             covers: peer.cursor,
             refused,
             station_changes: total as u64,
-            at_ms: Time::now().millis(),
+            at_ms: Time::now_millis(),
         };
         Ok(Some(Signed::sign(self.node.key(), &receipt)))
     }
 
+    /// The station re-enrolled this node (new grids, say) and the roster brought the new
+    /// certificate: take it on now, as joining with the new token would.
+    fn adopt_newer_own_cert(&mut self) -> Result<(), SyncError> {
+        let me = self.node.identity().device_id;
+        let Some((signed, cert)) = crate::site::newest_cert(self.node.store().conn(), me)? else {
+            return Ok(());
+        };
+        if cert.issued_at_ms <= self.my_cert.issued_at_ms || cert.site != self.site {
+            return Ok(());
+        }
+        let mut identity = self.node.identity().clone();
+        identity.grids = cert.grids.clone();
+        identity.role = match cert.role {
+            MemberRole::Station => Role::Station,
+            MemberRole::Volunteer => Role::Volunteer,
+        };
+        identity.cert = Some(signed.clone());
+        let tx = self.node.store_mut().write()?;
+        crate::home::save_identity(&tx, &identity)?;
+        if let Some(peer) = self.peer.as_mut() {
+            // The position now being reached in the peer's log is under the new scope.
+            peer.scope_key = scope_key(&signed, &peer.signed_cert);
+            tx.execute(
+                "UPDATE peers SET scope_key = ?2 WHERE device = ?1",
+                params![peer.device.as_bytes().as_slice(), peer.scope_key.as_slice()],
+            )?;
+        }
+        tx.commit()?;
+        self.node.set_identity(identity);
+        self.my_cert = cert;
+        Ok(())
+    }
+
     fn keep_receipt(&mut self, signed: &Signed<Receipt>) -> Result<(), SyncError> {
         let Ok(r) = signed.open() else { return Ok(()) };
+        if r.refused.len() > yizhan_protocol::membership::MAX_RECEIPT_REFUSED {
+            return Ok(());
+        }
         let roster = RosterView::load(self.node.store().conn(), Some(self.site))?;
         let me = self.node.identity().device_id;
         if !roster.is_station(signed.signer)
@@ -805,7 +859,7 @@ impl SyncEngine {
             "UPDATE peers SET last_sync = ?2, name = ?3 WHERE device = ?1",
             params![
                 peer.device.as_bytes().as_slice(),
-                Time::now().millis(),
+                Time::now_millis(),
                 peer.cert.name
             ],
         )?;

@@ -470,3 +470,31 @@ fn changes_built_on_a_held_change_wait_with_it_and_never_stall_the_sync() {
     assert!(w.quarantine_empty());
     verify_clean(&[&w.station, &w.b]);
 }
+
+#[test]
+fn a_re_enrolment_takes_effect_at_the_next_sync_without_a_new_token() {
+    use yizhan_node::site::EnrollRequest;
+    let mut w = world();
+    visit(&mut w.c, "幸福路 2 号");
+    sync_until_ok(&mut w.c, &mut w.station, 1);
+    sync_until_ok(&mut w.a, &mut w.station, 1);
+    // The station widens A's grids; A never types the new token.
+    w.station
+        .node
+        .enroll(&EnrollRequest {
+            device: w.a.id(),
+            name: "王芳".into(),
+            grids: vec!["和平里".into(), "幸福路".into()],
+            role: yizhan_protocol::MemberRole::Volunteer,
+            expires_days: None,
+        })
+        .unwrap();
+    sync_until_ok(&mut w.a, &mut w.station, 1);
+    assert_eq!(w.a.node.identity().grids, ["和平里", "幸福路"]);
+    sync_until_ok(&mut w.a, &mut w.station, 1);
+    assert_eq!(households(&w.a), ["幸福路 2 号"]);
+    // And the positions settle: a quiet sync moves nothing.
+    let out = sync_until_ok(&mut w.a, &mut w.station, 1);
+    assert_eq!(out.a.as_ref().unwrap().received, 0, "{out:?}");
+    assert_eq!(out.b.as_ref().unwrap().sent, 0, "{out:?}");
+}
