@@ -1059,9 +1059,11 @@ pub(crate) fn ingest_in(
 ) -> Result<IngestReport, WriteError> {
     let mut report = IngestReport::default();
     let mut seen = std::collections::HashSet::new();
+    // Pass 1, cheap: drop what is not for its document and what this node already holds.
+    let mut groups: Vec<(DocHeader, Vec<SignedChange>)> = Vec::with_capacity(batch.len());
     for DocChanges { header, changes } in batch {
         let doc_id = header.doc_id();
-        let mut verified = Vec::new();
+        let mut fresh = Vec::with_capacity(changes.len());
         for env in changes {
             if env.doc != doc_id {
                 reject(
@@ -1077,7 +1079,18 @@ pub(crate) fn ingest_in(
                 report.duplicate += 1;
                 continue;
             }
-            match env.clone().verify(ctx.site) {
+            fresh.push(env);
+        }
+        groups.push((header, fresh));
+    }
+    // Pass 2, the costly part: strict signature checks, on every core.
+    let checked = verify_all(ctx.site, groups);
+    // Pass 3: who may write, then apply and store, one document at a time.
+    for (header, results) in checked {
+        let doc_id = header.doc_id();
+        let mut verified = Vec::new();
+        for result in results {
+            match result {
                 Ok(v) => match may_write(ctx, &header, &v) {
                     Ok(Verdict::Merge) => verified.push(v),
                     Ok(Verdict::Quarantine) => {
@@ -1085,14 +1098,17 @@ pub(crate) fn ingest_in(
                             tx,
                             ctx,
                             &header,
-                            &env,
+                            &v.envelope,
                             "its author was revoked before the station received it",
                         )?;
                         report.quarantined += 1;
                     }
-                    Err(why) => reject(tx, ctx, &mut report, &env, &why)?,
+                    Err(why) => reject(tx, ctx, &mut report, &v.envelope, &why)?,
                 },
-                Err(e) => reject(tx, ctx, &mut report, &env, &e.to_string())?,
+                Err(failed) => {
+                    let (env, e) = *failed;
+                    reject(tx, ctx, &mut report, &env, &e.to_string())?
+                }
             }
         }
         if verified.is_empty() {
@@ -1213,6 +1229,77 @@ fn hold(
         now_ms(),
     ])?;
     Ok(())
+}
+
+/// The outcome of checking one envelope: the verified change, or the envelope and why not.
+type Checked = Result<yizhan_protocol::VerifiedChange, Box<(SignedChange, VerifyError)>>;
+
+/// Below this many changes, checking on one thread is quicker than starting others.
+const PARALLEL_VERIFY_MIN: usize = 64;
+
+/// Verifies every envelope (size, decoding, hash, actor binding, strict signature),
+/// splitting the work over the machine's cores. Keeps each document's order.
+fn verify_all(
+    site: Option<SiteId>,
+    groups: Vec<(DocHeader, Vec<SignedChange>)>,
+) -> Vec<(DocHeader, Vec<Checked>)> {
+    let check = |env: SignedChange, keys: &mut yizhan_protocol::identity::KeyCache| -> Checked {
+        env.clone()
+            .verify_cached(site, keys)
+            .map_err(|e| Box::new((env, e)))
+    };
+    let total: usize = groups.iter().map(|(_, c)| c.len()).sum();
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8);
+    if total < PARALLEL_VERIFY_MIN || threads < 2 {
+        let mut keys = Default::default();
+        return groups
+            .into_iter()
+            .map(|(h, changes)| {
+                (
+                    h,
+                    changes.into_iter().map(|c| check(c, &mut keys)).collect(),
+                )
+            })
+            .collect();
+    }
+    // Flatten, check in contiguous chunks, and regroup in order.
+    let mut shape = Vec::with_capacity(groups.len());
+    let mut flat = Vec::with_capacity(total);
+    for (h, changes) in groups {
+        shape.push((h, changes.len()));
+        flat.extend(changes);
+    }
+    let chunk = total.div_ceil(threads);
+    let mut checked: Vec<Checked> = Vec::with_capacity(total);
+    std::thread::scope(|scope| {
+        let mut rest = flat;
+        let mut handles = Vec::new();
+        while !rest.is_empty() {
+            let tail = rest.split_off(chunk.min(rest.len()));
+            let part = std::mem::replace(&mut rest, tail);
+            handles.push(scope.spawn(move || {
+                let mut keys = Default::default();
+                part.into_iter()
+                    .map(|c| check(c, &mut keys))
+                    .collect::<Vec<_>>()
+            }));
+        }
+        for h in handles {
+            match h.join() {
+                Ok(part) => checked.extend(part),
+                // `verify` contains Automerge's panics; anything else is a bug worth
+                // stopping for.
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+    });
+    let mut it = checked.into_iter();
+    shape
+        .into_iter()
+        .map(|(h, n)| (h, it.by_ref().take(n).collect()))
+        .collect()
 }
 
 /// Whether any of `change`'s dependencies is held in quarantine.

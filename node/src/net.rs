@@ -163,9 +163,9 @@ pub enum NetError {
         /// The peer's address.
         addr: SocketAddr,
         /// The device asked for.
-        expected: DeviceId,
+        expected: Box<DeviceId>,
         /// The device that answered.
-        actual: DeviceId,
+        actual: Box<DeviceId>,
     },
     /// After the handshake, the peer's device id could not be read from its certificate.
     #[error("cannot read the device id of {addr}: {reason}")]
@@ -308,8 +308,8 @@ impl Endpoint {
                 return Err(match (expected, mismatch.get()) {
                     (Some(expected), Some(&actual)) => NetError::UnexpectedPeer {
                         addr,
-                        expected,
-                        actual,
+                        expected: Box::new(expected),
+                        actual: Box::new(actual),
                     },
                     _ => NetError::Handshake { addr, source },
                 });
@@ -324,8 +324,8 @@ impl Endpoint {
             connection.close(VarInt::from_u32(CLOSE_BAD_PEER), b"unexpected device");
             return Err(NetError::UnexpectedPeer {
                 addr,
-                expected,
-                actual: peer,
+                expected: Box::new(expected),
+                actual: Box::new(peer),
             });
         }
         tracing::debug!(%addr, %peer, "connected");

@@ -360,8 +360,8 @@ impl Node {
         let me = self.identity().device_id;
         if cert.device != me {
             return Err(MembershipError::WrongDevice {
-                given: cert.device,
-                expected: me,
+                given: cert.device.to_string(),
+                expected: me.to_string(),
             }
             .into());
         }

@@ -176,6 +176,8 @@ pub struct SyncEngine {
     serve_after: Option<u64>,
     stats: SyncStats,
     sent_since_receive: bool,
+    /// Authors' keys already checked in this sync.
+    ids: yizhan_protocol::identity::DeviceIdCache,
 }
 
 /// The scope key of a position in a log: the puller's certificate digest, then the
@@ -256,6 +258,7 @@ impl SyncEngine {
             serve_after: None,
             stats: SyncStats::default(),
             sent_since_receive: false,
+            ids: Default::default(),
         })
     }
 
@@ -615,7 +618,7 @@ impl SyncEngine {
             };
             let mut changes = Vec::with_capacity(wd.changes.len());
             for c in wd.changes {
-                match c.clone().into_envelope(wd.doc) {
+                match c.clone().into_envelope(wd.doc, &mut self.ids) {
                     Ok((env, _)) => changes.push(env),
                     Err(e) => refused.push((wd.doc, c, e.to_string())),
                 }

@@ -291,8 +291,8 @@ async fn connect_to_refuses_another_device() {
             actual,
             ..
         } => {
-            assert_eq!(*e, expected);
-            assert_eq!(*actual, server_key.device_id());
+            assert_eq!(**e, expected);
+            assert_eq!(**actual, server_key.device_id());
         }
         other => panic!("expected UnexpectedPeer, got {other:?}"),
     }

@@ -175,6 +175,23 @@ impl SignedChange {
         })
     }
 
+    /// As [`SignedChange::verify`], with the signer's key from `keys`.
+    pub fn verify_cached(
+        self,
+        site: Option<SiteId>,
+        keys: &mut crate::identity::KeyCache,
+    ) -> Result<VerifiedChange, VerifyError> {
+        let change = self.check_bytes()?;
+        let message = signing_message(site, self.doc, self.hash);
+        if !keys.verify_strict(self.signer, &message, &self.signature) {
+            return Err(VerifyError::BadSignature);
+        }
+        Ok(VerifiedChange {
+            envelope: self,
+            change,
+        })
+    }
+
     /// Checks everything but the signature: size, decoding, hash and actor binding.
     pub fn check_bytes(&self) -> Result<automerge::Change, VerifyError> {
         if self.bytes.len() > MAX_CHANGE_BYTES {

@@ -86,7 +86,7 @@ impl DeviceId {
         &self.0
     }
 
-    /// The ed25519 verifying key.
+    /// The ed25519 verifying key (decompressed anew: see [`KeyCache`] for many checks).
     pub fn verifying_key(&self) -> VerifyingKey {
         // Checked on construction.
         VerifyingKey::from_bytes(&self.0).expect("DeviceId holds a valid key")
@@ -97,6 +97,55 @@ impl DeviceId {
     pub fn verify_strict(&self, message: &[u8], signature: &[u8; 64]) -> bool {
         let sig = Signature::from_bytes(signature);
         self.verifying_key().verify_strict(message, &sig).is_ok()
+    }
+}
+
+/// Remembers device ids already checked, so that a batch of changes by a few authors
+/// decompresses each author's key once.
+#[derive(Debug, Default)]
+pub struct DeviceIdCache(std::collections::HashMap<[u8; 32], DeviceId>);
+
+impl DeviceIdCache {
+    /// The device id for `bytes`, checked the first time they are seen.
+    pub fn get(&mut self, bytes: &[u8]) -> Result<DeviceId, ParseIdError> {
+        let arr: [u8; 32] = bytes.try_into().map_err(|_| ParseIdError::Length {
+            what: "device id",
+            expected: 64,
+            got: bytes.len() * 2,
+        })?;
+        if let Some(id) = self.0.get(&arr) {
+            return Ok(*id);
+        }
+        let id = DeviceId::from_bytes(arr)?;
+        if self.0.len() < 4096 {
+            self.0.insert(arr, id);
+        }
+        Ok(id)
+    }
+}
+
+/// Decompressed verifying keys of devices already seen, so that checking many signatures
+/// by a few authors decompresses each author's key once.
+#[derive(Debug, Default)]
+pub struct KeyCache(std::collections::HashMap<DeviceId, VerifyingKey>);
+
+impl KeyCache {
+    /// Strictly verifies `signature` over `message` by `device`.
+    pub fn verify_strict(
+        &mut self,
+        device: DeviceId,
+        message: &[u8],
+        signature: &[u8; 64],
+    ) -> bool {
+        if self.0.len() >= 4096 {
+            self.0.clear();
+        }
+        let key = *self
+            .0
+            .entry(device)
+            .or_insert_with(|| device.verifying_key());
+        key.verify_strict(message, &Signature::from_bytes(signature))
+            .is_ok()
     }
 }
 

@@ -114,10 +114,10 @@ pub enum MembershipError {
     /// It names another device.
     #[error("it is for device {given}, not {expected}")]
     WrongDevice {
-        /// The device it names.
-        given: DeviceId,
-        /// The device expected.
-        expected: DeviceId,
+        /// The device it names (hex).
+        given: String,
+        /// The device expected (hex).
+        expected: String,
     },
     /// The certificate has expired.
     #[error("its membership expired")]

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::doc::{DocHeader, DocId};
 use crate::envelope::{ChangeHash, SignedChange, VerifyError, decode_change};
-use crate::identity::{DeviceId, SiteId};
+use crate::identity::{DeviceIdCache, SiteId};
 use crate::membership::{Certificate, Receipt, Revocation};
 use crate::signed::Signed;
 
@@ -159,12 +159,14 @@ impl WireChange {
     pub fn into_envelope(
         self,
         doc: DocId,
+        ids: &mut DeviceIdCache,
     ) -> Result<(SignedChange, automerge::Change), VerifyError> {
         if self.bytes.len() > crate::envelope::MAX_CHANGE_BYTES {
             return Err(VerifyError::TooLarge(self.bytes.len()));
         }
         let change = decode_change(&self.bytes)?;
-        let signer = DeviceId::from_slice(change.actor_id().to_bytes())
+        let signer = ids
+            .get(change.actor_id().to_bytes())
             .map_err(|_| VerifyError::ActorNotSigner)?;
         Ok((
             SignedChange {
