@@ -40,6 +40,7 @@ impl TestNode {
             &InitConfig {
                 name: name.to_string(),
                 station,
+                encrypt: None,
             },
             InitSeed::random(),
         )

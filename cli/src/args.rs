@@ -67,6 +67,10 @@ pub struct InitArgs {
     /// Also create a new site whose root of trust is this device.
     #[arg(long)]
     pub station: bool,
+    /// Keep the whole store encrypted at rest, keyed by a passphrase (from
+    /// $YIZHAN_PASSPHRASE, or asked for at the terminal).
+    #[arg(long)]
+    pub encrypt: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

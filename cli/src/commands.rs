@@ -8,10 +8,11 @@ use anyhow::{Context, anyhow, bail};
 use serde_json::json;
 use yizhan_node::Node;
 use yizhan_node::exchange::{self, Format};
-use yizhan_node::home::{InitConfig, InitSeed, TicketFilter, VisitFilter};
+use yizhan_node::home::{Home, InitConfig, InitSeed, TicketFilter, VisitFilter};
 use yizhan_node::model::{Category, Priority, Status, Time};
 use yizhan_node::records::{NewTicket, NewVisit, TicketUpdate, VisitEdit};
 use yizhan_node::site::EnrollRequest;
+use yizhan_node::store::Passphrase;
 use yizhan_protocol::{DocId, MemberRole, RecordKind, Token};
 
 use crate::args::*;
@@ -51,7 +52,37 @@ fn resolve_home(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
 }
 
 fn open(home: &Path) -> anyhow::Result<Node> {
+    if Home::is_encrypted(home) {
+        let passphrase = passphrase(Confirm::Once)?;
+        return Ok(Home::encrypted(home, passphrase).open()?);
+    }
     Ok(Node::open(home)?)
+}
+
+/// Whether a new passphrase is typed twice.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Confirm {
+    Once,
+    Twice,
+}
+
+/// The passphrase of an encrypted home: `$YIZHAN_PASSPHRASE`, else asked for at the
+/// terminal (without echo).
+fn passphrase(confirm: Confirm) -> anyhow::Result<Passphrase> {
+    if let Ok(p) = std::env::var("YIZHAN_PASSPHRASE") {
+        return Ok(Passphrase::new(p));
+    }
+    let first = rpassword::prompt_password("Passphrase: ").map_err(|_| {
+        anyhow!("this needs a passphrase: set YIZHAN_PASSPHRASE or run it at a terminal")
+    })?;
+    if confirm == Confirm::Twice {
+        let again = rpassword::prompt_password("Passphrase again: ")
+            .map_err(|e| anyhow!("cannot read the passphrase: {e}"))?;
+        if again != first {
+            bail!("the two passphrases differ");
+        }
+    }
+    Ok(Passphrase::new(first))
 }
 
 fn parse_opt<T: std::str::FromStr>(value: Option<String>) -> anyhow::Result<Option<T>>
@@ -65,6 +96,10 @@ fn init(home: &Path, out: &Out, args: InitArgs) -> anyhow::Result<()> {
     let config = InitConfig {
         name: args.name,
         station: args.station,
+        encrypt: args
+            .encrypt
+            .then(|| passphrase(Confirm::Twice))
+            .transpose()?,
     };
     let node = Node::init(home, &config, InitSeed::random())?;
     let ident = node.identity();

@@ -29,7 +29,7 @@ pub fn sync_once(node: Node, out: &Out, args: SyncArgs) -> anyhow::Result<()> {
         Some(a) => parse_addr(a)?,
         None => daemon::station_addr(&node)?,
     };
-    let home = node.home().to_path_buf();
+    let home = node.home_handle();
     drop(node);
     let report = runtime()?.block_on(daemon::sync_once(&home, addr))?;
     let s = &report.stats;
@@ -54,7 +54,7 @@ pub fn sync_once(node: Node, out: &Out, args: SyncArgs) -> anyhow::Result<()> {
 
 pub fn serve(node: Node, out: &Out, args: ServeArgs) -> anyhow::Result<()> {
     let listen = parse_addr(&args.listen)?;
-    let home = node.home().to_path_buf();
+    let home = node.home_handle();
     drop(node);
     let json = out.json;
     let rt = runtime()?;

@@ -11,7 +11,6 @@
 //!   process (the CLI), and stops cleanly when asked.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,7 +18,7 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use yizhan_protocol::DeviceId;
 use yizhan_protocol::wire::MAX_FRAME;
 
-use crate::home::{Node, OpenError, ReadError, Role};
+use crate::home::{Home, Node, OpenError, ReadError, Role};
 use crate::net::{Endpoint, NetConfig, NetError, PeerConnection, read_frame, write_frame};
 use crate::sync::{SyncConfig, SyncEngine, SyncError, SyncStats};
 
@@ -87,13 +86,13 @@ const FRAME_QUEUE: usize = 4;
 /// has pages to send (two nodes that both have much to send would otherwise each wait
 /// for the other to read).
 pub async fn sync_stream(
-    home: &Path,
+    home: &Home,
     peer: DeviceId,
     send: quinn::SendStream,
     recv: quinn::RecvStream,
     config: &SyncConfig,
 ) -> Result<SyncStats, DaemonError> {
-    let node = blocking(|| Node::open(home))?;
+    let node = blocking(|| home.open())?;
     let mut engine = SyncEngine::new(node, peer, config, Instant::now())?;
     let (in_tx, mut in_rx) = mpsc::channel(FRAME_QUEUE);
     let reader = tokio::spawn(read_frames(recv, in_tx));
@@ -214,7 +213,7 @@ async fn drive(
 
 /// Opens a new stream on `conn` and syncs on it (the side that starts the sync).
 pub async fn sync_on(
-    home: &Path,
+    home: &Home,
     conn: &PeerConnection,
     config: &SyncConfig,
 ) -> Result<SyncStats, DaemonError> {
@@ -228,8 +227,8 @@ pub async fn sync_on(
 
 /// Connects to `addr`, syncs once, closes. The byte counts are everything this node sent
 /// and received on the connection (UDP payloads, handshake included).
-pub async fn sync_once(home: &Path, addr: SocketAddr) -> Result<SyncReport, DaemonError> {
-    let node = blocking(|| Node::open(home))?;
+pub async fn sync_once(home: &Home, addr: SocketAddr) -> Result<SyncReport, DaemonError> {
+    let node = blocking(|| home.open())?;
     let key = node.device_key();
     if node.identity().site_id.is_none() {
         return Err(SyncError::NotMember.into());
@@ -251,7 +250,7 @@ pub async fn sync_once(home: &Path, addr: SocketAddr) -> Result<SyncReport, Daem
     stats_out.bytes_received = stats.udp_rx.bytes;
     let peer = conn.peer;
     blocking(|| -> Result<(), DaemonError> {
-        let mut node = Node::open(home)?;
+        let mut node = home.open()?;
         node.note_peer_addr(peer, &addr.to_string())?;
         Ok(())
     })?;
@@ -324,19 +323,19 @@ pub enum ServeEvent {
 
 /// Runs the node until `shutdown` turns true. Reports through `events`.
 pub async fn serve(
-    home: PathBuf,
+    home: Home,
     config: ServeConfig,
     events: mpsc::UnboundedSender<ServeEvent>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), DaemonError> {
-    let node = blocking(|| Node::open(&home))?;
+    let node = blocking(|| home.open())?;
     let key = node.device_key();
     let is_station = node.identity().role == Role::Station;
     drop(node);
     let endpoint = Arc::new(Endpoint::bind(config.listen, &key, &NetConfig::default())?);
     let local = endpoint.local_addr()?;
     blocking(|| -> Result<(), DaemonError> {
-        let mut node = Node::open(&home)?;
+        let mut node = home.open()?;
         node.set_listen_addr(&local.to_string())?;
         Ok(())
     })?;
@@ -409,7 +408,7 @@ const IDLE_CONNECTION: Duration = Duration::from_secs(120);
 
 /// Answers syncs on one accepted connection, one per stream, until it closes.
 async fn serve_connection(
-    home: &Path,
+    home: &Home,
     conn: PeerConnection,
     events: &mpsc::UnboundedSender<ServeEvent>,
 ) {
@@ -423,7 +422,7 @@ async fn serve_connection(
         let event = match sync_stream(home, conn.peer, send, recv, &config).await {
             Ok(stats) => {
                 // Only a member that completed a sync is remembered as a peer.
-                let _ = blocking(|| Node::open(home).map(|mut n| n.note_peer_addr(peer, &addr)));
+                let _ = blocking(|| home.open().map(|mut n| n.note_peer_addr(peer, &addr)));
                 ServeEvent::Synced { peer, stats }
             }
             Err(e) => ServeEvent::Failed {
@@ -445,7 +444,7 @@ async fn serve_connection(
 /// Every `resync`, syncs with each other peer this node knows an address for (members
 /// met before), backing off from those that cannot be reached.
 async fn keep_syncing_with_peers(
-    home: &Path,
+    home: &Home,
     endpoint: &Endpoint,
     config: &ServeConfig,
     events: &mpsc::UnboundedSender<ServeEvent>,
@@ -457,7 +456,7 @@ async fn keep_syncing_with_peers(
         tokio::time::sleep(config.resync).await;
         let known = blocking(
             || -> Option<(Vec<crate::sync::PeerInfo>, Option<String>, Option<DeviceId>)> {
-                let node = Node::open(home).ok()?;
+                let node = home.open().ok()?;
                 let ident = node.identity().clone();
                 Some((node.peers().ok()?, ident.station_addr, ident.root))
             },
@@ -511,7 +510,7 @@ async fn keep_syncing_with_peers(
 /// Keeps a connection to the station and syncs on it: at once, whenever this node's log
 /// grows (another process wrote), and every `resync`; reconnects with back-off.
 async fn keep_syncing_with_station(
-    home: &Path,
+    home: &Home,
     endpoint: &Endpoint,
     config: &ServeConfig,
     events: &mpsc::UnboundedSender<ServeEvent>,
@@ -520,7 +519,7 @@ async fn keep_syncing_with_station(
     let mut backoff = config.retry_min;
     loop {
         let target = blocking(|| {
-            Node::open(home)
+            home.open()
                 .map_err(DaemonError::from)
                 .and_then(|n| station_addr(&n))
         });
@@ -545,20 +544,21 @@ async fn keep_syncing_with_station(
             }
         };
         let peer = conn.peer;
-        let _ =
-            blocking(|| Node::open(home).map(|mut n| n.note_peer_addr(peer, &addr.to_string())));
+        let _ = blocking(|| {
+            home.open()
+                .map(|mut n| n.note_peer_addr(peer, &addr.to_string()))
+        });
         let mut last_end = None;
         let mut last_sync = Instant::now() - config.resync;
         loop {
-            let end = blocking(|| Node::open(home).ok().and_then(|n| n.log_end().ok()));
+            let end = blocking(|| home.open().ok().and_then(|n| n.log_end().ok()));
             if end != last_end || last_sync.elapsed() >= config.resync {
                 match sync_on(home, &conn, &sync_config).await {
                     Ok(stats) => {
                         backoff = config.retry_min;
                         last_sync = Instant::now();
                         // Our own sync may have grown the log: count from after it.
-                        last_end =
-                            blocking(|| Node::open(home).ok().and_then(|n| n.log_end().ok()));
+                        last_end = blocking(|| home.open().ok().and_then(|n| n.log_end().ok()));
                         let _ = events.send(ServeEvent::Synced { peer, stats });
                     }
                     Err(e) => {

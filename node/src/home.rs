@@ -27,7 +27,7 @@ use yizhan_protocol::{
 
 use crate::model::Time;
 use crate::records::{self, FieldError, NewTicket, NewVisit, TicketUpdate, VisitEdit};
-use crate::store::{self, Store, set_meta};
+use crate::store::{self, Passphrase, Store, set_meta};
 
 /// The file name of the device key inside a home.
 pub const KEY_FILE: &str = "device.key";
@@ -93,6 +93,53 @@ pub struct InitConfig {
     pub name: String,
     /// Also create a new site whose root of trust is this device.
     pub station: bool,
+    /// Encrypt the whole store with this passphrase (the device key then lives inside
+    /// the encrypted store, not in a file of its own).
+    pub encrypt: Option<Passphrase>,
+}
+
+/// A home directory, with the passphrase that opens it if it is encrypted.
+#[derive(Clone, Debug)]
+pub struct Home {
+    dir: PathBuf,
+    passphrase: Option<Passphrase>,
+}
+
+impl Home {
+    /// A home whose store is not encrypted.
+    pub fn plain(dir: &Path) -> Home {
+        Home {
+            dir: dir.to_path_buf(),
+            passphrase: None,
+        }
+    }
+
+    /// An encrypted home and its passphrase.
+    pub fn encrypted(dir: &Path, passphrase: Passphrase) -> Home {
+        Home {
+            dir: dir.to_path_buf(),
+            passphrase: Some(passphrase),
+        }
+    }
+
+    /// Whether the home at `dir` is encrypted: its store exists and it has no key file
+    /// (an encrypted home keeps its key inside the store).
+    pub fn is_encrypted(dir: &Path) -> bool {
+        dir.join(STORE_FILE).exists() && !dir.join(KEY_FILE).exists()
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Opens the node that lives here.
+    pub fn open(&self) -> Result<Node, OpenError> {
+        match &self.passphrase {
+            None => Node::open(&self.dir),
+            Some(p) => Node::open_encrypted(&self.dir, p),
+        }
+    }
 }
 
 /// Randomness for [`Node::init`], supplied by the caller.
@@ -119,6 +166,9 @@ pub enum InitError {
     /// The name is empty.
     #[error("name must not be empty")]
     EmptyName,
+    /// The passphrase is empty.
+    #[error("the passphrase must not be empty")]
+    EmptyPassphrase,
     /// A file could not be written.
     #[error("cannot write {path}: {source}")]
     Io {
@@ -141,6 +191,14 @@ pub enum OpenError {
     /// No node lives here yet.
     #[error("{0} is not initialised (run `yizhan init --name NAME` first)")]
     NotInitialised(PathBuf),
+    /// The home is encrypted and no passphrase was given.
+    #[error(
+        "{0} is encrypted: give its passphrase (YIZHAN_PASSPHRASE, or type it at the terminal)"
+    )]
+    NeedsPassphrase(PathBuf),
+    /// A passphrase was given for a home that is not encrypted.
+    #[error("{0} is not encrypted")]
+    NotEncrypted(PathBuf),
     /// The key file is missing, unreadable or malformed.
     #[error("bad key file {path}: {reason}")]
     KeyFile {
@@ -300,6 +358,8 @@ pub struct IngestReport {
 /// A node: its key, its store and its identity.
 pub struct Node {
     home: PathBuf,
+    /// The passphrase of an encrypted home.
+    passphrase: Option<Passphrase>,
     key: DeviceKey,
     store: Store,
     identity: Identity,
@@ -354,6 +414,9 @@ impl Node {
         if name.is_empty() {
             return Err(InitError::EmptyName);
         }
+        if config.encrypt.as_ref().is_some_and(Passphrase::is_empty) {
+            return Err(InitError::EmptyPassphrase);
+        }
         let key_path = home.join(KEY_FILE);
         let store_path = home.join(STORE_FILE);
         if key_path.exists() {
@@ -391,20 +454,57 @@ impl Node {
         };
 
         // The store first, then the key: a home is complete once its key file exists, and
-        // the key file appears atomically.
-        let mut store = Store::create(&store_path)?;
+        // the key file appears atomically. An encrypted home keeps its key in the store,
+        // written in the same transaction as the identity.
+        let mut store = match &config.encrypt {
+            None => Store::create(&store_path)?,
+            Some(p) => Store::create_encrypted(&store_path, p)?,
+        };
         {
             let tx = store.write()?;
             set_meta(&tx, "device_id", &identity.device_id.to_string())?;
+            if config.encrypt.is_some() {
+                set_meta(&tx, "device_seed", &hex::encode(key.seed()))?;
+            }
             if config.station {
                 crate::site::init_station(&tx, &key, &mut identity)?;
             }
             save_identity(&tx, &identity)?;
             tx.commit()?;
         }
-        write_key_file(&key_path, &key).map_err(io_err(&key_path))?;
+        if config.encrypt.is_none() {
+            write_key_file(&key_path, &key).map_err(io_err(&key_path))?;
+        }
         Ok(Node {
             home: home.to_path_buf(),
+            passphrase: config.encrypt.clone(),
+            key,
+            store,
+            identity,
+        })
+    }
+
+    /// Opens an existing home whose store is encrypted with `passphrase`.
+    pub fn open_encrypted(home: &Path, passphrase: &Passphrase) -> Result<Node, OpenError> {
+        let store_path = home.join(STORE_FILE);
+        if !store_path.exists() {
+            return Err(OpenError::NotInitialised(home.to_path_buf()));
+        }
+        if home.join(KEY_FILE).exists() {
+            return Err(OpenError::NotEncrypted(home.to_path_buf()));
+        }
+        let store = Store::open_encrypted(&store_path, passphrase)?;
+        let seed = store
+            .meta("device_seed")?
+            .ok_or_else(|| OpenError::Mismatch("the store holds no device key".into()))?;
+        let mut bytes = [0u8; 32];
+        hex::decode_to_slice(seed.trim(), &mut bytes)
+            .map_err(|_| OpenError::Mismatch("malformed device key".into()))?;
+        let key = DeviceKey::from_seed(bytes);
+        let identity = load_identity(&store, &key)?;
+        Ok(Node {
+            home: home.to_path_buf(),
+            passphrase: Some(passphrase.clone()),
             key,
             store,
             identity,
@@ -418,6 +518,9 @@ impl Node {
         if !key_path.exists() && !store_path.exists() {
             return Err(OpenError::NotInitialised(home.to_path_buf()));
         }
+        if Home::is_encrypted(home) {
+            return Err(OpenError::NeedsPassphrase(home.to_path_buf()));
+        }
         let key = read_key_file(&key_path)?;
         if !store_path.exists() {
             return Err(OpenError::Mismatch(format!(
@@ -429,6 +532,7 @@ impl Node {
         let identity = load_identity(&store, &key)?;
         Ok(Node {
             home: home.to_path_buf(),
+            passphrase: None,
             key,
             store,
             identity,
@@ -472,6 +576,14 @@ impl Node {
     /// The home directory.
     pub fn home(&self) -> &Path {
         &self.home
+    }
+
+    /// The home, with its passphrase if encrypted, to open the node again elsewhere.
+    pub fn home_handle(&self) -> Home {
+        Home {
+            dir: self.home.clone(),
+            passphrase: self.passphrase.clone(),
+        }
     }
 
     /// Logs a new home visit. Returns its id once it is durably stored.

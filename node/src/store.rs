@@ -155,6 +155,9 @@ pub enum OpenError {
     /// The file is a SQLite database of some other program.
     #[error("{0} is not a yizhan store (it belongs to another program)")]
     Foreign(String),
+    /// The passphrase does not open the encrypted store.
+    #[error("wrong passphrase")]
+    WrongPassphrase,
     /// The store was written by a newer yizhan.
     #[error("the store has schema version {0}, newer than this yizhan understands")]
     TooNew(i64),
@@ -171,15 +174,51 @@ pub struct Store {
     conn: Connection,
 }
 
+/// The passphrase of an encrypted store. It never prints.
+#[derive(Clone)]
+pub struct Passphrase(String);
+
+impl Passphrase {
+    /// Wraps a passphrase.
+    pub fn new(text: String) -> Passphrase {
+        Passphrase(text)
+    }
+
+    /// Whether it is empty (an empty passphrase is refused).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Debug for Passphrase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Passphrase(<secret>)")
+    }
+}
+
 impl Store {
     /// Creates a new, empty store at `path` (which must not exist).
     pub fn create(path: &Path) -> Result<Store, OpenError> {
+        Self::create_keyed(path, None)
+    }
+
+    /// Creates a new, empty store encrypted with `passphrase` (SQLCipher: every page of
+    /// the database and of its WAL is encrypted; the key is derived from the passphrase).
+    pub fn create_encrypted(path: &Path, passphrase: &Passphrase) -> Result<Store, OpenError> {
+        Self::create_keyed(path, Some(passphrase))
+    }
+
+    fn create_keyed(path: &Path, passphrase: Option<&Passphrase>) -> Result<Store, OpenError> {
         let conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE
                 | OpenFlags::SQLITE_OPEN_CREATE
                 | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
+        if let Some(p) = passphrase {
+            conn.pragma_update(None, "key", &p.0)?;
+            quiet_cipher(&conn);
+        }
         // Owner-only, before the WAL exists: SQLite gives the WAL and shm files the
         // database file's permissions.
         {
@@ -200,6 +239,20 @@ impl Store {
         Self::setup(conn, path)
     }
 
+    /// Opens an existing encrypted store.
+    pub fn open_encrypted(path: &Path, passphrase: &Passphrase) -> Result<Store, OpenError> {
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.pragma_update(None, "key", &passphrase.0)?;
+        quiet_cipher(&conn);
+        match Self::setup(conn, path) {
+            Err(OpenError::NotADatabase(_)) => Err(OpenError::WrongPassphrase),
+            other => other,
+        }
+    }
+
     fn setup(conn: Connection, path: &Path) -> Result<Store, OpenError> {
         let shown = path.display().to_string();
         conn.busy_timeout(Duration::from_secs(30))?;
@@ -208,6 +261,8 @@ impl Store {
             Err(e) if is_not_a_database(&e) => return Err(OpenError::NotADatabase(shown)),
             Err(e) => return Err(e.into()),
         };
+        // Temporary tables and indexes stay in memory: nothing unencrypted reaches disk.
+        conn.pragma_update(None, "temp_store", "MEMORY")?;
         if app_id != APPLICATION_ID {
             return Err(OpenError::Foreign(shown));
         }
@@ -274,6 +329,14 @@ pub fn set_meta(tx: &Transaction<'_>, key: &str, value: &str) -> rusqlite::Resul
         [key, value],
     )?;
     Ok(())
+}
+
+/// SQLCipher logs decryption failures (a wrong passphrase) to stderr itself; the command
+/// reports them in its own one line. (Set after keying: SQLCipher sets its default log
+/// level when the key activates it.)
+fn quiet_cipher(conn: &Connection) {
+    let _: rusqlite::Result<String> =
+        conn.query_row("PRAGMA cipher_log_level = NONE", [], |r| r.get(0));
 }
 
 fn is_not_a_database(e: &rusqlite::Error) -> bool {

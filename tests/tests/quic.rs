@@ -44,7 +44,7 @@ async fn a_sync_with_much_to_send_both_ways_completes() {
         listen: "127.0.0.1:0".parse().unwrap(),
         ..ServeConfig::default()
     };
-    let home = station.node.home().to_path_buf();
+    let home = station.node.home_handle();
     let server = tokio::spawn(daemon::serve(home, config, events_tx, stop_rx));
     let addr = match events.recv().await {
         Some(ServeEvent::Listening(addr)) => addr,
@@ -52,7 +52,7 @@ async fn a_sync_with_much_to_send_both_ways_completes() {
     };
     let report = tokio::time::timeout(
         Duration::from_secs(300),
-        daemon::sync_once(a.node.home(), addr),
+        daemon::sync_once(&a.node.home_handle(), addr),
     )
     .await
     .expect("the sync stalled")

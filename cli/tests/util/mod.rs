@@ -60,6 +60,8 @@ pub struct Home {
     dir: TempDir,
     /// This node's device id (empty for a home that was never initialised).
     pub device_id: String,
+    /// Given to every command as `YIZHAN_PASSPHRASE` when set.
+    pub passphrase: Option<String>,
 }
 
 impl Home {
@@ -74,6 +76,7 @@ impl Home {
         Home {
             dir,
             device_id: String::new(),
+            passphrase: None,
         }
     }
 
@@ -85,6 +88,15 @@ impl Home {
     /// A home initialised as a station.
     pub fn station() -> Home {
         Home::with_init(&["init", "--name", "幸福里工作站", "--station"])
+    }
+
+    /// A home initialised with `init --encrypt`, its passphrase given to every command.
+    pub fn encrypted(passphrase: &str) -> Home {
+        let mut home = Home::empty();
+        home.passphrase = Some(passphrase.to_string());
+        let v = home.json(&["init", "--name", "加密员", "--encrypt"]);
+        home.device_id = v["device_id"].as_str().expect("device_id").to_string();
+        home
     }
 
     fn with_init(args: &[&str]) -> Home {
@@ -130,6 +142,9 @@ impl Home {
             .env("TZ", "UTC")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null());
+        if let Some(p) = &self.passphrase {
+            cmd.env("YIZHAN_PASSPHRASE", p);
+        }
         cmd
     }
 

@@ -1,0 +1,132 @@
+//! `yizhan-bench`: the scale benchmarks of issue 4, run against the real `yizhan` binary.
+//!
+//! ```sh
+//! cargo run --release -p yizhan-bench -- all                 # N = 10,000 and 100,000
+//! cargo run --release -p yizhan-bench -- all --sizes 10000,100000,1000000
+//! cargo run --release -p yizhan-bench -- quiet | small-diff | evening | growth
+//! ```
+//!
+//! It builds `yizhan` in release mode (`cargo build --release -p yizhan-cli`; skip with
+//! `--no-build`), generates each size's stores once with the node library (cached under
+//! `target/bench-data/<N>/`, copied before every run), starts the station as a real
+//! `yizhan serve --listen 127.0.0.1:0` process and runs the laptops as `yizhan --json sync`
+//! processes over QUIC on loopback, with the stores as durable as in production.
+//!
+//! For each target it prints the measured figure, the baseline run in this same process
+//! (Automerge's per-document sync protocol for targets 1 and 2, the verify-decode-apply-
+//! insert floor for target 3) and their ratio, with PASS or FAIL against the target. It
+//! exits with status 1 if any target fails. See `docs/performance.md`.
+
+mod baseline;
+mod data;
+mod procs;
+mod report;
+mod scenario;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Result, bail};
+use clap::{Parser, Subcommand};
+
+use crate::scenario::Phases;
+
+/// The scale benchmarks of yizhan.
+#[derive(Debug, Parser)]
+#[command(name = "yizhan-bench")]
+struct Cli {
+    /// Station sizes (documents) to run, comma-separated.
+    #[arg(
+        long,
+        global = true,
+        value_delimiter = ',',
+        default_value = "10000,100000"
+    )]
+    sizes: Vec<usize>,
+    /// Where generated stores are cached (default: target/bench-data).
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    /// The `yizhan` binary (default: target/release/yizhan).
+    #[arg(long, global = true)]
+    yizhan: Option<PathBuf>,
+    /// Do not run `cargo build --release -p yizhan-cli` first.
+    #[arg(long, global = true)]
+    no_build: bool,
+    #[command(subcommand)]
+    command: Which,
+}
+
+#[derive(Clone, Copy, Debug, Subcommand)]
+enum Which {
+    /// Every target (1–5).
+    All,
+    /// Target 1: quiet reconnect.
+    Quiet,
+    /// Target 2: small difference (after the quiet reconnect).
+    SmallDiff,
+    /// Target 3: evening merge.
+    Evening,
+    /// Target 5: targets 1–3 at every size, and how they grow.
+    Growth,
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => {
+            eprintln!("yizhan-bench: some targets FAIL");
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("yizhan-bench: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run() -> Result<bool> {
+    let cli = Cli::parse();
+    let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("bench/ is inside the workspace")
+        .to_path_buf();
+    let data_dir = cli
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| workspace.join("target").join("bench-data"));
+    let yz = procs::Yizhan::prepare(&workspace, cli.yizhan.clone(), !cli.no_build)?;
+    let mut sizes = cli.sizes.clone();
+    sizes.sort_unstable();
+    sizes.dedup();
+    if sizes.is_empty() {
+        bail!("no sizes given");
+    }
+    let all = Phases {
+        quiet: true,
+        small_diff: true,
+        evening: true,
+    };
+    let phases = match cli.command {
+        Which::All | Which::Growth => all,
+        Which::Quiet => Phases {
+            quiet: true,
+            ..Phases::default()
+        },
+        Which::SmallDiff => Phases {
+            quiet: true,
+            small_diff: true,
+            ..Phases::default()
+        },
+        Which::Evening => Phases {
+            evening: true,
+            ..Phases::default()
+        },
+    };
+    let mut results = Vec::new();
+    for &n in &sizes {
+        results.push(scenario::run(&yz, &data_dir, n, phases)?);
+    }
+    report::machine();
+    let growth = matches!(cli.command, Which::All | Which::Growth);
+    Ok(report::print(&results, growth))
+}
