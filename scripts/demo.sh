@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --locked -q -p yizhan-cli
-BIN=$PWD/target/release/yizhan
+BIN=${CARGO_TARGET_DIR:-$PWD/target}/release/yizhan
 WORK=$(mktemp -d)
 SERVE_PID=
 cleanup() {
