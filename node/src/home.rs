@@ -1195,123 +1195,164 @@ pub(crate) fn ingest_in(
         }
         groups.push((header, fresh));
     }
-    // Pass 2, the costly part: strict signature checks, on every core.
-    let checked = verify_all(ctx.site, groups);
-    // Pass 3: who may write, then apply and store, one document at a time.
-    for (header, results) in checked {
-        let doc_id = header.doc_id();
-        let mut verified = Vec::new();
-        for result in results {
-            match result {
-                Ok(v) => match may_write(ctx, &header, &v) {
-                    Ok(Verdict::Merge) => verified.push(v),
-                    Ok(Verdict::Quarantine) => {
-                        hold(
-                            tx,
-                            ctx,
-                            &header,
-                            &v.envelope,
-                            "its author was revoked before the station received it",
-                        )?;
-                        report.quarantined += 1;
+    // Pass 2, the costly part: strict signature checks, on a second core while this one
+    // applies and stores what is already checked (pass 3).
+    let total: usize = groups.iter().map(|(_, c)| c.len()).sum();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if total < PARALLEL_VERIFY_MIN || cores < 2 {
+        let mut keys = yizhan_protocol::identity::KeyCache::default();
+        for (header, changes) in groups {
+            let results = changes
+                .into_iter()
+                .map(|c| check(ctx.site, c, &mut keys))
+                .collect();
+            apply_group(tx, ctx, &mut report, header, results)?;
+        }
+    } else {
+        let site = ctx.site;
+        std::thread::scope(|scope| -> Result<(), WriteError> {
+            let (checked_tx, checked_rx) = std::sync::mpsc::sync_channel(VERIFY_AHEAD);
+            scope.spawn(move || {
+                let mut keys = yizhan_protocol::identity::KeyCache::default();
+                for (header, changes) in groups {
+                    let results: Vec<Checked> = changes
+                        .into_iter()
+                        .map(|c| check(site, c, &mut keys))
+                        .collect();
+                    if checked_tx.send((header, results)).is_err() {
+                        return; // the applying side stopped on an error
                     }
-                    Err(why) => reject(tx, ctx, &mut report, &v.envelope, &why)?,
-                },
-                Err(failed) => {
-                    let (env, e) = *failed;
-                    reject(tx, ctx, &mut report, &env, &e.to_string())?
                 }
+            });
+            for (header, results) in checked_rx {
+                apply_group(tx, ctx, &mut report, header, results)?;
             }
-        }
-        if verified.is_empty() {
-            continue;
-        }
-        let mut doc = match load_header(tx, doc_id) {
-            Ok(_) => load_doc(tx, doc_id)?,
-            Err(WriteError::NotAllowed(_)) => AutoCommit::new(),
-            Err(e) => return Err(e),
-        };
-        let changes: Vec<automerge::Change> = verified.iter().map(|v| v.change.clone()).collect();
-        let applied = catch_unwind(AssertUnwindSafe(|| doc.apply_changes(changes)));
-        if !matches!(applied, Ok(Ok(()))) {
-            for v in verified {
-                reject(
-                    tx,
-                    ctx,
-                    &mut report,
-                    &v.envelope,
-                    "Automerge could not apply the change",
-                )?;
-            }
-            continue;
-        }
-        let mut stored = Vec::new();
-        let mut unapplied = Vec::new();
-        for v in verified {
-            if doc.get_change_by_hash(&v.envelope.hash.into()).is_some() {
-                stored.push(NewChange {
-                    seq: v.change.seq(),
-                    env: v.envelope,
-                });
-            } else {
-                unapplied.push(v);
-            }
-        }
-        // A change that builds on a change held in quarantine is held with it (it cannot
-        // apply before the station decides); the rest lack history to fetch.
-        loop {
-            let before = unapplied.len();
-            let mut still = Vec::new();
-            for v in unapplied {
-                if depends_on_held(tx, &v.change)? {
+            Ok(())
+        })?;
+    }
+    Ok(report)
+}
+
+/// Pass 3 of [`ingest_in`] for one document: who may write, then apply and store.
+fn apply_group(
+    tx: &Transaction<'_>,
+    ctx: &IngestContext,
+    report: &mut IngestReport,
+    header: DocHeader,
+    results: Vec<Checked>,
+) -> Result<(), WriteError> {
+    let doc_id = header.doc_id();
+    let mut verified = Vec::new();
+    for result in results {
+        match result {
+            Ok(v) => match may_write(ctx, &header, &v) {
+                Ok(Verdict::Merge) => verified.push(v),
+                Ok(Verdict::Quarantine) => {
                     hold(
                         tx,
                         ctx,
                         &header,
                         &v.envelope,
-                        "it builds on a change held in quarantine",
+                        "its author was revoked before the station received it",
                     )?;
                     report.quarantined += 1;
-                } else {
-                    still.push(v);
                 }
-            }
-            unapplied = still;
-            if unapplied.len() == before {
-                break;
-            }
-        }
-        if !unapplied.is_empty() {
-            report.missing.push(doc_id);
-        }
-        if stored.is_empty() {
-            continue;
-        }
-        if stored.len() > 1 {
-            // Into this node's log in causal order, so that it serves them onward so.
-            let order: std::collections::HashMap<automerge::ChangeHash, usize> = doc
-                .get_changes(&[])
-                .iter()
-                .enumerate()
-                .map(|(i, c)| (c.hash(), i))
-                .collect();
-            stored.sort_by_key(|c| order.get(&c.env.hash.into()).copied().unwrap_or(usize::MAX));
-        }
-        report.accepted += stored.len();
-        let saved = catch_unwind(AssertUnwindSafe(|| {
-            persist_from(tx, &header, &mut doc, &stored, ctx.origin)
-        }));
-        match saved {
-            Ok(result) => result?,
-            Err(_) => {
-                return Err(WriteError::Damaged(
-                    doc_id,
-                    "the merged document cannot be saved".into(),
-                ));
+                Err(why) => reject(tx, ctx, report, &v.envelope, &why)?,
+            },
+            Err(failed) => {
+                let (env, e) = *failed;
+                reject(tx, ctx, report, &env, &e.to_string())?
             }
         }
     }
-    Ok(report)
+    if verified.is_empty() {
+        return Ok(());
+    }
+    let mut doc = match load_doc(tx, doc_id) {
+        Ok(doc) => doc,
+        Err(WriteError::NotAllowed(_)) => AutoCommit::new(), // a new document
+        Err(e) => return Err(e),
+    };
+    let changes: Vec<automerge::Change> = verified.iter().map(|v| v.change.clone()).collect();
+    let applied = catch_unwind(AssertUnwindSafe(|| doc.apply_changes(changes)));
+    if !matches!(applied, Ok(Ok(()))) {
+        for v in verified {
+            reject(
+                tx,
+                ctx,
+                report,
+                &v.envelope,
+                "Automerge could not apply the change",
+            )?;
+        }
+        return Ok(());
+    }
+    let mut stored = Vec::new();
+    let mut unapplied = Vec::new();
+    for v in verified {
+        if doc.get_change_by_hash(&v.envelope.hash.into()).is_some() {
+            stored.push(NewChange {
+                seq: v.change.seq(),
+                env: v.envelope,
+            });
+        } else {
+            unapplied.push(v);
+        }
+    }
+    // A change that builds on a change held in quarantine is held with it (it cannot
+    // apply before the station decides); the rest lack history to fetch.
+    loop {
+        let before = unapplied.len();
+        let mut still = Vec::new();
+        for v in unapplied {
+            if depends_on_held(tx, &v.change)? {
+                hold(
+                    tx,
+                    ctx,
+                    &header,
+                    &v.envelope,
+                    "it builds on a change held in quarantine",
+                )?;
+                report.quarantined += 1;
+            } else {
+                still.push(v);
+            }
+        }
+        unapplied = still;
+        if unapplied.len() == before {
+            break;
+        }
+    }
+    if !unapplied.is_empty() {
+        report.missing.push(doc_id);
+    }
+    if stored.is_empty() {
+        return Ok(());
+    }
+    if stored.len() > 1 {
+        // Into this node's log in causal order, so that it serves them onward so.
+        let order: std::collections::HashMap<automerge::ChangeHash, usize> = doc
+            .get_changes(&[])
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.hash(), i))
+            .collect();
+        stored.sort_by_key(|c| order.get(&c.env.hash.into()).copied().unwrap_or(usize::MAX));
+    }
+    report.accepted += stored.len();
+    let saved = catch_unwind(AssertUnwindSafe(|| {
+        persist_from(tx, &header, &mut doc, &stored, ctx.origin)
+    }));
+    match saved {
+        Ok(result) => result?,
+        Err(_) => {
+            return Err(WriteError::Damaged(
+                doc_id,
+                "the merged document cannot be saved".into(),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Holds a change back in quarantine until the station accepts or rejects it.
@@ -1349,69 +1390,18 @@ type Checked = Result<yizhan_protocol::VerifiedChange, Box<(SignedChange, Verify
 /// Below this many changes, checking on one thread is quicker than starting others.
 const PARALLEL_VERIFY_MIN: usize = 64;
 
-/// Verifies every envelope (size, decoding, hash, actor binding, strict signature),
-/// splitting the work over the machine's cores. Keeps each document's order.
-fn verify_all(
+/// How many checked documents may wait for pass 3 of [`ingest_in`].
+const VERIFY_AHEAD: usize = 256;
+
+/// Checks one envelope: size, decoding, hash, actor binding, strict signature.
+fn check(
     site: Option<SiteId>,
-    groups: Vec<(DocHeader, Vec<SignedChange>)>,
-) -> Vec<(DocHeader, Vec<Checked>)> {
-    let check = |env: SignedChange, keys: &mut yizhan_protocol::identity::KeyCache| -> Checked {
-        env.clone()
-            .verify_cached(site, keys)
-            .map_err(|e| Box::new((env, e)))
-    };
-    let total: usize = groups.iter().map(|(_, c)| c.len()).sum();
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(8);
-    if total < PARALLEL_VERIFY_MIN || threads < 2 {
-        let mut keys = Default::default();
-        return groups
-            .into_iter()
-            .map(|(h, changes)| {
-                (
-                    h,
-                    changes.into_iter().map(|c| check(c, &mut keys)).collect(),
-                )
-            })
-            .collect();
-    }
-    // Flatten, check in contiguous chunks, and regroup in order.
-    let mut shape = Vec::with_capacity(groups.len());
-    let mut flat = Vec::with_capacity(total);
-    for (h, changes) in groups {
-        shape.push((h, changes.len()));
-        flat.extend(changes);
-    }
-    let chunk = total.div_ceil(threads);
-    let mut checked: Vec<Checked> = Vec::with_capacity(total);
-    std::thread::scope(|scope| {
-        let mut rest = flat;
-        let mut handles = Vec::new();
-        while !rest.is_empty() {
-            let tail = rest.split_off(chunk.min(rest.len()));
-            let part = std::mem::replace(&mut rest, tail);
-            handles.push(scope.spawn(move || {
-                let mut keys = Default::default();
-                part.into_iter()
-                    .map(|c| check(c, &mut keys))
-                    .collect::<Vec<_>>()
-            }));
-        }
-        for h in handles {
-            match h.join() {
-                Ok(part) => checked.extend(part),
-                // `verify` contains Automerge's panics; anything else is a bug worth
-                // stopping for.
-                Err(panic) => std::panic::resume_unwind(panic),
-            }
-        }
-    });
-    let mut it = checked.into_iter();
-    shape
-        .into_iter()
-        .map(|(h, n)| (h, it.by_ref().take(n).collect()))
-        .collect()
+    env: SignedChange,
+    keys: &mut yizhan_protocol::identity::KeyCache,
+) -> Checked {
+    env.clone()
+        .verify_cached(site, keys)
+        .map_err(|e| Box::new((env, e)))
 }
 
 /// Whether any of `change`'s dependencies is held in quarantine.
