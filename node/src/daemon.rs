@@ -244,7 +244,7 @@ pub async fn sync_once(home: &Home, addr: SocketAddr) -> Result<SyncReport, Daem
     let result = sync_on(home, &conn, &SyncConfig::default()).await;
     let stats = conn.connection.stats();
     conn.connection.close(0u32.into(), b"done");
-    endpoint.close().await;
+    endpoint.close_within(Duration::from_millis(20)).await;
     let mut stats_out = result?;
     stats_out.bytes_sent = stats.udp_tx.bytes;
     stats_out.bytes_received = stats.udp_rx.bytes;

@@ -369,9 +369,16 @@ impl Endpoint {
     /// Closes every connection with code 0, refuses new ones, ends pending and future
     /// [`Endpoint::accept`] calls with `None`, and waits (at most 2 s) for peers to be told.
     pub async fn close(&self) {
+        self.close_within(CLOSE_WAIT).await;
+    }
+
+    /// Like [`Endpoint::close`], waiting at most `wait` for the peers' acknowledgement. A
+    /// one-shot sync, whose peer has already read everything, only needs its close frame
+    /// sent: it does not wait out QUIC's draining period.
+    pub async fn close_within(&self, wait: Duration) {
         self.endpoint.close(VarInt::from_u32(CLOSE_NORMAL), b"");
         // Bounded: a peer that vanished would otherwise hold us until its idle timeout.
-        let _ = tokio::time::timeout(CLOSE_WAIT, self.endpoint.wait_idle()).await;
+        let _ = tokio::time::timeout(wait, self.endpoint.wait_idle()).await;
     }
 }
 

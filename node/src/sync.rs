@@ -758,11 +758,13 @@ impl SyncEngine {
             return Ok(None);
         }
         let peer = self.peer.as_ref().expect("peer accepted");
-        let total: i64 =
-            self.node
-                .store()
-                .conn()
-                .query_row("SELECT COUNT(*) FROM changes", [], |r| r.get(0))?;
+        // The log's last position is the number of changes held (positions are never
+        // reused), without counting them.
+        let total: i64 = self.node.store().conn().query_row(
+            "SELECT COALESCE(MAX(lseq), 0) FROM changes",
+            [],
+            |r| r.get(0),
+        )?;
         let refused: Vec<ChangeHash> = self
             .node
             .store()
