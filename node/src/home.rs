@@ -749,11 +749,12 @@ impl Node {
         }
     }
 
-    /// Every device this node has seen: itself, and the authors and assignees of records.
+    /// Every device this node has seen: itself, the members of its roster, and the authors
+    /// and assignees of records.
     pub fn known_devices(&self) -> rusqlite::Result<Vec<DeviceId>> {
         let mut stmt = self.store.conn().prepare(
             "SELECT author FROM records UNION SELECT assignee FROM records
-             WHERE assignee IS NOT NULL",
+             WHERE assignee IS NOT NULL UNION SELECT lower(hex(device)) FROM members",
         )?;
         let mut out: Vec<DeviceId> = stmt
             .query_map([], |r| r.get::<_, String>(0))?
