@@ -1274,30 +1274,27 @@ fn apply_group(
         Err(WriteError::NotAllowed(_)) => AutoCommit::new(), // a new document
         Err(e) => return Err(e),
     };
-    let changes: Vec<automerge::Change> = verified.iter().map(|v| v.change.clone()).collect();
+    // Move the decoded changes into Automerge; keep what is needed of them afterwards.
+    let mut kept = Vec::with_capacity(verified.len());
+    let mut changes = Vec::with_capacity(verified.len());
+    for v in verified {
+        kept.push((v.envelope, v.change.seq(), v.change.deps().to_vec()));
+        changes.push(v.change);
+    }
     let applied = catch_unwind(AssertUnwindSafe(|| doc.apply_changes(changes)));
     if !matches!(applied, Ok(Ok(()))) {
-        for v in verified {
-            reject(
-                tx,
-                ctx,
-                report,
-                &v.envelope,
-                "Automerge could not apply the change",
-            )?;
+        for (env, _, _) in kept {
+            reject(tx, ctx, report, &env, "Automerge could not apply the change")?;
         }
         return Ok(());
     }
     let mut stored = Vec::new();
     let mut unapplied = Vec::new();
-    for v in verified {
-        if doc.get_change_by_hash(&v.envelope.hash.into()).is_some() {
-            stored.push(NewChange {
-                seq: v.change.seq(),
-                env: v.envelope,
-            });
+    for (env, seq, deps) in kept {
+        if doc.get_change_by_hash(&env.hash.into()).is_some() {
+            stored.push(NewChange { seq, env });
         } else {
-            unapplied.push(v);
+            unapplied.push((env, deps));
         }
     }
     // A change that builds on a change held in quarantine is held with it (it cannot
@@ -1305,18 +1302,12 @@ fn apply_group(
     loop {
         let before = unapplied.len();
         let mut still = Vec::new();
-        for v in unapplied {
-            if depends_on_held(tx, &v.change)? {
-                hold(
-                    tx,
-                    ctx,
-                    &header,
-                    &v.envelope,
-                    "it builds on a change held in quarantine",
-                )?;
+        for (env, deps) in unapplied {
+            if depends_on_held(tx, &deps)? {
+                hold(tx, ctx, &header, &env, "it builds on a change held in quarantine")?;
                 report.quarantined += 1;
             } else {
-                still.push(v);
+                still.push((env, deps));
             }
         }
         unapplied = still;
@@ -1405,10 +1396,10 @@ fn check(
         .map_err(|e| Box::new((env, e)))
 }
 
-/// Whether any of `change`'s dependencies is held in quarantine.
-fn depends_on_held(tx: &Transaction<'_>, change: &automerge::Change) -> rusqlite::Result<bool> {
+/// Whether any of a change's dependencies is held in quarantine.
+fn depends_on_held(tx: &Transaction<'_>, deps: &[automerge::ChangeHash]) -> rusqlite::Result<bool> {
     let mut stmt = tx.prepare_cached("SELECT 1 FROM quarantine WHERE hash = ?1")?;
-    for dep in change.deps() {
+    for dep in deps {
         if stmt.exists([dep.0.as_slice()])? {
             return Ok(true);
         }
@@ -1604,22 +1595,15 @@ struct IndexRow {
 }
 
 fn index_row(header: &DocHeader, doc: &AutoCommit) -> IndexRow {
+    let root = records::Root::read(doc);
     let (grid, category, status, assignee, at, summary, links) = match header.kind {
         RecordKind::Visit => {
-            let v = records::read_visit(doc, header);
+            let v = records::read_visit_from(doc, &root, header);
             let summary = serde_json::to_string(&v).expect("records serialise");
-            (
-                v.grid,
-                v.category,
-                None,
-                None,
-                v.visited_at,
-                summary,
-                v.tickets,
-            )
+            (v.grid, v.category, None, None, v.visited_at, summary, v.tickets)
         }
         RecordKind::Ticket => {
-            let t = records::read_ticket(doc, header);
+            let t = records::read_ticket_from(&root, header);
             let summary = serde_json::to_string(&t).expect("records serialise");
             let (status, assignee) = (Some(t.status), t.assignee);
             (
@@ -1641,7 +1625,7 @@ fn index_row(header: &DocHeader, doc: &AutoCommit) -> IndexRow {
         at_ms: at.parse::<Time>().map(Time::millis).unwrap_or(0),
         summary,
         links,
-        conflicts: records::read_conflicts(doc, header.kind).len() as i64,
+        conflicts: records::read_conflicts_from(doc, &root, header.kind).len() as i64,
     }
 }
 

@@ -562,36 +562,76 @@ fn get_str(doc: &impl ReadDoc, obj: &automerge::ObjId, key: &str) -> Option<Stri
         .and_then(|(v, _)| scalar_text(&v))
 }
 
-fn get_list(doc: &impl ReadDoc, key: &str) -> Vec<String> {
-    match doc.get(ROOT, key) {
-        Ok(Some((Value::Object(ObjType::List), id))) => doc
-            .list_range(&id, ..)
-            .filter_map(|item| scalar_text(&Value::from(item.value)))
-            .collect(),
-        _ => Vec::new(),
-    }
+/// The root map of a record document, read in one pass: each key's winning value, its id,
+/// and whether concurrent values stand beside it.
+pub struct Root {
+    fields: std::collections::HashMap<String, (Value<'static>, automerge::ObjId, bool)>,
 }
 
-fn get_map_keys(doc: &impl ReadDoc, key: &str) -> Vec<String> {
-    match doc.get(ROOT, key) {
-        Ok(Some((Value::Object(ObjType::Map), id))) => doc.keys(&id).collect(),
-        _ => Vec::new(),
+impl Root {
+    /// Reads the root map.
+    pub fn read(doc: &impl ReadDoc) -> Root {
+        Root {
+            fields: doc
+                .map_range(ROOT, ..)
+                .map(|item| {
+                    let id = item.id();
+                    (
+                        item.key.into_owned(),
+                        (Value::from(item.value), id, item.conflict),
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    fn text(&self, key: &str) -> Option<String> {
+        self.fields.get(key).and_then(|(v, _, _)| scalar_text(v))
+    }
+
+    fn object(&self, key: &str, kind: ObjType) -> Option<&automerge::ObjId> {
+        match self.fields.get(key) {
+            Some((Value::Object(t), id, _)) if *t == kind => Some(id),
+            _ => None,
+        }
+    }
+
+    fn list(&self, doc: &impl ReadDoc, key: &str) -> Vec<String> {
+        match self.object(key, ObjType::List) {
+            Some(id) => doc
+                .list_range(id, ..)
+                .filter_map(|item| scalar_text(&Value::from(item.value)))
+                .collect(),
+            None => Vec::new(),
+        }
+    }
+
+    fn map_keys(&self, doc: &impl ReadDoc, key: &str) -> Vec<String> {
+        match self.object(key, ObjType::Map) {
+            Some(id) => doc.keys(id).collect(),
+            None => Vec::new(),
+        }
     }
 }
 
 /// Reads a visit log's list object.
 pub fn read_visit(doc: &impl ReadDoc, header: &DocHeader) -> Visit {
-    let mut tickets = get_map_keys(doc, "tickets");
+    read_visit_from(doc, &Root::read(doc), header)
+}
+
+/// Reads a visit log's list object from its root, read once.
+pub fn read_visit_from(doc: &impl ReadDoc, root: &Root, header: &DocHeader) -> Visit {
+    let mut tickets = root.map_keys(doc, "tickets");
     tickets.sort();
     Visit {
         id: header.doc_id().to_string(),
-        household: get_str(doc, &ROOT, "household").unwrap_or_default(),
-        grid: get_str(doc, &ROOT, "grid"),
-        category: get_str(doc, &ROOT, "category"),
-        note: get_str(doc, &ROOT, "note"),
-        residents: get_list(doc, "residents"),
-        needs: get_str(doc, &ROOT, "needs"),
-        visited_at: get_str(doc, &ROOT, "visited_at").unwrap_or_default(),
+        household: root.text("household").unwrap_or_default(),
+        grid: root.text("grid"),
+        category: root.text("category"),
+        note: root.text("note"),
+        residents: root.list(doc, "residents"),
+        needs: root.text("needs"),
+        visited_at: root.text("visited_at").unwrap_or_default(),
         author: header.author.to_string(),
         tickets,
     }
@@ -599,18 +639,23 @@ pub fn read_visit(doc: &impl ReadDoc, header: &DocHeader) -> Visit {
 
 /// Reads a ticket's list object.
 pub fn read_ticket(doc: &impl ReadDoc, header: &DocHeader) -> Ticket {
+    read_ticket_from(&Root::read(doc), header)
+}
+
+/// Reads a ticket's list object from its root, read once.
+pub fn read_ticket_from(root: &Root, header: &DocHeader) -> Ticket {
     Ticket {
         id: header.doc_id().to_string(),
-        title: get_str(doc, &ROOT, "title").unwrap_or_default(),
-        status: get_str(doc, &ROOT, "status").unwrap_or_else(|| "open".into()),
-        category: get_str(doc, &ROOT, "category"),
-        priority: get_str(doc, &ROOT, "priority").unwrap_or_else(|| "normal".into()),
-        household: get_str(doc, &ROOT, "household"),
-        grid: get_str(doc, &ROOT, "grid"),
-        assignee: get_str(doc, &ROOT, "assignee"),
+        title: root.text("title").unwrap_or_default(),
+        status: root.text("status").unwrap_or_else(|| "open".into()),
+        category: root.text("category"),
+        priority: root.text("priority").unwrap_or_else(|| "normal".into()),
+        household: root.text("household"),
+        grid: root.text("grid"),
+        assignee: root.text("assignee"),
         opened_by: header.author.to_string(),
-        opened_at: get_str(doc, &ROOT, "opened_at").unwrap_or_default(),
-        note: get_str(doc, &ROOT, "note"),
+        opened_at: root.text("opened_at").unwrap_or_default(),
+        note: root.text("note"),
     }
 }
 
@@ -636,16 +681,25 @@ pub fn read_comments(doc: &impl ReadDoc) -> Vec<Comment> {
 
 /// The fields of `kind` that hold more than one concurrent value.
 pub fn read_conflicts(doc: &impl ReadDoc, kind: RecordKind) -> Vec<Conflict> {
+    read_conflicts_from(doc, &Root::read(doc), kind)
+}
+
+/// The fields of `kind` that hold concurrent values, from the root read once: only the
+/// fields the root marks as conflicted are looked at again.
+pub fn read_conflicts_from(doc: &impl ReadDoc, root: &Root, kind: RecordKind) -> Vec<Conflict> {
     let fields = match kind {
         RecordKind::Visit => VISIT_FIELDS,
         RecordKind::Ticket => TICKET_FIELDS,
     };
     let mut out = Vec::new();
     for field in fields {
+        if !root.fields.get(*field).is_some_and(|(_, _, conflict)| *conflict) {
+            continue;
+        }
         let all = doc.get_all(ROOT, *field).unwrap_or_default();
         if all.len() > 1 {
             // Show the winning value first, as `get` does.
-            let winner = get_str(doc, &ROOT, field);
+            let winner = root.text(field);
             let mut values: Vec<String> = all.iter().filter_map(|(v, _)| scalar_text(v)).collect();
             if let Some(w) = winner
                 && let Some(pos) = values.iter().position(|v| *v == w)
