@@ -1284,7 +1284,13 @@ fn apply_group(
     let applied = catch_unwind(AssertUnwindSafe(|| doc.apply_changes(changes)));
     if !matches!(applied, Ok(Ok(()))) {
         for (env, _, _) in kept {
-            reject(tx, ctx, report, &env, "Automerge could not apply the change")?;
+            reject(
+                tx,
+                ctx,
+                report,
+                &env,
+                "Automerge could not apply the change",
+            )?;
         }
         return Ok(());
     }
@@ -1304,7 +1310,13 @@ fn apply_group(
         let mut still = Vec::new();
         for (env, deps) in unapplied {
             if depends_on_held(tx, &deps)? {
-                hold(tx, ctx, &header, &env, "it builds on a change held in quarantine")?;
+                hold(
+                    tx,
+                    ctx,
+                    &header,
+                    &env,
+                    "it builds on a change held in quarantine",
+                )?;
                 report.quarantined += 1;
             } else {
                 still.push((env, deps));
@@ -1600,7 +1612,15 @@ fn index_row(header: &DocHeader, doc: &AutoCommit) -> IndexRow {
         RecordKind::Visit => {
             let v = records::read_visit_from(doc, &root, header);
             let summary = serde_json::to_string(&v).expect("records serialise");
-            (v.grid, v.category, None, None, v.visited_at, summary, v.tickets)
+            (
+                v.grid,
+                v.category,
+                None,
+                None,
+                v.visited_at,
+                summary,
+                v.tickets,
+            )
         }
         RecordKind::Ticket => {
             let t = records::read_ticket_from(&root, header);

@@ -693,7 +693,11 @@ pub fn read_conflicts_from(doc: &impl ReadDoc, root: &Root, kind: RecordKind) ->
     };
     let mut out = Vec::new();
     for field in fields {
-        if !root.fields.get(*field).is_some_and(|(_, _, conflict)| *conflict) {
+        if !root
+            .fields
+            .get(*field)
+            .is_some_and(|(_, _, conflict)| *conflict)
+        {
             continue;
         }
         let all = doc.get_all(ROOT, *field).unwrap_or_default();
