@@ -1248,16 +1248,14 @@ fn apply_group(
         match result {
             Ok(v) => match may_write(ctx, &header, &v) {
                 Ok(Verdict::Merge) => verified.push(v),
-                Ok(Verdict::Quarantine) => {
-                    hold(
-                        tx,
-                        ctx,
-                        &header,
-                        &v.envelope,
-                        "its author was revoked before the station received it",
-                    )?;
-                    report.quarantined += 1;
-                }
+                Ok(Verdict::Quarantine) => hold(
+                    tx,
+                    ctx,
+                    report,
+                    &header,
+                    &v.envelope,
+                    "its author was revoked before the station received it",
+                )?,
                 Err(why) => reject(tx, ctx, report, &v.envelope, &why)?,
             },
             Err(failed) => {
@@ -1313,11 +1311,11 @@ fn apply_group(
                 hold(
                     tx,
                     ctx,
+                    report,
                     &header,
                     &env,
                     "it builds on a change held in quarantine",
                 )?;
-                report.quarantined += 1;
             } else {
                 still.push((env, deps));
             }
@@ -1363,10 +1361,20 @@ fn apply_group(
 fn hold(
     tx: &Transaction<'_>,
     ctx: &IngestContext,
+    report: &mut IngestReport,
     header: &DocHeader,
     env: &SignedChange,
     reason: &str,
 ) -> Result<(), WriteError> {
+    // Bounded: past the limit, a change that would be held is refused instead (and kept,
+    // bounded, with the rejected changes), so no relay can fill the station's disk.
+    let (held, bytes): (i64, i64) = tx
+        .prepare_cached("SELECT COUNT(*), COALESCE(SUM(length(bytes)), 0) FROM quarantine")?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    if held >= MAX_QUARANTINE_CHANGES || bytes + env.bytes.len() as i64 > MAX_QUARANTINE_BYTES {
+        return reject(tx, ctx, report, env, "the quarantine is full");
+    }
+    report.quarantined += 1;
     tx.prepare_cached(
         "INSERT OR IGNORE INTO quarantine(hash, doc_id, kind, author, nonce, signer, signature,
                                           bytes, reason, from_peer, received_at)
@@ -1418,6 +1426,11 @@ fn depends_on_held(tx: &Transaction<'_>, deps: &[automerge::ChangeHash]) -> rusq
     }
     Ok(false)
 }
+
+/// Most changes the quarantine holds.
+const MAX_QUARANTINE_CHANGES: i64 = 10_000;
+/// Most bytes of changes the quarantine holds.
+const MAX_QUARANTINE_BYTES: i64 = 256 << 20;
 
 /// Most rejected changes kept for inspection; older ones are dropped.
 const MAX_REJECTED_KEPT: i64 = 10_000;
