@@ -1,5 +1,6 @@
-//! A `visit add` killed at any moment never loses a visit whose id it already printed, and
-//! never leaves the store unverifiable.
+//! A `visit add` or `visit edit` killed at any moment never loses a record or an edit whose
+//! id it already printed, never leaves the store unverifiable, and never makes a later write
+//! reuse an (actor, seq).
 
 mod util;
 
@@ -10,9 +11,9 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 use util::*;
 
-const TRIALS_PER_THREAD: usize = 24;
+const TRIALS_PER_THREAD: usize = 50;
 const THREADS: usize = 4;
-const MAX_DELAY_MS: u64 = 40;
+const MAX_DELAY_MS: u64 = 12;
 
 /// Sends SIGKILL to a child that has not been waited for (so the pid is still ours).
 #[allow(unsafe_code)]
@@ -35,6 +36,8 @@ fn printed_id(stdout: &str) -> Option<String> {
 }
 
 struct Trial {
+    /// An edit of the first visit (else an add).
+    edit: bool,
     household: String,
     id: Option<String>,
     killed: bool,
@@ -42,21 +45,27 @@ struct Trial {
     stderr: String,
 }
 
-fn run_trials(home: &Home, thread: usize) -> Vec<Trial> {
+fn run_trials(home: &Home, thread: usize, first: &str) -> Vec<Trial> {
     let mut rng = rand::rng();
     let mut trials = Vec::new();
     for k in 0..TRIALS_PER_THREAD {
+        // Every third trial edits the one shared visit, concurrently with the others.
+        let edit = k % 3 == 2;
         let household = format!("幸福里{thread}栋{k}室");
-        let args = [
-            "visit",
-            "add",
-            "--household",
-            household.as_str(),
-            "--note",
-            "断电测试",
-            "--resident",
-            "王秀英",
-        ];
+        let args: Vec<&str> = if edit {
+            vec!["visit", "edit", first, "--note", household.as_str()]
+        } else {
+            vec![
+                "visit",
+                "add",
+                "--household",
+                household.as_str(),
+                "--note",
+                "断电测试",
+                "--resident",
+                "王秀英",
+            ]
+        };
         let child = home
             .command(true, &args)
             .stdout(Stdio::piped())
@@ -68,6 +77,7 @@ fn run_trials(home: &Home, thread: usize) -> Vec<Trial> {
         let out = child.wait_with_output().expect("wait");
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         trials.push(Trial {
+            edit,
             household,
             id: printed_id(&stdout),
             killed: out.status.code().is_none(),
@@ -87,8 +97,8 @@ fn killed_visit_adds_keep_every_printed_id() {
     let trials: Vec<Trial> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..THREADS)
             .map(|t| {
-                let home = &home;
-                s.spawn(move || run_trials(home, t))
+                let (home, first) = (&home, first.as_str());
+                s.spawn(move || run_trials(home, t, first))
             })
             .collect();
         handles
@@ -96,7 +106,11 @@ fn killed_visit_adds_keep_every_printed_id() {
             .flat_map(|h| h.join().expect("trial thread"))
             .collect()
     });
-    let printed: Vec<&Trial> = trials.iter().filter(|t| t.id.is_some()).collect();
+    let printed: Vec<&Trial> = trials
+        .iter()
+        .filter(|t| t.id.is_some() && !t.edit)
+        .collect();
+    let printed_edits = trials.iter().filter(|t| t.id.is_some() && t.edit).count();
     eprintln!(
         "{} trials in {:?}: {} killed, {} finished, {} printed an id",
         trials.len(),
@@ -105,7 +119,7 @@ fn killed_visit_adds_keep_every_printed_id() {
         trials.iter().filter(|t| !t.killed).count(),
         printed.len()
     );
-    assert!(trials.len() >= 60);
+    assert!(trials.len() >= 200);
     // A run that ended on its own (not by the kill) must have succeeded and said so.
     for t in trials.iter().filter(|t| !t.killed) {
         assert_eq!(
@@ -141,8 +155,21 @@ fn killed_visit_adds_keep_every_printed_id() {
         assert_eq!(v["note"], "断电测试");
         assert_eq!(v["residents"], serde_json::json!(["王秀英"]));
     }
+    // Every edit that printed its id is in the shared visit's history.
+    let history = home.visit(&first)["history"]
+        .as_array()
+        .expect("history")
+        .len();
+    assert!(
+        history > printed_edits,
+        "{printed_edits} edits were reported saved but the history has {history} entries"
+    );
     // Whatever else survived is whole: one of ours, with all its fields.
-    let households: BTreeSet<&str> = trials.iter().map(|t| t.household.as_str()).collect();
+    let households: BTreeSet<&str> = trials
+        .iter()
+        .filter(|t| !t.edit)
+        .map(|t| t.household.as_str())
+        .collect();
     for v in &visits {
         if v["id"] == first.as_str() {
             continue;
@@ -168,7 +195,10 @@ fn killed_visit_adds_keep_every_printed_id() {
         verify["changes"].as_u64().unwrap_or(0) >= visits.len() as u64,
         "fewer changes than visits: {verify}"
     );
-    // And the store still takes new records.
+    // And the store still takes new records and edits: no (actor, seq) is reused, which the
+    // store's UNIQUE (doc_id, actor, seq) would refuse.
     let last = home.add_visit("最后的住户", &[]);
     assert_eq!(home.visit(&last)["household"], "最后的住户");
+    home.json(&["visit", "edit", &first, "--note", "最后一次"]);
+    assert_eq!(home.visit(&first)["note"], "最后一次");
 }
