@@ -544,21 +544,25 @@ async fn keep_syncing_with_station(
             }
         };
         let peer = conn.peer;
-        let _ = blocking(|| {
-            home.open()
-                .map(|mut n| n.note_peer_addr(peer, &addr.to_string()))
-        });
+        // One handle on the store watches the log for this connection's lifetime:
+        // opening the store every poll would cost an encrypted home a key derivation
+        // twice a second.
+        let Ok(mut watcher) = blocking(|| home.open()) else {
+            tokio::time::sleep(backoff).await;
+            continue;
+        };
+        let _ = blocking(|| watcher.note_peer_addr(peer, &addr.to_string()));
         let mut last_end = None;
         let mut last_sync = Instant::now() - config.resync;
         loop {
-            let end = blocking(|| home.open().ok().and_then(|n| n.log_end().ok()));
+            let end = blocking(|| watcher.log_end().ok());
             if end != last_end || last_sync.elapsed() >= config.resync {
                 match sync_on(home, &conn, &sync_config).await {
                     Ok(stats) => {
                         backoff = config.retry_min;
                         last_sync = Instant::now();
                         // Our own sync may have grown the log: count from after it.
-                        last_end = blocking(|| home.open().ok().and_then(|n| n.log_end().ok()));
+                        last_end = blocking(|| watcher.log_end().ok());
                         let _ = events.send(ServeEvent::Synced { peer, stats });
                     }
                     Err(e) => {

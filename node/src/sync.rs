@@ -215,15 +215,7 @@ impl SyncEngine {
             .map_err(|_| SyncError::Read(ReadError::Index("malformed own certificate".into())))?;
         let my_epoch = epoch_of(&node)?;
         // Ask for the peer's log from where this node left off, right behind the Hello.
-        let stored: Option<CursorRow> = node
-            .store()
-            .conn()
-            .query_row(
-                "SELECT epoch, cursor, scope_key FROM peers WHERE device = ?1",
-                [peer.as_bytes().as_slice()],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .optional()?;
+        let stored = stored_cursor(node.store().conn(), peer)?;
         let pull = match stored {
             Some((Some(epoch), cursor, Some(scope))) => Pull {
                 epoch: epoch.try_into().unwrap_or([0; 16]),
@@ -425,13 +417,7 @@ impl SyncEngine {
             drop(tx);
             return Err(self.refuse("membership certificate: its membership expired"));
         }
-        let stored: Option<CursorRow> = tx
-            .query_row(
-                "SELECT epoch, cursor, scope_key FROM peers WHERE device = ?1",
-                [cert.device.as_bytes().as_slice()],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .optional()?;
+        let stored = stored_cursor(&tx, cert.device)?;
         let key = scope_key(&own_cert, &signed_cert);
         let cursor = match stored {
             Some((Some(epoch), cursor, Some(sk))) if epoch == hello.epoch && sk == key => {
@@ -889,6 +875,19 @@ pub struct PeerInfo {
 
 /// A peer's row: its log epoch, this node's position in its log, and the scope key.
 type CursorRow = (Option<Vec<u8>>, i64, Option<Vec<u8>>);
+
+/// This node's stored position in `peer`'s log, if it has met the peer.
+fn stored_cursor(
+    conn: &rusqlite::Connection,
+    peer: DeviceId,
+) -> rusqlite::Result<Option<CursorRow>> {
+    conn.query_row(
+        "SELECT epoch, cursor, scope_key FROM peers WHERE device = ?1",
+        [peer.as_bytes().as_slice()],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )
+    .optional()
+}
 
 impl Node {
     /// The station's latest receipt for this node, checked when it was received.
