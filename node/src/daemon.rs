@@ -18,6 +18,7 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use yizhan_protocol::DeviceId;
 use yizhan_protocol::wire::MAX_FRAME;
 
+use crate::discovery::{Discovery, Neighbours};
 use crate::home::{Home, Node, OpenError, ReadError, Role};
 use crate::net::{Endpoint, NetConfig, NetError, PeerConnection, read_frame, write_frame};
 use crate::sync::{SyncConfig, SyncEngine, SyncError, SyncStats};
@@ -285,6 +286,12 @@ pub struct ServeConfig {
     pub resync: Duration,
     /// How often to look for changes written by other processes.
     pub poll: Duration,
+    /// Find the nodes of this site on the local network (mDNS) and sync with them.
+    pub discovery: bool,
+    /// The station's address, over the one stored at join (a flag or the config file).
+    pub station: Option<SocketAddr>,
+    /// More peer addresses to keep syncing with (whichever member answers).
+    pub peers: Vec<SocketAddr>,
 }
 
 impl Default for ServeConfig {
@@ -296,6 +303,9 @@ impl Default for ServeConfig {
             retry_max: Duration::from_secs(60),
             resync: Duration::from_secs(30),
             poll: Duration::from_millis(500),
+            discovery: false,
+            station: None,
+            peers: Vec::new(),
         }
     }
 }
@@ -311,6 +321,21 @@ pub enum ServeEvent {
         peer: DeviceId,
         /// What moved.
         stats: SyncStats,
+    },
+    /// Discovery found a node of this site on the local network (not yet verified: the
+    /// handshake will prove the device or fail).
+    Discovered {
+        /// The device it advertised.
+        peer: DeviceId,
+        /// Where.
+        addrs: Vec<SocketAddr>,
+    },
+    /// Discovery saw a node it will not dial (another site, a malformed advertisement).
+    Ignored {
+        /// The device it advertised, as it advertised it, if at all.
+        device: Option<String>,
+        /// Why it is ignored.
+        reason: String,
     },
     /// A sync or connection failed.
     Failed {
@@ -331,6 +356,7 @@ pub async fn serve(
     let node = blocking(|| home.open())?;
     let key = node.device_key();
     let is_station = node.identity().role == Role::Station;
+    let site = node.identity().site_id;
     drop(node);
     let endpoint = Arc::new(Endpoint::bind(config.listen, &key, &NetConfig::default())?);
     let local = endpoint.local_addr()?;
@@ -340,6 +366,35 @@ pub async fn serve(
         Ok(())
     })?;
     let _ = events.send(ServeEvent::Listening(local));
+
+    // Discovery (a node of no site has nothing to advertise): it only proposes addresses.
+    let mut discovery = None;
+    if let (true, Some(site)) = (config.discovery, site) {
+        match Discovery::start(local, site, key.device_id()) {
+            Ok(d) => discovery = Some(Arc::new(d)),
+            Err(e) => {
+                let _ = events.send(ServeEvent::Failed {
+                    peer: None,
+                    error: e.to_string(),
+                });
+            }
+        }
+    }
+    let neighbours = discovery.as_ref().map(|_| Arc::new(Neighbours::default()));
+    let watcher = discovery
+        .clone()
+        .zip(neighbours.clone())
+        .map(|(d, n)| tokio::spawn(crate::discovery::watch_network(d, n, events.clone())));
+    let nearby = (neighbours.is_some() || !config.peers.is_empty()).then(|| {
+        let (endpoint, home, events) = (endpoint.clone(), home.clone(), events.clone());
+        let (config, neighbours) = (config.clone(), neighbours.clone());
+        tokio::spawn(async move {
+            crate::discovery::keep_syncing_with_neighbours(
+                &home, &endpoint, neighbours, &config, &events,
+            )
+            .await
+        })
+    });
 
     let slots = Arc::new(Semaphore::new(config.max_peers));
     let accept = {
@@ -378,9 +433,10 @@ pub async fn serve(
         let home = home.clone();
         let events = events.clone();
         let config = config.clone();
-        tokio::spawn(
-            async move { keep_syncing_with_station(&home, &endpoint, &config, &events).await },
-        )
+        let neighbours = neighbours.clone();
+        tokio::spawn(async move {
+            keep_syncing_with_station(&home, &endpoint, &config, neighbours, &events).await
+        })
     });
 
     let peers = {
@@ -388,9 +444,10 @@ pub async fn serve(
         let home = home.clone();
         let events = events.clone();
         let config = config.clone();
-        tokio::spawn(
-            async move { keep_syncing_with_peers(&home, &endpoint, &config, &events).await },
-        )
+        let neighbours = neighbours.clone();
+        tokio::spawn(async move {
+            keep_syncing_with_peers(&home, &endpoint, &config, neighbours, &events).await
+        })
     };
 
     let _ = shutdown.wait_for(|stop| *stop).await;
@@ -398,6 +455,13 @@ pub async fn serve(
         task.abort();
     }
     peers.abort();
+    for task in [watcher, nearby].into_iter().flatten() {
+        task.abort();
+    }
+    if let Some(d) = discovery.and_then(|d| Arc::into_inner(d)) {
+        // Withdraw the advertisement so peers forget this node at once.
+        let _ = tokio::task::spawn_blocking(move || d.shutdown()).await;
+    }
     endpoint.close().await;
     accept.abort();
     Ok(())
@@ -447,6 +511,7 @@ async fn keep_syncing_with_peers(
     home: &Home,
     endpoint: &Endpoint,
     config: &ServeConfig,
+    neighbours: Option<Arc<Neighbours>>,
     events: &mpsc::UnboundedSender<ServeEvent>,
 ) {
     let sync_config = SyncConfig::default();
@@ -470,6 +535,12 @@ async fn keep_syncing_with_peers(
             };
             if Some(p.device) == root || station_addr.as_deref() == Some(addr) {
                 continue; // the station has its own loop
+            }
+            if neighbours
+                .as_ref()
+                .is_some_and(|n| n.addrs_of(p.device).is_some())
+            {
+                continue; // found on the network: the neighbours' loop syncs with it
             }
             let now = Instant::now();
             if next_try.get(&p.device).is_some_and(|(at, _)| *at > now) {
@@ -513,30 +584,56 @@ async fn keep_syncing_with_station(
     home: &Home,
     endpoint: &Endpoint,
     config: &ServeConfig,
+    neighbours: Option<Arc<Neighbours>>,
     events: &mpsc::UnboundedSender<ServeEvent>,
 ) {
     let sync_config = SyncConfig::default();
     let mut backoff = config.retry_min;
     loop {
+        // The configured address (flag or config file, else the one stored at join), and
+        // where discovery found the root station, dialled as that device.
         let target = blocking(|| {
-            home.open()
-                .map_err(DaemonError::from)
-                .and_then(|n| station_addr(&n))
+            home.open().map(|n| {
+                let addr = config.station.or_else(|| station_addr(&n).ok());
+                (addr, n.identity().root)
+            })
         });
-        let addr = match target {
-            Ok(a) => a,
-            Err(_) => {
-                // No station known yet (not joined): look again later.
-                tokio::time::sleep(config.retry_max.min(Duration::from_secs(5))).await;
-                continue;
-            }
+        let Ok((configured, root)) = target else {
+            tokio::time::sleep(config.retry_max.min(Duration::from_secs(5))).await;
+            continue;
         };
-        let conn = match endpoint.connect(addr).await {
+        let found = root
+            .zip(neighbours.as_ref())
+            .and_then(|(r, n)| n.addrs_of(r).map(|a| (r, a)));
+        if configured.is_none() && found.is_none() {
+            // No station known yet (not joined, none found nearby): look again later.
+            let wait = config.retry_max.min(Duration::from_secs(5));
+            crate::discovery::wait_for_news(neighbours.as_deref(), wait).await;
+            continue;
+        }
+        let mut connected = Err(None);
+        if let Some(addr) = configured {
+            connected = endpoint
+                .connect(addr)
+                .await
+                .map(|c| (c, addr))
+                .map_err(|e| Some(format!("station at {addr}: {e}")));
+        }
+        if let (true, Some((root, addrs))) = (connected.is_err(), &found) {
+            // Unknown or unreachable where configured: try where discovery found it.
+            if let Err(Some(error)) = connected {
+                let _ = events.send(ServeEvent::Failed { peer: None, error });
+            }
+            connected = crate::discovery::dial(endpoint, *root, addrs)
+                .await
+                .map_err(|e| Some(format!("station found at {}: {e}", addrs[0])));
+        }
+        let (conn, addr) = match connected {
             Ok(c) => c,
-            Err(e) => {
+            Err(error) => {
                 let _ = events.send(ServeEvent::Failed {
                     peer: None,
-                    error: format!("station at {addr}: {e}"),
+                    error: error.unwrap_or_default(),
                 });
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(config.retry_max);

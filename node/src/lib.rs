@@ -11,7 +11,9 @@
 //! the signing rule live in `yizhan-protocol`; who may write which record is checked on
 //! ingest, in [`home`].
 
+pub mod config;
 pub mod daemon;
+pub mod discovery;
 pub mod exchange;
 pub mod home;
 pub mod model;
