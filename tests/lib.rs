@@ -143,6 +143,7 @@ pub fn sync(a: &mut TestNode, b: &mut TestNode, faults: Faults, rng: &mut Rng) -
     let mut now = start;
     let config = SyncConfig {
         idle_timeout: Duration::from_secs(5),
+        ..SyncConfig::default()
     };
     let placeholder_a = Node::open(a.node.home()).expect("open");
     let placeholder_b = Node::open(b.node.home()).expect("open");

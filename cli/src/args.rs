@@ -48,6 +48,14 @@ pub enum Command {
     Sync(SyncArgs),
     /// Where this node stands: records, what is pending, peers, conflicts.
     Status,
+    /// Every field edited concurrently, across all records: each value, its author, when.
+    Conflicts,
+    /// Settle a field's concurrent values with one value (a new signed change).
+    Resolve(ResolveArgs),
+    /// Print a shell completion script (bash, zsh, fish, powershell, elvish) on stdout.
+    Completions(CompletionsArgs),
+    /// Print the man page (roff) on stdout.
+    Man,
     /// Station only: changes by revoked devices held back for a decision.
     #[command(subcommand)]
     Quarantine(QuarantineCommand),
@@ -71,6 +79,24 @@ pub struct InitArgs {
     /// $YIZHAN_PASSPHRASE, or asked for at the terminal).
     #[arg(long)]
     pub encrypt: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ResolveArgs {
+    /// The record: a visit or ticket id, or a unique prefix of at least 6 characters.
+    pub id: String,
+    /// The field in conflict (as `conflicts` names it: status, note, category, ...).
+    pub field: String,
+    /// The value to keep (parsed as the field's type: a category's slug or Chinese name,
+    /// a status, a priority, a time, a device id, or text).
+    pub value: String,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

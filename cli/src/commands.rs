@@ -17,6 +17,7 @@ use yizhan_protocol::{DocId, MemberRole, RecordKind, Token};
 
 use crate::args::*;
 use crate::output::{self, Out, print_fields, print_table, table};
+use crate::progress::Progress;
 
 /// Runs one parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -34,6 +35,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => crate::daemon::serve(open(&home)?, &out, args),
         Command::Sync(args) => crate::daemon::sync_once(open(&home)?, &out, args),
         Command::Status => status(&open(&home)?, &out),
+        Command::Conflicts => crate::conflicts::list(&open(&home)?, &out),
+        Command::Resolve(args) => crate::conflicts::resolve(&mut open(&home)?, &out, args),
+        Command::Completions(args) => crate::shell::completions(args.shell),
+        Command::Man => crate::shell::man(),
         Command::Quarantine(cmd) => quarantine(&mut open(&home)?, &out, cmd),
         Command::Verify => verify(&open(&home)?, &out),
         Command::Export(args) => export(&open(&home)?, &out, args),
@@ -538,16 +543,7 @@ fn ticket(node: &mut Node, out: &Out, cmd: TicketCommand) -> anyhow::Result<()> 
 }
 
 fn print_history(history: &[yizhan_node::records::HistoryEntry]) {
-    println!("\nHistory:");
-    let mut t = table(&["AT", "AUTHOR", "CHANGE"]);
-    for h in history {
-        t.add_row(vec![
-            h.at.clone(),
-            output::short(&h.author),
-            h.message.clone(),
-        ]);
-    }
-    print_table(&t, "(none)");
+    crate::history::print(history);
 }
 
 fn print_conflicts(conflicts: &[yizhan_node::records::Conflict]) {
@@ -608,7 +604,8 @@ fn export(node: &Node, out: &Out, args: ExportArgs) -> anyhow::Result<()> {
                 since,
                 ..VisitFilter::default()
             })?;
-            exchange::export_visits(&visits, format, &mut buf)?;
+            let bar = Progress::rows(out, visits.len(), "exporting");
+            exchange::export_visits_observed(&visits, format, &mut buf, &mut |n| bar.set(n))?;
             visits.len()
         }
         Kind::Tickets => {
@@ -616,7 +613,8 @@ fn export(node: &Node, out: &Out, args: ExportArgs) -> anyhow::Result<()> {
                 since,
                 ..TicketFilter::default()
             })?;
-            exchange::export_tickets(&tickets, format, &mut buf)?;
+            let bar = Progress::rows(out, tickets.len(), "exporting");
+            exchange::export_tickets_observed(&tickets, format, &mut buf, &mut |n| bar.set(n))?;
             tickets.len()
         }
     };
@@ -681,12 +679,16 @@ fn import(node: &mut Node, out: &Out, args: ImportArgs) -> anyhow::Result<()> {
         Kind::Visits => {
             let visits = exchange::parse_visits(&bytes, format)
                 .with_context(|| format!("{file}: nothing imported"))?;
-            node.add_visits(&visits)?.len()
+            let bar = Progress::rows(out, visits.len(), "importing");
+            node.add_visits_observed(&visits, &mut |n| bar.set(n))?
+                .len()
         }
         Kind::Tickets => {
             let tickets = exchange::parse_tickets(&bytes, format)
                 .with_context(|| format!("{file}: nothing imported"))?;
-            node.open_tickets(&tickets)?.len()
+            let bar = Progress::rows(out, tickets.len(), "importing");
+            node.open_tickets_observed(&tickets, &mut |n| bar.set(n))?
+                .len()
         }
     };
     out.emit(&json!({ "imported": count }), || {

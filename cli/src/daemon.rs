@@ -10,6 +10,8 @@ use yizhan_node::daemon::{self, ServeConfig, ServeEvent};
 
 use crate::args::{ServeArgs, SyncArgs};
 use crate::output::Out;
+use crate::progress::Progress;
+use yizhan_node::sync::{SyncConfig, SyncProgress, SyncStats};
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
@@ -31,7 +33,21 @@ pub fn sync_once(node: Node, out: &Out, args: SyncArgs) -> anyhow::Result<()> {
     };
     let home = node.home_handle();
     drop(node);
-    let report = runtime()?.block_on(daemon::sync_once(&home, addr))?;
+    let spinner = Progress::spinner(out, &format!("syncing with {addr}"));
+    let config = SyncConfig {
+        progress: spinner.handle().map(|bar| {
+            SyncProgress(std::sync::Arc::new(move |s: &SyncStats| {
+                bar.set_message(format!(
+                    "syncing with {addr}: sent {} changes, received {}",
+                    s.sent, s.received
+                ));
+            }))
+        }),
+        ..SyncConfig::default()
+    };
+    let report = runtime()?.block_on(daemon::sync_once_with(&home, addr, &config));
+    spinner.finish();
+    let report = report?;
     let s = &report.stats;
     out.emit(
         &json!({

@@ -10,8 +10,12 @@
 
 mod args;
 mod commands;
+mod conflicts;
 mod daemon;
+mod history;
 mod output;
+mod progress;
+mod shell;
 
 use std::process::ExitCode;
 

@@ -229,6 +229,15 @@ pub async fn sync_on(
 /// Connects to `addr`, syncs once, closes. The byte counts are everything this node sent
 /// and received on the connection (UDP payloads, handshake included).
 pub async fn sync_once(home: &Home, addr: SocketAddr) -> Result<SyncReport, DaemonError> {
+    sync_once_with(home, addr, &SyncConfig::default()).await
+}
+
+/// [`sync_once`] with the given options (a progress observer, say).
+pub async fn sync_once_with(
+    home: &Home,
+    addr: SocketAddr,
+    config: &SyncConfig,
+) -> Result<SyncReport, DaemonError> {
     let node = blocking(|| home.open())?;
     let key = node.device_key();
     if node.identity().site_id.is_none() {
@@ -242,7 +251,7 @@ pub async fn sync_once(home: &Home, addr: SocketAddr) -> Result<SyncReport, Daem
     };
     let endpoint = Endpoint::bind(bind, &key, &NetConfig::default())?;
     let conn = endpoint.connect(addr).await?;
-    let result = sync_on(home, &conn, &SyncConfig::default()).await;
+    let result = sync_on(home, &conn, config).await;
     let stats = conn.connection.stats();
     conn.connection.close(0u32.into(), b"done");
     endpoint.close_within(Duration::from_millis(20)).await;

@@ -101,23 +101,47 @@ fn csv_cell(value: &Value) -> String {
     }
 }
 
+/// A slice that serialises as a JSON array and reports each element written.
+struct Observed<'a, T> {
+    records: &'a [T],
+    on_row: std::cell::RefCell<&'a mut dyn FnMut(usize)>,
+}
+
+impl<T: serde::Serialize> serde::Serialize for Observed<'_, T> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = serializer.serialize_seq(Some(self.records.len()))?;
+        for (i, r) in self.records.iter().enumerate() {
+            seq.serialize_element(r)?;
+            (self.on_row.borrow_mut())(i + 1);
+        }
+        seq.end()
+    }
+}
+
 fn export<T: serde::Serialize>(
     records: &[T],
     columns: &[&str],
     format: Format,
     out: &mut dyn Write,
+    on_row: &mut dyn FnMut(usize),
 ) -> Result<(), ExportError> {
     match format {
         Format::Json => {
-            serde_json::to_writer_pretty(&mut *out, records).map_err(std::io::Error::from)?;
+            let observed = Observed {
+                records,
+                on_row: std::cell::RefCell::new(on_row),
+            };
+            serde_json::to_writer_pretty(&mut *out, &observed).map_err(std::io::Error::from)?;
             out.write_all(b"\n")?;
         }
         Format::Csv => {
             let mut w = csv::Writer::from_writer(&mut *out);
             w.write_record(columns)?;
-            for r in records {
+            for (i, r) in records.iter().enumerate() {
                 let v = serde_json::to_value(r).expect("records serialise");
                 w.write_record(columns.iter().map(|c| csv_cell(&v[*c])))?;
+                on_row(i + 1);
             }
             w.flush()?;
         }
@@ -131,7 +155,7 @@ pub fn export_visits(
     format: Format,
     out: &mut dyn Write,
 ) -> Result<(), ExportError> {
-    export(visits, VISIT_COLUMNS, format, out)
+    export(visits, VISIT_COLUMNS, format, out, &mut |_| {})
 }
 
 /// Writes tickets in `format`.
@@ -140,7 +164,27 @@ pub fn export_tickets(
     format: Format,
     out: &mut dyn Write,
 ) -> Result<(), ExportError> {
-    export(tickets, TICKET_COLUMNS, format, out)
+    export(tickets, TICKET_COLUMNS, format, out, &mut |_| {})
+}
+
+/// [`export_visits`], calling `on_row` with the number of rows written after each one.
+pub fn export_visits_observed(
+    visits: &[Visit],
+    format: Format,
+    out: &mut dyn Write,
+    on_row: &mut dyn FnMut(usize),
+) -> Result<(), ExportError> {
+    export(visits, VISIT_COLUMNS, format, out, on_row)
+}
+
+/// [`export_tickets`], calling `on_row` with the number of rows written after each one.
+pub fn export_tickets_observed(
+    tickets: &[Ticket],
+    format: Format,
+    out: &mut dyn Write,
+    on_row: &mut dyn FnMut(usize),
+) -> Result<(), ExportError> {
+    export(tickets, TICKET_COLUMNS, format, out, on_row)
 }
 
 /// One row as a JSON object, with where it came from.

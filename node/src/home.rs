@@ -633,6 +633,16 @@ impl Node {
         let mut ids = Vec::with_capacity(tickets.len());
         let tx = self.store.write()?;
         for (i, t) in tickets.iter().enumerate() {
+        self.add_visits_observed(visits, &mut |_| {})
+    }
+
+    /// [`Node::add_visits`], calling `on_row` with the number of rows made so far after
+    /// each row (for a progress display; nothing is committed before the last).
+    pub fn add_visits_observed(
+        &mut self,
+        visits: &[NewVisit],
+        on_row: &mut dyn FnMut(usize),
+    ) -> Result<Vec<DocId>, WriteError> {
             let in_batch = |e: WriteError| batch_error(tickets.len(), i, e);
             t.check().map_err(|e| in_batch(e.into()))?;
             let t = NewTicket {
@@ -649,6 +659,7 @@ impl Node {
         }
         tx.commit()?;
         Ok(ids)
+            on_row(ids.len());
     }
 
     /// Updates a ticket.
@@ -670,6 +681,16 @@ impl Node {
         }
         let me = self.identity.device_id;
         self.change_ticket(id, |doc| records::write_comment(doc, me, text, Time::now()))
+        self.open_tickets_observed(tickets, &mut |_| {})
+    }
+
+    /// [`Node::open_tickets`], calling `on_row` with the number of rows made so far after
+    /// each row.
+    pub fn open_tickets_observed(
+        &mut self,
+        tickets: &[NewTicket],
+        on_row: &mut dyn FnMut(usize),
+    ) -> Result<Vec<DocId>, WriteError> {
     }
 
     fn change_ticket(
@@ -686,6 +707,7 @@ impl Node {
 
     /// Finds the one record of `kind` whose id starts with `prefix` (at least 6 hex
     /// characters, or the whole id).
+            on_row(ids.len());
     pub fn resolve(&self, kind: RecordKind, prefix: &str) -> Result<DocId, ResolveError> {
         let what = kind.name();
         let p = prefix.trim().to_ascii_lowercase();
@@ -853,17 +875,17 @@ impl Node {
 
     /// A visit log with its history and conflicts.
     pub fn show_visit(&self, id: DocId) -> Result<records::VisitDetail, ReadError> {
-        let (header, mut doc) = self.load(id)?;
+        let (header, doc) = self.load(id)?;
         Ok(records::VisitDetail {
             visit: records::read_visit(&doc, &header),
             conflicts: records::read_conflicts(&doc, RecordKind::Visit),
-            history: records::read_history(&mut doc),
+            history: crate::history::read(self.store.conn(), &self.identity, id)?,
         })
     }
 
     /// A ticket with its comments, linked visits, history and conflicts.
     pub fn show_ticket(&self, id: DocId) -> Result<records::TicketDetail, ReadError> {
-        let (header, mut doc) = self.load(id)?;
+        let (header, doc) = self.load(id)?;
         let mut stmt = self
             .store
             .conn()
@@ -876,7 +898,7 @@ impl Node {
             comments: records::read_comments(&doc),
             visits,
             conflicts: records::read_conflicts(&doc, RecordKind::Ticket),
-            history: records::read_history(&mut doc),
+            history: crate::history::read(self.store.conn(), &self.identity, id)?,
         })
     }
 

@@ -6,15 +6,19 @@
 //! - [`records`]: how visit logs and tickets are laid out in their Automerge documents.
 //! - [`model`]: categories, status, priority and times.
 //! - [`exchange`]: CSV and JSON export and all-or-nothing import.
+//! - [`conflicts`]: fields edited concurrently across records, and settling them.
+//! - [`history`]: a record's history, read from its stored signed changes.
 //!
 //! The node moves signed changes between Automerge documents and SQLite. Identities, ids and
 //! the signing rule live in `yizhan-protocol`; who may write which record is checked on
 //! ingest, in [`home`].
 
 pub mod config;
+pub mod conflicts;
 pub mod daemon;
 pub mod discovery;
 pub mod exchange;
+pub mod history;
 pub mod home;
 pub mod model;
 pub mod net;

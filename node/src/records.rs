@@ -107,17 +107,21 @@ pub struct Ticket {
     pub note: Option<String>,
 }
 
-/// One entry of a record's history: one signed change.
+/// One entry of a record's history: one signed change (see [`crate::history`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HistoryEntry {
     /// The change hash.
     pub hash: String,
-    /// Device id of its author.
+    /// Device id of its author (the change's signer).
     pub author: String,
+    /// The author's name, where this node knows it (the roster, or this node itself).
+    pub author_name: Option<String>,
     /// When its author made it (RFC 3339, author's clock).
     pub at: String,
-    /// What it changed.
+    /// The change's message (`update ticket: status`, ...).
     pub message: String,
+    /// The fields it set, with their new values, read from the change's operations.
+    pub changes: Vec<crate::history::FieldChange>,
 }
 
 /// A field with concurrent values.
@@ -717,17 +721,4 @@ pub fn read_conflicts_from(doc: &impl ReadDoc, root: &Root, kind: RecordKind) ->
         }
     }
     out
-}
-
-/// A record's history, one entry per change, in causal order (oldest first).
-pub fn read_history(doc: &mut AutoCommit) -> Vec<HistoryEntry> {
-    doc.get_changes(&[])
-        .iter()
-        .map(|c| HistoryEntry {
-            hash: hex::encode(c.hash().0),
-            author: hex::encode(c.actor_id().to_bytes()),
-            at: Time::from_millis(c.timestamp()).to_rfc3339(),
-            message: c.message().unwrap_or_default().to_string(),
-        })
-        .collect()
 }

@@ -151,6 +151,19 @@ struct Peer {
 pub struct SyncConfig {
     /// How long to wait for the peer.
     pub idle_timeout: Duration,
+    /// Told what the sync has moved so far, each time a frame is taken or produced.
+    pub progress: Option<SyncProgress>,
+}
+
+/// An observer of a sync's progress: called with the counts so far (for a progress
+/// display). It must be quick; it runs on the sync's own thread.
+#[derive(Clone)]
+pub struct SyncProgress(pub std::sync::Arc<dyn Fn(&SyncStats) + Send + Sync>);
+
+impl std::fmt::Debug for SyncProgress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SyncProgress")
+    }
 }
 
 impl Default for SyncConfig {
@@ -159,6 +172,7 @@ impl Default for SyncConfig {
         // watch the connection itself).
         SyncConfig {
             idle_timeout: Duration::from_secs(120),
+            progress: None,
         }
     }
 }
@@ -175,6 +189,7 @@ pub struct SyncEngine {
     /// The next position to serve the peer from, while it is pulling.
     serve_after: Option<u64>,
     stats: SyncStats,
+    progress: Option<SyncProgress>,
     sent_since_receive: bool,
     /// Authors' keys already checked in this sync.
     ids: yizhan_protocol::identity::DeviceIdCache,
@@ -249,6 +264,7 @@ impl SyncEngine {
             peer: None,
             serve_after: None,
             stats: SyncStats::default(),
+            progress: config.progress.clone(),
             sent_since_receive: false,
             ids: Default::default(),
         })
@@ -262,7 +278,15 @@ impl SyncEngine {
             self.sent_since_receive = false;
         }
         self.session.handle_frame(bytes, now)?;
-        self.process_events()
+        let result = self.process_events();
+        self.report_progress();
+        result
+    }
+
+    fn report_progress(&self) {
+        if let Some(p) = &self.progress {
+            (p.0)(&self.stats);
+        }
     }
 
     /// The next frame to send, if any. Produces pages of the log while the peer pulls.
@@ -271,6 +295,7 @@ impl SyncEngine {
             if let Some(frame) = self.session.poll_transmit() {
                 self.stats.bytes_sent += frame.len() as u64 + 4;
                 self.sent_since_receive = true;
+                self.report_progress();
                 return Ok(Some(frame));
             }
             if self.session.is_serving() && self.serve_after.is_some() {

@@ -1,0 +1,405 @@
+//! Conflicts across all records, and settling them.
+//!
+//! A field holds concurrent values when two members set it without seeing each other's
+//! change: Automerge keeps both, shows one, and the record's index row counts the conflicted
+//! fields (`records.conflicts`, kept by `materialize` each time a record is written or
+//! merged). [`Node::conflicts`] therefore loads only the documents the index marks, and reads
+//! each concurrent value with the change that wrote it (its author and time).
+//!
+//! [`Node::resolve_conflict`] settles one field with a new signed change made through the
+//! ordinary edit paths (`edit_visit_in`, `update_ticket_in`), so the write rules are the
+//! same as for `visit edit` and `ticket update`. The new value is put on top of every
+//! concurrent value this node holds, so every node that receives the change shows it and no
+//! longer reports the conflict.
+
+use std::collections::HashMap;
+
+use automerge::{AutoCommit, ObjId as ExId, ROOT, ReadDoc, ScalarValue, Value};
+use serde::{Deserialize, Serialize};
+use yizhan_protocol::{DocId, RecordKind};
+
+use crate::Node;
+use crate::home::{
+    ReadError, ResolveError, WriteError, edit_visit_in, load_doc, load_header_conn,
+    update_ticket_in,
+};
+use crate::model::{Category, Priority, Status, Time, UnknownValue};
+use crate::records::{FieldError, TICKET_FIELDS, TicketUpdate, VISIT_FIELDS, VisitEdit};
+
+/// One of the concurrent values of a field.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConflictValue {
+    /// The value.
+    pub value: String,
+    /// Device id of the author of the change that wrote it.
+    pub author: String,
+    /// When that change was made (RFC 3339, its author's clock).
+    pub at: String,
+}
+
+/// A field of a record with concurrent values.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordConflict {
+    /// The record id.
+    pub record: String,
+    /// `visit` or `ticket`.
+    pub kind: String,
+    /// The field.
+    pub field: String,
+    /// Every concurrent value; the first is the one shown.
+    pub values: Vec<ConflictValue>,
+}
+
+/// A settled conflict: the field now holds `value`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Resolved {
+    /// The record id.
+    pub id: String,
+    /// The field.
+    pub field: String,
+    /// The value written, in its stored form (a category's slug, a whole device id, ...).
+    pub value: String,
+}
+
+/// Why a conflict could not be settled. Nothing was written.
+#[derive(Debug, thiserror::Error)]
+pub enum ConflictError {
+    /// The record kind has no such field.
+    #[error("a {kind} has no field '{field}' (fields: {fields})")]
+    UnknownField {
+        /// `visit` or `ticket`.
+        kind: &'static str,
+        /// What was given.
+        field: String,
+        /// The fields it has.
+        fields: String,
+    },
+    /// The field is set once and never changed.
+    #[error("{0} is set when the record is made and cannot be changed")]
+    Fixed(String),
+    /// The field holds one value only.
+    #[error("{kind} {id} has no conflict in '{field}' (nothing to resolve)")]
+    NoConflict {
+        /// `visit` or `ticket`.
+        kind: &'static str,
+        /// The record.
+        id: DocId,
+        /// The field.
+        field: String,
+    },
+    /// The value is not one the field accepts.
+    #[error(transparent)]
+    Value(#[from] UnknownValue),
+    /// The time is malformed.
+    #[error(transparent)]
+    Time(#[from] crate::model::BadTime),
+    /// The value breaks a field rule.
+    #[error(transparent)]
+    Field(#[from] FieldError),
+    /// A device id did not resolve.
+    #[error(transparent)]
+    Device(#[from] ResolveError),
+    /// The write was refused or failed.
+    #[error(transparent)]
+    Write(#[from] WriteError),
+    /// Reading failed.
+    #[error(transparent)]
+    Read(#[from] ReadError),
+}
+
+impl From<rusqlite::Error> for ConflictError {
+    fn from(e: rusqlite::Error) -> Self {
+        ConflictError::Write(WriteError::Sqlite(e))
+    }
+}
+
+fn fields_of(kind: RecordKind) -> &'static [&'static str] {
+    match kind {
+        RecordKind::Visit => VISIT_FIELDS,
+        RecordKind::Ticket => TICKET_FIELDS,
+    }
+}
+
+fn text_of(v: &Value<'_>) -> Option<String> {
+    match v {
+        Value::Scalar(s) => match s.as_ref() {
+            ScalarValue::Str(s) => Some(s.to_string()),
+            ScalarValue::Null => None,
+            other => Some(other.to_string()),
+        },
+        Value::Object(_) => None,
+    }
+}
+
+/// The changes of a document by actor, as (first op, last op, time), to find the change
+/// that wrote an operation.
+struct ChangeIndex {
+    by_actor: HashMap<Vec<u8>, Vec<(u64, u64, i64)>>,
+}
+
+impl ChangeIndex {
+    fn new(doc: &mut AutoCommit) -> ChangeIndex {
+        let mut by_actor: HashMap<Vec<u8>, Vec<(u64, u64, i64)>> = HashMap::new();
+        for c in doc.get_changes(&[]) {
+            by_actor
+                .entry(c.actor_id().to_bytes().to_vec())
+                .or_default()
+                .push((c.start_op().get(), c.max_op(), c.timestamp()));
+        }
+        ChangeIndex { by_actor }
+    }
+
+    /// The author and time of the change that made operation `id`.
+    fn author_and_time(&self, id: &ExId) -> (String, String) {
+        let ExId::Id(counter, actor, _) = id else {
+            return (String::new(), String::new());
+        };
+        let actor = actor.to_bytes();
+        let at = self
+            .by_actor
+            .get(actor)
+            .and_then(|changes| {
+                changes
+                    .iter()
+                    .find(|(first, last, _)| (*first..=*last).contains(counter))
+            })
+            .map(|(_, _, t)| Time::from_millis(*t).to_rfc3339())
+            .unwrap_or_default();
+        (hex::encode(actor), at)
+    }
+}
+
+/// The fields of a record with concurrent values, each value with its author and time; the
+/// value shown comes first.
+pub fn read_field_conflicts(
+    doc: &mut AutoCommit,
+    kind: RecordKind,
+) -> Vec<(String, Vec<ConflictValue>)> {
+    let mut index = None;
+    let mut out = Vec::new();
+    for field in fields_of(kind) {
+        let mut all: Vec<(Option<String>, ExId)> = doc
+            .get_all(ROOT, *field)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(v, id)| (text_of(&v), id))
+            .collect();
+        if all.len() < 2 {
+            continue;
+        }
+        if let Ok(Some((_, winner))) = doc.get(ROOT, *field)
+            && let Some(pos) = all.iter().position(|(_, id)| *id == winner)
+        {
+            all.swap(0, pos);
+        }
+        let index = index.get_or_insert_with(|| ChangeIndex::new(doc));
+        let values = all
+            .iter()
+            .filter_map(|(v, id)| {
+                let value = v.clone()?;
+                let (author, at) = index.author_and_time(id);
+                Some(ConflictValue { value, author, at })
+            })
+            .collect();
+        out.push((field.to_string(), values));
+    }
+    out
+}
+
+impl Node {
+    /// Every field with concurrent values, across all records this node holds: records in
+    /// the order `list` shows them (visits, then tickets; oldest first), fields in display
+    /// order. Only the records whose index row counts a conflict are loaded.
+    pub fn conflicts(&self) -> Result<Vec<RecordConflict>, ReadError> {
+        // One read transaction: a concurrent writer cannot change the answer half-way.
+        let tx = self.store().conn().unchecked_transaction()?;
+        let ids: Vec<Vec<u8>> = tx
+            .prepare("SELECT doc_id FROM records WHERE conflicts > 0 ORDER BY kind, at_ms, id")?
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        let mut out = Vec::new();
+        for raw in ids {
+            let id = DocId::from_slice(&raw)
+                .ok_or_else(|| ReadError::Index("malformed record id in the index".into()))?;
+            let header = load_header_conn(&tx, id)?;
+            let mut doc = load_doc(&tx, id).map_err(|e| match e {
+                WriteError::Sqlite(e) => ReadError::Sqlite(e),
+                other => ReadError::Damaged(id, other.to_string()),
+            })?;
+            for (field, values) in read_field_conflicts(&mut doc, header.kind) {
+                out.push(RecordConflict {
+                    record: id.to_string(),
+                    kind: header.kind.name().to_string(),
+                    field,
+                    values,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Settles the conflict in `field` of record `id` with `value`: a new signed change
+    /// that sets the field over every concurrent value. The value is parsed as the field's
+    /// type (a category's slug or Chinese name, a status, a priority, a time, a device id or
+    /// prefix, or text within the field's limits). A visit log may be changed only by its
+    /// author or a station, as for `visit edit`. Refused, with nothing written, when the
+    /// field holds no concurrent values.
+    pub fn resolve_conflict(
+        &mut self,
+        id: DocId,
+        field: &str,
+        value: &str,
+    ) -> Result<Resolved, ConflictError> {
+        let kind = match load_header_conn(self.store().conn(), id) {
+            Ok(h) => h.kind,
+            Err(ReadError::Sqlite(rusqlite::Error::QueryReturnedNoRows)) => {
+                return Err(WriteError::NotAllowed(format!("no record {id} in this store")).into());
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let Some(field) = fields_of(kind).iter().copied().find(|f| *f == field) else {
+            return Err(ConflictError::UnknownField {
+                kind: kind.name(),
+                field: field.to_string(),
+                fields: fields_of(kind).join(", "),
+            });
+        };
+        let edit = self.parse_value(kind, field, value)?;
+        let stored = match &edit {
+            Edit::Visit(_, v) | Edit::Ticket(_, v) => v.clone(),
+        };
+        let key = self.device_key();
+        let identity = self.identity().clone();
+        let tx = self.store_mut().write()?;
+        let conflicted = load_doc(&tx, id)?
+            .get_all(ROOT, field)
+            .map(|all| all.len() > 1)
+            .unwrap_or(false);
+        if !conflicted {
+            return Err(ConflictError::NoConflict {
+                kind: kind.name(),
+                id,
+                field: field.to_string(),
+            });
+        }
+        match &edit {
+            Edit::Visit(e, _) => edit_visit_in(&tx, &key, &identity, id, e)?,
+            Edit::Ticket(u, _) => update_ticket_in(&tx, &key, &identity, id, u)?,
+        }
+        // The new value stands alone now; if it does not (the change was empty), say so
+        // rather than report a resolution that did not happen.
+        let settled = load_doc(&tx, id)?
+            .get_all(ROOT, field)
+            .map(|all| all.len() == 1)
+            .unwrap_or(false);
+        if !settled {
+            return Err(WriteError::NotAllowed(format!(
+                "the change to '{field}' did not settle the conflict"
+            ))
+            .into());
+        }
+        tx.commit()?;
+        Ok(Resolved {
+            id: id.to_string(),
+            field: field.to_string(),
+            value: stored,
+        })
+    }
+
+    /// The edit that sets `field` to `value`, checked, and the value as it is stored.
+    fn parse_value(
+        &self,
+        kind: RecordKind,
+        field: &'static str,
+        value: &str,
+    ) -> Result<Edit, ConflictError> {
+        let text = Some(value.to_string());
+        let edit = match kind {
+            RecordKind::Visit => {
+                let mut e = VisitEdit::default();
+                let stored = match field {
+                    "household" => {
+                        e.household = text;
+                        value.to_string()
+                    }
+                    "grid" => {
+                        e.grid = text;
+                        value.to_string()
+                    }
+                    "note" => {
+                        e.note = text;
+                        value.to_string()
+                    }
+                    "needs" => {
+                        e.needs = text;
+                        value.to_string()
+                    }
+                    "category" => {
+                        let c: Category = value.parse()?;
+                        e.category = Some(c);
+                        c.slug().to_string()
+                    }
+                    "visited_at" => {
+                        let t: Time = value.parse()?;
+                        e.visited_at = Some(t);
+                        t.to_rfc3339()
+                    }
+                    other => return Err(ConflictError::Fixed(other.to_string())),
+                };
+                e.check()?;
+                Edit::Visit(e, stored)
+            }
+            RecordKind::Ticket => {
+                let mut u = TicketUpdate::default();
+                let stored = match field {
+                    "title" => {
+                        u.title = text;
+                        value.to_string()
+                    }
+                    "household" => {
+                        u.household = text;
+                        value.to_string()
+                    }
+                    "grid" => {
+                        u.grid = text;
+                        value.to_string()
+                    }
+                    "note" => {
+                        u.note = text;
+                        value.to_string()
+                    }
+                    "status" => {
+                        let s: Status = value.parse()?;
+                        u.status = Some(s);
+                        s.as_str().to_string()
+                    }
+                    "priority" => {
+                        let p: Priority = value.parse()?;
+                        u.priority = Some(p);
+                        p.as_str().to_string()
+                    }
+                    "category" => {
+                        let c: Category = value.parse()?;
+                        u.category = Some(c);
+                        c.slug().to_string()
+                    }
+                    "assignee" => {
+                        let d = self.resolve_device(value)?;
+                        u.assignee = Some(d);
+                        d.to_string()
+                    }
+                    other => return Err(ConflictError::Fixed(other.to_string())),
+                };
+                u.check()?;
+                Edit::Ticket(u, stored)
+            }
+        };
+        Ok(edit)
+    }
+}
+
+/// One field's new value, as the edit that writes it and its stored form.
+enum Edit {
+    Visit(VisitEdit, String),
+    Ticket(TicketUpdate, String),
+}

@@ -1,0 +1,230 @@
+//! A record's history, read from its stored signed changes: who made each change (the
+//! signer, and its name where this node knows it), when (the time its author's clock wrote
+//! into the change), and what it changed (each field it set, with the new value).
+//!
+//! The entries come from the `changes` table, not from a summary kept beside them: each
+//! change's bytes are decoded and its operations are read back into fields. The signer is the
+//! stored signer, which `check_bytes` bound to the change's actor when the change was stored.
+//! Entries are in causal order (a change after every change it depends on), oldest first.
+
+use std::collections::HashMap;
+
+use automerge::legacy::{Key, ObjectId, OpId, OpType};
+use automerge::{ActorId, ObjType, ScalarValue};
+use serde::{Deserialize, Serialize};
+use yizhan_protocol::DocId;
+use yizhan_protocol::envelope::decode_change;
+
+use crate::home::{Identity, ReadError};
+use crate::model::Time;
+use crate::records::HistoryEntry;
+
+/// One field a change set, with its new value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FieldChange {
+    /// The field: a record field (`status`, `note`, ...), or `residents` (the new list),
+    /// `tickets` (ticket ids linked), `comment` (the comment's text).
+    pub field: String,
+    /// The new value: text for scalar fields, `null` for a removed field, an array for
+    /// `residents` and `tickets`.
+    pub value: serde_json::Value,
+}
+
+/// The history of record `id`, oldest first, read from its stored signed changes.
+pub(crate) fn read(
+    conn: &rusqlite::Connection,
+    identity: &Identity,
+    id: DocId,
+) -> Result<Vec<HistoryEntry>, ReadError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT hash, signer, bytes FROM changes WHERE doc_id = ?1 ORDER BY rowid",
+    )?;
+    let rows = stmt
+        .query_map([id.as_bytes().as_slice()], |r| {
+            Ok((
+                r.get::<_, Vec<u8>>(0)?,
+                r.get::<_, Vec<u8>>(1)?,
+                r.get::<_, Vec<u8>>(2)?,
+            ))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut changes = Vec::with_capacity(rows.len());
+    for (hash, signer, bytes) in rows {
+        let change = decode_change(&bytes)
+            .map_err(|e| ReadError::Damaged(id, format!("change {}: {e}", hex::encode(&hash))))?;
+        changes.push((hex::encode(signer), change));
+    }
+    let names = device_names(conn, identity)?;
+    let mut labels = Labels::default();
+    Ok(causal_order(&changes)
+        .into_iter()
+        .map(|i| {
+            let (signer, change) = &changes[i];
+            HistoryEntry {
+                hash: hex::encode(change.hash().0),
+                author: signer.clone(),
+                author_name: names.get(signer).cloned(),
+                at: Time::from_millis(change.timestamp()).to_rfc3339(),
+                message: change.message().unwrap_or_default().to_string(),
+                changes: labels.describe(change),
+            }
+        })
+        .collect())
+}
+
+/// The names this node knows devices by: the roster's, and its own.
+fn device_names(
+    conn: &rusqlite::Connection,
+    identity: &Identity,
+) -> Result<HashMap<String, String>, ReadError> {
+    let mut names: HashMap<String, String> = conn
+        .prepare_cached("SELECT device, name FROM members")?
+        .query_map([], |r| {
+            Ok((hex::encode(r.get::<_, Vec<u8>>(0)?), r.get::<_, String>(1)?))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    names.insert(identity.device_id.to_string(), identity.name.clone());
+    Ok(names)
+}
+
+/// Indices of `changes` in causal order: stored order, except that a change never comes
+/// before a change it depends on.
+fn causal_order(changes: &[(String, automerge::Change)]) -> Vec<usize> {
+    let index: HashMap<automerge::ChangeHash, usize> = changes
+        .iter()
+        .enumerate()
+        .map(|(i, (_, c))| (c.hash(), i))
+        .collect();
+    let mut done = vec![false; changes.len()];
+    let mut order = Vec::with_capacity(changes.len());
+    for start in 0..changes.len() {
+        // Depth-first over the dependencies, without recursion.
+        let mut stack = vec![(start, false)];
+        while let Some((i, expanded)) = stack.pop() {
+            if done[i] {
+                continue;
+            }
+            if expanded {
+                done[i] = true;
+                order.push(i);
+                continue;
+            }
+            stack.push((i, true));
+            for dep in changes[i].1.deps() {
+                if let Some(&d) = index.get(dep)
+                    && !done[d]
+                {
+                    stack.push((d, false));
+                }
+            }
+        }
+    }
+    order
+}
+
+/// What the objects made by earlier changes hold, so that later operations on them can be
+/// named: the residents list, the linked-tickets map, the comments list and each comment.
+#[derive(Default)]
+struct Labels {
+    objects: HashMap<(u64, ActorId), &'static str>,
+}
+
+fn json_of(value: &ScalarValue) -> serde_json::Value {
+    match value {
+        ScalarValue::Str(s) => serde_json::Value::String(s.to_string()),
+        ScalarValue::Null => serde_json::Value::Null,
+        ScalarValue::Boolean(b) => serde_json::Value::Bool(*b),
+        other => serde_json::Value::String(other.to_string()),
+    }
+}
+
+impl Labels {
+    fn label(&self, obj: &ObjectId) -> Option<&'static str> {
+        match obj {
+            ObjectId::Root => None,
+            ObjectId::Id(OpId(counter, actor)) => {
+                self.objects.get(&(*counter, actor.clone())).copied()
+            }
+        }
+    }
+
+    /// The fields one change set, in the order it set them.
+    fn describe(&mut self, change: &automerge::Change) -> Vec<FieldChange> {
+        let mut out: Vec<FieldChange> = Vec::new();
+        let start = change.start_op().get();
+        let actor = change.actor_id().clone();
+        let expanded = change.decode();
+        for (i, op) in expanded.operations.iter().enumerate() {
+            let op_id = (start + i as u64, actor.clone());
+            match (&op.obj, &op.key, &op.action) {
+                // The record's own bookkeeping, not fields a person set.
+                (ObjectId::Root, Key::Map(k), _) if k == "kind" || k == "id" => {}
+                (ObjectId::Root, Key::Map(k), OpType::Put(v)) => out.push(FieldChange {
+                    field: k.to_string(),
+                    value: json_of(v),
+                }),
+                (ObjectId::Root, Key::Map(k), OpType::Delete) => out.push(FieldChange {
+                    field: k.to_string(),
+                    value: serde_json::Value::Null,
+                }),
+                (ObjectId::Root, Key::Map(k), OpType::Make(kind)) => {
+                    let label = match (k.as_str(), kind) {
+                        ("residents", ObjType::List) => "residents",
+                        ("tickets", ObjType::Map) => "tickets",
+                        ("comments", ObjType::List) => "comments",
+                        _ => continue,
+                    };
+                    self.objects.insert(op_id, label);
+                    if label == "residents" {
+                        // A new list replaces the residents, even when it stays empty.
+                        push_item(&mut out, "residents", None);
+                    }
+                }
+                (obj, _, action) => match (self.label(obj), action) {
+                    (Some("residents"), OpType::Put(v)) if op.insert => {
+                        push_item(&mut out, "residents", Some(json_of(v)));
+                    }
+                    (Some("tickets"), OpType::Put(_)) => {
+                        if let Key::Map(ticket) = &op.key {
+                            push_item(
+                                &mut out,
+                                "tickets",
+                                Some(serde_json::Value::String(ticket.to_string())),
+                            );
+                        }
+                    }
+                    (Some("comments"), OpType::Make(ObjType::Map)) => {
+                        self.objects.insert(op_id, "comment");
+                    }
+                    (Some("comment"), OpType::Put(v)) => {
+                        if matches!(&op.key, Key::Map(k) if k == "text") {
+                            out.push(FieldChange {
+                                field: "comment".into(),
+                                value: json_of(v),
+                            });
+                        }
+                    }
+                    _ => {}
+                },
+            }
+        }
+        out
+    }
+}
+
+/// Adds `item` to the array value of `field` in `out`, starting the array if needed.
+fn push_item(out: &mut Vec<FieldChange>, field: &str, item: Option<serde_json::Value>) {
+    let pos = match out.iter().position(|c| c.field == field) {
+        Some(p) => p,
+        None => {
+            out.push(FieldChange {
+                field: field.to_string(),
+                value: serde_json::Value::Array(Vec::new()),
+            });
+            out.len() - 1
+        }
+    };
+    if let (Some(item), serde_json::Value::Array(items)) = (item, &mut out[pos].value) {
+        items.push(item);
+    }
+}
