@@ -57,7 +57,7 @@ impl Yizhan {
     pub fn serve(&self, home: &Path, log: &Path) -> Result<Station> {
         let mut child = self
             .command(home)
-            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(["serve", "--listen", "127.0.0.1:0", "--no-discovery"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(File::create(log)?)

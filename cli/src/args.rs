@@ -46,6 +46,9 @@ pub enum Command {
     Serve(ServeArgs),
     /// Sync once with a peer (the station when none is given), both ways.
     Sync(SyncArgs),
+    /// The effective network settings (flags, config.toml, join, defaults) and where each
+    /// comes from; takes `serve`'s flags to show what they would change.
+    Config(ServeArgs),
     /// Where this node stands: records, what is pending, peers, conflicts.
     Status,
     /// Every field edited concurrently, across all records: each value, its author, when.
@@ -143,9 +146,15 @@ pub struct RevokeArgs {
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Address to listen on (UDP).
-    #[arg(long, value_name = "HOST:PORT", default_value = "0.0.0.0:7365")]
-    pub listen: String,
+    /// Address to listen on (UDP) [default: `listen` in config.toml, else 0.0.0.0:7365].
+    #[arg(long, value_name = "HOST:PORT")]
+    pub listen: Option<String>,
+    /// The station's address, over config.toml and the address stored at join.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub station: Option<String>,
+    /// Do not look for the site's nodes on the local network (mDNS).
+    #[arg(long)]
+    pub no_discovery: bool,
 }
 
 #[derive(Debug, Subcommand)]

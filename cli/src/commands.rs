@@ -34,6 +34,15 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Members => members(&open(&home)?, &out),
         Command::Serve(args) => crate::daemon::serve(open(&home)?, &out, args),
         Command::Sync(args) => crate::daemon::sync_once(open(&home)?, &out, args),
+        Command::Config(args) => {
+            let initialised = home.join(yizhan_node::home::STORE_FILE).exists();
+            let node = if initialised {
+                Some(open(&home)?)
+            } else {
+                None
+            };
+            crate::config::show(&home, node.as_ref(), &out, &args)
+        }
         Command::Status => status(&open(&home)?, &out),
         Command::Conflicts => crate::conflicts::list(&open(&home)?, &out),
         Command::Resolve(args) => crate::conflicts::resolve(&mut open(&home)?, &out, args),

@@ -6,7 +6,7 @@ use anyhow::Context;
 use serde_json::json;
 use tokio::sync::{mpsc, watch};
 use yizhan_node::Node;
-use yizhan_node::daemon::{self, ServeConfig, ServeEvent};
+use yizhan_node::daemon::{self, ServeEvent};
 
 use crate::args::{ServeArgs, SyncArgs};
 use crate::output::Out;
@@ -29,7 +29,7 @@ pub fn parse_addr(addr: &str) -> anyhow::Result<std::net::SocketAddr> {
 pub fn sync_once(node: Node, out: &Out, args: SyncArgs) -> anyhow::Result<()> {
     let addr = match &args.peer {
         Some(a) => parse_addr(a)?,
-        None => daemon::station_addr(&node)?,
+        None => crate::config::station_for_sync(&node)?,
     };
     let home = node.home_handle();
     drop(node);
@@ -69,18 +69,14 @@ pub fn sync_once(node: Node, out: &Out, args: SyncArgs) -> anyhow::Result<()> {
 }
 
 pub fn serve(node: Node, out: &Out, args: ServeArgs) -> anyhow::Result<()> {
-    let listen = parse_addr(&args.listen)?;
     let home = node.home_handle();
+    let config = crate::config::for_node(home.dir(), &node, &args)?.serve_config()?;
     drop(node);
     let json = out.json;
     let rt = runtime()?;
     rt.block_on(async move {
         let (events_tx, mut events) = mpsc::unbounded_channel();
         let (stop_tx, stop_rx) = watch::channel(false);
-        let config = ServeConfig {
-            listen,
-            ..ServeConfig::default()
-        };
         let server = tokio::spawn(daemon::serve(home, config, events_tx, stop_rx));
         let signals = tokio::spawn(async move {
             use tokio::signal::unix::{SignalKind, signal};
@@ -126,6 +122,33 @@ fn print_event(json: bool, event: &ServeEvent) {
             stats.sent,
             stats.received,
             stats.rejected
+        ),
+        (true, ServeEvent::Discovered { peer, addrs }) => json!({
+            "event": "discovered",
+            "peer": peer.to_string(),
+            "addrs": addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+        })
+        .to_string(),
+        (false, ServeEvent::Discovered { peer, addrs }) => format!(
+            "found {} nearby at {}",
+            &peer.to_string()[..12],
+            addrs
+                .iter()
+                .map(|a| a.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        (true, ServeEvent::Ignored { device, reason }) => json!({
+            "event": "ignored",
+            "device": device,
+            "reason": reason,
+        })
+        .to_string(),
+        (false, ServeEvent::Ignored { device, reason }) => format!(
+            "ignored {} nearby: {reason}",
+            device
+                .as_deref()
+                .map_or_else(|| "a node".to_string(), |d| d.chars().take(12).collect())
         ),
         (true, ServeEvent::Failed { peer, error }) => json!({
             "event": "failed",

@@ -10,6 +10,7 @@
 
 mod args;
 mod commands;
+mod config;
 mod conflicts;
 mod daemon;
 mod history;

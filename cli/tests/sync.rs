@@ -204,7 +204,10 @@ impl Serve {
         let stderr_path = home.scratch(&format!("serve-{n}.stderr"));
         let stderr = std::fs::File::create(&stderr_path).expect("create stderr file");
         let mut child = home
-            .command(json, &["serve", "--listen", "127.0.0.1:0"])
+            .command(
+                json,
+                &["serve", "--listen", "127.0.0.1:0", "--no-discovery"],
+            )
             .stdout(Stdio::piped())
             .stderr(stderr)
             .spawn()
