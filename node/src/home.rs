@@ -593,6 +593,16 @@ impl Node {
 
     /// Logs many visits in one transaction: all are stored, or none.
     pub fn add_visits(&mut self, visits: &[NewVisit]) -> Result<Vec<DocId>, WriteError> {
+        self.add_visits_observed(visits, &mut |_| {})
+    }
+
+    /// [`Node::add_visits`], calling `on_row` with the number of rows made so far after
+    /// each row (for a progress display; nothing is committed before the last).
+    pub fn add_visits_observed(
+        &mut self,
+        visits: &[NewVisit],
+        on_row: &mut dyn FnMut(usize),
+    ) -> Result<Vec<DocId>, WriteError> {
         let mut ids = Vec::with_capacity(visits.len());
         let tx = self.store.write()?;
         for (i, v) in visits.iter().enumerate() {
@@ -609,6 +619,7 @@ impl Node {
             })
             .map_err(in_batch)?;
             ids.push(header.doc_id());
+            on_row(ids.len());
         }
         tx.commit()?;
         Ok(ids)
@@ -630,19 +641,19 @@ impl Node {
 
     /// Opens many tickets in one transaction: all are stored, or none.
     pub fn open_tickets(&mut self, tickets: &[NewTicket]) -> Result<Vec<DocId>, WriteError> {
+        self.open_tickets_observed(tickets, &mut |_| {})
+    }
+
+    /// [`Node::open_tickets`], calling `on_row` with the number of rows made so far after
+    /// each row.
+    pub fn open_tickets_observed(
+        &mut self,
+        tickets: &[NewTicket],
+        on_row: &mut dyn FnMut(usize),
+    ) -> Result<Vec<DocId>, WriteError> {
         let mut ids = Vec::with_capacity(tickets.len());
         let tx = self.store.write()?;
         for (i, t) in tickets.iter().enumerate() {
-        self.add_visits_observed(visits, &mut |_| {})
-    }
-
-    /// [`Node::add_visits`], calling `on_row` with the number of rows made so far after
-    /// each row (for a progress display; nothing is committed before the last).
-    pub fn add_visits_observed(
-        &mut self,
-        visits: &[NewVisit],
-        on_row: &mut dyn FnMut(usize),
-    ) -> Result<Vec<DocId>, WriteError> {
             let in_batch = |e: WriteError| batch_error(tickets.len(), i, e);
             t.check().map_err(|e| in_batch(e.into()))?;
             let t = NewTicket {
@@ -656,10 +667,10 @@ impl Node {
             })
             .map_err(in_batch)?;
             ids.push(header.doc_id());
+            on_row(ids.len());
         }
         tx.commit()?;
         Ok(ids)
-            on_row(ids.len());
     }
 
     /// Updates a ticket.
@@ -681,16 +692,6 @@ impl Node {
         }
         let me = self.identity.device_id;
         self.change_ticket(id, |doc| records::write_comment(doc, me, text, Time::now()))
-        self.open_tickets_observed(tickets, &mut |_| {})
-    }
-
-    /// [`Node::open_tickets`], calling `on_row` with the number of rows made so far after
-    /// each row.
-    pub fn open_tickets_observed(
-        &mut self,
-        tickets: &[NewTicket],
-        on_row: &mut dyn FnMut(usize),
-    ) -> Result<Vec<DocId>, WriteError> {
     }
 
     fn change_ticket(
@@ -707,7 +708,6 @@ impl Node {
 
     /// Finds the one record of `kind` whose id starts with `prefix` (at least 6 hex
     /// characters, or the whole id).
-            on_row(ids.len());
     pub fn resolve(&self, kind: RecordKind, prefix: &str) -> Result<DocId, ResolveError> {
         let what = kind.name();
         let p = prefix.trim().to_ascii_lowercase();
