@@ -120,7 +120,22 @@ pub fn parse(text: &str) -> Result<FileConfig, String> {
         match e.span() {
             Some(span) => {
                 let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
-                format!("{message} (line {line})")
+                // Name the key of that line too, when it has one.
+                let key = text
+                    .lines()
+                    .nth(line - 1)
+                    .and_then(|l| l.split_once('=').map(|(k, _)| k).or(Some(l)))
+                    .map(|k| {
+                        k.trim()
+                            .trim_start_matches('[')
+                            .trim_end_matches(']')
+                            .trim()
+                    })
+                    .filter(|k| !k.is_empty() && !message.contains(&format!("`{k}`")));
+                match key {
+                    Some(key) => format!("{key}: {message} (line {line})"),
+                    None => format!("{message} (line {line})"),
+                }
             }
             None => message,
         }
@@ -174,6 +189,12 @@ mod tests {
         ] {
             let e = parse(text).unwrap_err();
             assert!(!e.contains('\n'), "{text:?}: {e}");
+            let key = text
+                .split([' ', ']'])
+                .next()
+                .unwrap()
+                .trim_start_matches('[');
+            assert!(e.contains(key), "{text:?}: {e}");
             assert!(e.contains("line 1"), "{text:?}: {e}");
         }
         assert!(parse("sync_interval_secs = 0").is_err());
