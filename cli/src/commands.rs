@@ -288,6 +288,18 @@ fn status(node: &Node, out: &Out) -> anyhow::Result<()> {
     let receipt = node.station_receipt_signed()?;
     let (conflicts, rejected) = node.conflict_and_rejected_counts()?;
     let peers = node.peers()?;
+    let misbehaviour = node.misbehaviour()?;
+    let misbehaviour_json: Vec<_> = misbehaviour
+        .iter()
+        .map(|m| {
+            json!({
+                "device_id": m.device.to_string(),
+                "kind": m.kind,
+                "detail": m.detail,
+                "at": Time::from_millis(m.at_ms).to_rfc3339(),
+            })
+        })
+        .collect();
     let at = |ms: i64| Time::from_millis(ms).to_rfc3339();
     let receipt_json = receipt.as_ref().map(|(station, r)| {
         json!({
@@ -320,6 +332,7 @@ fn status(node: &Node, out: &Out) -> anyhow::Result<()> {
             "peers": peers_json,
             "conflicts": conflicts,
             "rejected": rejected,
+            "misbehaviour": misbehaviour_json,
         }),
         || {
             print_fields(&[
@@ -343,6 +356,19 @@ fn status(node: &Node, out: &Out) -> anyhow::Result<()> {
                 ),
                 ("conflicts", conflicts.to_string()),
                 ("rejected", rejected.to_string()),
+                (
+                    "misbehaviour",
+                    match misbehaviour.first() {
+                        None => "none".into(),
+                        Some(m) => format!(
+                            "{} recorded; latest: {} by {} ({})",
+                            misbehaviour.len(),
+                            m.kind,
+                            output::short(&m.device.to_string()),
+                            m.detail
+                        ),
+                    },
+                ),
             ]);
             if !peers.is_empty() {
                 println!("\nPeers:");

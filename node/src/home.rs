@@ -1266,9 +1266,13 @@ fn apply_group(
 ) -> Result<(), WriteError> {
     let doc_id = header.doc_id();
     let mut verified = Vec::new();
+    let mut gate = crate::rules::Gate::new(doc_id); // expiry, equivocation (rules.rs)
     for result in results {
         match result {
-            Ok(v) => match may_write(ctx, &header, &v) {
+            Ok(v) => match gate
+                .check(tx, ctx.origin, &v)?
+                .map_or_else(|| may_write(ctx, &header, &v), Err)
+            {
                 Ok(Verdict::Merge) => verified.push(v),
                 Ok(Verdict::Quarantine) => hold(
                     tx,
@@ -1311,6 +1315,13 @@ fn apply_group(
                 &env,
                 "Automerge could not apply the change",
             )?;
+        }
+        return Ok(());
+    }
+    // Objects nested too deep: nothing of this document in the batch is stored (rules.rs).
+    if let Err(why) = crate::rules::nesting(&doc) {
+        for (env, _, _) in kept {
+            reject(tx, ctx, report, &env, &why)?;
         }
         return Ok(());
     }

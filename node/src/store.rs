@@ -149,6 +149,19 @@ const MIGRATIONS: &[&str] = &[
     r#"
     DROP INDEX IF EXISTS changes_by_doc;
     "#,
+    // 5: misbehaviour by other devices, proven by what they signed (two different changes
+    // with one (actor, seq)). Bounded; one row per distinct piece of evidence.
+    r#"
+    CREATE TABLE misbehaviour (
+        id        INTEGER PRIMARY KEY,
+        device    BLOB NOT NULL,         -- the device that misbehaved
+        kind      TEXT NOT NULL,         -- equivocation
+        detail    TEXT NOT NULL,         -- the evidence, for people
+        from_peer BLOB,                  -- the peer the evidence came from
+        at        INTEGER NOT NULL,      -- ms since epoch, local clock
+        UNIQUE (device, kind, detail)
+    );
+    "#,
 ];
 
 /// Why a store could not be opened.

@@ -68,6 +68,11 @@ impl DeviceId {
         if key.is_weak() {
             return Err(ParseIdError::BadKey);
         }
+        // One point, one id: a non-canonical encoding (y ≥ p) of a valid point would let
+        // the holder of one key sign as a second, different device id.
+        if key.to_edwards().compress().to_bytes() != bytes {
+            return Err(ParseIdError::BadKey);
+        }
         Ok(DeviceId(bytes))
     }
 
@@ -265,6 +270,19 @@ mod tests {
         identity[0] = 1;
         assert_eq!(DeviceId::from_bytes(identity), Err(ParseIdError::BadKey));
         assert!("zz".parse::<DeviceId>().is_err());
+        // Non-canonical encodings (y = p + k) of points that are on the curve and not of
+        // small order: the decoder takes them, the id does not.
+        let mut taken = 0;
+        for k in 0u8..19 {
+            let mut bytes = [0xff; 32];
+            bytes[0] = 0xed + k;
+            bytes[31] = 0x7f;
+            if VerifyingKey::from_bytes(&bytes).is_ok_and(|v| !v.is_weak()) {
+                taken += 1;
+                assert_eq!(DeviceId::from_bytes(bytes), Err(ParseIdError::BadKey));
+            }
+        }
+        assert!(taken > 0, "no non-canonical point found to test");
         assert!("ab".repeat(31).parse::<DeviceId>().is_err());
     }
 }

@@ -1,0 +1,345 @@
+//! Admission rules against forged and abusive peers, applied by ingest on top of the
+//! envelope checks (`SignedChange::verify`) and the write rules (`home::may_write`).
+//!
+//! - **Expired members.** A change whose author's newest known certificate had expired
+//!   at the time the change claims to have been made is refused ("made after its
+//!   author's membership expired"). Changes made before the expiry still count: an
+//!   expired member's earlier work stays valid when others relay it. (A change's time is
+//!   what its author claims, so a member could backdate; the door, `Hello`, refuses an
+//!   expired certificate whatever the clock says.)
+//! - **Equivocation.** An author never makes two different changes with the same
+//!   `(actor, seq)` in one document. A change whose `(actor, seq)` is already stored (or
+//!   admitted earlier in the same batch) under another hash is refused, and the author is
+//!   recorded in the `misbehaviour` table (shown by `yizhan status`). Its signature has
+//!   been verified by then, so the two changes are proof that the author signed both.
+//! - **Nesting.** A record's schema nests objects at most 2 deep (`comments` → one
+//!   comment map). A document in which any object, including values hidden in a
+//!   conflict, sits deeper than [`MAX_OBJECT_DEPTH`] below the root after the batch's
+//!   changes are applied is refused: every change of that document in the batch is
+//!   rejected and the stored document is left as it was. This keeps every reader of a
+//!   document (which may walk it recursively) away from unbounded depth.
+//!
+//! The checks are pure functions (unit-tested below) and a per-document [`Gate`] that
+//! ingest asks once per verified change.
+
+use std::collections::HashMap;
+
+use automerge::{ObjType, ROOT, ReadDoc, Value};
+use rusqlite::{OptionalExtension, Transaction, params};
+use yizhan_protocol::{ChangeHash, DeviceId, DocId, VerifiedChange};
+
+use crate::home::{Node, ReadError};
+
+/// The deepest an object may sit below a record document's root (the root's own fields
+/// are depth 1). The record schema uses 2.
+pub const MAX_OBJECT_DEPTH: usize = 8;
+
+/// Most misbehaviour records kept; older ones are dropped.
+const MAX_MISBEHAVIOUR_KEPT: i64 = 1000;
+
+/// The kind of misbehaviour recorded for two different changes with one `(actor, seq)`.
+pub const EQUIVOCATION: &str = "equivocation";
+
+/// Why a change must be refused because its author's certificate had expired when it
+/// claims to have been made, if so.
+pub fn made_after_expiry(expires_at_ms: Option<i64>, change_time_ms: i64) -> Option<String> {
+    match expires_at_ms {
+        Some(e) if change_time_ms >= e => {
+            Some("it was made after its author's membership expired".to_string())
+        }
+        _ => None,
+    }
+}
+
+/// The misbehaviour detail for two changes by one author with one sequence number.
+pub fn equivocation_detail(doc: DocId, seq: u64, first: ChangeHash, second: ChangeHash) -> String {
+    format!("record {doc}: change {seq} signed twice, as {first} and as {second}")
+}
+
+/// Checks that no object of `doc` sits deeper than `max` below the root. Every value of
+/// every key is followed, including values that lost a conflict. Returns the first depth
+/// found over the limit.
+pub fn check_depth(doc: &impl ReadDoc, max: usize) -> Result<(), usize> {
+    let mut stack = vec![(ROOT, 0usize)];
+    while let Some((obj, depth)) = stack.pop() {
+        let mut children = Vec::new();
+        match doc.object_type(&obj) {
+            Ok(ObjType::Map | ObjType::Table) => {
+                for key in doc.keys(&obj) {
+                    children.extend(doc.get_all(&obj, key.as_str()).unwrap_or_default());
+                }
+            }
+            Ok(ObjType::List) => {
+                for i in 0..doc.length(&obj) {
+                    children.extend(doc.get_all(&obj, i).unwrap_or_default());
+                }
+            }
+            Ok(ObjType::Text) | Err(_) => {}
+        }
+        for (value, id) in children {
+            if let Value::Object(_) = value {
+                if depth + 1 > max {
+                    return Err(depth + 1);
+                }
+                stack.push((id, depth + 1));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Why a merged document must be refused for its nesting, if so (see the module docs).
+pub fn nesting(doc: &impl ReadDoc) -> Result<(), String> {
+    check_depth(doc, MAX_OBJECT_DEPTH).map_err(|depth| {
+        format!("it nests objects {depth} deep, over the limit of {MAX_OBJECT_DEPTH}")
+    })
+}
+
+/// The per-document checks of one ingest batch: expiry and equivocation.
+pub(crate) struct Gate {
+    doc: DocId,
+    /// `(signer, seq)` → hash of the change admitted for it earlier in this batch.
+    claimed: HashMap<(DeviceId, u64), ChangeHash>,
+    /// Each signer's certificate expiry, read once.
+    expiry: HashMap<DeviceId, Option<i64>>,
+}
+
+impl Gate {
+    /// The gate for the changes of `doc` in one batch.
+    pub(crate) fn new(doc: DocId) -> Gate {
+        Gate {
+            doc,
+            claimed: HashMap::new(),
+            expiry: HashMap::new(),
+        }
+    }
+
+    /// Why `v` must be refused, if it must. An equivocation is recorded as misbehaviour
+    /// (inside `tx`, so it is kept with the rest of the batch).
+    pub(crate) fn check(
+        &mut self,
+        tx: &Transaction<'_>,
+        origin: Option<DeviceId>,
+        v: &VerifiedChange,
+    ) -> rusqlite::Result<Option<String>> {
+        let signer = v.envelope.signer;
+        let expires = match self.expiry.get(&signer) {
+            Some(e) => *e,
+            None => {
+                let e = member_expiry(tx, signer)?;
+                self.expiry.insert(signer, e);
+                e
+            }
+        };
+        if let Some(why) = made_after_expiry(expires, v.change.timestamp()) {
+            return Ok(Some(why));
+        }
+        let seq = v.change.seq();
+        let hash = v.envelope.hash;
+        let earlier = match self.claimed.get(&(signer, seq)) {
+            Some(h) => Some(*h),
+            None => stored_hash(tx, self.doc, signer, seq)?,
+        };
+        if let Some(first) = earlier
+            && first != hash
+        {
+            let detail = equivocation_detail(self.doc, seq, first, hash);
+            record(tx, signer, EQUIVOCATION, &detail, origin)?;
+            return Ok(Some(format!(
+                "equivocation: its author already signed another change {seq} of this record"
+            )));
+        }
+        self.claimed.insert((signer, seq), hash);
+        Ok(None)
+    }
+}
+
+/// The expiry of `device`'s newest stored certificate (`None`: never, or no certificate).
+fn member_expiry(tx: &Transaction<'_>, device: DeviceId) -> rusqlite::Result<Option<i64>> {
+    Ok(tx
+        .prepare_cached("SELECT expires_at FROM members WHERE device = ?1")?
+        .query_row([device.as_bytes().as_slice()], |r| {
+            r.get::<_, Option<i64>>(0)
+        })
+        .optional()?
+        .flatten())
+}
+
+/// The hash stored for `(doc, actor, seq)`, if any.
+fn stored_hash(
+    tx: &Transaction<'_>,
+    doc: DocId,
+    actor: DeviceId,
+    seq: u64,
+) -> rusqlite::Result<Option<ChangeHash>> {
+    let hash: Option<Vec<u8>> = tx
+        .prepare_cached("SELECT hash FROM changes WHERE doc_id = ?1 AND actor = ?2 AND seq = ?3")?
+        .query_row(
+            params![
+                doc.as_bytes().as_slice(),
+                actor.as_bytes().as_slice(),
+                seq as i64
+            ],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(hash.and_then(|h| <[u8; 32]>::try_from(h).ok().map(ChangeHash)))
+}
+
+/// Records misbehaviour by `device` (once per distinct detail; the newest
+/// [`MAX_MISBEHAVIOUR_KEPT`] are kept).
+pub(crate) fn record(
+    tx: &Transaction<'_>,
+    device: DeviceId,
+    kind: &str,
+    detail: &str,
+    from_peer: Option<DeviceId>,
+) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT OR IGNORE INTO misbehaviour(device, kind, detail, from_peer, at)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![
+        device.as_bytes().as_slice(),
+        kind,
+        detail,
+        from_peer.map(|p| p.as_bytes().to_vec()),
+        crate::model::Time::now_millis(),
+    ])?;
+    tx.prepare_cached(
+        "DELETE FROM misbehaviour WHERE id <= (SELECT MAX(id) FROM misbehaviour) - ?1",
+    )?
+    .execute([MAX_MISBEHAVIOUR_KEPT])?;
+    Ok(())
+}
+
+/// One recorded misbehaviour.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Misbehaviour {
+    /// The device that misbehaved.
+    pub device: DeviceId,
+    /// What it did (`equivocation`).
+    pub kind: String,
+    /// The evidence, for people.
+    pub detail: String,
+    /// The peer the evidence came from (`None`: handed in locally).
+    pub from_peer: Option<DeviceId>,
+    /// When this node recorded it (ms since the Unix epoch).
+    pub at_ms: i64,
+}
+
+impl Node {
+    /// The misbehaviour this node has recorded, newest first.
+    pub fn misbehaviour(&self) -> Result<Vec<Misbehaviour>, ReadError> {
+        let mut stmt = self.store().conn().prepare(
+            "SELECT device, kind, detail, from_peer, at FROM misbehaviour ORDER BY id DESC",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, Vec<u8>>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, Option<Vec<u8>>>(3)?,
+                r.get::<_, i64>(4)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (device, kind, detail, from_peer, at_ms) = row?;
+            let Ok(device) = DeviceId::from_slice(&device) else {
+                continue;
+            };
+            out.push(Misbehaviour {
+                device,
+                kind,
+                detail,
+                from_peer: from_peer.and_then(|p| DeviceId::from_slice(&p).ok()),
+                at_ms,
+            });
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use automerge::transaction::Transactable;
+    use automerge::{AutoCommit, ObjType};
+
+    #[test]
+    fn expiry_refuses_only_changes_made_at_or_after_it() {
+        assert!(made_after_expiry(None, i64::MAX).is_none());
+        assert!(made_after_expiry(Some(1000), 999).is_none());
+        assert!(made_after_expiry(Some(1000), 1000).is_some());
+        assert!(made_after_expiry(Some(1000), 5000).is_some());
+    }
+
+    fn nested(depth: usize) -> AutoCommit {
+        let mut doc = AutoCommit::new();
+        let mut obj = ROOT;
+        for _ in 0..depth {
+            obj = doc.put_object(&obj, "x", ObjType::Map).unwrap();
+        }
+        doc.commit();
+        doc
+    }
+
+    #[test]
+    fn depth_counts_from_the_root() {
+        assert_eq!(check_depth(&AutoCommit::new(), 0), Ok(()));
+        assert_eq!(check_depth(&nested(3), 3), Ok(()));
+        assert_eq!(check_depth(&nested(4), 3), Err(4));
+        assert!(nesting(&nested(MAX_OBJECT_DEPTH)).is_ok());
+        assert!(nesting(&nested(MAX_OBJECT_DEPTH + 1)).is_err());
+        // A very deep document is measured without recursion and stops at the limit.
+        assert_eq!(check_depth(&nested(50_000), 8), Err(9));
+    }
+
+    #[test]
+    fn depth_follows_lists_and_conflicting_values() {
+        // Root → list → map → list → map: depth 4.
+        let mut doc = AutoCommit::new();
+        let l = doc.put_object(ROOT, "comments", ObjType::List).unwrap();
+        let m = doc.insert_object(&l, 0, ObjType::Map).unwrap();
+        let l2 = doc.put_object(&m, "l", ObjType::List).unwrap();
+        doc.insert_object(&l2, 0, ObjType::Map).unwrap();
+        doc.commit();
+        assert_eq!(check_depth(&doc, 4), Ok(()));
+        assert_eq!(check_depth(&doc, 3), Err(4));
+
+        // A deep value that loses a conflict is still measured.
+        let mut a = AutoCommit::new().with_actor(automerge::ActorId::from([1u8; 32].as_slice()));
+        a.put(ROOT, "f", "x").unwrap();
+        a.commit();
+        let mut b = a
+            .fork()
+            .with_actor(automerge::ActorId::from([2u8; 32].as_slice()));
+        let mut c = a
+            .fork()
+            .with_actor(automerge::ActorId::from([0u8; 32].as_slice()));
+        b.put(ROOT, "f", "plain").unwrap();
+        let mut obj = c.put_object(ROOT, "f", ObjType::Map).unwrap();
+        for _ in 0..5 {
+            obj = c.put_object(&obj, "x", ObjType::Map).unwrap();
+        }
+        b.commit();
+        c.commit();
+        b.merge(&mut c).unwrap();
+        assert_eq!(b.get_all(ROOT, "f").unwrap().len(), 2);
+        assert_eq!(check_depth(&b, 5), Err(6));
+    }
+
+    #[test]
+    fn equivocation_detail_names_both_changes() {
+        let d = equivocation_detail(
+            DocId::from_bytes([1; 16]),
+            7,
+            ChangeHash([2; 32]),
+            ChangeHash([3; 32]),
+        );
+        assert!(d.contains("change 7"));
+        assert!(d.contains(&ChangeHash([2; 32]).to_string()));
+        assert!(d.contains(&ChangeHash([3; 32]).to_string()));
+    }
+}

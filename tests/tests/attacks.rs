@@ -1,0 +1,1636 @@
+//! The attack corpus (issue 5, "Forged and abusive peers"): one test per attack class.
+//!
+//! Each test shows, with assertions that can fail,
+//!
+//! (a) the attack is refused: an error, a rejected change with its reason, or a refused
+//!     connection;
+//! (b) nothing on the victim changed: its documents' heads, its change log and its record
+//!     index are the same before and after;
+//! (c) the victim still serves others: an honest member syncs with it afterwards, and each
+//!     gets the other's new record.
+//!
+//! Hostile input is hand-made with the protocol crate's types (Automerge changes, ed25519
+//! signatures, wire messages) and goes through the real gate: a hostile member drives a raw
+//! protocol `Session` against the victim's real `SyncEngine` over the in-memory link
+//! ([`attack`]), or `Node::ingest`, or (for frames, streams and message floods) real QUIC
+//! on loopback against `daemon::serve`.
+//!
+//! The world: a station, honest volunteers A and B, and M, a volunteer who turned hostile,
+//! all in grid 和平里.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use automerge::transaction::{CommitOptions, Transactable};
+use automerge::{ActorId, AutoCommit, ObjType, ROOT};
+use curve25519_dalek::edwards::CompressedEdwardsY;
+use curve25519_dalek::scalar::Scalar;
+use curve25519_dalek::traits::IsIdentity;
+use sha2::Digest;
+use yizhan_node::Node;
+use yizhan_node::home::DocChanges;
+use yizhan_node::model::Time;
+use yizhan_node::records::{self, NewTicket, NewVisit};
+use yizhan_node::sync::{SyncConfig, SyncEngine, SyncStats};
+use yizhan_protocol::envelope::signing_message;
+use yizhan_protocol::membership::{Certificate, MemberRole, Revocation, issue};
+use yizhan_protocol::sync::{Event, Session, SessionConfig};
+use yizhan_protocol::wire::{
+    Changes, Fetched, Hello, Message, PROTOCOL_VERSION, Pull, Roster, WireChange, WireDoc,
+};
+use yizhan_protocol::{
+    ChangeHash, DeviceId, DeviceKey, DocHeader, DocId, RecordKind, Signed, SignedChange, SiteId,
+};
+use yizhan_tests::{TestNode, enroll, open_db, sync_until_ok};
+
+const GRID: &str = "和平里";
+
+// ---------------------------------------------------------------------------------------
+// The world and what is compared before and after
+// ---------------------------------------------------------------------------------------
+
+struct World {
+    station: TestNode,
+    a: TestNode,
+    b: TestNode,
+    m: TestNode,
+    /// A's visit, held by the station and A.
+    a_visit: DocId,
+    /// M's visit, held by the station and M.
+    m_visit: DocId,
+}
+
+fn world() -> World {
+    let mut station = TestNode::station("幸福驿站");
+    let mut a = TestNode::new("王芳");
+    let mut b = TestNode::new("李强");
+    let mut m = TestNode::new("赵敏");
+    enroll(&mut station, &mut a, &[GRID]);
+    enroll(&mut station, &mut b, &[GRID]);
+    enroll(&mut station, &mut m, &[GRID]);
+    let a_visit = visit(&mut a, "和平里 1 号");
+    let m_visit = visit(&mut m, "和平里 2 号");
+    station
+        .node
+        .open_ticket(&NewTicket {
+            title: "楼道灯坏了".into(),
+            grid: Some(GRID.into()),
+            ..NewTicket::default()
+        })
+        .unwrap();
+    for v in [&mut a, &mut b, &mut m] {
+        sync_until_ok(v, &mut station, 1);
+    }
+    sync_until_ok(&mut a, &mut station, 1);
+    World {
+        station,
+        a,
+        b,
+        m,
+        a_visit,
+        m_visit,
+    }
+}
+
+fn visit(node: &mut TestNode, household: &str) -> DocId {
+    node.node
+        .add_visit(&NewVisit {
+            household: household.into(),
+            ..NewVisit::default()
+        })
+        .unwrap()
+}
+
+fn site(w: &World) -> SiteId {
+    w.station.node.identity().site_id.unwrap()
+}
+
+/// What must not change on a victim.
+#[derive(Debug, PartialEq)]
+struct Snapshot {
+    heads: BTreeMap<DocId, Vec<u8>>,
+    log_end: u64,
+    index: String,
+}
+
+fn snapshot(n: &TestNode) -> Snapshot {
+    let visits = n.node.list_visits(&Default::default()).unwrap();
+    let tickets = n.node.list_tickets(&Default::default()).unwrap();
+    Snapshot {
+        heads: n.node.doc_heads().unwrap(),
+        log_end: n.node.log_end().unwrap(),
+        index: format!(
+            "{}{}",
+            serde_json::to_string(&visits).unwrap(),
+            serde_json::to_string(&tickets).unwrap()
+        ),
+    }
+}
+
+/// The reasons of every change `n` keeps as rejected, oldest first.
+fn rejected_reasons(n: &TestNode) -> Vec<String> {
+    let db = open_db(&n.node.home().join("store.db"));
+    let mut stmt = db
+        .prepare("SELECT reason FROM rejected ORDER BY id")
+        .unwrap();
+    stmt.query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+fn rejected_count(n: &TestNode) -> usize {
+    rejected_reasons(n).len()
+}
+
+/// (c): `honest` and `victim` each write a record in the grid, sync, and each gets the
+/// other's; the victim's store still verifies.
+fn still_serves(victim: &mut TestNode, honest: &mut TestNode) {
+    let mine = visit(honest, "和平里 诚实的走访");
+    let theirs = victim
+        .node
+        .open_ticket(&NewTicket {
+            title: "攻击之后".into(),
+            grid: Some(GRID.into()),
+            ..NewTicket::default()
+        })
+        .unwrap();
+    let out = sync_until_ok(honest, victim, 1);
+    assert!(out.ok(), "{out:?}");
+    assert!(
+        victim.node.show_visit(mine).is_ok(),
+        "the honest member's visit did not reach the victim"
+    );
+    assert!(
+        honest.node.show_ticket(theirs).is_ok(),
+        "the victim's ticket did not reach the honest member"
+    );
+    let report = victim.node.verify().unwrap();
+    assert_eq!(report.bad, 0, "{:?}", report.problems);
+}
+
+// ---------------------------------------------------------------------------------------
+// Crafting changes
+// ---------------------------------------------------------------------------------------
+
+fn now_ms() -> i64 {
+    Time::now_millis()
+}
+
+fn actor(id: DeviceId) -> ActorId {
+    ActorId::from(id.as_bytes().as_slice())
+}
+
+/// `holder`'s copy of `doc`, to build changes on, with `as_device` as the actor.
+fn fork_of(holder: &TestNode, doc: DocId, as_device: DeviceId) -> (DocHeader, AutoCommit) {
+    let stored = holder.node.doc_changes(doc).unwrap();
+    let mut am = AutoCommit::new();
+    let changes = stored
+        .changes
+        .iter()
+        .map(|c| automerge::Change::try_from(c.bytes.as_slice()).unwrap())
+        .collect::<Vec<_>>();
+    am.apply_changes(changes).unwrap();
+    (stored.header, am.with_actor(actor(as_device)))
+}
+
+/// Commits what `edit` does as one change made at `at_ms`.
+fn commit(
+    am: &mut AutoCommit,
+    at_ms: i64,
+    edit: impl FnOnce(&mut AutoCommit),
+) -> automerge::Change {
+    edit(am);
+    am.commit_with(CommitOptions::default().with_time(at_ms));
+    am.get_last_local_change().unwrap().clone()
+}
+
+/// A new visit log started by `key` (signed for `site`), made at `at_ms`.
+fn new_visit_by(
+    key: &DeviceKey,
+    site: Option<SiteId>,
+    household: &str,
+    at_ms: i64,
+) -> (DocHeader, AutoCommit, SignedChange) {
+    let header = DocHeader {
+        kind: RecordKind::Visit,
+        author: key.device_id(),
+        nonce: rand::random(),
+    };
+    let id = header.doc_id();
+    let mut am = AutoCommit::new().with_actor(actor(key.device_id()));
+    let change = commit(&mut am, at_ms, |am| {
+        records::write_new_visit(
+            am,
+            id,
+            &NewVisit {
+                household: household.into(),
+                grid: Some(GRID.into()),
+                ..NewVisit::default()
+            },
+            Time::from_millis(at_ms),
+        )
+        .unwrap();
+    });
+    let env = SignedChange::sign(key, site, id, &change);
+    (header, am, env)
+}
+
+fn put_note(note: &str) -> impl FnOnce(&mut AutoCommit) + '_ {
+    move |am| {
+        am.put(ROOT, "note", note).unwrap();
+    }
+}
+
+fn wire_doc(header: DocHeader, changes: Vec<WireChange>) -> WireDoc {
+    WireDoc {
+        doc: header.doc_id(),
+        header: Some(header),
+        changes,
+    }
+}
+
+fn wire(env: &SignedChange) -> WireChange {
+    WireChange::from_envelope(env)
+}
+
+// ---------------------------------------------------------------------------------------
+// A hostile member driving a raw protocol session against the victim's real engine
+// ---------------------------------------------------------------------------------------
+
+/// What the hostile peer does.
+#[derive(Default)]
+struct Script {
+    /// Sent when it accepts the victim (before any data).
+    roster: Option<Roster>,
+    /// Pages of "its log", sent when the victim pulls (the last one marked last).
+    pages: Vec<Vec<WireDoc>>,
+    /// Raw frames sent right behind its Hello and Pull.
+    raw: Vec<Vec<u8>>,
+}
+
+/// How the attack ended.
+#[derive(Debug)]
+struct Outcome {
+    /// The victim's view.
+    victim: Result<SyncStats, String>,
+    /// The attacker's view (a refusal shows here).
+    attacker: Result<(), String>,
+}
+
+/// Runs one sync between the victim's real `SyncEngine` and a hostile peer that the
+/// transport authenticated as `device` and that presents `cert`, over an in-memory link on
+/// a virtual clock.
+fn attack(
+    victim: &mut TestNode,
+    device: DeviceId,
+    cert: Signed<Certificate>,
+    script: Script,
+) -> Outcome {
+    let site = victim.node.identity().site_id.unwrap();
+    let config = SyncConfig {
+        idle_timeout: Duration::from_secs(5),
+        ..SyncConfig::default()
+    };
+    let mut now = Instant::now();
+    let placeholder = Node::open(victim.node.home()).unwrap();
+    let node = std::mem::replace(&mut victim.node, placeholder);
+    let mut engine = SyncEngine::new(node, device, &config, now).unwrap();
+    let mut session = Session::new(
+        SessionConfig {
+            site,
+            cert,
+            roster_digest: [0; 32],
+            epoch: [9; 16],
+            idle_timeout: config.idle_timeout,
+        },
+        Pull {
+            epoch: [0; 16],
+            after: 0,
+            scope: [0; 32],
+        },
+        now,
+    );
+    let mut to_victim: VecDeque<Vec<u8>> = VecDeque::new();
+    let mut to_attacker: VecDeque<Vec<u8>> = VecDeque::new();
+    while let Some(f) = session.poll_transmit() {
+        to_victim.push_back(f);
+    }
+    to_victim.extend(script.raw);
+    let mut roster = script.roster;
+    let mut pages = Some(script.pages);
+    let mut v: Result<(), String> = Ok(());
+    let mut a: Result<(), String> = Ok(());
+    for _ in 0..1_000_000 {
+        // (After a failure too: a refusal is the last frame the victim sends.)
+        loop {
+            match engine.poll_transmit() {
+                Ok(Some(f)) => to_attacker.push_back(f),
+                Ok(None) => break,
+                Err(e) => {
+                    if v.is_ok() {
+                        v = Err(e.to_string());
+                    }
+                    break;
+                }
+            }
+        }
+        if a.is_ok() {
+            let r = (|| -> Result<(), yizhan_protocol::sync::SessionError> {
+                while let Some(event) = session.poll_event() {
+                    match event {
+                        Event::PeerHello(_) => session.accept(roster.take())?,
+                        Event::PullRequested { .. } => {
+                            let pages = pages.take().unwrap_or_default();
+                            let n = pages.len().max(1) as u64;
+                            let mut pages = pages.into_iter();
+                            for i in 0..n {
+                                session.send_changes(Changes {
+                                    from: i,
+                                    upto: i + 1,
+                                    last: i + 1 == n,
+                                    docs: pages.next().unwrap_or_default(),
+                                })?;
+                            }
+                        }
+                        Event::FetchRequested(_) => {
+                            session.send_fetched(Fetched { docs: Vec::new() })?
+                        }
+                        Event::ReceiveComplete => session.finish(None)?,
+                        _ => {}
+                    }
+                }
+                Ok(())
+            })();
+            if let Err(e) = r {
+                a = Err(e.to_string());
+            }
+            while let Some(f) = session.poll_transmit() {
+                to_victim.push_back(f);
+            }
+        }
+        let v_done = v.is_err() || engine.is_finished();
+        let a_done = a.is_err() || session.is_finished();
+        if v_done && a_done {
+            break;
+        }
+        if let Some(f) = to_victim.pop_front() {
+            now += Duration::from_millis(10);
+            if v.is_ok()
+                && let Err(e) = engine.handle_frame(&f, now)
+            {
+                v = Err(e.to_string());
+            }
+            continue;
+        }
+        if let Some(f) = to_attacker.pop_front() {
+            if a.is_ok()
+                && let Err(e) = session.handle_frame(&f, now)
+            {
+                a = Err(e.to_string());
+            }
+            continue;
+        }
+        now += Duration::from_secs(6);
+        if v.is_ok()
+            && !engine.is_finished()
+            && let Err(e) = engine.handle_timeout(now)
+        {
+            v = Err(e.to_string());
+        }
+        if a.is_ok()
+            && !session.is_finished()
+            && let Err(e) = session.handle_timeout(now)
+        {
+            a = Err(e.to_string());
+        }
+    }
+    let stats = engine.stats().clone();
+    victim.node = engine.into_node();
+    Outcome {
+        victim: v.map(|_| stats),
+        attacker: a,
+    }
+}
+
+/// M attacks `victim` with `pages` of hand-made changes (its own certificate, as the
+/// device the transport authenticated).
+fn m_sends(w: &mut World, to_station: bool, pages: Vec<Vec<WireDoc>>) -> Outcome {
+    let device = w.m.id();
+    let cert = w.m.node.identity().cert.clone().unwrap();
+    let victim = if to_station { &mut w.station } else { &mut w.a };
+    attack(
+        victim,
+        device,
+        cert,
+        Script {
+            pages,
+            ..Script::default()
+        },
+    )
+}
+
+/// The sync completed and every one of `n` changes was refused, none stored.
+fn all_refused(out: &Outcome, n: u64) {
+    let stats = out.victim.as_ref().expect("the victim completes the sync");
+    assert_eq!(stats.rejected, n, "{out:?}");
+    assert_eq!(stats.received, 0, "{out:?}");
+}
+
+fn last_reason(n: &TestNode) -> String {
+    rejected_reasons(n).pop().expect("a rejected change")
+}
+
+// ---------------------------------------------------------------------------------------
+// Signatures
+// ---------------------------------------------------------------------------------------
+
+/// A change by M on M's own visit, signed properly, to be spoilt by each test.
+fn m_edit(w: &World, note: &str) -> (DocHeader, SignedChange) {
+    let (header, mut am) = fork_of(&w.m, w.m_visit, w.m.id());
+    let change = commit(&mut am, now_ms(), put_note(note));
+    let env = SignedChange::sign(&w.m.node.device_key(), Some(site(w)), w.m_visit, &change);
+    (header, env)
+}
+
+#[test]
+fn unsigned_change() {
+    let mut w = world();
+    let (header, env) = m_edit(&w, "未签名");
+    let before = snapshot(&w.station);
+    let unsigned = WireChange {
+        signature: [0; 64],
+        bytes: env.bytes.clone(),
+    };
+    let out = m_sends(&mut w, true, vec![vec![wire_doc(header, vec![unsigned])]]);
+    all_refused(&out, 1);
+    assert_eq!(last_reason(&w.station), "bad signature");
+    assert_eq!(snapshot(&w.station), before);
+    still_serves(&mut w.station, &mut w.a);
+}
+
+#[test]
+fn bad_signature() {
+    let mut w = world();
+    let (header, env) = m_edit(&w, "签名被改");
+    let before = snapshot(&w.station);
+    let mut forged = wire(&env);
+    forged.signature[10] ^= 0x01;
+    let out = m_sends(&mut w, true, vec![vec![wire_doc(header, vec![forged])]]);
+    all_refused(&out, 1);
+    assert_eq!(last_reason(&w.station), "bad signature");
+    assert_eq!(snapshot(&w.station), before);
+    still_serves(&mut w.station, &mut w.a);
+}
+
+#[test]
+fn signature_by_one_member_on_a_change_claiming_another_members_actor() {
+    let mut w = world();
+    // M writes a change on A's visit with A's actor id and signs it with its own key.
+    let (header, mut am) = fork_of(&w.station, w.a_visit, w.a.id());
+    let change = commit(&mut am, now_ms(), put_note("冒充王芳"));
+    let m_key = w.m.node.device_key();
+    let hash = ChangeHash::from(change.hash());
+    let signature = m_key.sign(&signing_message(Some(site(&w)), w.a_visit, hash));
+    let before = snapshot(&w.station);
+
+    // On the wire the signer is the actor (A): M's signature does not verify for A.
+    let out = m_sends(
+        &mut w,
+        true,
+        vec![vec![wire_doc(
+            header,
+            vec![WireChange {
+                signature,
+                bytes: change.raw_bytes().to_vec(),
+            }],
+        )]],
+    );
+    all_refused(&out, 1);
+    assert_eq!(last_reason(&w.station), "bad signature");
+
+    // Handed in as an envelope that names M as the signer: the actor binding refuses it.
+    let report = w
+        .station
+        .node
+        .ingest(vec![DocChanges {
+            header,
+            changes: vec![SignedChange {
+                doc: w.a_visit,
+                hash,
+                signer: w.m.id(),
+                signature,
+                bytes: change.raw_bytes().to_vec(),
+            }],
+        }])
+        .unwrap();
+    assert_eq!(report.accepted, 0);
+    assert_eq!(report.rejected.len(), 1);
+    assert_eq!(
+        report.rejected[0].reason,
+        "change actor is not bound to its signer"
+    );
+    assert_eq!(snapshot(&w.station), before);
+    still_serves(&mut w.station, &mut w.a);
+}
+
+#[test]
+fn change_signed_by_an_unknown_key() {
+    let mut w = world();
+    let stranger = DeviceKey::from_seed(rand::random());
+    let (header, _, env) = new_visit_by(&stranger, Some(site(&w)), "和平里 陌生人", now_ms());
+    let before = snapshot(&w.station);
+    let out = m_sends(&mut w, true, vec![vec![wire_doc(header, vec![wire(&env)])]]);
+    all_refused(&out, 1);
+    assert_eq!(
+        last_reason(&w.station),
+        "its author is not a member of this site"
+    );
+    assert!(w.station.node.show_visit(header.doc_id()).is_err());
+    assert_eq!(snapshot(&w.station), before);
+    still_serves(&mut w.station, &mut w.a);
+}
+
+#[test]
+fn change_signed_by_a_revoked_key() {
+    let mut w = world();
+    let mut r = TestNode::new("被撤销");
+    enroll(&mut w.station, &mut r, &[GRID]);
+    let (header, _, env) = new_visit_by(
+        &r.node.device_key(),
+        Some(site(&w)),
+        "和平里 撤销后",
+        now_ms(),
+    );
+    w.station.node.revoke(r.id(), "设备丢失").unwrap();
+    sync_until_ok(&mut w.a, &mut w.station, 1); // A learns of the revocation
+    let before_a = snapshot(&w.a);
+    let before_station = snapshot(&w.station);
+
+    // The revoked device itself is refused at the door.
+    let r_cert = r.node.identity().cert.clone().unwrap();
+    let out = attack(&mut w.station, r.id(), r_cert, Script::default());
+    assert!(
+        out.victim.as_ref().is_err_and(|e| e.contains("revoked")),
+        "{out:?}"
+    );
+    assert!(out.attacker.is_err_and(|e| e.contains("revoked")));
+
+    // Relayed by M to A: refused.
+    let out = m_sends(
+        &mut w,
+        false,
+        vec![vec![wire_doc(header, vec![wire(&env)])]],
+    );
+    all_refused(&out, 1);
+    assert_eq!(last_reason(&w.a), "its author was revoked");
+    assert_eq!(snapshot(&w.a), before_a);
+
+    // Relayed by M to the station: held in quarantine for its decision, not merged.
+    let out = m_sends(&mut w, true, vec![vec![wire_doc(header, vec![wire(&env)])]]);
+    let stats = out.victim.expect("the station completes the sync");
+    assert_eq!(stats.received, 0);
+    assert_eq!(w.station.node.quarantine_list().unwrap().len(), 1);
+    assert_eq!(snapshot(&w.station), before_station);
+
+    still_serves(&mut w.a, &mut w.b);
+    still_serves(&mut w.station, &mut w.b);
+}
+
+/// M's secret scalar `a` (the clamped first half of SHA-512 of its seed), for forging
+/// signatures that only a lax verifier would take.
+fn secret_scalar(key: &DeviceKey) -> Scalar {
+    let h = sha2::Sha512::digest(key.seed());
+    let mut a = [0u8; 32];
+    a.copy_from_slice(&h[..32]);
+    Scalar::from_bytes_mod_order(curve25519_dalek::scalar::clamp_integer(a))
+}
+
+fn challenge(r: &[u8; 32], a: &[u8; 32], msg: &[u8]) -> Scalar {
+    let h = sha2::Sha512::new()
+        .chain_update(r)
+        .chain_update(a)
+        .chain_update(msg)
+        .finalize();
+    let mut wide = [0u8; 64];
+    wide.copy_from_slice(&h);
+    Scalar::from_bytes_mod_order_wide(&wide)
+}
+
+#[test]
+fn weak_key_small_order_author() {
+    let mut w = world();
+    // The identity point is a small-order "key": the signature (R = identity, s = 0)
+    // satisfies the plain verification equation for every message.
+    let mut weak = [0u8; 32];
+    weak[0] = 1;
+    let mut am = AutoCommit::new().with_actor(ActorId::from(weak.as_slice()));
+    let change = commit(&mut am, now_ms(), put_note("弱密钥"));
+    let header = DocHeader {
+        kind: RecordKind::Visit,
+        author: w.m.id(),
+        nonce: [7; 16],
+    };
+    let mut signature = [0u8; 64];
+    signature[0] = 1; // R = the identity point, s = 0
+    let msg = signing_message(
+        Some(site(&w)),
+        header.doc_id(),
+        ChangeHash::from(change.hash()),
+    );
+    use ed25519_dalek::Verifier;
+    let lax = ed25519_dalek::VerifyingKey::from_bytes(&weak).unwrap();
+    assert!(
+        lax.verify(&msg, &ed25519_dalek::Signature::from_bytes(&signature))
+            .is_ok(),
+        "the forged signature should pass a non-strict verifier"
+    );
+    assert!(DeviceId::from_bytes(weak).is_err());
+    let before = snapshot(&w.station);
+    let out = m_sends(
+        &mut w,
+        true,
+        vec![vec![wire_doc(
+            header,
+            vec![WireChange {
+                signature,
+                bytes: change.raw_bytes().to_vec(),
+            }],
+        )]],
+    );
+    all_refused(&out, 1);
+    assert_eq!(
+        last_reason(&w.station),
+        "change actor is not bound to its signer"
+    );
+    assert_eq!(snapshot(&w.station), before);
+    still_serves(&mut w.station, &mut w.a);
+}
+
+#[test]
+fn non_canonical_key_encoding() {
+    let mut w = world();
+    // y = p + k for a point with y = k on the curve, not of small order: a second
+    // encoding of a valid key. ed25519-dalek's decoder takes it; a device id must not.
+    let alias = (0u8..19)
+        .map(|k| {
+            let mut b = [0xff; 32];
+            b[0] = 0xed + k;
+            b[31] = 0x7f;
+            b
+        })
+        .find(|b| ed25519_dalek::VerifyingKey::from_bytes(b).is_ok_and(|v| !v.is_weak()))
+        .expect("a non-canonical encoding of a valid point");
+    assert!(DeviceId::from_bytes(alias).is_err());
+    let mut am = AutoCommit::new().with_actor(ActorId::from(alias.as_slice()));
+    let change = commit(&mut am, now_ms(), put_note("别名密钥"));
+    let header = DocHeader {
+        kind: RecordKind::Visit,
+        author: w.m.id(),
+        nonce: [8; 16],
+    };
+    let before = snapshot(&w.station);
+    let out = m_sends(
+        &mut w,
+        true,
+        vec![vec![wire_doc(
+            header,
+            vec![WireChange {
+                signature: [3; 64],
+                bytes: change.raw_bytes().to_vec(),
+            }],
+        )]],
+    );
+    all_refused(&out, 1);
+    assert_eq!(
+        last_reason(&w.station),
+        "change actor is not bound to its signer"
+    );
+    assert_eq!(snapshot(&w.station), before);
+    still_serves(&mut w.station, &mut w.a);
+}
+
+#[test]
+fn non_canonical_signature_s_at_or_over_l() {
+    let mut w = world();
+    let (header, env) = m_edit(&w, "可塑签名");
+    // s + L: the same scalar modulo L, so a verifier that reduced s would take it.
+    const L: [u8; 32] = [
+        0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde,
+        0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+    ];
+    let mut sig = env.signature;
+    let mut carry = 0u16;
+    for i in 0..32 {
+        let sum = sig[32 + i] as u16 + L[i] as u16 + carry;
+        sig[32 + i] = sum as u8;
+        carry = sum >> 8;
+    }
+    assert_eq!(carry, 0);
+    let mut s = [0u8; 32];
+    s.copy_from_slice(&sig[32..]);
+    let mut orig = [0u8; 32];
+    orig.copy_from_slice(&env.signature[32..]);
+    assert_eq!(
+        Scalar::from_bytes_mod_order(s),
+        Scalar::from_bytes_mod_order(orig),
+        "s + L is the same scalar"
+    );
+    assert_ne!(sig, env.signature);
+    let before = snapshot(&w.station);
+    let out = m_sends(
+        &mut w,
+        true,
+        vec![vec![wire_doc(
+            header,
+            vec![WireChange {
+                signature: sig,
+                bytes: env.bytes.clone(),
+            }],
+        )]],
+    );
+    all_refused(&out, 1);
+    assert_eq!(last_reason(&w.station), "bad signature");
+    assert_eq!(snapshot(&w.station), before);
+    still_serves(&mut w.station, &mut w.a);
+}
+
+#[test]
+fn small_order_r_in_signature() {
+    let mut w = world();
+    let (header, env) = m_edit(&w, "小阶 R");
+    let key = w.m.node.device_key();
+    let a = secret_scalar(&key);
+    let a_bytes = *w.m.id().as_bytes();
+    // R = a point of order 4 (y = 0); s = k·a. Then 8·(sB − kA − R) = 0: a cofactored
+    // verifier accepts it, for a message M never signed.
+    let r_point = CompressedEdwardsY([0; 32]).decompress().unwrap();
+    assert!(r_point.is_small_order());
+    let r = r_point.compress().to_bytes();
+    let msg = signing_message(Some(site(&w)), w.m_visit, env.hash);
+    let k = challenge(&r, &a_bytes, &msg);
+    let s = k * a;
+    let big_a = CompressedEdwardsY(a_bytes).decompress().unwrap();
+    let check = curve25519_dalek::EdwardsPoint::mul_base(&s) - k * big_a - r_point;
+    assert!(check.mul_by_cofactor().is_identity());
+    assert!(!check.is_identity());
+    let mut sig = [0u8; 64];
+    sig[..32].copy_from_slice(&r);
+    sig[32..].copy_from_slice(s.as_bytes());
+    let before = snapshot(&w.station);
+    let out = m_sends(
+        &mut w,
+        true,
+        vec![vec![wire_doc(
+            header,
+            vec![WireChange {
+                signature: sig,
+                bytes: env.bytes.clone(),
+            }],
+        )]],
+    );
+    all_refused(&out, 1);
+    assert_eq!(last_reason(&w.station), "bad signature");
+    assert_eq!(snapshot(&w.station), before);
+    still_serves(&mut w.station, &mut w.a);
+}
+
+// ---------------------------------------------------------------------------------------
+// Replays
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn envelope_replayed_into_another_document() {
+    let mut w = world();
+    // A's own signed change (one the station does not hold yet), moved under M's visit
+    // (header and id).
+    let new_visit = visit(&mut w.a, "和平里 尚未同步");
+    let a_change = w.a.node.doc_changes(new_visit).unwrap().changes[0].clone();
+    let m_header = w.station.node.doc_changes(w.m_visit).unwrap().header;
+    let before = snapshot(&w.station);
+    let out = m_sends(
+        &mut w,
+        true,
+        vec![vec![wire_doc(m_header, vec![wire(&a_change)])]],
+    );
+    all_refused(&out, 1);
+    assert_eq!(last_reason(&w.station), "bad signature");
+    // And A's change moved into a document of its own making (a new header by A).
+    let fresh = DocHeader {
+        kind: RecordKind::Visit,
+        author: w.a.id(),
+        nonce: [5; 16],
+    };
+    let out = m_sends(
+        &mut w,
+        true,
+        vec![vec![wire_doc(fresh, vec![wire(&a_change)])]],
+    );
+    all_refused(&out, 1);
+    assert_eq!(last_reason(&w.station), "bad signature");
+    assert_eq!(snapshot(&w.station), before);
+    still_serves(&mut w.station, &mut w.a);
+}
+
+#[test]
+fn envelope_replayed_into_another_site() {
+    let mut w = world();
+    // M's change, signed for another site (M is enrolled there too, say) and for none.
+    let (header, mut am) = fork_of(&w.m, w.m_visit, w.m.id());
+    let change = commit(&mut am, now_ms(), put_note("别的驿站"));
+    let key = w.m.node.device_key();
+    let other = SiteId::from_bytes([0x42; 16]);
+    let before = snapshot(&w.station);
+    for s in [Some(other), None] {
+        let env = SignedChange::sign(&key, s, w.m_visit, &change);
+        let out = m_sends(&mut w, true, vec![vec![wire_doc(header, vec![wire(&env)])]]);
+        all_refused(&out, 1);
+        assert_eq!(last_reason(&w.station), "bad signature");
+    }
+    assert_eq!(snapshot(&w.station), before);
+    still_serves(&mut w.station, &mut w.a);
+}
+
+#[test]
+fn envelope_replayed_into_the_same_document_is_a_no_op() {
+    let mut w = world();
+    let a_changes = w.station.node.doc_changes(w.a_visit).unwrap();
+    let before = snapshot(&w.station);
+    let rejected = rejected_count(&w.station);
+    let out = m_sends(
+        &mut w,
+        true,
+        vec![vec![wire_doc(
+            a_changes.header,
+            a_changes.changes.iter().map(wire).collect(),
+        )]],
+    );
+    let stats = out.victim.expect("the sync completes");
+    assert_eq!(stats.received, 0);
+    assert_eq!(stats.rejected, 0);
+    let report = w.station.node.ingest(vec![a_changes.clone()]).unwrap();
+    assert_eq!(report.duplicate, a_changes.changes.len());
+    assert_eq!(report.accepted, 0);
+    assert_eq!(rejected_count(&w.station), rejected);
+    assert_eq!(snapshot(&w.station), before);
+    still_serves(&mut w.station, &mut w.a);
+}
+
+// ---------------------------------------------------------------------------------------
+// Equivocation
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn two_different_changes_with_the_same_actor_and_seq() {
+    let mut w = world();
+    // M edits its visit and the station gets that edit honestly...
+    let (header, mut first) = fork_of(&w.m, w.m_visit, w.m.id());
+    let mut second = first.fork().with_actor(actor(w.m.id()));
+    let mut third = first.fork().with_actor(actor(w.m.id()));
+    let c1 = commit(&mut first, now_ms(), put_note("第一版"));
+    let c2 = commit(&mut second, now_ms(), put_note("第二版"));
+    let c3 = commit(&mut third, now_ms(), put_note("第三版"));
+    assert_eq!(c1.seq(), c2.seq());
+    assert_ne!(c1.hash(), c2.hash());
+    let key = w.m.node.device_key();
+    let sign = |c: &automerge::Change| SignedChange::sign(&key, Some(site(&w)), w.m_visit, c);
+    let (e1, e2, e3) = (sign(&c1), sign(&c2), sign(&c3));
+    let report = w
+        .station
+        .node
+        .ingest(vec![DocChanges {
+            header,
+            changes: vec![e1.clone()],
+        }])
+        .unwrap();
+    assert_eq!(report.accepted, 1);
+    assert!(w.station.node.misbehaviour().unwrap().is_empty());
+    let before = snapshot(&w.station);
+
+    // ...then sends another change with the same (actor, seq), alongside an honest one by
+    // A in the same page: only the equivocation is refused.
+    let (a_header, mut a_doc) = fork_of(&w.a, w.a_visit, w.a.id());
+    let honest = SignedChange::sign(
+        &w.a.node.device_key(),
+        Some(site(&w)),
+        w.a_visit,
+        &commit(&mut a_doc, now_ms(), put_note("王芳的补充")),
+    );
+    let out = m_sends(
+        &mut w,
+        true,
+        vec![vec![
+            wire_doc(header, vec![wire(&e2)]),
+            wire_doc(a_header, vec![wire(&honest)]),
+        ]],
+    );
+    let stats = out.victim.expect("the sync completes");
+    assert_eq!((stats.received, stats.rejected), (1, 1), "{stats:?}");
+    assert!(last_reason(&w.station).starts_with("equivocation"));
+    let after = snapshot(&w.station);
+    assert_eq!(after.heads.get(&w.m_visit), before.heads.get(&w.m_visit));
+    assert_eq!(
+        w.station
+            .node
+            .show_visit(w.m_visit)
+            .unwrap()
+            .visit
+            .note
+            .as_deref(),
+        Some("第一版")
+    );
+
+    let seen = w.station.node.misbehaviour().unwrap();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].device, w.m.id());
+    assert_eq!(seen[0].kind, "equivocation");
+    assert!(seen[0].detail.contains(&e1.hash.to_string()));
+    assert!(seen[0].detail.contains(&e2.hash.to_string()));
+    assert_eq!(seen[0].from_peer, Some(w.m.id()));
+
+    // Replayed again, and a third version in the same batch: both refused, and recorded
+    // once per piece of evidence.
+    let report = w
+        .station
+        .node
+        .ingest(vec![DocChanges {
+            header,
+            changes: vec![e2.clone(), e3.clone()],
+        }])
+        .unwrap();
+    assert_eq!(report.accepted, 0);
+    assert_eq!(report.rejected.len(), 2);
+    assert_eq!(w.station.node.misbehaviour().unwrap().len(), 2);
+    assert_eq!(snapshot(&w.station).heads, after.heads);
+    still_serves(&mut w.station, &mut w.a);
+}
+
+// ---------------------------------------------------------------------------------------
+// Write rules
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn edit_of_another_volunteers_visit_log() {
+    let mut w = world();
+    let (header, mut am) = fork_of(&w.m, w.a_visit, w.m.id());
+    let change = commit(&mut am, now_ms(), put_note("篡改王芳的记录"));
+    let env = SignedChange::sign(&w.m.node.device_key(), Some(site(&w)), w.a_visit, &change);
+    let before = snapshot(&w.station);
+    let before_a = snapshot(&w.a);
+    let out = m_sends(&mut w, true, vec![vec![wire_doc(header, vec![wire(&env)])]]);
+    all_refused(&out, 1);
+    assert_eq!(
+        last_reason(&w.station),
+        "only the visit's author or a station may change a visit log"
+    );
+    let out = m_sends(
+        &mut w,
+        false,
+        vec![vec![wire_doc(header, vec![wire(&env)])]],
+    );
+    all_refused(&out, 1);
+    assert_eq!(snapshot(&w.station), before);
+    assert_eq!(snapshot(&w.a), before_a);
+    still_serves(&mut w.station, &mut w.a);
+}
+
+#[test]
+fn record_started_in_another_members_name() {
+    let mut w = world();
+    // M starts a visit whose header names A as its author.
+    let header = DocHeader {
+        kind: RecordKind::Visit,
+        author: w.a.id(),
+        nonce: [9; 16],
+    };
+    let mut am = AutoCommit::new().with_actor(actor(w.m.id()));
+    let change = commit(&mut am, now_ms(), put_note("以王芳的名义"));
+    let env = SignedChange::sign(
+        &w.m.node.device_key(),
+        Some(site(&w)),
+        header.doc_id(),
+        &change,
+    );
+    let before = snapshot(&w.station);
+    let out = m_sends(&mut w, true, vec![vec![wire_doc(header, vec![wire(&env)])]]);
+    all_refused(&out, 1);
+    assert_eq!(
+        last_reason(&w.station),
+        "a record may only be started by its author"
+    );
+    assert_eq!(snapshot(&w.station), before);
+    still_serves(&mut w.station, &mut w.a);
+}
+
+#[test]
+fn header_that_does_not_derive_the_document_id() {
+    let mut w = world();
+    let (header, env) = m_edit(&w, "错误的头");
+    let lying = WireDoc {
+        doc: w.a_visit,
+        header: Some(header),
+        changes: vec![wire(&env)],
+    };
+    let before = snapshot(&w.station);
+    let out = m_sends(&mut w, true, vec![vec![lying]]);
+    all_refused(&out, 1);
+    assert_eq!(
+        last_reason(&w.station),
+        "the header does not derive the document id"
+    );
+    assert_eq!(snapshot(&w.station), before);
+    still_serves(&mut w.station, &mut w.a);
+}
+
+// ---------------------------------------------------------------------------------------
+// Malformed and oversized content
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn whole_document_chunk_in_place_of_a_change() {
+    let mut w = world();
+    let (header, mut am) = fork_of(&w.m, w.m_visit, w.m.id());
+    commit(&mut am, now_ms(), put_note("整份文档"));
+    let saved = am.save();
+    let before = snapshot(&w.station);
+    let out = m_sends(
+        &mut w,
+        true,
+        vec![vec![wire_doc(
+            header,
+            vec![WireChange {
+                signature: [1; 64],
+                bytes: saved,
+            }],
+        )]],
+    );
+    all_refused(&out, 1);
+    let reason = last_reason(&w.station);
+    assert!(reason.starts_with("malformed change"), "{reason}");
+    assert_eq!(snapshot(&w.station), before);
+    still_serves(&mut w.station, &mut w.a);
+}
+
+#[test]
+fn change_over_the_size_limit() {
+    let mut w = world();
+    let (header, mut am) = fork_of(&w.m, w.m_visit, w.m.id());
+    let big = "很长".repeat(200_000); // 1.2 MB of text
+    let change = commit(&mut am, now_ms(), put_note(&big));
+    assert!(change.raw_bytes().len() > yizhan_protocol::envelope::MAX_CHANGE_BYTES);
+    let env = SignedChange::sign(&w.m.node.device_key(), Some(site(&w)), w.m_visit, &change);
+    let before = snapshot(&w.station);
+    let out = m_sends(&mut w, true, vec![vec![wire_doc(header, vec![wire(&env)])]]);
+    all_refused(&out, 1);
+    let reason = last_reason(&w.station);
+    assert!(reason.contains("over the limit"), "{reason}");
+    assert_eq!(snapshot(&w.station), before);
+    still_serves(&mut w.station, &mut w.a);
+}
+
+#[test]
+fn message_over_the_per_message_limits() {
+    let mut w = world();
+    // 8,193 changes in one Changes message: the frame decodes, the limits refuse it.
+    let junk = WireChange {
+        signature: [0; 64],
+        bytes: vec![0; 1],
+    };
+    let docs = vec![WireDoc {
+        doc: w.m_visit,
+        header: None,
+        changes: vec![junk; yizhan_protocol::wire::MAX_CHANGES_PER_MESSAGE + 1],
+    }];
+    let frame = Message::Changes(Changes {
+        from: 0,
+        upto: 1,
+        last: true,
+        docs,
+    })
+    .encode();
+    let before = snapshot(&w.station);
+    let rejected = rejected_count(&w.station);
+    let device = w.m.id();
+    let cert = w.m.node.identity().cert.clone().unwrap();
+    let out = attack(
+        &mut w.station,
+        device,
+        cert,
+        Script {
+            raw: vec![frame],
+            ..Script::default()
+        },
+    );
+    let err = out.victim.expect_err("the victim ends the session");
+    assert!(err.contains("too many changes"), "{err}");
+    assert_eq!(rejected_count(&w.station), rejected);
+    assert_eq!(snapshot(&w.station), before);
+    still_serves(&mut w.station, &mut w.a);
+}
+
+#[test]
+fn undecodable_frame() {
+    let mut w = world();
+    let before = snapshot(&w.station);
+    let device = w.m.id();
+    let cert = w.m.node.identity().cert.clone().unwrap();
+    let out = attack(
+        &mut w.station,
+        device,
+        cert,
+        Script {
+            raw: vec![vec![0xff; 64]],
+            ..Script::default()
+        },
+    );
+    let err = out.victim.expect_err("the victim ends the session");
+    assert!(err.contains("malformed message"), "{err}");
+    assert_eq!(snapshot(&w.station), before);
+    still_serves(&mut w.station, &mut w.a);
+}
+
+#[test]
+fn deeply_nested_values() {
+    let mut w = world();
+    let key = w.m.node.device_key();
+    // One change nesting maps 100,000 deep in M's own visit (M may write it).
+    let (header, mut am) = fork_of(&w.m, w.m_visit, w.m.id());
+    let mut spread = am.fork().with_actor(actor(w.m.id()));
+    let deep = commit(&mut am, now_ms(), |am| {
+        let mut obj = am.put_object(ROOT, "deep", ObjType::Map).unwrap();
+        for _ in 0..100_000 {
+            obj = am.put_object(&obj, "x", ObjType::Map).unwrap();
+        }
+    });
+    assert!(deep.raw_bytes().len() < yizhan_protocol::envelope::MAX_CHANGE_BYTES);
+    let env = SignedChange::sign(&key, Some(site(&w)), w.m_visit, &deep);
+    let before = snapshot(&w.station);
+    let out = m_sends(&mut w, true, vec![vec![wire_doc(header, vec![wire(&env)])]]);
+    all_refused(&out, 1);
+    let reason = last_reason(&w.station);
+    assert!(reason.starts_with("it nests objects"), "{reason}");
+
+    // The same depth spread over many small changes, one level each.
+    let mut envs = Vec::new();
+    let mut obj = ROOT;
+    for _ in 0..=yizhan_node::rules::MAX_OBJECT_DEPTH {
+        let change = commit(&mut spread, now_ms(), |am| {
+            obj = am.put_object(&obj, "y", ObjType::Map).unwrap();
+        });
+        envs.push(SignedChange::sign(&key, Some(site(&w)), w.m_visit, &change));
+    }
+    let report = w
+        .station
+        .node
+        .ingest(vec![DocChanges {
+            header,
+            changes: envs.clone(),
+        }])
+        .unwrap();
+    assert_eq!(report.accepted, 0);
+    assert_eq!(report.rejected.len(), envs.len());
+    // Up to the limit is fine (the record schema itself uses 2).
+    let report = w
+        .station
+        .node
+        .ingest(vec![DocChanges {
+            header,
+            changes: envs[..yizhan_node::rules::MAX_OBJECT_DEPTH].to_vec(),
+        }])
+        .unwrap();
+    assert_eq!(report.accepted, yizhan_node::rules::MAX_OBJECT_DEPTH);
+    let limit = snapshot(&w.station);
+    let report = w
+        .station
+        .node
+        .ingest(vec![DocChanges {
+            header,
+            changes: envs[yizhan_node::rules::MAX_OBJECT_DEPTH..].to_vec(),
+        }])
+        .unwrap();
+    assert_eq!(report.accepted, 0);
+    assert_eq!(snapshot(&w.station), limit);
+    assert_ne!(limit, before);
+    still_serves(&mut w.station, &mut w.a);
+}
+
+// ---------------------------------------------------------------------------------------
+// Membership
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn member_whose_certificate_has_expired() {
+    let mut w = world();
+    let day = 24 * 3600 * 1000;
+    let now = now_ms();
+    let x = DeviceKey::from_seed(rand::random());
+    let expired = issue(
+        &w.station.node.device_key(),
+        &Certificate {
+            site: site(&w),
+            device: x.device_id(),
+            name: "过期的志愿者".into(),
+            role: MemberRole::Volunteer,
+            grids: vec![GRID.into()],
+            issued_at_ms: now - 30 * day,
+            expires_at_ms: Some(now - day),
+        },
+    );
+    let before = snapshot(&w.station);
+
+    // At the door: refused.
+    let out = attack(
+        &mut w.station,
+        x.device_id(),
+        expired.clone(),
+        Script::default(),
+    );
+    let err = out.victim.expect_err("refused");
+    assert!(err.contains("expired"), "{err}");
+    assert!(out.attacker.is_err_and(|e| e.contains("expired")));
+    assert_eq!(snapshot(&w.station), before);
+
+    // Relayed by M with the certificate in its roster: a visit made while X was a member
+    // is accepted; a change X made after its membership expired is refused.
+    let (header, mut am, started) =
+        new_visit_by(&x, Some(site(&w)), "和平里 过期前", now - 2 * day);
+    let late = commit(&mut am, now - 3600 * 1000, put_note("过期之后"));
+    let late = SignedChange::sign(&x, Some(site(&w)), header.doc_id(), &late);
+    let device = w.m.id();
+    let cert = w.m.node.identity().cert.clone().unwrap();
+    let out = attack(
+        &mut w.station,
+        device,
+        cert.clone(),
+        Script {
+            roster: Some(Roster {
+                certs: vec![expired],
+                revocations: vec![],
+            }),
+            pages: vec![vec![wire_doc(header, vec![wire(&started)])]],
+            ..Script::default()
+        },
+    );
+    assert_eq!(out.victim.expect("sync").received, 1);
+    let earlier = snapshot(&w.station);
+    let out = attack(
+        &mut w.station,
+        device,
+        cert,
+        Script {
+            pages: vec![vec![wire_doc(header, vec![wire(&late)])]],
+            ..Script::default()
+        },
+    );
+    all_refused(&out, 1);
+    assert_eq!(
+        last_reason(&w.station),
+        "it was made after its author's membership expired"
+    );
+    assert_eq!(snapshot(&w.station), earlier);
+    still_serves(&mut w.station, &mut w.a);
+}
+
+#[test]
+fn certificate_not_signed_by_the_station() {
+    let mut w = world();
+    // M issues itself a station certificate for the site.
+    let mut forged = w.m.node.identity().cert.clone().unwrap().open().unwrap();
+    forged.role = MemberRole::Station;
+    forged.issued_at_ms += 1;
+    let forged = Signed::sign(&w.m.node.device_key(), &forged);
+    let before = snapshot(&w.station);
+    let device = w.m.id();
+    let out = attack(&mut w.station, device, forged, Script::default());
+    let err = out.victim.expect_err("refused");
+    assert!(err.contains("not signed by the site's station"), "{err}");
+    assert_eq!(snapshot(&w.station), before);
+    still_serves(&mut w.station, &mut w.a);
+}
+
+#[test]
+fn revocation_not_signed_by_the_station() {
+    let mut w = world();
+    // M sends a roster that "revokes" A, signed by M.
+    let fake = Signed::sign(
+        &w.m.node.device_key(),
+        &Revocation {
+            site: site(&w),
+            device: w.a.id(),
+            reason: "伪造".into(),
+            revoked_at_ms: now_ms(),
+        },
+    );
+    let before = snapshot(&w.station);
+    let device = w.m.id();
+    let cert = w.m.node.identity().cert.clone().unwrap();
+    let out = attack(
+        &mut w.station,
+        device,
+        cert,
+        Script {
+            roster: Some(Roster {
+                certs: vec![],
+                revocations: vec![fake],
+            }),
+            ..Script::default()
+        },
+    );
+    out.victim
+        .expect("the sync completes; the revocation is ignored");
+    let members = w.station.node.members().unwrap();
+    let a = members
+        .iter()
+        .find(|m| m.device_id == w.a.id().to_string())
+        .unwrap();
+    assert!(!a.revoked);
+    assert_eq!(snapshot(&w.station), before);
+    still_serves(&mut w.station, &mut w.a);
+}
+
+// ---------------------------------------------------------------------------------------
+// Floods
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn flood_of_changes() {
+    let mut w = world();
+    let before = snapshot(&w.station);
+    // Three pages of 8,000 junk changes and 500 changes signed by strangers.
+    let junk: Vec<WireChange> = (0..8000u32)
+        .map(|i| WireChange {
+            signature: [0; 64],
+            bytes: i.to_be_bytes().to_vec(),
+        })
+        .collect();
+    let mut strangers = Vec::new();
+    for i in 0..500 {
+        let key = DeviceKey::from_seed(rand::random());
+        let (header, _, env) = new_visit_by(&key, Some(site(&w)), &format!("洪水 {i}"), now_ms());
+        strangers.push(wire_doc(header, vec![wire(&env)]));
+    }
+    let pages = vec![
+        vec![WireDoc {
+            doc: w.m_visit,
+            header: None,
+            changes: junk.clone(),
+        }],
+        vec![WireDoc {
+            doc: w.m_visit,
+            header: None,
+            changes: junk.clone(),
+        }],
+        vec![WireDoc {
+            doc: w.m_visit,
+            header: None,
+            changes: junk,
+        }],
+        strangers,
+    ];
+    let out = m_sends(&mut w, true, pages);
+    all_refused(&out, 3 * 8000 + 500);
+    // The kept rejections are bounded.
+    assert_eq!(rejected_count(&w.station), 10_000);
+    assert_eq!(snapshot(&w.station), before);
+    still_serves(&mut w.station, &mut w.a);
+}
+
+/// The station serving on loopback QUIC; returns its address.
+struct Served {
+    addr: std::net::SocketAddr,
+    events: tokio::sync::mpsc::UnboundedReceiver<yizhan_node::daemon::ServeEvent>,
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<Result<(), yizhan_node::daemon::DaemonError>>,
+}
+
+async fn serve(node: &TestNode, max_peers: usize) -> Served {
+    use yizhan_node::daemon::{self, ServeConfig, ServeEvent};
+    let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let config = ServeConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        max_peers,
+        ..ServeConfig::default()
+    };
+    let task = tokio::spawn(daemon::serve(
+        node.node.home_handle(),
+        config,
+        events_tx,
+        stop_rx,
+    ));
+    let addr = match events.recv().await {
+        Some(ServeEvent::Listening(addr)) => addr,
+        other => panic!("expected Listening, got {other:?}"),
+    };
+    Served {
+        addr,
+        events,
+        stop,
+        task,
+    }
+}
+
+impl Served {
+    /// The next failure the daemon reports.
+    async fn next_failure(&mut self) -> String {
+        loop {
+            match tokio::time::timeout(Duration::from_secs(60), self.events.recv()).await {
+                Ok(Some(yizhan_node::daemon::ServeEvent::Failed { error, .. })) => return error,
+                Ok(Some(_)) => continue,
+                other => panic!("no failure reported: {other:?}"),
+            }
+        }
+    }
+
+    async fn stop(self) {
+        self.stop.send(true).unwrap();
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+/// M's QUIC endpoint, connected to the station.
+async fn m_connects(
+    w: &World,
+    addr: std::net::SocketAddr,
+) -> (yizhan_node::net::Endpoint, yizhan_node::net::PeerConnection) {
+    let endpoint = yizhan_node::net::Endpoint::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        &w.m.node.device_key(),
+        &yizhan_node::net::NetConfig::default(),
+    )
+    .unwrap();
+    let conn = endpoint.connect(addr).await.unwrap();
+    (endpoint, conn)
+}
+
+fn m_hello(w: &World) -> Vec<u8> {
+    Message::Hello(Hello {
+        version: PROTOCOL_VERSION,
+        site: site(w),
+        cert: w.m.node.identity().cert.clone().unwrap(),
+        roster_digest: [0; 32],
+        epoch: [9; 16],
+    })
+    .encode()
+}
+
+fn m_pull() -> Vec<u8> {
+    Message::Pull(Pull {
+        epoch: [0; 16],
+        after: 0,
+        scope: [0; 32],
+    })
+    .encode()
+}
+
+/// (c) over QUIC: A syncs with the serving station and each gets the other's new record.
+async fn still_serves_over_quic(w: &mut World, addr: std::net::SocketAddr) {
+    let mine = visit(&mut w.a, "和平里 QUIC 之后");
+    let theirs = w
+        .station
+        .node
+        .open_ticket(&NewTicket {
+            title: "QUIC 攻击之后".into(),
+            grid: Some(GRID.into()),
+            ..NewTicket::default()
+        })
+        .unwrap();
+    let report = tokio::time::timeout(
+        Duration::from_secs(120),
+        yizhan_node::daemon::sync_once(&w.a.node.home_handle(), addr),
+    )
+    .await
+    .expect("the honest sync stalled")
+    .expect("the honest sync");
+    assert!(report.stats.received >= 1);
+    w.a.reopen();
+    w.station.reopen();
+    assert!(w.station.node.show_visit(mine).is_ok());
+    assert!(w.a.node.show_ticket(theirs).is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn length_prefix_over_the_frame_limit() {
+    let mut w = world();
+    let before = snapshot(&w.station);
+    let mut served = serve(&w.station, 64).await;
+    let (endpoint, conn) = m_connects(&w, served.addr).await;
+    let (mut send, _recv) = conn.connection.open_bi().await.unwrap();
+    // A 4 GiB length prefix, then a few bytes.
+    send.write_all(&u32::MAX.to_be_bytes()).await.unwrap();
+    // (The station may already have stopped reading: these may fail.)
+    let _ = send.write_all(&[0; 16]).await;
+    let _ = send.finish();
+    let err = served.next_failure().await;
+    assert!(err.contains("exceeds the limit"), "{err}");
+    // The station hangs up on it.
+    let closed = tokio::time::timeout(Duration::from_secs(30), conn.connection.closed())
+        .await
+        .expect("the connection is closed");
+    assert!(
+        matches!(closed, quinn::ConnectionError::ApplicationClosed(_)),
+        "{closed:?}"
+    );
+    endpoint.close().await;
+    // And a frame one byte over 4 MiB, announced honestly.
+    let (endpoint, conn) = m_connects(&w, served.addr).await;
+    let (mut send, _recv) = conn.connection.open_bi().await.unwrap();
+    let len = (yizhan_protocol::wire::MAX_FRAME + 1) as u32;
+    send.write_all(&len.to_be_bytes()).await.unwrap();
+    let err = served.next_failure().await;
+    assert!(err.contains("exceeds the limit"), "{err}");
+    endpoint.close().await;
+    assert_eq!(snapshot(&w.station), before);
+    still_serves_over_quic(&mut w, served.addr).await;
+    served.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flood_of_messages() {
+    let mut w = world();
+    let before = snapshot(&w.station);
+    let mut served = serve(&w.station, 64).await;
+    let (endpoint, conn) = m_connects(&w, served.addr).await;
+    let (mut send, _recv) = conn.connection.open_bi().await.unwrap();
+    // Hello, Pull, then 200,000 more Pulls (11 MB, past every flow-control window) as
+    // fast as the stream takes them.
+    let hello = m_hello(&w);
+    let flood = async move {
+        yizhan_node::net::write_frame(&mut send, &hello).await?;
+        for _ in 0..200_001 {
+            yizhan_node::net::write_frame(&mut send, &m_pull()).await?;
+        }
+        Ok::<_, yizhan_node::net::NetError>(())
+    };
+    let sent = tokio::time::timeout(Duration::from_secs(60), flood)
+        .await
+        .expect("the flood is cut off, not left hanging");
+    let err = served.next_failure().await;
+    assert!(err.contains("unexpected Pull"), "{err}");
+    // The station stopped reading it: the flood could not all be delivered.
+    assert!(sent.is_err(), "the whole flood was accepted");
+    endpoint.close().await;
+    assert_eq!(snapshot(&w.station), before);
+    still_serves_over_quic(&mut w, served.addr).await;
+    served.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flood_of_streams() {
+    let mut w = world();
+    let before = snapshot(&w.station);
+    let mut served = serve(&w.station, 64).await;
+    let (endpoint, conn) = m_connects(&w, served.addr).await;
+    // Four streams open at once, each with a Hello...
+    let mut streams = Vec::new();
+    for _ in 0..4 {
+        let (mut send, recv) = conn.connection.open_bi().await.unwrap();
+        yizhan_node::net::write_frame(&mut send, &m_hello(&w))
+            .await
+            .unwrap();
+        streams.push((send, recv));
+    }
+    // ...and no fifth: the transport grants at most four.
+    let fifth = tokio::time::timeout(Duration::from_secs(2), conn.connection.open_bi()).await;
+    assert!(fifth.is_err(), "a fifth stream was granted");
+    // The first stream then breaks the protocol: the station ends that connection.
+    yizhan_node::net::write_frame(&mut streams[0].0, &[0xff; 8])
+        .await
+        .unwrap();
+    let err = served.next_failure().await;
+    assert!(err.contains("malformed message"), "{err}");
+    let closed = tokio::time::timeout(Duration::from_secs(30), conn.connection.closed())
+        .await
+        .expect("the connection is closed");
+    assert!(
+        matches!(closed, quinn::ConnectionError::ApplicationClosed(_)),
+        "{closed:?}"
+    );
+    endpoint.close().await;
+
+    // Many connections at once: past `max_peers` they are turned away as busy.
+    drop(streams);
+    served.stop().await;
+    let served = serve(&w.station, 3).await;
+    let mut held = Vec::new();
+    for _ in 0..6 {
+        held.push(m_connects(&w, served.addr).await);
+    }
+    let mut busy = 0;
+    for (_, conn) in &held {
+        if let Ok(reason) =
+            tokio::time::timeout(Duration::from_secs(2), conn.connection.closed()).await
+            && reason.to_string().contains("busy")
+        {
+            busy += 1;
+        }
+    }
+    assert_eq!(busy, 3);
+    for (endpoint, conn) in held {
+        conn.connection.close(0u32.into(), b"bye");
+        endpoint.close().await;
+    }
+    assert_eq!(snapshot(&w.station), before);
+    still_serves_over_quic(&mut w, served.addr).await;
+    served.stop().await;
+}
