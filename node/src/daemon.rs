@@ -466,8 +466,9 @@ pub async fn serve(
     peers.abort();
     for task in [watcher, nearby].into_iter().flatten() {
         task.abort();
+        let _ = task.await; // the watcher's handle on the discovery is dropped with it
     }
-    if let Some(d) = discovery.and_then(|d| Arc::into_inner(d)) {
+    if let Some(d) = discovery.and_then(Arc::into_inner) {
         // Withdraw the advertisement so peers forget this node at once.
         let _ = tokio::task::spawn_blocking(move || d.shutdown()).await;
     }
