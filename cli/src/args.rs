@@ -68,6 +68,8 @@ pub enum Command {
     Export(ExportArgs),
     /// Add the records in a file as this node's own.
     Import(ImportArgs),
+    /// The station's report for a period: visits, tickets, volunteers not synced.
+    Report(ReportArgs),
 }
 
 #[derive(Debug, Args)]
@@ -401,4 +403,29 @@ pub struct ImportArgs {
     pub format: FileFormat,
     /// The file to import.
     pub file: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ReportFormat {
+    /// Markdown.
+    Md,
+    /// One self-contained HTML file with charts.
+    Html,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Start of the period, inclusive (RFC 3339 or YYYY-MM-DD); from the first record when
+    /// omitted.
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// End of the period, exclusive (RFC 3339 or YYYY-MM-DD); now when omitted.
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+    /// md (default) or html.
+    #[arg(long, value_enum)]
+    pub format: Option<ReportFormat>,
+    /// Write the report to this file (replaced atomically) instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
 }

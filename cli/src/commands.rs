@@ -52,6 +52,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Verify => verify(&open(&home)?, &out),
         Command::Export(args) => export(&open(&home)?, &out, args),
         Command::Import(args) => import(&mut open(&home)?, &out, args),
+        Command::Report(args) => crate::report::run(&open(&home)?, &out, args),
     }
 }
 
@@ -673,7 +674,7 @@ fn export(node: &Node, out: &Out, args: ExportArgs) -> anyhow::Result<()> {
 
 /// Writes `bytes` to a temporary file beside `path`, fsyncs it, and renames it over `path`,
 /// so that `path` is either the old file or the whole new one.
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),

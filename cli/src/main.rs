@@ -15,6 +15,7 @@ mod conflicts;
 mod daemon;
 mod history;
 mod output;
+mod report;
 mod progress;
 mod shell;
 

@@ -24,6 +24,7 @@ pub mod model;
 pub mod net;
 pub mod quarantine;
 pub mod records;
+pub mod report;
 pub mod rules;
 pub mod site;
 pub mod store;

@@ -1,0 +1,841 @@
+//! `yizhan report` against a hand-counted fixture.
+//!
+//! A station and three volunteers (one never syncs, one is revoked). Two volunteers import
+//! visit logs from `fixtures/report/*.csv` and sync them to the station over real QUIC on
+//! loopback; the station imports its own visits and five tickets (with `opened_at` in
+//! October and November), then opens, updates and resolves three more tickets now. Every
+//! figure of `report --json` is checked against counts worked out by hand from the fixture
+//! files (see the comments), for three windows. Ticket resolution times are the signed
+//! changes' own times, so the expected medians are computed from `ticket show`'s history.
+//!
+//! The HTML report is rendered in headless Chromium and the screenshot is decoded: every
+//! bar of every chart must be there, in its colour, with a length in proportion to its
+//! count.
+
+mod util;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use util::*;
+
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/report");
+const DAY: i64 = 86_400;
+
+fn fixture(name: &str) -> String {
+    format!("{FIXTURES}/{name}")
+}
+
+/// A running `yizhan serve --listen 127.0.0.1:0`; SIGKILLed and reaped when dropped.
+struct Serve {
+    child: Child,
+    addr: String,
+}
+
+impl Serve {
+    fn start(home: &Home) -> Serve {
+        let mut child = home
+            .command(false, &["serve", "--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn yizhan serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let first = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("serve printed `listening on HOST:PORT` within 30 s");
+        let addr = first
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("serve's first line: {first:?}"))
+            .trim()
+            .to_string();
+        Serve { child, addr }
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The station enrolls `v` for `grid` and returns the token; `v` joins when `join` is set.
+fn enroll(station: &Home, v: &Home, name: &str, grid: &str, join: Option<&str>) {
+    let token = station.json(&[
+        "enroll",
+        v.device_id.as_str(),
+        "--name",
+        name,
+        "--grid",
+        grid,
+    ])["token"]
+        .as_str()
+        .expect("token")
+        .to_string();
+    if let Some(addr) = join {
+        v.json(&["join", token.as_str(), "--station", addr]);
+    }
+}
+
+fn import_visits(home: &Home, file: &str, n: u64) {
+    let f = fixture(file);
+    let v = home.json(&["import", "--kind", "visits", "--format", "csv", f.as_str()]);
+    assert_eq!(v["imported"], n, "{file}");
+}
+
+fn time_plus(secs: i64) -> String {
+    chrono::DateTime::from_timestamp(now_secs() + secs, 0)
+        .expect("a time")
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// The fixture, built once per test that needs it.
+struct Site {
+    station: Home,
+    zhang: Home,
+    /// Device ids by name.
+    ids: BTreeMap<&'static str, String>,
+    /// Ticket ids by title.
+    tickets: BTreeMap<String, String>,
+}
+
+fn build_site() -> Site {
+    let station = Home::station();
+    let serve = Serve::start(&station);
+    let zhang = Home::new();
+    let li = Home::new();
+    let wang = Home::new();
+    let zhao = Home::new();
+    enroll(&station, &zhang, "张阿姨", "和平里", Some(&serve.addr));
+    enroll(&station, &li, "李叔", "幸福路", Some(&serve.addr));
+    enroll(&station, &wang, "王姐", "和平里", None); // enrolled, never syncs
+    enroll(&station, &zhao, "赵哥", "幸福路", None);
+    station.json(&["revoke", zhao.device_id.as_str(), "--reason", "搬走了"]);
+
+    import_visits(&zhang, "zhang_visits.csv", 6);
+    import_visits(&li, "li_visits.csv", 4);
+    import_visits(&station, "station_visits.csv", 3);
+    for v in [&zhang, &li] {
+        let s = v.json(&["sync"]);
+        assert_eq!(s["rejected"], 0, "{s}");
+    }
+    drop(serve);
+    assert_eq!(
+        station.visits().len(),
+        13,
+        "every visit reached the station"
+    );
+
+    let f = fixture("tickets.csv");
+    station.json(&["import", "--kind", "tickets", "--format", "csv", f.as_str()]);
+    let t6 = station.open_ticket("路灯报修", &["--category", "城市管理", "--grid", "幸福路"]);
+    let t7 = station.open_ticket(
+        "困难家庭慰问",
+        &["--category", "扶贫解困", "--grid", "和平里"],
+    );
+    station.open_ticket("社区活动场地", &["--grid", "光明街"]);
+    let mut tickets: BTreeMap<String, String> = station
+        .tickets()
+        .iter()
+        .map(|t| (t["title"].as_str().unwrap().to_string(), id_of(t)))
+        .collect();
+    assert_eq!(tickets.len(), 8);
+    let update = |id: &str, status: &str| {
+        station.json(&["ticket", "update", id, "--status", status]);
+    };
+    update(&tickets["低保申请复核"], "resolved"); // T1
+    update(&tickets["楼道堆物清理"], "closed"); // T3
+    update(&t6, "resolved");
+    update(&t7, "in_progress");
+    update(&t7, "resolved");
+    update(&t7, "closed");
+    tickets.insert("T6".into(), t6);
+
+    let ids = BTreeMap::from([
+        ("station", station.device_id.clone()),
+        ("张阿姨", zhang.device_id.clone()),
+        ("李叔", li.device_id.clone()),
+        ("王姐", wang.device_id.clone()),
+    ]);
+    Site {
+        station,
+        zhang,
+        ids,
+        tickets,
+    }
+}
+
+impl Site {
+    /// Seconds from a ticket's `opened_at` to the time of history entry `entry` (the
+    /// change that resolved it).
+    fn resolve_secs(&self, title: &str, entry: usize) -> i64 {
+        let t = self.station.ticket(&self.tickets[title]);
+        let opened = rfc3339_secs(t["opened_at"].as_str().unwrap());
+        let history = t["history"].as_array().expect("history");
+        let at = rfc3339_secs(history[entry]["at"].as_str().expect("history at"));
+        at - opened
+    }
+
+    fn report(&self, args: &[&str]) -> Value {
+        let mut all = vec!["report"];
+        all.extend_from_slice(args);
+        self.station.json(&all)
+    }
+}
+
+fn median(mut v: Vec<i64>) -> f64 {
+    v.sort();
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2] as f64
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) as f64 / 2.0
+    }
+}
+
+/// The seven categories in order, then null: as `by_category` lists them.
+const CATS: [&str; 7] = [
+    "resident-services",
+    "poverty-relief",
+    "co-governance",
+    "city-management",
+    "dispute-mediation",
+    "policy-consultation",
+    "information",
+];
+
+fn visit_categories(counts: [u64; 7], none: u64) -> Value {
+    let mut v: Vec<Value> = CATS
+        .iter()
+        .zip(counts)
+        .map(|(c, n)| json!({ "category": c, "count": n }))
+        .collect();
+    if none > 0 {
+        v.push(json!({ "category": null, "count": none }));
+    }
+    Value::Array(v)
+}
+
+/// (opened, resolved, open, median) for each category in order, then null's if given.
+fn ticket_categories(
+    rows: [(u64, u64, u64, Option<f64>); 7],
+    none: Option<(u64, u64, u64)>,
+) -> Value {
+    let mut v: Vec<Value> = CATS
+        .iter()
+        .zip(rows)
+        .map(|(c, (o, r, p, m))| {
+            json!({ "category": c, "opened": o, "resolved": r, "open": p, "median_resolve_secs": m })
+        })
+        .collect();
+    if let Some((o, r, p)) = none {
+        v.push(json!({ "category": null, "opened": o, "resolved": r, "open": p, "median_resolve_secs": null }));
+    }
+    Value::Array(v)
+}
+
+fn stale(site: &Site, name: &str, grids: &[&str], last: Option<&str>, until: &str) -> Value {
+    json!({
+        "device_id": site.ids[name],
+        "name": name,
+        "grids": grids,
+        "last_sync": last,
+        "days_since_sync": last.map(|l| (rfc3339_ms(until) - rfc3339_ms(l)).div_euclid(DAY * 1000)),
+    })
+}
+
+/// Milliseconds since the epoch (a sync's time has milliseconds).
+fn rfc3339_ms(s: &str) -> i64 {
+    let frac = s
+        .split_once('.')
+        .map(|(_, f)| f.trim_end_matches('Z'))
+        .map_or(0, |f| {
+            format!("{f:0<3}")[..3].parse::<i64>().expect("digits")
+        });
+    rfc3339_secs(s) * 1000 + frac
+}
+
+/// The station's last sync with each volunteer, from `status --json`.
+fn last_syncs(site: &Site) -> BTreeMap<String, String> {
+    site.station.json(&["status"])["peers"]
+        .as_array()
+        .expect("peers")
+        .iter()
+        .filter_map(|p| {
+            Some((
+                p["device_id"].as_str()?.to_string(),
+                p["last_sync"].as_str()?.to_string(),
+            ))
+        })
+        .collect()
+}
+
+#[test]
+fn every_figure_matches_the_hand_counted_fixture() {
+    let site = build_site();
+    let s = &site.station;
+    let syncs = last_syncs(&site);
+    let zhang_sync = syncs[&site.ids["张阿姨"]].clone();
+    let li_sync = syncs[&site.ids["李叔"]].clone();
+
+    // ---- October: [2026-10-01, 2026-11-01) -------------------------------------------
+    let oct = site.report(&["--since", "2026-10-01", "--until", "2026-11-01T00:00:00Z"]);
+    assert_eq!(oct["since"], "2026-10-01T00:00:00Z");
+    assert_eq!(oct["until"], "2026-11-01T00:00:00Z");
+    assert_eq!(oct["whole_site"], true);
+    assert_eq!(oct["node"]["role"], "station");
+    assert_eq!(oct["node"]["device_id"], site.ids["station"]);
+    assert_recent(&oct["generated_at"]);
+    // Visits in October. 张阿姨: rows 1, 2, 3 (23:59:59 on the 31st) and 6 (08:00+08:00 on
+    // the 1st is exactly the start); row 4 (exactly at the end) and row 5 (a second before
+    // the start) are out. 李叔: rows 1-3. Station: rows 1-2.
+    assert_eq!(oct["visits"]["total"], 9);
+    assert_eq!(
+        oct["visits"]["by_grid"],
+        json!([
+            { "grid": "和平里", "count": 4 },
+            { "grid": "幸福路", "count": 3 },
+            { "grid": "光明街", "count": 2 },
+        ])
+    );
+    // resident z3; poverty z1 z2; co-governance l3; city l1 l2; dispute -; policy z6;
+    // information s1; none s2.
+    assert_eq!(
+        oct["visits"]["by_category"],
+        visit_categories([1, 2, 1, 2, 0, 1, 1], 1)
+    );
+    assert_eq!(
+        oct["visits"]["by_volunteer"],
+        json!([
+            { "device_id": site.ids["张阿姨"], "name": "张阿姨", "count": 4 },
+            { "device_id": site.ids["李叔"], "name": "李叔", "count": 3 },
+            { "device_id": site.ids["station"], "name": "幸福里工作站", "count": 2 },
+        ])
+    );
+    // Tickets opened in October: 低保申请复核 (T1), 临时救助 (T2), 楼道堆物清理 (T3).
+    // Every resolution happened today, after the window: none resolved. Open as of Nov 1:
+    // T1 (open), T3 (in progress), T4 邻里噪音纠纷 (opened in September); T2 was imported
+    // resolved, and its first change (the import) is all there is to judge it by.
+    let t = &oct["tickets"];
+    assert_eq!(
+        (&t["opened"], &t["resolved"], &t["open"]),
+        (&json!(3), &json!(0), &json!(3))
+    );
+    assert_eq!(t["median_resolve_secs"], Value::Null);
+    assert_eq!(
+        t["by_category"],
+        ticket_categories(
+            [
+                (0, 0, 0, None),
+                (2, 0, 1, None),
+                (0, 0, 0, None),
+                (1, 0, 1, None),
+                (0, 0, 1, None),
+                (0, 0, 0, None),
+                (0, 0, 0, None),
+            ],
+            None
+        )
+    );
+    // Judged by the latest sync: 张阿姨 and 李叔 synced today, after Oct 25. 王姐 never
+    // synced; 赵哥 is revoked.
+    assert_eq!(oct["stale_after_days"], 7);
+    assert_eq!(
+        oct["volunteers_not_synced"],
+        json!([stale(
+            &site,
+            "王姐",
+            &["和平里"],
+            None,
+            "2026-11-01T00:00:00Z"
+        )])
+    );
+
+    // ---- November to tomorrow ---------------------------------------------------------
+    let tomorrow = time_plus(DAY);
+    let nov = site.report(&["--since", "2026-11-01", "--until", tomorrow.as_str()]);
+    assert_eq!(nov["until"], tomorrow.as_str());
+    // 张阿姨 row 4 (dispute), 李叔 row 4 (city), station row 3 (information).
+    assert_eq!(nov["visits"]["total"], 3);
+    assert_eq!(
+        nov["visits"]["by_grid"],
+        json!([
+            { "grid": "光明街", "count": 1 },
+            { "grid": "和平里", "count": 1 },
+            { "grid": "幸福路", "count": 1 },
+        ])
+    );
+    assert_eq!(
+        nov["visits"]["by_category"],
+        visit_categories([0, 0, 0, 1, 1, 0, 1], 0)
+    );
+    let mut by_vol: Vec<(String, u64)> = nov["visits"]["by_volunteer"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["name"].as_str().unwrap().to_string(),
+                v["count"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    by_vol.sort();
+    assert_eq!(
+        by_vol,
+        vec![
+            ("幸福里工作站".into(), 1),
+            ("张阿姨".into(), 1),
+            ("李叔".into(), 1)
+        ]
+    );
+    // Opened since Nov 1: T5 医保政策咨询 (Nov 3), and today 路灯报修 (T6), 困难家庭慰问
+    // (T7), 社区活动场地 (T8, no category). Resolved today: T1, T2 (its import), T3 (closed),
+    // T6, T7 (once: resolved then closed). Open: T4, T5, T8.
+    let d1 = site.resolve_secs("低保申请复核", 1);
+    let d2 = site.resolve_secs("临时救助", 0);
+    let d3 = site.resolve_secs("楼道堆物清理", 1);
+    let d6 = site.resolve_secs("T6", 1);
+    let d7 = site.resolve_secs("困难家庭慰问", 2);
+    assert!(d1 > 40 * DAY && d6 >= 0 && d7 >= 0, "{d1} {d6} {d7}");
+    let t = &nov["tickets"];
+    assert_eq!(
+        (&t["opened"], &t["resolved"], &t["open"]),
+        (&json!(4), &json!(5), &json!(3))
+    );
+    assert_eq!(
+        t["median_resolve_secs"],
+        json!(median(vec![d1, d2, d3, d6, d7]))
+    );
+    assert_eq!(
+        t["by_category"],
+        ticket_categories(
+            [
+                (0, 0, 0, None),
+                (1, 3, 0, Some(median(vec![d1, d2, d7]))),
+                (0, 0, 0, None),
+                (1, 2, 0, Some(median(vec![d3, d6]))),
+                (0, 0, 1, None),
+                (1, 0, 1, None),
+                (0, 0, 0, None),
+            ],
+            Some((1, 0, 1))
+        )
+    );
+    assert_eq!(
+        nov["volunteers_not_synced"],
+        json!([stale(&site, "王姐", &["和平里"], None, &tomorrow)])
+    );
+
+    // ---- Everything, to eight days from now ---------------------------------------------
+    let later = time_plus(8 * DAY);
+    let all = site.report(&["--until", later.as_str()]);
+    assert_eq!(all["since"], Value::Null);
+    assert_eq!(all["visits"]["total"], 13);
+    assert_eq!(
+        all["visits"]["by_grid"],
+        json!([
+            { "grid": "和平里", "count": 6 },
+            { "grid": "幸福路", "count": 4 },
+            { "grid": "光明街", "count": 3 },
+        ])
+    );
+    assert_eq!(
+        all["visits"]["by_category"],
+        visit_categories([1, 2, 1, 3, 1, 1, 2], 2)
+    );
+    let t = &all["tickets"];
+    assert_eq!(
+        (&t["opened"], &t["resolved"], &t["open"]),
+        (&json!(8), &json!(5), &json!(3))
+    );
+    // Now 张阿姨 and 李叔 too are more than 7 days from the end; the never-synced first,
+    // then the longest silent.
+    let mut expected = vec![stale(&site, "王姐", &["和平里"], None, &later)];
+    let mut synced = vec![
+        (
+            zhang_sync.clone(),
+            stale(&site, "张阿姨", &["和平里"], Some(&zhang_sync), &later),
+        ),
+        (
+            li_sync.clone(),
+            stale(&site, "李叔", &["幸福路"], Some(&li_sync), &later),
+        ),
+    ];
+    synced.sort_by(|a, b| a.0.cmp(&b.0));
+    expected.extend(synced.into_iter().map(|(_, v)| v));
+    assert_eq!(all["volunteers_not_synced"], Value::Array(expected));
+    for v in all["volunteers_not_synced"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .skip(1)
+    {
+        assert!(matches!(v["days_since_sync"].as_i64(), Some(7..=8)), "{v}");
+    }
+
+    // ---- The Markdown shows the same figures ---------------------------------------------
+    let md = s.text(&[
+        "report",
+        "--since",
+        "2026-11-01",
+        "--until",
+        tomorrow.as_str(),
+    ]);
+    let oct_md = s.text(&["report", "--since", "2026-10-01", "--until", "2026-11-01"]);
+    for line in [
+        "| 和平里 | 4 |",
+        "| 幸福路 | 3 |",
+        "| 光明街 | 2 |",
+        "| **合计 Total** | **9** |",
+        "| 扶贫解困 poverty-relief | 2 |",
+        "| 城市管理 city-management | 2 |",
+        "| 未分类 (none) | 1 |",
+        "| 走访 Visits | 9 |",
+        "| 新开工单 Tickets opened | 3 |",
+        "| 办结工单 Tickets resolved | 0 |",
+        "| 截至期末未结 Still open at end | 3 |",
+        "| 扶贫解困 poverty-relief | 2 | 0 | 1 | — |",
+        "| 纠纷调解 dispute-mediation | 0 | 0 | 1 | — |",
+        "| 王姐 | 和平里 | 从未 never | — |",
+    ] {
+        assert!(
+            oct_md.contains(line),
+            "October's Markdown lacks {line:?}:\n{oct_md}"
+        );
+    }
+    assert!(
+        oct_md.contains(&format!("| 张阿姨 | `{}` | 4 |", &site.ids["张阿姨"][..12])),
+        "{oct_md}"
+    );
+    assert!(
+        oct_md.contains("2026-10-01T00:00:00Z 至 2026-11-01T00:00:00Z"),
+        "{oct_md}"
+    );
+    for line in [
+        "| 走访 Visits | 3 |",
+        "| 新开工单 Tickets opened | 4 |",
+        "| 办结工单 Tickets resolved | 5 |",
+        "| 截至期末未结 Still open at end | 3 |",
+        "| 政策咨询 policy-consultation | 1 | 0 | 1 | — |",
+        "| 未分类 (none) | 1 | 0 | 1 | — |",
+    ] {
+        assert!(
+            md.contains(line),
+            "November's Markdown lacks {line:?}:\n{md}"
+        );
+    }
+    assert!(
+        md.contains("| 扶贫解困 poverty-relief | 1 | 3 | 0 | "),
+        "{md}"
+    );
+    assert!(
+        !md.contains("注意 Note"),
+        "a station's report is not partial"
+    );
+
+    // --out writes the same Markdown to a file.
+    let out = s.scratch("oct.md");
+    let o = out.to_str().unwrap();
+    let printed = s.text(&[
+        "report",
+        "--since",
+        "2026-10-01",
+        "--until",
+        "2026-11-01",
+        "--out",
+        o,
+    ]);
+    assert!(printed.contains("oct.md"), "{printed}");
+    let written = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(
+        written.replace(generated(&written), ""),
+        oct_md.replace(generated(&oct_md), "")
+    );
+
+    // ---- A volunteer's report covers what it holds, and says so --------------------------
+    let v = site
+        .zhang
+        .json(&["report", "--since", "2026-10-01", "--until", "2026-11-01"]);
+    assert_eq!(v["whole_site"], false);
+    assert_eq!(v["node"]["role"], "volunteer");
+    assert_eq!(v["visits"]["total"], 4, "only 和平里's visits: {v}");
+    let out = site.zhang.run(&["report"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("注意 Note"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not the station"));
+
+    // ---- The HTML report, rendered -----------------------------------------------------
+    let html = s.scratch("report.html");
+    let h = html.to_str().unwrap();
+    s.text(&[
+        "report",
+        "--until",
+        later.as_str(),
+        "--format",
+        "html",
+        "--out",
+        h,
+    ]);
+    check_html(&html, &s.scratch("report.png"));
+}
+
+/// The "generated at" line, which differs between two runs.
+fn generated(md: &str) -> &str {
+    md.lines()
+        .find(|l| l.contains("Generated:"))
+        .expect("a Generated line")
+}
+
+#[test]
+fn bad_windows_are_refused() {
+    let s = Home::station();
+    let e = s.error(&["report", "--since", "yesterday"]);
+    assert!(e.contains("--since") && e.contains("yesterday"), "{e}");
+    let e = s.error(&["report", "--until", "2026-13-01"]);
+    assert!(e.contains("--until"), "{e}");
+    let e = s.error(&["report", "--since", "2026-11-01", "--until", "2026-10-01"]);
+    assert!(e.contains("before"), "{e}");
+    s.error(&["report", "--since", "2026-11-01", "--until", "2026-11-01"]);
+    s.usage_error(&["report", "--format", "pdf"]);
+    s.usage_error(&["report", "--sinse", "2026-11-01"]);
+    // An empty store reports zeros, and a volunteer-less roster lists nobody.
+    let v = s.json(&["report"]);
+    assert_eq!(v["visits"]["total"], 0);
+    assert_eq!(v["tickets"]["opened"], 0);
+    assert_eq!(v["tickets"]["median_resolve_secs"], Value::Null);
+    assert_eq!(v["volunteers_not_synced"], json!([]));
+}
+
+// ---------------------------------------------------------------------------------------
+// HTML in Chromium
+// ---------------------------------------------------------------------------------------
+
+/// The bar colours `cli/src/report.rs` uses.
+const VISIT_CATEGORY: [u8; 3] = [0x1b, 0x7f, 0x79];
+const VISIT_GRID: [u8; 3] = [0x2f, 0x6d, 0xb5];
+const OPENED: [u8; 3] = [0xe0, 0x8a, 0x1e];
+const RESOLVED: [u8; 3] = [0x3a, 0x9a, 0x4a];
+const OPEN: [u8; 3] = [0xc8, 0x45, 0x3b];
+
+fn chromium() -> PathBuf {
+    for name in ["chromium", "chromium-browser", "google-chrome"] {
+        if let Ok(out) = Command::new("sh")
+            .args(["-c", &format!("command -v {name}")])
+            .output()
+            && out.status.success()
+        {
+            return PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        }
+    }
+    panic!(
+        "Chromium is not installed, so the HTML report cannot be checked: install it with \
+         `apt-get install -y --no-install-recommends chromium fonts-noto-cjk` (.ci/run does)"
+    );
+}
+
+fn screenshot(html: &Path, png: &Path) {
+    let profile = tempfile::tempdir().unwrap();
+    let out = Command::new(chromium())
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+            "--force-device-scale-factor=1",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(format!("--screenshot={}", png.display()))
+        .arg("--window-size=1200,2400")
+        .arg(format!("file://{}", html.display()))
+        .stdin(Stdio::null())
+        .output()
+        .expect("run chromium");
+    assert!(
+        out.status.success() && png.exists(),
+        "chromium made no screenshot: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+struct Image {
+    width: usize,
+    height: usize,
+    rgb: Vec<[u8; 3]>,
+}
+
+fn decode(png: &Path) -> Image {
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(png).unwrap()));
+    let mut reader = decoder.read_info().expect("a PNG");
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).expect("a frame");
+    let step = match info.color_type {
+        png::ColorType::Rgb => 3,
+        png::ColorType::Rgba => 4,
+        other => panic!("unexpected PNG colour type {other:?}"),
+    };
+    assert_eq!(info.bit_depth, png::BitDepth::Eight);
+    let rgb = buf[..info.buffer_size()]
+        .chunks(step)
+        .map(|p| [p[0], p[1], p[2]])
+        .collect();
+    Image {
+        width: info.width as usize,
+        height: info.height as usize,
+        rgb,
+    }
+}
+
+impl Image {
+    /// The bars of one colour, top to bottom: runs of rows holding at least 3 pixels of the
+    /// colour, each as (first row, height, widest run of the colour in a row).
+    fn bars(&self, colour: [u8; 3]) -> Vec<(usize, usize, usize)> {
+        let mut out: Vec<(usize, usize, usize)> = Vec::new();
+        let mut current: Option<(usize, usize, usize)> = None;
+        for y in 0..self.height {
+            let row = &self.rgb[y * self.width..(y + 1) * self.width];
+            let n = row.iter().filter(|p| **p == colour).count();
+            match (&mut current, n >= 3) {
+                (Some((_, h, w)), true) => {
+                    *h += 1;
+                    *w = (*w).max(n);
+                }
+                (None, true) => current = Some((y, 1, n)),
+                (Some(_), false) => out.extend(current.take()),
+                (None, false) => {}
+            }
+        }
+        out.extend(current);
+        out
+    }
+}
+
+/// Asserts the bars of `colour` are one legend swatch (if `legend`) then one bar per
+/// non-zero count, in order, each as long as its count in proportion to the longest.
+fn assert_bars(img: &Image, what: &str, colour: [u8; 3], legend: bool, counts: &[u64]) {
+    let mut bars = img.bars(colour);
+    if legend {
+        assert!(!bars.is_empty(), "{what}: no legend swatch");
+        let swatch = bars.remove(0);
+        assert!(
+            swatch.2 < 20,
+            "{what}: the first shape is not the legend swatch: {swatch:?}"
+        );
+    }
+    let nonzero: Vec<u64> = counts.iter().copied().filter(|c| *c > 0).collect();
+    assert_eq!(
+        bars.len(),
+        nonzero.len(),
+        "{what}: expected {} bars for counts {counts:?}, found {bars:?}",
+        nonzero.len()
+    );
+    let max = *nonzero.iter().max().unwrap() as f64;
+    let longest = bars.iter().map(|b| b.2).max().unwrap() as f64;
+    assert!(
+        longest > 30.0,
+        "{what}: the longest bar is only {longest} px"
+    );
+    for (bar, count) in bars.iter().zip(&nonzero) {
+        let expected = longest * *count as f64 / max;
+        assert!(
+            (bar.2 as f64 - expected).abs() <= 3.0,
+            "{what}: a bar for {count} is {} px long, expected about {expected:.0} ({bars:?})",
+            bar.2
+        );
+        assert!(bar.1 >= 6, "{what}: a bar only {} px high", bar.1);
+    }
+}
+
+fn check_html(html: &Path, png: &Path) {
+    let text = std::fs::read_to_string(html).unwrap();
+    // One self-contained file: nothing to fetch.
+    assert!(text.starts_with("<!DOCTYPE html>"));
+    assert!(text.contains("<meta charset=\"utf-8\">"));
+    for bad in [
+        "<script", "<link", "<img", "src=", "url(", "@import", "https:",
+    ] {
+        assert!(
+            !text.contains(bad),
+            "the HTML report refers outside itself: {bad}"
+        );
+    }
+    let http: Vec<_> = text
+        .match_indices("http:")
+        .map(|(i, _)| &text[i..i + 30])
+        .collect();
+    assert!(
+        http.iter()
+            .all(|h| h.starts_with("http://www.w3.org/2000/svg")),
+        "{http:?}"
+    );
+    assert_eq!(text.matches("<svg").count(), 3, "three charts");
+    assert!(text.contains("Noto Sans CJK SC"), "CJK fonts asked for");
+    assert!(text.contains("幸福驿站工作报告") && text.contains("Station report"));
+
+    screenshot(html, png);
+    // To look at it (docs/img/report-example.png is one such screenshot).
+    if let Some(keep) = std::env::var_os("YIZHAN_KEEP_REPORT_SCREENSHOT") {
+        std::fs::copy(png, &keep).expect("copy the screenshot");
+        std::fs::copy(html, PathBuf::from(&keep).with_extension("html")).expect("copy the HTML");
+    }
+    let img = decode(png);
+    assert_eq!((img.width, img.height), (1200, 2400));
+    let ink = img
+        .rgb
+        .iter()
+        .filter(|p| p.iter().all(|c| *c < 100))
+        .count();
+    assert!(ink > 20_000, "the page looks blank: {ink} dark pixels");
+
+    // All time: visits by category 1 2 1 3 1 1 2 and 2 with none; by grid 6 4 3.
+    assert_bars(
+        &img,
+        "visits by category",
+        VISIT_CATEGORY,
+        false,
+        &[1, 2, 1, 3, 1, 1, 2, 2],
+    );
+    assert_bars(&img, "visits by grid", VISIT_GRID, false, &[6, 4, 3]);
+    // Tickets by category (seven categories, then none): opened, resolved, still open.
+    assert_bars(
+        &img,
+        "tickets opened",
+        OPENED,
+        true,
+        &[0, 3, 0, 2, 1, 1, 0, 1],
+    );
+    assert_bars(
+        &img,
+        "tickets resolved",
+        RESOLVED,
+        true,
+        &[0, 3, 0, 2, 0, 0, 0, 0],
+    );
+    assert_bars(
+        &img,
+        "tickets still open",
+        OPEN,
+        true,
+        &[0, 0, 0, 0, 1, 1, 0, 1],
+    );
+}
