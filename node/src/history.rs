@@ -122,11 +122,13 @@ fn causal_order(changes: &[(String, automerge::Change)]) -> Vec<usize> {
     order
 }
 
-/// What the objects made by earlier changes hold, so that later operations on them can be
-/// named: the residents list, the linked-tickets map, the comments list and each comment.
+/// What earlier changes made, replayed in causal order: the objects (so that later
+/// operations on them can be named: the residents list, the linked-tickets map, the comments
+/// list and each comment), and the operations that hold each root field's value now.
 #[derive(Default)]
 struct Labels {
     objects: HashMap<(u64, ActorId), &'static str>,
+    live: HashMap<String, Vec<(OpId, serde_json::Value)>>,
 }
 
 fn json_of(value: &ScalarValue) -> serde_json::Value {
@@ -156,6 +158,14 @@ impl Labels {
         let expanded = change.decode();
         for (i, op) in expanded.operations.iter().enumerate() {
             let op_id = (start + i as u64, actor.clone());
+            if let (ObjectId::Root, Key::Map(k)) = (&op.obj, &op.key) {
+                // The values this operation supersedes no longer hold the field.
+                let live = self.live.entry(k.to_string()).or_default();
+                live.retain(|(id, _)| !op.pred.iter().any(|p| p == id));
+                if let OpType::Put(v) = &op.action {
+                    live.push((OpId(op_id.0, op_id.1.clone()), json_of(v)));
+                }
+            }
             match (&op.obj, &op.key, &op.action) {
                 // The record's own bookkeeping, not fields a person set.
                 (ObjectId::Root, Key::Map(k), _) if k == "kind" || k == "id" => {}
@@ -163,9 +173,16 @@ impl Labels {
                     field: k.to_string(),
                     value: json_of(v),
                 }),
+                // A delete removes the values it names; a concurrent value it did not see
+                // may remain (Automerge settles a conflict in favour of the value already
+                // shown this way), and then that value is what the field now holds.
                 (ObjectId::Root, Key::Map(k), OpType::Delete) => out.push(FieldChange {
                     field: k.to_string(),
-                    value: serde_json::Value::Null,
+                    value: self
+                        .live
+                        .get(k.as_str())
+                        .and_then(|live| live.iter().max_by(|a, b| a.0.cmp(&b.0)))
+                        .map_or(serde_json::Value::Null, |(_, v)| v.clone()),
                 }),
                 (ObjectId::Root, Key::Map(k), OpType::Make(kind)) => {
                     let label = match (k.as_str(), kind) {
