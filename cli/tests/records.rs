@@ -409,7 +409,7 @@ fn visit_edit_changes_fields_and_grows_history() {
     let entry = &h1[0];
     assert_eq!(
         keys(entry),
-        sorted(&["hash", "author", "at", "message"]),
+        sorted(&["hash", "author", "author_name", "at", "message", "changes"]),
         "{entry}"
     );
     assert_eq!(entry["author"], home.device_id.as_str());
