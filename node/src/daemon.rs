@@ -93,8 +93,18 @@ pub async fn sync_stream(
     recv: quinn::RecvStream,
     config: &SyncConfig,
 ) -> Result<SyncStats, DaemonError> {
-    let node = blocking(|| home.open())?;
+    let node = blocking(|| home.checkout())?;
     let mut engine = SyncEngine::new(node, peer, config, Instant::now())?;
+    let result = sync_engine_on_stream(&mut engine, send, recv).await;
+    home.give_back(engine.into_node());
+    result
+}
+
+async fn sync_engine_on_stream(
+    engine: &mut SyncEngine,
+    send: quinn::SendStream,
+    recv: quinn::RecvStream,
+) -> Result<SyncStats, DaemonError> {
     let (in_tx, mut in_rx) = mpsc::channel(FRAME_QUEUE);
     let reader = tokio::spawn(read_frames(recv, in_tx));
     let (out_tx, out_rx) = mpsc::channel(FRAME_QUEUE);
@@ -102,14 +112,14 @@ pub async fn sync_stream(
     // A frame taken from the engine but not yet handed to the writer: on an error it is
     // still sent first, so the peer hears our Hello before our refusal.
     let mut pending: Option<Vec<u8>> = None;
-    let mut result = drive(&mut engine, &mut pending, &out_tx, &mut in_rx).await;
+    let mut result = drive(engine, &mut pending, &out_tx, &mut in_rx).await;
     if matches!(
         result,
         Err(DaemonError::Stream(_) | DaemonError::Net(_) | DaemonError::Incomplete)
     ) {
         // The stream broke: a refusal the peer sent before closing may still be waiting
         // to be read, and says more than the broken stream does.
-        result = Err(last_word(&mut engine, &mut in_rx)
+        result = Err(last_word(engine, &mut in_rx)
             .await
             .unwrap_or_else(|| result.expect_err("matched an error")));
     }
@@ -448,6 +458,8 @@ pub async fn serve(
         })
     });
 
+    let checkpoints = tokio::spawn(keep_checkpointing(home.clone()));
+
     let peers = {
         let endpoint = endpoint.clone();
         let home = home.clone();
@@ -464,6 +476,7 @@ pub async fn serve(
         task.abort();
     }
     peers.abort();
+    checkpoints.abort();
     for task in [watcher, nearby].into_iter().flatten() {
         task.abort();
         let _ = task.await; // the watcher's handle on the discovery is dropped with it
@@ -475,6 +488,35 @@ pub async fn serve(
     endpoint.close().await;
     accept.abort();
     Ok(())
+}
+
+/// How often `serve` checkpoints the WAL in the background.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+
+/// Copies the WAL back into the database every [`CHECKPOINT_EVERY`], on a connection of
+/// its own and a thread of its own, so that the syncs' commits do not (their connections
+/// checkpoint only as a safety net: `Store::tune_for_daemon`).
+async fn keep_checkpointing(home: Home) {
+    let mut slot: Option<Node> = None;
+    loop {
+        tokio::time::sleep(CHECKPOINT_EVERY).await;
+        let home = home.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            let result = home.checkpoint(&mut slot);
+            (slot, result)
+        })
+        .await;
+        match done {
+            Ok((kept, result)) => {
+                slot = kept;
+                if let Err(e) = result {
+                    tracing::debug!("background checkpoint failed: {e}");
+                    slot = None;
+                }
+            }
+            Err(_) => slot = None,
+        }
+    }
 }
 
 /// How long an accepted connection may stay open without starting a sync.
@@ -496,7 +538,13 @@ async fn serve_connection(
         let event = match sync_stream(home, conn.peer, send, recv, &config).await {
             Ok(stats) => {
                 // Only a member that completed a sync is remembered as a peer.
-                let _ = blocking(|| home.open().map(|mut n| n.note_peer_addr(peer, &addr)));
+                let _ = blocking(|| {
+                    home.checkout().map(|mut n| {
+                        let noted = n.note_peer_addr(peer, &addr);
+                        home.give_back(n);
+                        noted
+                    })
+                });
                 ServeEvent::Synced { peer, stats }
             }
             Err(e) => ServeEvent::Failed {

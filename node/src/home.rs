@@ -103,7 +103,12 @@ pub struct InitConfig {
 pub struct Home {
     dir: PathBuf,
     passphrase: Option<Passphrase>,
+    /// Nodes that finished their work and can be used again (see [`Home::checkout`]).
+    pool: std::sync::Arc<std::sync::Mutex<Vec<Node>>>,
 }
+
+/// Most idle nodes a [`Home`] keeps open for reuse.
+const MAX_POOLED: usize = 4;
 
 impl Home {
     /// A home whose store is not encrypted.
@@ -111,6 +116,7 @@ impl Home {
         Home {
             dir: dir.to_path_buf(),
             passphrase: None,
+            pool: Default::default(),
         }
     }
 
@@ -119,6 +125,7 @@ impl Home {
         Home {
             dir: dir.to_path_buf(),
             passphrase: Some(passphrase),
+            pool: Default::default(),
         }
     }
 
@@ -138,6 +145,52 @@ impl Home {
         match &self.passphrase {
             None => Node::open(&self.dir),
             Some(p) => Node::open_encrypted(&self.dir, p),
+        }
+    }
+
+    /// The node that lives here, on a connection that an earlier [`Home::give_back`]
+    /// returned if there is one, else newly opened.
+    ///
+    /// A long-running process (`serve`) uses this for its syncs: a reused connection keeps
+    /// its page cache warm, costs no key derivation on an encrypted home, and keeps the
+    /// store open between syncs, so that SQLite does not checkpoint and delete the WAL each
+    /// time the last connection closes. The identity is read again, as it may have
+    /// changed (a newer certificate) since the node was opened.
+    pub fn checkout(&self) -> Result<Node, OpenError> {
+        let pooled = self.pool.lock().map(|mut p| p.pop()).unwrap_or(None);
+        match pooled {
+            Some(mut node) => {
+                node.identity = load_identity(&node.store, &node.key)?;
+                Ok(node)
+            }
+            None => {
+                let node = self.open()?;
+                node.store.tune_for_daemon()?;
+                Ok(node)
+            }
+        }
+    }
+
+    /// Checkpoints the WAL in the background of a long-running process: opens a
+    /// connection of its own the first time, and keeps it in `slot`.
+    pub fn checkpoint(&self, slot: &mut Option<Node>) -> Result<(i64, i64), OpenError> {
+        if slot.is_none() {
+            *slot = Some(self.open()?);
+        }
+        let node = slot.as_ref().expect("just opened");
+        Ok(node.store.checkpoint()?)
+    }
+
+    /// Returns a node taken with [`Home::checkout`] for reuse. A node in the middle of a
+    /// transaction, or beyond the [`MAX_POOLED`] idle ones, is closed instead.
+    pub fn give_back(&self, node: Node) {
+        if !node.store.conn().is_autocommit() {
+            return;
+        }
+        if let Ok(mut pool) = self.pool.lock()
+            && pool.len() < MAX_POOLED
+        {
+            pool.push(node);
         }
     }
 }
@@ -244,6 +297,9 @@ pub enum WriteError {
     /// SQLite failed.
     #[error("cannot write the store: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// The thread that checks signatures could not be started.
+    #[error("cannot start a thread to check signatures: {0}")]
+    Thread(std::io::Error),
 }
 
 /// Why an id or prefix did not name exactly one thing.
@@ -583,6 +639,7 @@ impl Node {
         Home {
             dir: self.home.clone(),
             passphrase: self.passphrase.clone(),
+            pool: Default::default(),
         }
     }
 
@@ -1196,8 +1253,16 @@ pub(crate) fn ingest_in(
     let mut seen = std::collections::HashSet::new();
     // Pass 1, cheap: drop what is not for its document and what this node already holds.
     let mut groups: Vec<(DocHeader, Vec<SignedChange>)> = Vec::with_capacity(batch.len());
+    // Documents this node does not hold yet: pass 2 may build them off this thread.
+    let mut fresh_docs = std::collections::HashSet::new();
+    // Their signers' membership expiry (rules.rs), read here for pass 2.
+    let mut expiries = std::collections::HashMap::new();
     for DocChanges { header, changes } in batch {
         let doc_id = header.doc_id();
+        let new_doc = !has_doc(tx, doc_id)?;
+        if new_doc {
+            fresh_docs.insert(doc_id);
+        }
         let mut fresh = Vec::with_capacity(changes.len());
         for env in changes {
             if env.doc != doc_id {
@@ -1213,6 +1278,9 @@ pub(crate) fn ingest_in(
             if !seen.insert(env.hash) || has_change(tx, &env.hash)? {
                 report.duplicate += 1;
                 continue;
+            }
+            if new_doc && !expiries.contains_key(&env.signer) {
+                expiries.insert(env.signer, crate::rules::member_expiry(tx, env.signer)?);
             }
             fresh.push(env);
         }
@@ -1235,25 +1303,148 @@ pub(crate) fn ingest_in(
         let site = ctx.site;
         std::thread::scope(|scope| -> Result<(), WriteError> {
             let (checked_tx, checked_rx) = std::sync::mpsc::sync_channel(VERIFY_AHEAD);
-            scope.spawn(move || {
-                let mut keys = yizhan_protocol::identity::KeyCache::default();
-                for (header, changes) in groups {
-                    let results: Vec<Checked> = changes
-                        .into_iter()
-                        .map(|c| check(site, c, &mut keys))
-                        .collect();
-                    if checked_tx.send((header, results)).is_err() {
-                        return; // the applying side stopped on an error
+            let mut fresh_docs = fresh_docs;
+            let worker = std::thread::Builder::new().name("yizhan-verify".into());
+            worker
+                .spawn_scoped(scope, move || {
+                    let mut keys = yizhan_protocol::identity::KeyCache::default();
+                    for (header, changes) in groups {
+                        let results: Vec<Checked> = changes
+                            .into_iter()
+                            .map(|c| check(site, c, &mut keys))
+                            .collect();
+                        // A document new to this node whose changes all verify and may be
+                        // merged is built here too (apply, snapshot, index row), so that the
+                        // SQL thread only stores it. The first group of a document only: a
+                        // later group builds on what the SQL thread stored from the first.
+                        let work = if fresh_docs.remove(&header.doc_id()) {
+                            build_fresh(ctx, &expiries, header, results)
+                        } else {
+                            Work::Checked(header, results)
+                        };
+                        if checked_tx.send(work).is_err() {
+                            return; // the applying side stopped on an error
+                        }
+                    }
+                })
+                .map_err(WriteError::Thread)?;
+            for work in checked_rx {
+                match work {
+                    Work::Checked(header, results) => {
+                        apply_group(tx, ctx, &mut report, header, results)?
+                    }
+                    Work::Built(built) => {
+                        let Built {
+                            header,
+                            stored,
+                            prepared,
+                        } = *built;
+                        report.accepted += stored.len();
+                        store_prepared(tx, &header, &prepared, &stored, ctx.origin)?;
+                    }
+                    Work::Retry(header, envelopes) => {
+                        let mut keys = yizhan_protocol::identity::KeyCache::default();
+                        let results = envelopes
+                            .into_iter()
+                            .map(|c| check(site, c, &mut keys))
+                            .collect();
+                        apply_group(tx, ctx, &mut report, header, results)?;
                     }
                 }
-            });
-            for (header, results) in checked_rx {
-                apply_group(tx, ctx, &mut report, header, results)?;
             }
             Ok(())
         })?;
     }
     Ok(report)
+}
+
+/// What pass 2 of [`ingest_in`] hands the SQL thread for one group of changes.
+enum Work {
+    /// Checked envelopes, for [`apply_group`].
+    Checked(DocHeader, Vec<Checked>),
+    /// A new document, built and ready to store.
+    Built(Box<Built>),
+    /// A new document that could not be built off the SQL thread (its history is
+    /// incomplete, or Automerge refused it): [`apply_group`] checks it again and decides.
+    Retry(DocHeader, Vec<SignedChange>),
+}
+
+/// A new document built by pass 2: its changes in causal order and what to store.
+struct Built {
+    header: DocHeader,
+    stored: Vec<NewChange>,
+    prepared: Prepared,
+}
+
+/// Builds a document this node does not hold from `results`, if every change verified,
+/// [`may_write`] merges each, and all of them apply; otherwise hands them back.
+///
+/// The checks are those of [`apply_group`] for a document the store does not hold:
+/// [`may_write`], the author's membership expiry, no two changes with one
+/// `(actor, seq)`, and the nesting rule (`rules.rs`); a group that fails any of them goes
+/// to [`apply_group`], which refuses (and records) what it must.
+fn build_fresh(
+    ctx: &IngestContext,
+    expiries: &std::collections::HashMap<DeviceId, Option<i64>>,
+    header: DocHeader,
+    results: Vec<Checked>,
+) -> Work {
+    let mut claimed = std::collections::HashSet::new();
+    let mergeable = results.iter().all(|r| {
+        r.as_ref().is_ok_and(|v| {
+            let signer = v.envelope.signer;
+            let expiry = expiries.get(&signer).copied().flatten();
+            crate::rules::made_after_expiry(expiry, v.change.timestamp()).is_none()
+                && claimed.insert((signer, v.change.seq()))
+                && matches!(may_write(ctx, &header, v), Ok(Verdict::Merge))
+        })
+    });
+    if !mergeable || results.is_empty() {
+        return Work::Checked(header, results);
+    }
+    let mut kept = Vec::with_capacity(results.len());
+    let mut changes = Vec::with_capacity(results.len());
+    for v in results.into_iter().flatten() {
+        kept.push(NewChange {
+            seq: v.change.seq(),
+            env: v.envelope,
+        });
+        changes.push(v.change);
+    }
+    let built = catch_unwind(AssertUnwindSafe(|| {
+        let mut doc = AutoCommit::new();
+        doc.apply_changes(changes).ok()?;
+        if !doc.get_missing_deps(&[]).is_empty() {
+            return None; // some changes wait for history this group does not bring
+        }
+        if crate::rules::nesting(&doc).is_err() {
+            return None; // apply_group refuses the lot
+        }
+        let order: std::collections::HashMap<automerge::ChangeHash, usize> = doc
+            .get_changes_meta(&[])
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.hash, i))
+            .collect();
+        if kept.iter().any(|c| !order.contains_key(&c.env.hash.into())) {
+            return None;
+        }
+        kept.sort_by_key(|c| order[&c.env.hash.into()]);
+        Some(prepare(&header, &mut doc))
+    }));
+    match built {
+        Ok(Some(prepared)) => Work::Built(Box::new(Built {
+            header,
+            stored: kept,
+            prepared,
+        })),
+        _ => Work::Retry(header, kept.into_iter().map(|c| c.env).collect()),
+    }
+}
+
+fn has_doc(tx: &Transaction<'_>, id: DocId) -> rusqlite::Result<bool> {
+    tx.prepare_cached("SELECT 1 FROM docs WHERE doc_id = ?1")?
+        .exists([id.as_bytes().as_slice()])
 }
 
 /// Pass 3 of [`ingest_in`] for one document: who may write, then apply and store.
@@ -1328,7 +1519,8 @@ fn apply_group(
     let mut stored = Vec::new();
     let mut unapplied = Vec::new();
     for (env, seq, deps) in kept {
-        if doc.get_change_by_hash(&env.hash.into()).is_some() {
+        // The change graph's metadata, not `get_change_by_hash`, which rebuilds the change.
+        if doc.get_change_meta_by_hash(&env.hash.into()).is_some() {
             stored.push(NewChange { seq, env });
         } else {
             unapplied.push((env, deps));
@@ -1367,10 +1559,10 @@ fn apply_group(
     if stored.len() > 1 {
         // Into this node's log in causal order, so that it serves them onward so.
         let order: std::collections::HashMap<automerge::ChangeHash, usize> = doc
-            .get_changes(&[])
+            .get_changes_meta(&[])
             .iter()
             .enumerate()
-            .map(|(i, c)| (c.hash(), i))
+            .map(|(i, c)| (c.hash, i))
             .collect();
         stored.sort_by_key(|c| order.get(&c.env.hash.into()).copied().unwrap_or(usize::MAX));
     }
@@ -1595,11 +1787,38 @@ fn persist_from(
     new: &[NewChange],
     origin: Option<DeviceId>,
 ) -> Result<(), WriteError> {
-    let doc_id = header.doc_id();
-    let now = now_ms();
+    let prepared = prepare(header, doc);
+    store_prepared(tx, header, &prepared, new, origin)
+}
+
+/// A document's new state, ready to store: computed without the store, so that it can be
+/// done off the thread that writes.
+struct Prepared {
+    snapshot: Vec<u8>,
+    heads: Vec<u8>,
+    row: IndexRow,
+}
+
+fn prepare(header: &DocHeader, doc: &mut AutoCommit) -> Prepared {
     let mut heads: Vec<[u8; 32]> = doc.get_heads().iter().map(|h| h.0).collect();
     heads.sort();
-    let heads = heads.concat();
+    Prepared {
+        snapshot: doc.save(),
+        heads: heads.concat(),
+        row: index_row(header, doc),
+    }
+}
+
+/// Stores new changes of one document with its new state (see [`persist_from`]).
+fn store_prepared(
+    tx: &Transaction<'_>,
+    header: &DocHeader,
+    prepared: &Prepared,
+    new: &[NewChange],
+    origin: Option<DeviceId>,
+) -> Result<(), WriteError> {
+    let doc_id = header.doc_id();
+    let now = now_ms();
     tx.prepare_cached(
         "INSERT INTO docs(doc_id, kind, author, nonce, snapshot, heads, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
@@ -1611,8 +1830,8 @@ fn persist_from(
         header.kind.code(),
         header.author.as_bytes().as_slice(),
         header.nonce.as_slice(),
-        doc.save(),
-        heads,
+        prepared.snapshot,
+        prepared.heads,
         now,
     ])?;
     let mut insert = tx.prepare_cached(
@@ -1635,7 +1854,7 @@ fn persist_from(
             origin,
         ])?;
     }
-    materialize(tx, header, doc)?;
+    materialize_row(tx, header, &prepared.row)?;
     Ok(())
 }
 
@@ -1695,15 +1914,14 @@ fn index_row(header: &DocHeader, doc: &AutoCommit) -> IndexRow {
     }
 }
 
-/// Rewrites a record's index row (and a visit's links) from its document.
-fn materialize(
+/// Writes a record's index row (and a visit's links).
+fn materialize_row(
     tx: &Transaction<'_>,
     header: &DocHeader,
-    doc: &AutoCommit,
+    row: &IndexRow,
 ) -> Result<(), WriteError> {
     let id = header.doc_id();
     let id_text = id.to_string();
-    let row = index_row(header, doc);
     if header.kind == RecordKind::Visit {
         tx.prepare_cached("DELETE FROM links WHERE visit = ?1")?
             .execute([&id_text])?;

@@ -155,7 +155,10 @@ impl Gate {
 }
 
 /// The expiry of `device`'s newest stored certificate (`None`: never, or no certificate).
-fn member_expiry(tx: &Transaction<'_>, device: DeviceId) -> rusqlite::Result<Option<i64>> {
+pub(crate) fn member_expiry(
+    tx: &Transaction<'_>,
+    device: DeviceId,
+) -> rusqlite::Result<Option<i64>> {
     Ok(tx
         .prepare_cached("SELECT expires_at FROM members WHERE device = ?1")?
         .query_row([device.as_bytes().as_slice()], |r| {

@@ -337,6 +337,27 @@ impl Store {
         &self.conn
     }
 
+    /// Tunes this connection for a long-running process (`serve`) that keeps it open
+    /// across syncs and checkpoints the WAL in the background ([`Store::checkpoint`]):
+    /// a larger page cache, and an automatic checkpoint only as a safety net far beyond
+    /// the usual one, so that commits on the sync path do not copy pages back.
+    pub fn tune_for_daemon(&self) -> rusqlite::Result<()> {
+        self.conn
+            .pragma_update(None, "cache_size", -DAEMON_CACHE_KIB)?;
+        self.conn
+            .pragma_update(None, "wal_autocheckpoint", DAEMON_AUTOCHECKPOINT)
+    }
+
+    /// Copies what it can of the WAL back into the database without waiting for readers
+    /// or writers (`PRAGMA wal_checkpoint(PASSIVE)`). Returns the WAL's frames and how
+    /// many of them are now in the database.
+    pub fn checkpoint(&self) -> rusqlite::Result<(i64, i64)> {
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                Ok((r.get(1)?, r.get(2)?))
+            })
+    }
+
     /// Reads one `meta` value.
     pub fn meta(&self, key: &str) -> rusqlite::Result<Option<String>> {
         self.conn
@@ -344,6 +365,12 @@ impl Store {
             .optional()
     }
 }
+
+/// Page cache of a connection that `serve` keeps open (KiB).
+const DAEMON_CACHE_KIB: i64 = 32 * 1024;
+/// WAL pages after which such a connection checkpoints by itself (~256 MiB), should the
+/// background checkpoints not keep up.
+const DAEMON_AUTOCHECKPOINT: i64 = 65_536;
 
 /// Sets one `meta` value inside a transaction.
 pub fn set_meta(tx: &Transaction<'_>, key: &str, value: &str) -> rusqlite::Result<()> {
