@@ -15,8 +15,8 @@ mod conflicts;
 mod daemon;
 mod history;
 mod output;
-mod report;
 mod progress;
+mod report;
 mod shell;
 
 use std::process::ExitCode;
