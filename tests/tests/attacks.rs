@@ -1634,3 +1634,91 @@ async fn flood_of_streams() {
     still_serves_over_quic(&mut w, served.addr).await;
     served.stop().await;
 }
+
+// ---------------------------------------------------------------------------------------
+// Hostile documents inside a large batch
+// ---------------------------------------------------------------------------------------
+
+/// A large batch (over the size at which ingest checks signatures on a second thread and
+/// builds new documents there) hides hostile new documents among honest ones: one nested
+/// too deep, one with two different changes for one (actor, seq). They are refused as in a
+/// small batch, the equivocation is recorded, and every honest document is stored.
+#[test]
+fn hostile_new_documents_hidden_in_a_large_batch() {
+    let mut w = world();
+    let s = Some(site(&w));
+    let (a_key, m_key) = (w.a.node.device_key(), w.m.node.device_key());
+    let mut batch = Vec::new();
+    let mut honest = Vec::new();
+    for i in 0..100 {
+        let (header, _, env) = new_visit_by(&a_key, s, &format!("和平里 {i} 号"), now_ms());
+        honest.push(header.doc_id());
+        batch.push(DocChanges {
+            header,
+            changes: vec![env],
+        });
+    }
+    // Nested one level past the limit, in a new document of M's own.
+    let (deep_header, mut deep_doc, deep_genesis) = new_visit_by(&m_key, s, "深", now_ms());
+    let deep = commit(&mut deep_doc, now_ms(), |am| {
+        let mut obj = am.put_object(ROOT, "deep", ObjType::Map).unwrap();
+        for _ in 0..yizhan_node::rules::MAX_OBJECT_DEPTH {
+            obj = am.put_object(&obj, "x", ObjType::Map).unwrap();
+        }
+    });
+    let deep = SignedChange::sign(&m_key, s, deep_header.doc_id(), &deep);
+    batch.insert(
+        40,
+        DocChanges {
+            header: deep_header,
+            changes: vec![deep_genesis, deep],
+        },
+    );
+    // Two different second changes of one new document.
+    let (eq_header, mut first, eq_genesis) = new_visit_by(&m_key, s, "两面", now_ms());
+    let mut second = first.fork().with_actor(actor(w.m.id()));
+    let c2 = commit(&mut first, now_ms(), put_note("甲"));
+    let c2b = commit(&mut second, now_ms(), put_note("乙"));
+    assert_eq!((c2.seq(), c2b.seq()), (2, 2));
+    let sign = |c: &automerge::Change| SignedChange::sign(&m_key, s, eq_header.doc_id(), c);
+    batch.insert(
+        70,
+        DocChanges {
+            header: eq_header,
+            changes: vec![eq_genesis, sign(&c2), sign(&c2b)],
+        },
+    );
+
+    let report = w.station.node.ingest(batch).unwrap();
+    assert_eq!(report.accepted, 100 + 2, "{report:?}");
+    assert_eq!(report.rejected.len(), 3, "{:?}", report.rejected);
+    let reasons = rejected_reasons(&w.station);
+    assert_eq!(
+        reasons
+            .iter()
+            .filter(|r| r.starts_with("it nests objects"))
+            .count(),
+        2,
+        "{reasons:?}"
+    );
+    assert!(reasons.iter().any(|r| r.starts_with("equivocation")));
+    let seen = w.station.node.misbehaviour().unwrap();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].device, w.m.id());
+    // Nothing of the deep document is stored; every honest one is, and is listed.
+    let stored = w.station.node.doc_changes(deep_header.doc_id());
+    assert!(!stored.is_ok_and(|d| !d.changes.is_empty()));
+    for id in &honest {
+        assert_eq!(w.station.node.doc_changes(*id).unwrap().changes.len(), 1);
+    }
+    let listed = w
+        .station
+        .node
+        .list_visits(&Default::default())
+        .unwrap()
+        .into_iter()
+        .filter(|v| honest.iter().any(|h| h.to_string() == v.id))
+        .count();
+    assert_eq!(listed, honest.len());
+    still_serves(&mut w.station, &mut w.b);
+}
