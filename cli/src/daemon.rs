@@ -31,8 +31,9 @@ pub fn sync_once(node: Node, out: &Out, args: SyncArgs) -> anyhow::Result<()> {
         Some(a) => parse_addr(a)?,
         None => crate::config::station_for_sync(&node)?,
     };
+    // The sync reuses this node's store connection rather than opening its own.
     let home = node.home_handle();
-    drop(node);
+    home.give_back(node);
     let spinner = Progress::spinner(out, &format!("syncing with {addr}"));
     let config = SyncConfig {
         progress: spinner.handle().map(|bar| {

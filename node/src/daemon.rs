@@ -248,12 +248,15 @@ pub async fn sync_once_with(
     addr: SocketAddr,
     config: &SyncConfig,
 ) -> Result<SyncReport, DaemonError> {
-    let node = blocking(|| home.open())?;
+    // One store connection for the whole sync (each `home.open()` would cost a key
+    // derivation on an encrypted home): taken from the home's pool and given back.
+    let node = blocking(|| home.checkout())?;
     let key = node.device_key();
-    if node.identity().site_id.is_none() {
+    let member = node.identity().site_id.is_some();
+    home.give_back(node);
+    if !member {
         return Err(SyncError::NotMember.into());
     }
-    drop(node);
     let bind: SocketAddr = if addr.is_ipv4() {
         "0.0.0.0:0".parse().expect("literal")
     } else {
@@ -270,8 +273,10 @@ pub async fn sync_once_with(
     stats_out.bytes_received = stats.udp_rx.bytes;
     let peer = conn.peer;
     blocking(|| -> Result<(), DaemonError> {
-        let mut node = home.open()?;
-        node.note_peer_addr(peer, &addr.to_string())?;
+        let mut node = home.checkout()?;
+        let noted = node.note_peer_addr(peer, &addr.to_string());
+        home.give_back(node);
+        noted?;
         Ok(())
     })?;
     Ok(SyncReport {
@@ -422,24 +427,34 @@ pub async fn serve(
         let events = events.clone();
         let slots = slots.clone();
         tokio::spawn(async move {
-            while let Some(incoming) = endpoint.accept().await {
-                let conn = match incoming {
-                    Ok(c) => c,
-                    Err(e) => {
-                        let _ = events.send(ServeEvent::Failed {
-                            peer: None,
-                            error: e.to_string(),
-                        });
-                        continue;
-                    }
-                };
-                let Ok(permit) = slots.clone().try_acquire_owned() else {
-                    conn.connection.close(2u32.into(), b"busy: too many peers");
+            // Handshakes run side by side (at most MAX_HANDSHAKES), so that a peer that
+            // stalls or dies in the middle of one holds up no one else.
+            let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
+            while let Some(accepting) = endpoint.accept_incoming().await {
+                let Ok(handshake) = handshakes.clone().try_acquire_owned() else {
+                    accepting.refuse();
                     continue;
                 };
                 let home = home.clone();
                 let events = events.clone();
+                let slots = slots.clone();
                 tokio::spawn(async move {
+                    let finished = accepting.finish().await;
+                    drop(handshake);
+                    let conn = match finished {
+                        Ok(c) => c,
+                        Err(e) => {
+                            let _ = events.send(ServeEvent::Failed {
+                                peer: None,
+                                error: e.to_string(),
+                            });
+                            return;
+                        }
+                    };
+                    let Ok(permit) = slots.try_acquire_owned() else {
+                        conn.connection.close(2u32.into(), b"busy: too many peers");
+                        return;
+                    };
                     serve_connection(&home, conn, &events).await;
                     drop(permit);
                 });
@@ -518,6 +533,9 @@ async fn keep_checkpointing(home: Home) {
         }
     }
 }
+
+/// Most incoming handshakes `serve` completes at once; more are refused outright.
+const MAX_HANDSHAKES: usize = 16;
 
 /// How long an accepted connection may stay open without starting a sync.
 const IDLE_CONNECTION: Duration = Duration::from_secs(120);

@@ -349,23 +349,75 @@ impl Endpoint {
         Some(result)
     }
 
+    /// Waits for the next incoming connection and hands it over before its handshake, so
+    /// that the caller can complete several handshakes at once ([`Accepting::finish`]): a
+    /// peer that stalls its handshake (or dies in the middle of it) then holds up no one.
+    /// `None` once the endpoint is closed.
+    pub async fn accept_incoming(&self) -> Option<Accepting> {
+        let incoming = self.endpoint.accept().await?;
+        Some(Accepting {
+            addr: incoming.remote_address(),
+            incoming,
+            timeout: self.identity.connect_timeout,
+        })
+    }
+
     async fn finish_accept(
         &self,
         incoming: quinn::Incoming,
         addr: SocketAddr,
     ) -> Result<PeerConnection, NetError> {
-        let connecting = incoming
-            .accept()
-            .map_err(|source| NetError::Handshake { addr, source })?;
-        let after = self.identity.connect_timeout;
-        let connection = tokio::time::timeout(after, connecting)
-            .await
-            .map_err(|_| NetError::Timeout { addr, after })?
-            .map_err(|source| NetError::Handshake { addr, source })?;
-        let peer = authenticated_peer(&connection, addr)?;
-        Ok(PeerConnection { connection, peer })
+        finish_handshake(incoming, addr, self.identity.connect_timeout).await
+    }
+}
+
+/// An incoming connection whose handshake is still to be completed
+/// ([`Endpoint::accept_incoming`]).
+pub struct Accepting {
+    incoming: quinn::Incoming,
+    addr: SocketAddr,
+    timeout: Duration,
+}
+
+impl Accepting {
+    /// Where the connection comes from (not yet authenticated).
+    pub fn remote_address(&self) -> SocketAddr {
+        self.addr
     }
 
+    /// Completes the handshake, bounded by [`NetConfig::connect_timeout`].
+    pub async fn finish(self) -> Result<PeerConnection, NetError> {
+        let result = finish_handshake(self.incoming, self.addr, self.timeout).await;
+        match &result {
+            Ok(conn) => tracing::debug!(addr = %self.addr, peer = %conn.peer, "accepted"),
+            Err(error) => tracing::debug!(addr = %self.addr, %error, "refused incoming connection"),
+        }
+        result
+    }
+
+    /// Turns the connection away without a handshake.
+    pub fn refuse(self) {
+        self.incoming.refuse();
+    }
+}
+
+async fn finish_handshake(
+    incoming: quinn::Incoming,
+    addr: SocketAddr,
+    after: Duration,
+) -> Result<PeerConnection, NetError> {
+    let connecting = incoming
+        .accept()
+        .map_err(|source| NetError::Handshake { addr, source })?;
+    let connection = tokio::time::timeout(after, connecting)
+        .await
+        .map_err(|_| NetError::Timeout { addr, after })?
+        .map_err(|source| NetError::Handshake { addr, source })?;
+    let peer = authenticated_peer(&connection, addr)?;
+    Ok(PeerConnection { connection, peer })
+}
+
+impl Endpoint {
     /// Closes every connection with code 0, refuses new ones, ends pending and future
     /// [`Endpoint::accept`] calls with `None`, and waits (at most 2 s) for peers to be told.
     pub async fn close(&self) {

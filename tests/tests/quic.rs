@@ -66,3 +66,65 @@ async fn a_sync_with_much_to_send_both_ways_completes() {
     assert_eq!(a.node.record_counts().unwrap().1, 2 * n as u64);
     assert_eq!(station.node.record_counts().unwrap().1, 2 * n as u64);
 }
+
+/// Peers that start a handshake and then fall silent (laptops killed in the middle of it,
+/// or a hostile peer) hold up no one: another member's sync completes meanwhile. Three
+/// stalled handshakes would hold a station that completed handshakes one at a time for
+/// three times the handshake timeout, longer than the member waits for its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_handshakes_hold_up_no_one() {
+    use yizhan_node::net::{Endpoint, NetConfig};
+    let mut station = TestNode::station("幸福驿站");
+    let mut a = TestNode::new("王芳");
+    enroll(&mut station, &mut a, &["和平里"]);
+    a.node.add_visits(&visits(3, "和平里 王")).unwrap();
+
+    let (events_tx, mut events) = mpsc::unbounded_channel();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let config = ServeConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..ServeConfig::default()
+    };
+    let server = tokio::spawn(daemon::serve(
+        station.node.home_handle(),
+        config,
+        events_tx,
+        stop_rx,
+    ));
+    let addr = match events.recv().await {
+        Some(ServeEvent::Listening(addr)) => addr,
+        other => panic!("expected Listening, got {other:?}"),
+    };
+
+    // Each stalled peer: a real client's first datagram, caught on a socket of ours and
+    // passed to the station from it; nothing the station answers is ever passed back.
+    let mut silent = Vec::new();
+    for _ in 0..3 {
+        let relay = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let relay_addr = relay.local_addr().unwrap();
+        let key = TestNode::new("沉默").node.device_key();
+        let client =
+            Endpoint::bind("127.0.0.1:0".parse().unwrap(), &key, &NetConfig::default()).unwrap();
+        let dialling = tokio::spawn(async move {
+            let _ = client.connect(relay_addr).await;
+        });
+        let mut first = vec![0u8; 2048];
+        let (n, _) = relay.recv_from(&mut first).await.unwrap();
+        relay.send_to(&first[..n], addr).await.unwrap();
+        silent.push((relay, dialling));
+    }
+
+    let report = tokio::time::timeout(
+        Duration::from_secs(120),
+        daemon::sync_once(&a.node.home_handle(), addr),
+    )
+    .await
+    .expect("the sync stalled")
+    .expect("a member syncs while other handshakes stall");
+    assert_eq!(report.stats.sent, 3);
+    for (_, dialling) in silent {
+        dialling.abort();
+    }
+    stop_tx.send(true).unwrap();
+    server.await.unwrap().unwrap();
+}
