@@ -24,6 +24,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    reset_sigpipe();
     let cli = args::Cli::parse();
     init_logging();
     match try_main(cli) {
@@ -32,6 +33,19 @@ fn main() -> ExitCode {
             eprintln!("error: {}", one_line(&e));
             ExitCode::from(1)
         }
+    }
+}
+
+/// Output piped into a program that stops reading (`yizhan visit list | head`) ends the
+/// process quietly, as it does any Unix tool, rather than in a panic of `println!` (Rust
+/// ignores SIGPIPE by default).
+#[allow(unsafe_code)]
+fn reset_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: first thing in `main`, before any other thread exists; `SIG_DFL` is a valid
+    // disposition for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

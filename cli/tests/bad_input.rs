@@ -395,3 +395,38 @@ fn usage_errors_exit_2() {
         "a usage error initialised the home"
     );
 }
+
+/// Output piped into a program that stops reading (`yizhan visit list | head -1`) ends the
+/// command quietly, as for any Unix tool: no panic, no exit code 101.
+#[test]
+fn a_reader_that_stops_reading_ends_the_command_quietly() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let home = Home::new();
+    let csv = home.scratch("visits.csv");
+    std::fs::write(&csv, generated_visits_csv("管道", 3000)).expect("write csv");
+    home.json(&[
+        "import",
+        "--kind",
+        "visits",
+        "--format",
+        "csv",
+        csv.to_str().unwrap(),
+    ]);
+    let mut child = home
+        .command(false, &["visit", "list"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut first)
+        .expect("read one line");
+    // The reader is gone now, with thousands of rows still to print.
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!first.is_empty());
+    assert_ne!(out.status.code(), Some(101), "stderr: {stderr}");
+    assert!(!stderr.contains("panicked"), "stderr: {stderr}");
+}
