@@ -343,6 +343,13 @@ impl Node {
             )
             .optional()?
             .into_iter()
+            // A wildcard address (`0.0.0.0:7365`, the default `listen`) names no host a
+            // laptop could dial: the token then names none, and the laptop finds the
+            // station by discovery or is given `join --station`.
+            .filter(|a| {
+                a.parse::<std::net::SocketAddr>()
+                    .is_ok_and(|a| !a.ip().is_unspecified())
+            })
             .collect();
         tx.commit()?;
         Ok(Token {

@@ -498,3 +498,25 @@ fn a_re_enrolment_takes_effect_at_the_next_sync_without_a_new_token() {
     assert_eq!(out.a.as_ref().unwrap().received, 0, "{out:?}");
     assert_eq!(out.b.as_ref().unwrap().sent, 0, "{out:?}");
 }
+
+/// A token names the station's address only when a laptop could dial it: not the
+/// wildcard address a station listening on every interface (the default) is bound to.
+#[test]
+fn tokens_name_a_dialable_station_address_only() {
+    use yizhan_node::site::EnrollRequest;
+    let mut station = TestNode::station("幸福驿站");
+    let device = TestNode::new("王芳").id();
+    let request = EnrollRequest {
+        device,
+        name: "王芳".into(),
+        grids: vec!["和平里".into()],
+        role: yizhan_protocol::MemberRole::Volunteer,
+        expires_days: None,
+    };
+    station.node.set_listen_addr("0.0.0.0:7365").unwrap();
+    let token = station.node.enroll(&request).unwrap();
+    assert!(token.station_addrs.is_empty(), "{:?}", token.station_addrs);
+    station.node.set_listen_addr("192.168.1.20:7365").unwrap();
+    let token = station.node.enroll(&request).unwrap();
+    assert_eq!(token.station_addrs, ["192.168.1.20:7365"]);
+}
