@@ -5,6 +5,8 @@
 //! `SyncEngine`s over an in-memory link with a virtual clock, where frames can be lost,
 //! duplicated and reordered ([`Faults`]).
 
+pub mod fuzz_targets;
+
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 

@@ -210,12 +210,32 @@ impl SignedChange {
 
 /// Decodes one Automerge change chunk from hostile bytes. Automerge may panic on some
 /// malformed input; the panic is caught here and reported as [`VerifyError::Malformed`].
+///
+/// Only an uncompressed change chunk (what `raw_bytes` gives) with a right checksum is a
+/// change. The chunk type is checked before decoding: Automerge would otherwise inflate a
+/// compressed chunk with no bound (a 1 MiB chunk can hold about 1 GiB), or parse a whole
+/// document only to refuse it. The checksum (chunk bytes 4..8) is covered neither by the
+/// change hash nor so by the signature, and Automerge does not check it when it decodes a
+/// change; but a change that waits for its dependencies is saved, as it came, in the
+/// document's snapshot, and loading a snapshot does check it. Found by fuzzing (see
+/// `docs/fuzzing.md`).
 pub fn decode_change(bytes: &[u8]) -> Result<automerge::Change, VerifyError> {
-    match catch_unwind(AssertUnwindSafe(|| automerge::Change::try_from(bytes))) {
-        Ok(Ok(change)) => Ok(change),
-        Ok(Err(e)) => Err(VerifyError::Malformed(e.to_string())),
-        Err(_) => Err(VerifyError::Malformed("decoder panicked".into())),
+    /// The chunk type of an uncompressed change (at offset 8, after magic and checksum).
+    const CHANGE_CHUNK: u8 = 1;
+    if bytes.get(8) != Some(&CHANGE_CHUNK) {
+        return Err(VerifyError::Malformed(
+            "not an uncompressed change chunk".into(),
+        ));
     }
+    let change = match catch_unwind(AssertUnwindSafe(|| automerge::Change::try_from(bytes))) {
+        Ok(Ok(change)) => change,
+        Ok(Err(e)) => return Err(VerifyError::Malformed(e.to_string())),
+        Err(_) => return Err(VerifyError::Malformed("decoder panicked".into())),
+    };
+    if bytes[4..8] != change.hash().0[..4] {
+        return Err(VerifyError::Malformed("bad chunk checksum".into()));
+    }
+    Ok(change)
 }
 
 #[cfg(test)]

@@ -1,0 +1,4 @@
+//! The `envelope` fuzz target: the body is `yizhan_tests::fuzz_targets::envelope` (see docs/fuzzing.md).
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| yizhan_tests::fuzz_targets::envelope(data));

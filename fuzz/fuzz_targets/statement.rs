@@ -1,0 +1,4 @@
+//! The `statement` fuzz target: the body is `yizhan_tests::fuzz_targets::statement` (see docs/fuzzing.md).
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| yizhan_tests::fuzz_targets::statement(data));
