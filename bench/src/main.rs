@@ -4,6 +4,7 @@
 //! cargo run --release -p yizhan-bench -- all                 # N = 10,000 and 100,000
 //! cargo run --release -p yizhan-bench -- all --sizes 10000,100000,1000000
 //! cargo run --release -p yizhan-bench -- quiet | small-diff | evening | growth
+//! cargo run --release -p yizhan-bench -- encryption      # plain against encrypted home
 //! ```
 //!
 //! It builds `yizhan` in release mode (`cargo build --release -p yizhan-cli`; skip with
@@ -15,10 +16,13 @@
 //! For each target it prints the measured figure, the baseline run in this same process
 //! (Automerge's per-document sync protocol for targets 1 and 2, the verify-decode-apply-
 //! insert floor for target 3) and their ratio, with PASS or FAIL against the target. It
-//! exits with status 1 if any target fails. See `docs/performance.md`.
+//! exits with status 1 if any target fails. `encryption` (also part of `all`) measures what
+//! encryption at rest costs, a plain home against an encrypted one, and gates nothing.
+//! See `docs/performance.md`.
 
 mod baseline;
 mod data;
+mod encryption;
 mod procs;
 mod report;
 mod scenario;
@@ -58,7 +62,7 @@ struct Cli {
 
 #[derive(Clone, Copy, Debug, Subcommand)]
 enum Which {
-    /// Every target (1–5).
+    /// Every target (1–5), and what encryption costs.
     All,
     /// Target 1: quiet reconnect.
     Quiet,
@@ -68,6 +72,8 @@ enum Which {
     Evening,
     /// Target 5: targets 1–3 at every size, and how they grow.
     Growth,
+    /// What encryption at rest costs: a plain home against an encrypted one (no target).
+    Encryption,
 }
 
 fn main() -> ExitCode {
@@ -95,6 +101,12 @@ fn run() -> Result<bool> {
         .clone()
         .unwrap_or_else(|| workspace.join("target").join("bench-data"));
     let yz = procs::Yizhan::prepare(&workspace, cli.yizhan.clone(), !cli.no_build)?;
+    if matches!(cli.command, Which::Encryption) {
+        let enc = encryption::run(&yz, &data_dir)?;
+        report::machine();
+        report::encryption(&enc);
+        return Ok(true);
+    }
     let mut sizes = cli.sizes.clone();
     sizes.sort_unstable();
     sizes.dedup();
@@ -121,12 +133,21 @@ fn run() -> Result<bool> {
             evening: true,
             ..Phases::default()
         },
+        Which::Encryption => unreachable!("handled above"),
     };
     let mut results = Vec::new();
     for &n in &sizes {
         results.push(scenario::run(&yz, &data_dir, n, phases)?);
     }
+    let enc = match cli.command {
+        Which::All => Some(encryption::run(&yz, &data_dir)?),
+        _ => None,
+    };
     report::machine();
     let growth = matches!(cli.command, Which::All | Which::Growth);
-    Ok(report::print(&results, growth))
+    let passed = report::print(&results, growth);
+    if let Some(enc) = &enc {
+        report::encryption(enc);
+    }
+    Ok(passed)
 }

@@ -15,6 +15,8 @@ use serde_json::Value;
 #[derive(Clone, Debug)]
 pub struct Yizhan {
     bin: PathBuf,
+    /// `YIZHAN_PASSPHRASE` for every command (an encrypted home), if any.
+    passphrase: Option<String>,
 }
 
 impl Yizhan {
@@ -43,14 +45,53 @@ impl Yizhan {
                 bin.display()
             );
         }
-        Ok(Yizhan { bin })
+        Ok(Yizhan {
+            bin,
+            passphrase: None,
+        })
+    }
+
+    /// The same binary, with `passphrase` in `YIZHAN_PASSPHRASE` of every command it runs.
+    pub fn with_passphrase(&self, passphrase: &str) -> Yizhan {
+        Yizhan {
+            bin: self.bin.clone(),
+            passphrase: Some(passphrase.to_string()),
+        }
     }
 
     fn command(&self, home: &Path) -> Command {
         let mut cmd = Command::new(&self.bin);
         cmd.arg("--json").arg("--home").arg(home);
         cmd.env_remove("YIZHAN_LOG");
+        match &self.passphrase {
+            Some(p) => cmd.env("YIZHAN_PASSPHRASE", p),
+            None => cmd.env_remove("YIZHAN_PASSPHRASE"),
+        };
         cmd
+    }
+
+    /// One `yizhan --json --home HOME ARGS…`, timed from start to exit; fails unless it
+    /// exits 0. Returns its stdout and the wall time.
+    pub fn run(&self, home: &Path, args: &[&str]) -> Result<(Vec<u8>, Duration)> {
+        let started = Instant::now();
+        let output = self
+            .command(home)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .output()
+            .with_context(|| format!("running yizhan {}", args.join(" ")))?;
+        let wall = started.elapsed();
+        if !output.status.success() {
+            bail!(
+                "yizhan {} failed ({}): {}",
+                args.join(" "),
+                output.status,
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+        }
+        Ok((output.stdout, wall))
     }
 
     /// Starts the station's `yizhan serve` on a loopback port of the system's choosing.

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use comfy_table::{Table, presets};
 
+use crate::encryption::EncryptionResult;
 use crate::scenario::{Ingest, SizeResult};
 
 /// The size the issue states targets 3's absolute figures for (20 × 1,000 visits).
@@ -78,7 +79,8 @@ fn secs(d: Duration) -> String {
     format!("{:.2} s", d.as_secs_f64())
 }
 
-fn n_text(n: usize) -> String {
+/// `n` with thousands separators.
+pub(crate) fn n_text(n: usize) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
@@ -422,5 +424,42 @@ fn grow(t: &mut Tables, results: &[SizeResult]) {
         "Target 5: growth (figure at 10 N / figure at N)",
         &["N → 10 N", "measure", "at N", "at 10 N", "growth", "target"],
         rows,
+    );
+}
+
+/// Prints the cost of encryption at rest: plain (the baseline) against encrypted, and the
+/// cipher settings the encrypted store uses. Nothing is gated.
+pub fn encryption(r: &EncryptionResult) {
+    let mut t = Tables { failed: false };
+    let rows = r
+        .rows
+        .iter()
+        .map(|row| {
+            (
+                vec![
+                    row.measure.clone(),
+                    row.plain.text(),
+                    row.encrypted.text(),
+                    ratio(row.encrypted.value(), row.plain.value()),
+                ],
+                Verdict::Info,
+            )
+        })
+        .collect();
+    t.table(
+        "Encryption at rest: plain home against encrypted home (SQLCipher)",
+        &[
+            "measure",
+            "plain (baseline)",
+            "encrypted",
+            "ratio (encrypted/plain)",
+        ],
+        rows,
+    );
+    let c = &r.cipher;
+    println!(
+        "\nSQLCipher {} ({}): key derivation {} with kdf_iter = {} per open, page MAC {}, \
+         cipher_page_size {}.",
+        c.version, c.provider, c.kdf_algorithm, c.kdf_iter, c.hmac_algorithm, c.page_size
     );
 }
