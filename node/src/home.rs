@@ -1275,7 +1275,8 @@ pub(crate) fn ingest_in(
                 )?;
                 continue;
             }
-            if !seen.insert(env.hash) || has_change(tx, &env.hash)? {
+            // A document this node does not hold has no stored change to look up.
+            if !seen.insert(env.hash) || (!new_doc && has_change(tx, &env.hash)?) {
                 report.duplicate += 1;
                 continue;
             }

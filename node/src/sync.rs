@@ -489,6 +489,7 @@ impl SyncEngine {
     }
 
     fn send_page(&mut self) -> Result<(), SyncError> {
+        let started = Instant::now();
         let after = self.serve_after.expect("serving");
         let peer = self
             .peer
@@ -590,6 +591,13 @@ impl SyncEngine {
             (max.unwrap_or(0) as u64).max(after)
         };
         drop(tx);
+        tracing::debug!(
+            peer = %peer,
+            changes = count,
+            scanned,
+            ms = started.elapsed().as_secs_f64() * 1e3,
+            "read a page to send"
+        );
         self.stats.sent += count as u64;
         self.serve_after = if full { Some(upto) } else { None };
         self.session.send_changes(Changes {
@@ -607,6 +615,7 @@ impl SyncEngine {
         docs: Vec<WireDoc>,
         page: Option<(u64, u64)>,
     ) -> Result<IngestReport, SyncError> {
+        let started = Instant::now();
         let peer = self.peer.as_ref().expect("peer accepted before data moves");
         let peer_device = peer.device;
         let mut batch = Vec::new();
@@ -663,6 +672,14 @@ impl SyncEngine {
             }
         }
         tx.commit()?;
+        tracing::debug!(
+            peer = %peer_device,
+            accepted = report.accepted,
+            rejected = report.rejected.len() as u64 + undecodable,
+            duplicate = report.duplicate,
+            ms = started.elapsed().as_secs_f64() * 1e3,
+            "ingested"
+        );
         self.stats.received += report.accepted as u64;
         self.stats.rejected += report.rejected.len() as u64 + undecodable;
         Ok(report)
