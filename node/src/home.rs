@@ -187,8 +187,11 @@ impl Home {
         if !node.store.conn().is_autocommit() {
             return;
         }
+        // Only the few kept for reuse get the larger cache; a burst of syncs beyond them
+        // runs on connections with the ordinary one, which close when done.
         if let Ok(mut pool) = self.pool.lock()
             && pool.len() < MAX_POOLED
+            && node.store.keep_warm().is_ok()
         {
             pool.push(node);
         }

@@ -343,15 +343,20 @@ impl Store {
         &self.conn
     }
 
-    /// Tunes this connection for a long-running process (`serve`) that keeps it open
-    /// across syncs and checkpoints the WAL in the background ([`Store::checkpoint`]):
-    /// a larger page cache, and an automatic checkpoint only as a safety net far beyond
-    /// the usual one, so that commits on the sync path do not copy pages back.
+    /// Tunes this connection for a long-running process (`serve`) that checkpoints the WAL
+    /// in the background ([`Store::checkpoint`]): an automatic checkpoint only as a safety
+    /// net far beyond the usual one, so that commits on the sync path do not copy pages
+    /// back.
     pub fn tune_for_daemon(&self) -> rusqlite::Result<()> {
         self.conn
-            .pragma_update(None, "cache_size", -DAEMON_CACHE_KIB)?;
-        self.conn
             .pragma_update(None, "wal_autocheckpoint", DAEMON_AUTOCHECKPOINT)
+    }
+
+    /// Gives this connection the larger page cache of one that `serve` keeps open for
+    /// reuse (a few of them: the memory stays bounded).
+    pub fn keep_warm(&self) -> rusqlite::Result<()> {
+        self.conn
+            .pragma_update(None, "cache_size", -DAEMON_CACHE_KIB)
     }
 
     /// Copies what it can of the WAL back into the database without waiting for readers
@@ -372,7 +377,7 @@ impl Store {
     }
 }
 
-/// Page cache of a connection that `serve` keeps open (KiB).
+/// Page cache of a connection that `serve` keeps open for reuse (KiB).
 const DAEMON_CACHE_KIB: i64 = 32 * 1024;
 /// WAL pages after which such a connection checkpoints by itself (~256 MiB), should the
 /// background checkpoints not keep up.
