@@ -44,9 +44,12 @@ use yizhan_protocol::{
     Revocation, SignedChange, SiteId, Token,
 };
 
+/// A target's body.
+pub type Body = fn(&[u8]);
+
 /// Every target: its name (the `fuzz/fuzz_targets/<name>.rs` binary and the corpus
 /// directory) and its body.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Body)] = &[
     ("frame", frame),
     ("message", message),
     ("envelope", envelope),
@@ -1123,7 +1126,7 @@ pub fn seeds() -> Vec<Seed> {
         add(
             "ingest",
             format!("doc-{tag}"),
-            encode_ingest(&[doc.clone()]),
+            encode_ingest(std::slice::from_ref(&doc)),
         );
         every.push(doc);
     }
