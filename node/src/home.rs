@@ -1312,6 +1312,9 @@ pub(crate) fn ingest_in(
             worker
                 .spawn_scoped(scope, move || {
                     let mut keys = yizhan_protocol::identity::KeyCache::default();
+                    // Handed over in batches: one wake-up of the SQL thread per batch,
+                    // not per document.
+                    let mut batch = Vec::with_capacity(WORK_BATCH);
                     for (header, changes) in groups {
                         let results: Vec<Checked> = changes
                             .into_iter()
@@ -1326,13 +1329,21 @@ pub(crate) fn ingest_in(
                         } else {
                             Work::Checked(header, results)
                         };
-                        if checked_tx.send(work).is_err() {
-                            return; // the applying side stopped on an error
+                        batch.push(work);
+                        if batch.len() == WORK_BATCH {
+                            let full =
+                                std::mem::replace(&mut batch, Vec::with_capacity(WORK_BATCH));
+                            if checked_tx.send(full).is_err() {
+                                return; // the applying side stopped on an error
+                            }
                         }
+                    }
+                    if !batch.is_empty() {
+                        let _ = checked_tx.send(batch);
                     }
                 })
                 .map_err(WriteError::Thread)?;
-            for work in checked_rx {
+            for work in checked_rx.into_iter().flatten() {
                 match work {
                     Work::Checked(header, results) => {
                         apply_group(tx, ctx, &mut report, header, results)?
@@ -1631,8 +1642,11 @@ type Checked = Result<yizhan_protocol::VerifiedChange, Box<(SignedChange, Verify
 /// Below this many changes, checking on one thread is quicker than starting others.
 const PARALLEL_VERIFY_MIN: usize = 64;
 
-/// How many checked documents may wait for pass 3 of [`ingest_in`].
-const VERIFY_AHEAD: usize = 256;
+/// How many batches of checked documents may wait for pass 3 of [`ingest_in`].
+const VERIFY_AHEAD: usize = 8;
+
+/// How many documents pass 2 hands over at once (so [`VERIFY_AHEAD`] batches of them).
+const WORK_BATCH: usize = 32;
 
 /// Checks one envelope: size, decoding, hash, actor binding, strict signature.
 fn check(

@@ -24,7 +24,8 @@
 
 use std::collections::HashMap;
 
-use automerge::{ObjType, ROOT, ReadDoc, Value};
+use automerge::ObjId;
+use automerge::{ObjType, Prop, ROOT, ReadDoc, Value, ValueRef};
 use rusqlite::{OptionalExtension, Transaction, params};
 use yizhan_protocol::{ChangeHash, DeviceId, DocId, VerifiedChange};
 
@@ -62,27 +63,43 @@ pub fn equivocation_detail(doc: DocId, seq: u64, first: ChangeHash, second: Chan
 pub fn check_depth(doc: &impl ReadDoc, max: usize) -> Result<(), usize> {
     let mut stack = vec![(ROOT, 0usize)];
     while let Some((obj, depth)) = stack.pop() {
-        let mut children = Vec::new();
+        // One pass over the object's visible values; only a value with a conflict is
+        // looked up again, for the values that lost it (one of them may be an object).
+        let mut children: Vec<ObjId> = Vec::new();
+        let mut conflicted: Vec<Prop> = Vec::new();
         match doc.object_type(&obj) {
             Ok(ObjType::Map | ObjType::Table) => {
-                for key in doc.keys(&obj) {
-                    children.extend(doc.get_all(&obj, key.as_str()).unwrap_or_default());
+                for item in doc.map_range(&obj, ..) {
+                    if item.conflict {
+                        conflicted.push(Prop::Map(item.key.into_owned()));
+                    } else if let ValueRef::Object(_) = item.value {
+                        children.push(item.id());
+                    }
                 }
             }
             Ok(ObjType::List) => {
-                for i in 0..doc.length(&obj) {
-                    children.extend(doc.get_all(&obj, i).unwrap_or_default());
+                for item in doc.list_range(&obj, ..) {
+                    if item.conflict {
+                        conflicted.push(Prop::Seq(item.index));
+                    } else if let ValueRef::Object(_) = item.value {
+                        children.push(item.id());
+                    }
                 }
             }
             Ok(ObjType::Text) | Err(_) => {}
         }
-        for (value, id) in children {
-            if let Value::Object(_) = value {
-                if depth + 1 > max {
-                    return Err(depth + 1);
+        for prop in conflicted {
+            for (value, id) in doc.get_all(&obj, prop).unwrap_or_default() {
+                if let Value::Object(_) = value {
+                    children.push(id);
                 }
-                stack.push((id, depth + 1));
             }
+        }
+        for id in children {
+            if depth + 1 > max {
+                return Err(depth + 1);
+            }
+            stack.push((id, depth + 1));
         }
     }
     Ok(())
