@@ -5,8 +5,7 @@
 
 mod util;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -16,53 +15,6 @@ use util::*;
 const HEPING: &str = "和平里";
 /// How long `serve` may take to print its first line, or a sync to finish.
 const TIMEOUT: Duration = Duration::from_secs(90);
-
-/// A running `yizhan serve --listen 127.0.0.1:0`; dropping it kills it.
-struct Serve {
-    child: Child,
-    addr: String,
-}
-
-impl Serve {
-    fn start(home: &Home) -> Serve {
-        let mut child = home
-            .command(false, &["serve", "--listen", "127.0.0.1:0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn yizhan serve");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let first = rx.recv_timeout(TIMEOUT).unwrap_or_else(|_| {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("serve printed no first line within {TIMEOUT:?}")
-        });
-        // Keep draining stdout so the daemon never blocks on a full pipe.
-        std::thread::spawn(move || while rx.recv().is_ok() {});
-        let addr = first
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
-            .trim()
-            .to_string();
-        Serve { child, addr }
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Runs `cmd` to completion, killing it if it outlives [`TIMEOUT`].
 fn run_with_timeout(mut cmd: Command, what: &str) -> Output {
@@ -146,7 +98,7 @@ fn values_and_authors(c: &Value) -> Vec<(String, String)> {
 #[test]
 fn a_conflict_is_listed_everywhere_and_one_resolve_settles_it_everywhere() {
     let station = Home::station();
-    let serve = Serve::start(&station);
+    let serve = Serving::start(&station);
     let (a, b) = (Home::new(), Home::new());
     join(&station, &a, "王芳", &serve.addr);
     join(&station, &b, "李强", &serve.addr);

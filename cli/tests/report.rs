@@ -15,11 +15,8 @@
 mod util;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::process::{Command, Stdio};
 
 use serde_json::{Value, json};
 use util::*;
@@ -29,49 +26,6 @@ const DAY: i64 = 86_400;
 
 fn fixture(name: &str) -> String {
     format!("{FIXTURES}/{name}")
-}
-
-/// A running `yizhan serve --listen 127.0.0.1:0`; SIGKILLed and reaped when dropped.
-struct Serve {
-    child: Child,
-    addr: String,
-}
-
-impl Serve {
-    fn start(home: &Home) -> Serve {
-        let mut child = home
-            .command(false, &["serve", "--listen", "127.0.0.1:0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn yizhan serve");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let first = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("serve printed `listening on HOST:PORT` within 30 s");
-        let addr = first
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("serve's first line: {first:?}"))
-            .trim()
-            .to_string();
-        Serve { child, addr }
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// The station enrolls `v` for `grid` and returns the token; `v` joins when `join` is set.
@@ -116,7 +70,7 @@ struct Site {
 
 fn build_site() -> Site {
     let station = Home::station();
-    let serve = Serve::start(&station);
+    let serve = Serving::start(&station);
     let zhang = Home::new();
     let li = Home::new();
     let wang = Home::new();

@@ -583,3 +583,54 @@ pub fn generated_visits_csv(tag: &str, n: usize) -> String {
     rows.extend(generated_visit_rows(tag, n));
     write_csv(&rows)
 }
+
+/// A running `yizhan serve --listen 127.0.0.1:0 --no-discovery` (discovery off: tests of
+/// one machine would otherwise see each other); SIGKILLed and reaped when dropped.
+pub struct Serving {
+    child: std::process::Child,
+    /// The address it printed in its first line.
+    pub addr: String,
+}
+
+impl Serving {
+    /// Starts it and waits (at most 60 s) for `listening on HOST:PORT`.
+    pub fn start(home: &Home) -> Serving {
+        use std::io::{BufRead, BufReader};
+        let mut child = home
+            .command(
+                false,
+                &["serve", "--listen", "127.0.0.1:0", "--no-discovery"],
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn yizhan serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        // Drains stdout for as long as the daemon runs, so it never blocks on a full pipe.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let _ = tx.send(line);
+            }
+        });
+        let Ok(first) = rx.recv_timeout(std::time::Duration::from_secs(60)) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("serve printed no `listening on HOST:PORT` within 60 s");
+        };
+        let addr = first
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("serve's first line: {first:?}"))
+            .trim()
+            .to_string();
+        Serving { child, addr }
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
