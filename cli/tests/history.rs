@@ -178,3 +178,54 @@ fn ticket_history_shows_updates_assignments_and_comments() {
         assert!(text.contains(needle), "no {needle:?} in:\n{text}");
     }
 }
+
+/// Every time a node prints is in the machine's time zone: a plain `--at` date, the time a
+/// visit was logged, and the times of its history (read from the changes' own timestamps)
+/// share one offset, here China Standard Time.
+#[test]
+fn times_print_in_the_machines_time_zone() {
+    let home = Home::new();
+    let in_shanghai = |args: &[&str]| -> Value {
+        let out = home
+            .command(true, args)
+            .env("TZ", "Asia/Shanghai")
+            .output()
+            .expect("run yizhan");
+        assert_success(&out, args);
+        parse_json(&out.stdout, args)
+    };
+    let dated = id_of(&in_shanghai(&[
+        "visit",
+        "add",
+        "--household",
+        "和平里 1 号",
+        "--at",
+        "2026-11-20",
+    ]));
+    let now = id_of(&in_shanghai(&[
+        "visit",
+        "add",
+        "--household",
+        "和平里 2 号",
+    ]));
+    let first = in_shanghai(&["visit", "show", &dated]);
+    assert_eq!(first["visited_at"], "2026-11-20T00:00:00+08:00");
+    let second = in_shanghai(&["visit", "show", &now]);
+    let mut times = vec![
+        second["visited_at"]
+            .as_str()
+            .expect("visited_at")
+            .to_string(),
+    ];
+    for shown in [&first, &second] {
+        for entry in shown["history"].as_array().expect("history") {
+            times.push(entry["at"].as_str().expect("at").to_string());
+        }
+    }
+    for t in &times {
+        assert!(
+            t.ends_with("+08:00"),
+            "{t} is not in China Standard Time: {times:?}"
+        );
+    }
+}

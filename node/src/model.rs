@@ -192,11 +192,13 @@ impl Time {
         self.0.timestamp_millis()
     }
 
-    /// The time at `millis` since the epoch, in UTC.
+    /// The time at `millis` since the epoch, in the machine's time zone (as [`Time::now`]
+    /// and plain dates are, so that everything a node prints shares one offset).
     pub fn from_millis(millis: i64) -> Self {
         Time(
             DateTime::from_timestamp_millis(millis)
                 .unwrap_or_default()
+                .with_timezone(&Local)
                 .fixed_offset(),
         )
     }
