@@ -41,6 +41,17 @@ pub enum SiteError {
     /// A station cannot revoke itself.
     #[error("a station cannot revoke itself")]
     RevokeSelf,
+    /// The token's membership is older than the one this device already holds (its grids
+    /// would go back to what they were).
+    #[error(
+        "this token was issued at {given}, before the membership this device already holds (issued at {held}); ask the station for a new token"
+    )]
+    OlderToken {
+        /// When the token's certificate was issued.
+        given: String,
+        /// When the held certificate was issued.
+        held: String,
+    },
     /// Writing failed.
     #[error(transparent)]
     Write(#[from] WriteError),
@@ -376,6 +387,16 @@ impl Node {
             && site != cert.site
         {
             return Err(SiteError::OtherSite(site));
+        }
+        // A membership only moves forward: an old token would bring back old grids.
+        if let Some(held) = self.identity().cert.as_ref().and_then(|c| c.open().ok())
+            && held.site == cert.site
+            && held.issued_at_ms > cert.issued_at_ms
+        {
+            return Err(SiteError::OlderToken {
+                given: Time::from_millis(cert.issued_at_ms).to_string(),
+                held: Time::from_millis(held.issued_at_ms).to_string(),
+            });
         }
         let root = token.cert.signer;
         let addr = station_addr.or_else(|| token.station_addrs.first().cloned());

@@ -520,3 +520,33 @@ fn tokens_name_a_dialable_station_address_only() {
     let token = station.node.enroll(&request).unwrap();
     assert_eq!(token.station_addrs, ["192.168.1.20:7365"]);
 }
+
+/// A membership only moves forward: joining with a token older than the membership the
+/// device holds (which would bring back its old grids) is refused and changes nothing;
+/// the newest token can be used again.
+#[test]
+fn an_older_token_does_not_undo_a_newer_membership() {
+    use yizhan_node::site::{EnrollRequest, SiteError};
+    let mut station = TestNode::station("幸福驿站");
+    let mut a = TestNode::new("王芳");
+    let request = |grids: &[&str]| EnrollRequest {
+        device: a.id(),
+        name: "王芳".into(),
+        grids: grids.iter().map(|g| g.to_string()).collect(),
+        role: yizhan_protocol::MemberRole::Volunteer,
+        expires_days: None,
+    };
+    let old = station.node.enroll(&request(&["和平里"])).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    let new = station
+        .node
+        .enroll(&request(&["和平里", "幸福路"]))
+        .unwrap();
+    a.node.join(&new, None).unwrap();
+    let refused = a.node.join(&old, None).unwrap_err();
+    assert!(matches!(refused, SiteError::OlderToken { .. }), "{refused}");
+    a.reopen();
+    assert_eq!(a.node.identity().grids, ["和平里", "幸福路"]);
+    a.node.join(&new, None).unwrap();
+    assert_eq!(a.node.identity().grids, ["和平里", "幸福路"]);
+}
