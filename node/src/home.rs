@@ -105,6 +105,8 @@ pub struct Home {
     passphrase: Option<Passphrase>,
     /// Nodes that finished their work and can be used again (see [`Home::checkout`]).
     pool: std::sync::Arc<std::sync::Mutex<Vec<Node>>>,
+    /// The ingest gate of the nodes it hands out (see `Node::ingest_gate`).
+    gate: std::sync::Arc<std::sync::Mutex<()>>,
 }
 
 /// Most idle nodes a [`Home`] keeps open for reuse.
@@ -117,6 +119,7 @@ impl Home {
             dir: dir.to_path_buf(),
             passphrase: None,
             pool: Default::default(),
+            gate: Default::default(),
         }
     }
 
@@ -126,6 +129,7 @@ impl Home {
             dir: dir.to_path_buf(),
             passphrase: Some(passphrase),
             pool: Default::default(),
+            gate: Default::default(),
         }
     }
 
@@ -164,8 +168,9 @@ impl Home {
                 Ok(node)
             }
             None => {
-                let node = self.open()?;
+                let mut node = self.open()?;
                 node.store.tune_for_daemon()?;
+                node.ingest_gate = Some(self.gate.clone());
                 Ok(node)
             }
         }
@@ -422,6 +427,10 @@ pub struct Node {
     key: DeviceKey,
     store: Store,
     identity: Identity,
+    /// Shared by the nodes of one [`Home`] in one process: syncs take it around their
+    /// ingest transactions, so that they queue here, without a deadline, rather than in
+    /// SQLite's busy handler, whose timeout a long queue of syncs would pass.
+    pub(crate) ingest_gate: Option<std::sync::Arc<std::sync::Mutex<()>>>,
 }
 
 impl std::fmt::Debug for Node {
@@ -540,6 +549,7 @@ impl Node {
             key,
             store,
             identity,
+            ingest_gate: None,
         })
     }
 
@@ -567,6 +577,7 @@ impl Node {
             key,
             store,
             identity,
+            ingest_gate: None,
         })
     }
 
@@ -595,6 +606,7 @@ impl Node {
             key,
             store,
             identity,
+            ingest_gate: None,
         })
     }
 
@@ -643,6 +655,7 @@ impl Node {
             dir: self.home.clone(),
             passphrase: self.passphrase.clone(),
             pool: Default::default(),
+            gate: Default::default(),
         }
     }
 

@@ -647,6 +647,12 @@ impl SyncEngine {
         }
         let undecodable = refused.len() as u64;
         let identity = self.node.identity().clone();
+        // Syncs of one process queue for the store's write lock here (see
+        // `Node::ingest_gate`); a poisoned gate guards nothing but order.
+        let gate = self.node.ingest_gate.clone();
+        let _turn = gate
+            .as_ref()
+            .map(|g| g.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
         let tx = self.node.store_mut().write()?;
         let ctx = IngestContext::load(&tx, &identity, Some(peer_device))?;
         for (doc, c, reason) in refused {
