@@ -347,7 +347,13 @@ impl Store {
     /// in the background ([`Store::checkpoint`]): an automatic checkpoint only as a safety
     /// net far beyond the usual one, so that commits on the sync path do not copy pages
     /// back.
+    ///
+    /// It also sets SQLite's process-wide soft heap limit ([`DAEMON_HEAP_LIMIT`]): however
+    /// many peers sync at once, their connections' page caches together give pages back
+    /// beyond it, so the station's memory does not grow with the number of peers.
     pub fn tune_for_daemon(&self) -> rusqlite::Result<()> {
+        self.conn
+            .pragma_update(None, "soft_heap_limit", DAEMON_HEAP_LIMIT)?;
         self.conn
             .pragma_update(None, "wal_autocheckpoint", DAEMON_AUTOCHECKPOINT)
     }
@@ -378,7 +384,10 @@ impl Store {
 }
 
 /// Page cache of a connection that `serve` keeps open for reuse (KiB).
-const DAEMON_CACHE_KIB: i64 = 32 * 1024;
+const DAEMON_CACHE_KIB: i64 = 16 * 1024;
+/// SQLite's soft heap limit in a process that serves (bytes): all its connections' page
+/// caches and other SQLite memory together.
+const DAEMON_HEAP_LIMIT: i64 = 64 << 20;
 /// WAL pages after which such a connection checkpoints by itself (~256 MiB), should the
 /// background checkpoints not keep up.
 const DAEMON_AUTOCHECKPOINT: i64 = 65_536;
