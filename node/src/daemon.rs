@@ -696,13 +696,19 @@ async fn keep_syncing_with_station(
                 .map_err(|e| Some(format!("station at {addr}: {e}")));
         }
         if let (true, Some((root, addrs))) = (connected.is_err(), &found) {
-            // Unknown or unreachable where configured: try where discovery found it.
-            if let Err(Some(error)) = connected {
-                let _ = events.send(ServeEvent::Failed { peer: None, error });
-            }
+            // Unknown or unreachable where configured: try where discovery found it. The
+            // configured address's failure is reported only if that fails too (a stale
+            // stored address is no news while discovery reaches the station).
+            let stale = connected.err().flatten();
             connected = crate::discovery::dial(endpoint, *root, addrs)
                 .await
-                .map_err(|e| Some(format!("station found at {}: {e}", addrs[0])));
+                .map_err(|e| {
+                    let found_error = format!("station found at {}: {e}", addrs[0]);
+                    Some(match &stale {
+                        Some(stale) => format!("{stale}; {found_error}"),
+                        None => found_error,
+                    })
+                });
         }
         let (conn, addr) = match connected {
             Ok(c) => c,
