@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 
-use automerge::{AutoCommit, ObjId as ExId, ROOT, ReadDoc, ScalarValue, Value};
+use automerge::{AutoCommit, ObjId as ExId, ROOT, ReadDoc};
 use serde::{Deserialize, Serialize};
 use yizhan_protocol::{DocId, RecordKind};
 
@@ -24,7 +24,7 @@ use crate::home::{
     update_ticket_in,
 };
 use crate::model::{Category, Priority, Status, Time, UnknownValue};
-use crate::records::{FieldError, TICKET_FIELDS, TicketUpdate, VISIT_FIELDS, VisitEdit};
+use crate::records::{FieldError, TicketUpdate, VisitEdit, fields_of, scalar_text};
 
 /// One of the concurrent values of a field.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -113,24 +113,6 @@ impl From<rusqlite::Error> for ConflictError {
     }
 }
 
-fn fields_of(kind: RecordKind) -> &'static [&'static str] {
-    match kind {
-        RecordKind::Visit => VISIT_FIELDS,
-        RecordKind::Ticket => TICKET_FIELDS,
-    }
-}
-
-fn text_of(v: &Value<'_>) -> Option<String> {
-    match v {
-        Value::Scalar(s) => match s.as_ref() {
-            ScalarValue::Str(s) => Some(s.to_string()),
-            ScalarValue::Null => None,
-            other => Some(other.to_string()),
-        },
-        Value::Object(_) => None,
-    }
-}
-
 /// The changes of a document by actor, as (first op, last op, time), to find the change
 /// that wrote an operation.
 struct ChangeIndex {
@@ -182,7 +164,7 @@ pub fn read_field_conflicts(
             .get_all(ROOT, *field)
             .unwrap_or_default()
             .into_iter()
-            .map(|(v, id)| (text_of(&v), id))
+            .map(|(v, id)| (scalar_text(&v), id))
             .collect();
         if all.len() < 2 {
             continue;

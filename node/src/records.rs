@@ -548,7 +548,16 @@ pub fn write_comment(
     Ok("comment".to_string())
 }
 
-fn scalar_text(v: &Value<'_>) -> Option<String> {
+/// The root fields a record of `kind` has.
+pub(crate) fn fields_of(kind: RecordKind) -> &'static [&'static str] {
+    match kind {
+        RecordKind::Visit => VISIT_FIELDS,
+        RecordKind::Ticket => TICKET_FIELDS,
+    }
+}
+
+/// A scalar as text (`None` for null and for objects).
+pub(crate) fn scalar_text(v: &Value<'_>) -> Option<String> {
     match v {
         Value::Scalar(s) => match s.as_ref() {
             ScalarValue::Str(s) => Some(s.to_string()),
@@ -691,12 +700,8 @@ pub fn read_conflicts(doc: &impl ReadDoc, kind: RecordKind) -> Vec<Conflict> {
 /// The fields of `kind` that hold concurrent values, from the root read once: only the
 /// fields the root marks as conflicted are looked at again.
 pub fn read_conflicts_from(doc: &impl ReadDoc, root: &Root, kind: RecordKind) -> Vec<Conflict> {
-    let fields = match kind {
-        RecordKind::Visit => VISIT_FIELDS,
-        RecordKind::Ticket => TICKET_FIELDS,
-    };
     let mut out = Vec::new();
-    for field in fields {
+    for field in fields_of(kind) {
         if !root
             .fields
             .get(*field)
