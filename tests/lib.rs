@@ -254,3 +254,60 @@ pub type Conn = rusqlite::Connection;
 pub fn open_db(path: &std::path::Path) -> Conn {
     rusqlite::Connection::open(path).expect("open store")
 }
+
+/// A node served by `daemon::serve` on loopback QUIC (port `:0`), from a test.
+pub struct Served {
+    /// Where it listens.
+    pub addr: std::net::SocketAddr,
+    events: tokio::sync::mpsc::UnboundedReceiver<yizhan_node::daemon::ServeEvent>,
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<Result<(), yizhan_node::daemon::DaemonError>>,
+}
+
+/// Starts `daemon::serve` for `node` with at most `max_peers` peers, and waits until it
+/// listens.
+pub async fn serve(node: &TestNode, max_peers: usize) -> Served {
+    use yizhan_node::daemon::{self, ServeConfig, ServeEvent};
+    let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let config = ServeConfig {
+        listen: "127.0.0.1:0".parse().expect("literal"),
+        max_peers,
+        ..ServeConfig::default()
+    };
+    let task = tokio::spawn(daemon::serve(
+        node.node.home_handle(),
+        config,
+        events_tx,
+        stop_rx,
+    ));
+    let addr = match events.recv().await {
+        Some(ServeEvent::Listening(addr)) => addr,
+        other => panic!("expected Listening, got {other:?}"),
+    };
+    Served {
+        addr,
+        events,
+        stop,
+        task,
+    }
+}
+
+impl Served {
+    /// The next failure the daemon reports (within 60 s).
+    pub async fn next_failure(&mut self) -> String {
+        loop {
+            match tokio::time::timeout(Duration::from_secs(60), self.events.recv()).await {
+                Ok(Some(yizhan_node::daemon::ServeEvent::Failed { error, .. })) => return error,
+                Ok(Some(_)) => continue,
+                other => panic!("no failure reported: {other:?}"),
+            }
+        }
+    }
+
+    /// Stops it cleanly; fails the test if it ended with an error.
+    pub async fn stop(self) {
+        self.stop.send(true).expect("serve is running");
+        self.task.await.expect("serve task").expect("serve");
+    }
+}

@@ -41,7 +41,7 @@ use yizhan_protocol::wire::{
 use yizhan_protocol::{
     ChangeHash, DeviceId, DeviceKey, DocHeader, DocId, RecordKind, Signed, SignedChange, SiteId,
 };
-use yizhan_tests::{TestNode, enroll, open_db, sync_until_ok};
+use yizhan_tests::{TestNode, enroll, open_db, serve, sync_until_ok};
 
 const GRID: &str = "和平里";
 
@@ -1393,59 +1393,6 @@ fn flood_of_changes() {
     assert_eq!(rejected_count(&w.station), 10_000);
     assert_eq!(snapshot(&w.station), before);
     still_serves(&mut w.station, &mut w.a);
-}
-
-/// The station serving on loopback QUIC; returns its address.
-struct Served {
-    addr: std::net::SocketAddr,
-    events: tokio::sync::mpsc::UnboundedReceiver<yizhan_node::daemon::ServeEvent>,
-    stop: tokio::sync::watch::Sender<bool>,
-    task: tokio::task::JoinHandle<Result<(), yizhan_node::daemon::DaemonError>>,
-}
-
-async fn serve(node: &TestNode, max_peers: usize) -> Served {
-    use yizhan_node::daemon::{self, ServeConfig, ServeEvent};
-    let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel();
-    let (stop, stop_rx) = tokio::sync::watch::channel(false);
-    let config = ServeConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        max_peers,
-        ..ServeConfig::default()
-    };
-    let task = tokio::spawn(daemon::serve(
-        node.node.home_handle(),
-        config,
-        events_tx,
-        stop_rx,
-    ));
-    let addr = match events.recv().await {
-        Some(ServeEvent::Listening(addr)) => addr,
-        other => panic!("expected Listening, got {other:?}"),
-    };
-    Served {
-        addr,
-        events,
-        stop,
-        task,
-    }
-}
-
-impl Served {
-    /// The next failure the daemon reports.
-    async fn next_failure(&mut self) -> String {
-        loop {
-            match tokio::time::timeout(Duration::from_secs(60), self.events.recv()).await {
-                Ok(Some(yizhan_node::daemon::ServeEvent::Failed { error, .. })) => return error,
-                Ok(Some(_)) => continue,
-                other => panic!("no failure reported: {other:?}"),
-            }
-        }
-    }
-
-    async fn stop(self) {
-        self.stop.send(true).unwrap();
-        self.task.await.unwrap().unwrap();
-    }
 }
 
 /// M's QUIC endpoint, connected to the station.

@@ -2,10 +2,9 @@
 
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
-use yizhan_node::daemon::{self, ServeConfig, ServeEvent};
+use yizhan_node::daemon::{self, ServeConfig};
 use yizhan_node::records::NewVisit;
-use yizhan_tests::{TestNode, enroll};
+use yizhan_tests::{TestNode, enroll, serve};
 
 fn visits(n: usize, prefix: &str) -> Vec<NewVisit> {
     (0..n)
@@ -38,18 +37,8 @@ async fn a_sync_with_much_to_send_both_ways_completes() {
         .unwrap();
     a.node.add_visits(&visits(n, "和平里 王")).unwrap();
 
-    let (events_tx, mut events) = mpsc::unbounded_channel();
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let config = ServeConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        ..ServeConfig::default()
-    };
-    let home = station.node.home_handle();
-    let server = tokio::spawn(daemon::serve(home, config, events_tx, stop_rx));
-    let addr = match events.recv().await {
-        Some(ServeEvent::Listening(addr)) => addr,
-        other => panic!("expected Listening, got {other:?}"),
-    };
+    let served = serve(&station, ServeConfig::default().max_peers).await;
+    let addr = served.addr;
     let report = tokio::time::timeout(
         Duration::from_secs(300),
         daemon::sync_once(&a.node.home_handle(), addr),
@@ -59,8 +48,7 @@ async fn a_sync_with_much_to_send_both_ways_completes() {
     .expect("sync");
     assert_eq!(report.stats.sent, n as u64);
     assert_eq!(report.stats.received, n as u64);
-    stop_tx.send(true).unwrap();
-    server.await.unwrap().unwrap();
+    served.stop().await;
     a.reopen();
     station.reopen();
     assert_eq!(a.node.record_counts().unwrap().1, 2 * n as u64);
@@ -79,22 +67,8 @@ async fn stalled_handshakes_hold_up_no_one() {
     enroll(&mut station, &mut a, &["和平里"]);
     a.node.add_visits(&visits(3, "和平里 王")).unwrap();
 
-    let (events_tx, mut events) = mpsc::unbounded_channel();
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let config = ServeConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        ..ServeConfig::default()
-    };
-    let server = tokio::spawn(daemon::serve(
-        station.node.home_handle(),
-        config,
-        events_tx,
-        stop_rx,
-    ));
-    let addr = match events.recv().await {
-        Some(ServeEvent::Listening(addr)) => addr,
-        other => panic!("expected Listening, got {other:?}"),
-    };
+    let served = serve(&station, ServeConfig::default().max_peers).await;
+    let addr = served.addr;
 
     // Each stalled peer: a real client's first datagram, caught on a socket of ours and
     // passed to the station from it; nothing the station answers is ever passed back.
@@ -125,6 +99,5 @@ async fn stalled_handshakes_hold_up_no_one() {
     for (_, dialling) in silent {
         dialling.abort();
     }
-    stop_tx.send(true).unwrap();
-    server.await.unwrap().unwrap();
+    served.stop().await;
 }
