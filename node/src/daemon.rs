@@ -377,18 +377,15 @@ pub async fn serve(
     events: mpsc::UnboundedSender<ServeEvent>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), DaemonError> {
-    let node = blocking(|| home.open())?;
+    // One connection for start-up, kept in the pool for the first sync.
+    let mut node = blocking(|| home.checkout())?;
     let key = node.device_key();
     let is_station = node.identity().role == Role::Station;
     let site = node.identity().site_id;
-    drop(node);
     let endpoint = Arc::new(Endpoint::bind(config.listen, &key, &NetConfig::default())?);
     let local = endpoint.local_addr()?;
-    blocking(|| -> Result<(), DaemonError> {
-        let mut node = home.open()?;
-        node.set_listen_addr(&local.to_string())?;
-        Ok(())
-    })?;
+    blocking(|| node.set_listen_addr(&local.to_string()))?;
+    home.give_back(node);
     let _ = events.send(ServeEvent::Listening(local));
 
     // Discovery (a node of no site has nothing to advertise): it only proposes addresses.
@@ -597,9 +594,11 @@ async fn keep_syncing_with_peers(
         tokio::time::sleep(config.resync).await;
         let known = blocking(
             || -> Option<(Vec<crate::sync::PeerInfo>, Option<String>, Option<DeviceId>)> {
-                let node = home.open().ok()?;
+                let node = home.checkout().ok()?;
                 let ident = node.identity().clone();
-                Some((node.peers().ok()?, ident.station_addr, ident.root))
+                let peers = node.peers();
+                home.give_back(node);
+                Some((peers.ok()?, ident.station_addr, ident.root))
             },
         );
         let Some((peers, station_addr, root)) = known else {
@@ -669,9 +668,11 @@ async fn keep_syncing_with_station(
         // The configured address (flag or config file, else the one stored at join), and
         // where discovery found the root station, dialled as that device.
         let target = blocking(|| {
-            home.open().map(|n| {
+            home.checkout().map(|n| {
                 let addr = config.station.or_else(|| station_addr(&n).ok());
-                (addr, n.identity().root)
+                let root = n.identity().root;
+                home.give_back(n);
+                (addr, root)
             })
         });
         let Ok((configured, root)) = target else {
