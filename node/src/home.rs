@@ -1448,16 +1448,13 @@ fn build_fresh(
         if crate::rules::nesting(&doc).is_err() {
             return None; // apply_group refuses the lot
         }
-        let order: std::collections::HashMap<automerge::ChangeHash, usize> = doc
-            .get_changes_meta(&[])
+        if kept
             .iter()
-            .enumerate()
-            .map(|(i, c)| (c.hash, i))
-            .collect();
-        if kept.iter().any(|c| !order.contains_key(&c.env.hash.into())) {
+            .any(|c| doc.get_change_meta_by_hash(&c.env.hash.into()).is_none())
+        {
             return None;
         }
-        kept.sort_by_key(|c| order[&c.env.hash.into()]);
+        sort_causally(&mut doc, &mut kept);
         Some(prepare(&header, &mut doc))
     }));
     match built {
@@ -1468,6 +1465,21 @@ fn build_fresh(
         })),
         _ => Work::Retry(header, kept.into_iter().map(|c| c.env).collect()),
     }
+}
+
+/// Puts new changes of `doc` in causal order, the order this node's log then serves them
+/// onward in.
+fn sort_causally(doc: &mut AutoCommit, changes: &mut [NewChange]) {
+    if changes.len() < 2 {
+        return;
+    }
+    let order: std::collections::HashMap<automerge::ChangeHash, usize> = doc
+        .get_changes_meta(&[])
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.hash, i))
+        .collect();
+    changes.sort_by_key(|c| order.get(&c.env.hash.into()).copied().unwrap_or(usize::MAX));
 }
 
 fn has_doc(tx: &Transaction<'_>, id: DocId) -> rusqlite::Result<bool> {
@@ -1584,16 +1596,7 @@ fn apply_group(
     if stored.is_empty() {
         return Ok(());
     }
-    if stored.len() > 1 {
-        // Into this node's log in causal order, so that it serves them onward so.
-        let order: std::collections::HashMap<automerge::ChangeHash, usize> = doc
-            .get_changes_meta(&[])
-            .iter()
-            .enumerate()
-            .map(|(i, c)| (c.hash, i))
-            .collect();
-        stored.sort_by_key(|c| order.get(&c.env.hash.into()).copied().unwrap_or(usize::MAX));
-    }
+    sort_causally(&mut doc, &mut stored);
     report.accepted += stored.len();
     let saved = catch_unwind(AssertUnwindSafe(|| {
         persist_from(tx, &header, &mut doc, &stored, ctx.origin)
