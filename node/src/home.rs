@@ -1004,7 +1004,7 @@ impl Node {
     pub fn ingest(&mut self, batch: Vec<DocChanges>) -> Result<IngestReport, WriteError> {
         let tx = self.store.write()?;
         let ctx = IngestContext::load(&tx, &self.identity, None)?;
-        let report = ingest_in(&tx, &ctx, batch)?;
+        let report = ingest_in(&tx, &ctx, batch, Decoded::default())?;
         tx.commit()?;
         Ok(report)
     }
@@ -1260,15 +1260,23 @@ enum Verdict {
 /// envelope verifies strictly for this node's site, [`may_write`] allows it, and every
 /// dependency is present. Refused changes are reported and kept in `rejected` for
 /// inspection; documents whose history is missing are listed in `missing` (to fetch).
+/// Changes already decoded by the caller of [`ingest_in`] (a received page is decoded to
+/// learn each change's hash), by hash: verifying uses them instead of decoding again.
+pub(crate) type Decoded = std::collections::HashMap<ChangeHash, automerge::Change>;
+
+/// An envelope on its way to verification, with its decoding if the caller had one.
+type Unchecked = (SignedChange, Option<automerge::Change>);
+
 pub(crate) fn ingest_in(
     tx: &Transaction<'_>,
     ctx: &IngestContext,
     batch: Vec<DocChanges>,
+    mut decoded: Decoded,
 ) -> Result<IngestReport, WriteError> {
     let mut report = IngestReport::default();
     let mut seen = std::collections::HashSet::new();
     // Pass 1, cheap: drop what is not for its document and what this node already holds.
-    let mut groups: Vec<(DocHeader, Vec<SignedChange>)> = Vec::with_capacity(batch.len());
+    let mut groups: Vec<(DocHeader, Vec<Unchecked>)> = Vec::with_capacity(batch.len());
     // Documents this node does not hold yet: pass 2 may build them off this thread.
     let mut fresh_docs = std::collections::HashSet::new();
     // Their signers' membership expiry (rules.rs), read here for pass 2.
@@ -1299,7 +1307,8 @@ pub(crate) fn ingest_in(
             if new_doc && !expiries.contains_key(&env.signer) {
                 expiries.insert(env.signer, crate::rules::member_expiry(tx, env.signer)?);
             }
-            fresh.push(env);
+            let change = decoded.remove(&env.hash);
+            fresh.push((env, change));
         }
         groups.push((header, fresh));
     }
@@ -1312,7 +1321,7 @@ pub(crate) fn ingest_in(
         for (header, changes) in groups {
             let results = changes
                 .into_iter()
-                .map(|c| check(ctx.site, c, &mut keys))
+                .map(|(c, d)| check(ctx.site, c, d, &mut keys))
                 .collect();
             apply_group(tx, ctx, &mut report, header, results)?;
         }
@@ -1331,7 +1340,7 @@ pub(crate) fn ingest_in(
                     for (header, changes) in groups {
                         let results: Vec<Checked> = changes
                             .into_iter()
-                            .map(|c| check(site, c, &mut keys))
+                            .map(|(c, d)| check(site, c, d, &mut keys))
                             .collect();
                         // A document new to this node whose changes all verify and may be
                         // merged is built here too (apply, snapshot, index row), so that the
@@ -1374,7 +1383,7 @@ pub(crate) fn ingest_in(
                         let mut keys = yizhan_protocol::identity::KeyCache::default();
                         let results = envelopes
                             .into_iter()
-                            .map(|c| check(site, c, &mut keys))
+                            .map(|c| check(site, c, None, &mut keys))
                             .collect();
                         apply_group(tx, ctx, &mut report, header, results)?;
                     }
@@ -1668,11 +1677,18 @@ const WORK_BATCH: usize = 32;
 fn check(
     site: Option<SiteId>,
     env: SignedChange,
+    decoded: Option<automerge::Change>,
     keys: &mut yizhan_protocol::identity::KeyCache,
 ) -> Checked {
-    env.clone()
-        .verify_cached(site, keys)
-        .map_err(|e| Box::new((env, e)))
+    match decoded {
+        Some(change) => env
+            .verify_decoded(change, site, keys)
+            .map_err(|u| Box::new((u.envelope, u.error))),
+        None => env
+            .clone()
+            .verify_cached(site, keys)
+            .map_err(|e| Box::new((env, e))),
+    }
 }
 
 /// Whether any of a change's dependencies is held in quarantine.

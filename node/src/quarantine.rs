@@ -167,7 +167,7 @@ impl Node {
             tx.execute("DELETE FROM quarantine WHERE hash = ?1", params![h])
                 .map_err(WriteError::from)?;
         }
-        let report = ingest_in(&tx, &ctx, batch)?;
+        let report = ingest_in(&tx, &ctx, batch, Default::default())?;
         // What was refused is kept with the rejected changes; a change that builds on a
         // held one went back to quarantine; one still lacking its history stays held.
         tx.execute(

@@ -40,7 +40,7 @@ use yizhan_protocol::{
 };
 
 use crate::home::{
-    DocChanges, IngestContext, IngestReport, Node, ReadError, Role, WriteError, ingest_in,
+    Decoded, DocChanges, IngestContext, IngestReport, Node, ReadError, Role, WriteError, ingest_in,
     keep_rejected, load_doc, load_header_conn,
 };
 use crate::model::Time;
@@ -622,6 +622,8 @@ impl SyncEngine {
         // Changes refused before they are even envelopes: (doc, signature, bytes, reason).
         let mut refused: Vec<(DocId, WireChange, String)> = Vec::new();
         let mut missing = Vec::new();
+        // What decoding the changes here gave, so that verifying does not decode again.
+        let mut decoded = Decoded::default();
         for wd in docs {
             let header = match wd.header {
                 Some(h) if h.doc_id() == wd.doc => Some(h),
@@ -639,7 +641,10 @@ impl SyncEngine {
             let mut changes = Vec::with_capacity(wd.changes.len());
             for c in wd.changes {
                 match c.clone().into_envelope(wd.doc, &mut self.ids) {
-                    Ok((env, _)) => changes.push(env),
+                    Ok((env, change)) => {
+                        decoded.insert(env.hash, change);
+                        changes.push(env);
+                    }
                     Err(e) => refused.push((wd.doc, c, e.to_string())),
                 }
             }
@@ -665,7 +670,7 @@ impl SyncEngine {
             };
             keep_rejected(&tx, Some(peer_device), &env, &reason)?;
         }
-        let mut report = ingest_in(&tx, &ctx, batch)?;
+        let mut report = ingest_in(&tx, &ctx, batch, decoded)?;
         report.missing.extend(missing);
         if let Some((from, upto)) = page {
             let peer = self.peer.as_mut().expect("peer accepted");

@@ -125,6 +125,15 @@ pub enum VerifyError {
     BadSignature,
 }
 
+/// An envelope that did not verify, handed back with the reason.
+#[derive(Debug, Clone)]
+pub struct Unverified {
+    /// The envelope, as received.
+    pub envelope: SignedChange,
+    /// Why it was refused.
+    pub error: VerifyError,
+}
+
 /// A change whose envelope verified: the decoded change, ready to apply.
 #[derive(Debug, Clone)]
 pub struct VerifiedChange {
@@ -185,6 +194,41 @@ impl SignedChange {
         let message = signing_message(site, self.doc, self.hash);
         if !keys.verify_strict(self.signer, &message, &self.signature) {
             return Err(VerifyError::BadSignature);
+        }
+        Ok(VerifiedChange {
+            envelope: self,
+            change,
+        })
+    }
+
+    /// As [`SignedChange::verify_cached`], for an envelope whose bytes the caller has
+    /// already decoded into `change` (as [`crate::wire::WireChange::into_envelope`] does):
+    /// the decoding is not repeated. `change` must be the decoding of exactly these bytes
+    /// (compared byte for byte) with the claimed hash and actor; a `change` that is not is
+    /// [`VerifyError::HashMismatch`], as if the bytes had not matched the hash. On error the
+    /// envelope is handed back.
+    pub fn verify_decoded(
+        self,
+        change: automerge::Change,
+        site: Option<SiteId>,
+        keys: &mut crate::identity::KeyCache,
+    ) -> Result<VerifiedChange, Box<Unverified>> {
+        let refuse = |envelope, error| Err(Box::new(Unverified { envelope, error }));
+        if self.bytes.len() > MAX_CHANGE_BYTES {
+            let len = self.bytes.len();
+            return refuse(self, VerifyError::TooLarge(len));
+        }
+        if change.raw_bytes() != self.bytes.as_slice()
+            || ChangeHash::from(change.hash()) != self.hash
+        {
+            return refuse(self, VerifyError::HashMismatch);
+        }
+        if change.actor_id().to_bytes() != self.signer.as_bytes() {
+            return refuse(self, VerifyError::ActorNotSigner);
+        }
+        let message = signing_message(site, self.doc, self.hash);
+        if !keys.verify_strict(self.signer, &message, &self.signature) {
+            return refuse(self, VerifyError::BadSignature);
         }
         Ok(VerifiedChange {
             envelope: self,
@@ -270,6 +314,33 @@ mod tests {
             moved.verify(Some(site)).unwrap_err(),
             VerifyError::BadSignature
         );
+    }
+
+    #[test]
+    fn verify_decoded_takes_only_the_decoding_of_the_envelopes_own_bytes() {
+        let key = DeviceKey::from_seed([5; 32]);
+        let other = DeviceKey::from_seed([6; 32]);
+        let doc = DocId::from_bytes([1; 16]);
+        let site = Some(SiteId::from_bytes([2; 16]));
+        let change = change_by(&key);
+        let env = SignedChange::sign(&key, site, doc, &change);
+        let mut keys = crate::identity::KeyCache::default();
+        let verified = env
+            .clone()
+            .verify_decoded(change.clone(), site, &mut keys)
+            .unwrap();
+        assert_eq!(verified.change.hash(), change.hash());
+        // Another change than the one the bytes hold: refused, and the envelope comes back.
+        let foreign = change_by(&other);
+        let refused = env
+            .clone()
+            .verify_decoded(foreign, site, &mut keys)
+            .unwrap_err();
+        assert_eq!(refused.error, VerifyError::HashMismatch);
+        assert_eq!(refused.envelope.bytes, env.bytes);
+        // The right change under another site: the signature decides, as in `verify`.
+        let refused = env.verify_decoded(change, None, &mut keys).unwrap_err();
+        assert_eq!(refused.error, VerifyError::BadSignature);
     }
 
     #[test]

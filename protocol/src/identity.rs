@@ -63,7 +63,29 @@ impl DeviceId {
     pub const LEN: usize = 32;
 
     /// Accepts 32 bytes as a device id if they are a valid, non-weak ed25519 public key.
+    ///
+    /// The check decompresses and recompresses the point (two field exponentiations, about
+    /// as long as hashing a few kilobytes), and every received record header and stored row
+    /// names a device: ids already accepted on this thread are remembered (at most
+    /// [`CHECKED_IDS`] of them), so a page of a thousand changes by one author checks the
+    /// author once. The answer for given bytes never changes, so remembering it changes no
+    /// result.
     pub fn from_bytes(bytes: [u8; 32]) -> Result<Self, ParseIdError> {
+        if CHECKED.with(|c| c.borrow().contains(&bytes)) {
+            return Ok(DeviceId(bytes));
+        }
+        let id = Self::check(bytes)?;
+        CHECKED.with(|c| {
+            let mut c = c.borrow_mut();
+            if c.len() >= CHECKED_IDS {
+                c.clear();
+            }
+            c.insert(bytes);
+        });
+        Ok(id)
+    }
+
+    fn check(bytes: [u8; 32]) -> Result<Self, ParseIdError> {
         let key = VerifyingKey::from_bytes(&bytes).map_err(|_| ParseIdError::BadKey)?;
         if key.is_weak() {
             return Err(ParseIdError::BadKey);
@@ -103,6 +125,15 @@ impl DeviceId {
         let sig = Signature::from_bytes(signature);
         self.verifying_key().verify_strict(message, &sig).is_ok()
     }
+}
+
+/// How many accepted device ids [`DeviceId::from_bytes`] remembers per thread.
+pub const CHECKED_IDS: usize = 4096;
+
+std::thread_local! {
+    /// Device ids [`DeviceId::from_bytes`] accepted on this thread.
+    static CHECKED: std::cell::RefCell<std::collections::HashSet<[u8; 32]>> =
+        std::cell::RefCell::new(std::collections::HashSet::new());
 }
 
 /// Remembers device ids already checked, so that a batch of changes by a few authors

@@ -28,7 +28,7 @@ pub mod sync;
 pub mod wire;
 
 pub use doc::{DocHeader, DocId, RecordKind};
-pub use envelope::{ChangeHash, SignedChange, VerifiedChange, VerifyError};
+pub use envelope::{ChangeHash, SignedChange, Unverified, VerifiedChange, VerifyError};
 pub use identity::{DeviceId, DeviceKey, ParseIdError, SiteId};
 pub use membership::{Certificate, MemberRole, MembershipError, Receipt, Revocation, Token};
 pub use signed::{Signed, SignedError, Statement};
