@@ -421,9 +421,11 @@ fn ack_missing(conn: &Connection, a: &Ack) -> Option<String> {
     }
     let id = a.record.as_deref().expect("record write");
     let exists: i64 = conn
-        .query_row("SELECT count(*) FROM records WHERE id = ?1", [id], |r| {
-            r.get(0)
-        })
+        .query_row(
+            "SELECT count(*) FROM records WHERE lower(hex(doc_id)) = ?1",
+            [id],
+            |r| r.get(0),
+        )
         .expect("records query");
     if exists == 0 {
         return Some(format!("record {id} is not listed"));
@@ -431,7 +433,7 @@ fn ack_missing(conn: &Connection, a: &Ack) -> Option<String> {
     let marked: i64 = conn
         .query_row(
             "SELECT count(*) FROM changes c JOIN records r ON r.doc_id = c.doc_id \
-             WHERE r.id = ?1 AND instr(c.bytes, ?2) > 0",
+             WHERE lower(hex(r.doc_id)) = ?1 AND instr(c.bytes, ?2) > 0",
             params![id, a.marker.as_bytes()],
             |r| r.get(0),
         )

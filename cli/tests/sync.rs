@@ -702,7 +702,7 @@ fn a_forged_change_is_rejected_and_the_rest_merges() {
         let (hash, mut sig): (Vec<u8>, Vec<u8>) = db
             .query_row(
                 "SELECT c.hash, c.signature FROM changes c JOIN records r ON r.doc_id = c.doc_id
-                 WHERE r.id = ?1 ORDER BY c.seq LIMIT 1",
+                 WHERE lower(hex(r.doc_id)) = ?1 ORDER BY c.seq LIMIT 1",
                 params![bad],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )

@@ -196,7 +196,7 @@ impl Node {
         // One read transaction: a concurrent writer cannot change the answer half-way.
         let tx = self.store().conn().unchecked_transaction()?;
         let ids: Vec<Vec<u8>> = tx
-            .prepare("SELECT doc_id FROM records WHERE conflicts > 0 ORDER BY kind, at_ms, id")?
+            .prepare("SELECT doc_id FROM records WHERE conflicts > 0 ORDER BY kind, at_ms, doc_id")?
             .query_map([], |r| r.get(0))?
             .collect::<rusqlite::Result<_>>()?;
         let mut out = Vec::new();

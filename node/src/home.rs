@@ -790,16 +790,27 @@ impl Node {
         if p.len() < 6 {
             return Err(ResolveError::TooShort(prefix.to_string()));
         }
-        let upper = format!("{p}g");
+        // The ids starting with `p`: from `p` followed by zeros, up to the next prefix of
+        // the same length (none past `ff…`).
+        let free_bits = 4 * (32 - p.len() as u32);
+        let low = u128::from_str_radix(&p, 16)
+            .map_err(|_| ResolveError::Malformed(prefix.to_string(), what))?
+            << free_bits;
+        let high = low.checked_add(1u128 << free_bits);
         let mut stmt = self
             .store
             .conn()
             .prepare_cached(
-                "SELECT doc_id FROM records WHERE kind = ?1 AND id >= ?2 AND id < ?3 LIMIT 101",
+                "SELECT doc_id FROM records
+                 WHERE doc_id >= ?2 AND (?3 IS NULL OR doc_id < ?3) AND kind = ?1 LIMIT 101",
             )
             .map_err(|e| ResolveError::Sqlite(e.to_string()))?;
+        let high = high.map(|h| h.to_be_bytes().to_vec());
         let found: Vec<Vec<u8>> = stmt
-            .query_map(params![kind.code(), p, upper], |r| r.get(0))
+            .query_map(
+                params![kind.code(), low.to_be_bytes().to_vec(), high],
+                |r| r.get(0),
+            )
             .and_then(|rows| rows.collect())
             .map_err(|e| ResolveError::Sqlite(e.to_string()))?;
         match found.as_slice() {
@@ -924,7 +935,7 @@ impl Node {
         mut sql: String,
         args: Vec<rusqlite::types::Value>,
     ) -> Result<Vec<T>, ReadError> {
-        sql.push_str(" ORDER BY at_ms, id");
+        sql.push_str(" ORDER BY at_ms, doc_id");
         let mut stmt = self.store.conn().prepare(&sql)?;
         let rows = stmt.query_map(rusqlite::params_from_iter(args), |r| r.get::<_, String>(0))?;
         let mut out = Vec::new();
@@ -1981,16 +1992,15 @@ fn materialize_row(
         }
     }
     tx.prepare_cached(
-        "INSERT INTO records(doc_id, id, kind, grid, category, author, status, assignee, at_ms,
+        "INSERT INTO records(doc_id, kind, grid, category, author, status, assignee, at_ms,
                              summary, conflicts)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
          ON CONFLICT(doc_id) DO UPDATE SET grid = excluded.grid, category = excluded.category,
              status = excluded.status, assignee = excluded.assignee, at_ms = excluded.at_ms,
              summary = excluded.summary, conflicts = excluded.conflicts",
     )?
     .execute(params![
         id.as_bytes().as_slice(),
-        id_text,
         header.kind.code(),
         row.grid,
         row.category,

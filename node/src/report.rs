@@ -464,7 +464,7 @@ impl Node {
     fn ticket_rows(&self, window: &Window) -> Result<Vec<TicketRow>, ReportError> {
         let conn = self.store().conn();
         let mut stmt = conn.prepare(
-            "SELECT id, category, at_ms FROM records WHERE kind = 2 AND at_ms < ?1 ORDER BY at_ms",
+            "SELECT lower(hex(doc_id)), category, at_ms FROM records WHERE kind = 2 AND at_ms < ?1 ORDER BY at_ms",
         )?;
         let rows = stmt
             .query_map([window.until.millis()], |r| {

@@ -168,6 +168,34 @@ const MIGRATIONS: &[&str] = &[
     DROP INDEX IF EXISTS records_by_assignee;
     CREATE INDEX records_by_assignee ON records(assignee) WHERE assignee IS NOT NULL;
     "#,
+    // 7: no `id` column (the hex of `doc_id`) with its UNIQUE index: prefix look-ups range
+    // over `doc_id` itself, and every new record inserts into one B-tree keyed by a random
+    // value fewer. A UNIQUE column's index cannot be dropped, so the table is rebuilt.
+    r#"
+    CREATE TABLE records_v7 (
+        doc_id    BLOB PRIMARY KEY REFERENCES docs(doc_id),
+        kind      INTEGER NOT NULL,
+        grid      TEXT,
+        category  TEXT,
+        author    TEXT NOT NULL,          -- hex device id (visit author, ticket opener)
+        status    TEXT,
+        assignee  TEXT,
+        at_ms     INTEGER NOT NULL,       -- visited_at / opened_at
+        summary   TEXT NOT NULL,          -- the record as `list --json` prints it
+        conflicts INTEGER NOT NULL DEFAULT 0
+    );
+    INSERT INTO records_v7(doc_id, kind, grid, category, author, status, assignee, at_ms,
+                           summary, conflicts)
+        SELECT doc_id, kind, grid, category, author, status, assignee, at_ms, summary,
+               conflicts
+        FROM records ORDER BY rowid;
+    DROP TABLE records;
+    ALTER TABLE records_v7 RENAME TO records;
+    CREATE INDEX records_by_kind_time ON records(kind, at_ms);
+    CREATE INDEX records_by_grid ON records(grid);
+    CREATE INDEX records_by_author ON records(author);
+    CREATE INDEX records_by_assignee ON records(assignee) WHERE assignee IS NOT NULL;
+    "#,
 ];
 
 /// Why a store could not be opened.
