@@ -266,8 +266,8 @@ pub async fn sync_once_with(
     let conn = endpoint.connect(addr).await?;
     let result = sync_on(home, &conn, config).await;
     let stats = conn.connection.stats();
-    conn.connection.close(0u32.into(), b"done");
-    endpoint.close_within(Duration::from_millis(20)).await;
+    conn.close_told(Duration::from_millis(20)).await;
+    endpoint.close_within(Duration::ZERO).await;
     let mut stats_out = result?;
     stats_out.bytes_sent = stats.udp_tx.bytes;
     stats_out.bytes_received = stats.udp_rx.bytes;
