@@ -1337,73 +1337,136 @@ pub(crate) fn ingest_in(
             apply_group(tx, ctx, &mut report, header, results)?;
         }
     } else {
-        let site = ctx.site;
-        std::thread::scope(|scope| -> Result<(), WriteError> {
-            let (checked_tx, checked_rx) = std::sync::mpsc::sync_channel(VERIFY_AHEAD);
-            let mut fresh_docs = fresh_docs;
-            let worker = std::thread::Builder::new().name("yizhan-verify".into());
-            worker
+        // Which groups pass 2 may build whole: the first group of a document this node
+        // does not hold (a later group builds on what pass 3 stored from the first).
+        let mut firsts = fresh_docs;
+        let work: Vec<(bool, DocHeader, Vec<Unchecked>)> = groups
+            .into_iter()
+            .map(|(header, changes)| (firsts.remove(&header.doc_id()), header, changes))
+            .collect();
+        let workers = cores.min(MAX_VERIFY_WORKERS);
+        store_checked(tx, ctx, &mut report, &expiries, work, workers)?;
+    }
+    Ok(report)
+}
+
+/// Most threads pass 2 of [`ingest_in`] runs on.
+const MAX_VERIFY_WORKERS: usize = 2;
+
+/// Passes 2 and 3 of [`ingest_in`] on many changes: `workers` threads check signatures
+/// (and build new documents) [`WORK_BATCH`] groups at a time, taking batches in turn, while
+/// this thread stores the results in the original order of the groups.
+fn store_checked(
+    tx: &Transaction<'_>,
+    ctx: &IngestContext,
+    report: &mut IngestReport,
+    expiries: &std::collections::HashMap<DeviceId, Option<i64>>,
+    work: Vec<(bool, DocHeader, Vec<Unchecked>)>,
+    workers: usize,
+) -> Result<(), WriteError> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let site = ctx.site;
+    let mut batches: Vec<Vec<(bool, DocHeader, Vec<Unchecked>)>> = Vec::new();
+    let mut work = work.into_iter().peekable();
+    while work.peek().is_some() {
+        batches.push(work.by_ref().take(WORK_BATCH).collect());
+    }
+    let count = batches.len();
+    // Batches are numbered; worker `w` takes batches w, w + workers, … in order.
+    let mut per_worker: Vec<Vec<(usize, Vec<(bool, DocHeader, Vec<Unchecked>)>)>> =
+        (0..workers).map(|_| Vec::new()).collect();
+    for (i, batch) in batches.into_iter().enumerate() {
+        per_worker[i % workers].push((i, batch));
+    }
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|scope| -> Result<(), WriteError> {
+        let mut receivers = Vec::with_capacity(workers);
+        for mine in per_worker {
+            let (done_tx, done_rx) = std::sync::mpsc::sync_channel::<Vec<Work>>(VERIFY_AHEAD);
+            receivers.push(done_rx);
+            let stop = &stop;
+            std::thread::Builder::new()
+                .name("yizhan-verify".into())
                 .spawn_scoped(scope, move || {
                     let mut keys = yizhan_protocol::identity::KeyCache::default();
-                    // Handed over in batches: one wake-up of the SQL thread per batch,
-                    // not per document.
-                    let mut batch = Vec::with_capacity(WORK_BATCH);
-                    for (header, changes) in groups {
-                        let results: Vec<Checked> = changes
-                            .into_iter()
-                            .map(|(c, d)| check(site, c, d, &mut keys))
-                            .collect();
-                        // A document new to this node whose changes all verify and may be
-                        // merged is built here too (apply, snapshot, index row), so that the
-                        // SQL thread only stores it. The first group of a document only: a
-                        // later group builds on what the SQL thread stored from the first.
-                        let work = if fresh_docs.remove(&header.doc_id()) {
-                            build_fresh(ctx, &expiries, header, results)
-                        } else {
-                            Work::Checked(header, results)
-                        };
-                        batch.push(work);
-                        if batch.len() == WORK_BATCH {
-                            let full =
-                                std::mem::replace(&mut batch, Vec::with_capacity(WORK_BATCH));
-                            if checked_tx.send(full).is_err() {
-                                return; // the applying side stopped on an error
-                            }
+                    for (_, batch) in mine {
+                        if stop.load(Ordering::Relaxed) {
+                            return;
                         }
-                    }
-                    if !batch.is_empty() {
-                        let _ = checked_tx.send(batch);
+                        let done = batch
+                            .into_iter()
+                            .map(|(first, header, changes)| {
+                                let results: Vec<Checked> = changes
+                                    .into_iter()
+                                    .map(|(c, d)| check(site, c, d, &mut keys))
+                                    .collect();
+                                // A document new to this node whose changes all verify and
+                                // may be merged is built here too (apply, snapshot, index
+                                // row), so that the SQL thread only stores it.
+                                if first {
+                                    build_fresh(ctx, expiries, header, results)
+                                } else {
+                                    Work::Checked(header, results)
+                                }
+                            })
+                            .collect();
+                        if done_tx.send(done).is_err() {
+                            return; // the storing side stopped on an error
+                        }
                     }
                 })
                 .map_err(WriteError::Thread)?;
-            for work in checked_rx.into_iter().flatten() {
-                match work {
-                    Work::Checked(header, results) => {
-                        apply_group(tx, ctx, &mut report, header, results)?
-                    }
-                    Work::Built(built) => {
-                        let Built {
-                            header,
-                            stored,
-                            prepared,
-                        } = *built;
-                        report.accepted += stored.len();
-                        store_prepared(tx, &header, &prepared, &stored, ctx.origin)?;
-                    }
-                    Work::Retry(header, envelopes) => {
-                        let mut keys = yizhan_protocol::identity::KeyCache::default();
-                        let results = envelopes
-                            .into_iter()
-                            .map(|c| check(site, c, None, &mut keys))
-                            .collect();
-                        apply_group(tx, ctx, &mut report, header, results)?;
-                    }
+        }
+        let result = (|| {
+            for i in 0..count {
+                // A worker that ended early (it panicked) leaves its batches unchecked:
+                // nothing is stored for them, and the caller's transaction is not committed.
+                let Ok(batch) = receivers[i % workers].recv() else {
+                    return Err(WriteError::Thread(std::io::Error::other(
+                        "a verifying thread stopped",
+                    )));
+                };
+                for work in batch {
+                    store_work(tx, ctx, report, work)?;
                 }
             }
             Ok(())
-        })?;
+        })();
+        if result.is_err() {
+            stop.store(true, Ordering::Relaxed);
+            drop(receivers);
+        }
+        result
+    })
+}
+
+/// Pass 3 of [`ingest_in`] for one group that pass 2 checked.
+fn store_work(
+    tx: &Transaction<'_>,
+    ctx: &IngestContext,
+    report: &mut IngestReport,
+    work: Work,
+) -> Result<(), WriteError> {
+    match work {
+        Work::Checked(header, results) => apply_group(tx, ctx, report, header, results),
+        Work::Built(built) => {
+            let Built {
+                header,
+                stored,
+                prepared,
+            } = *built;
+            report.accepted += stored.len();
+            store_prepared(tx, &header, &prepared, &stored, ctx.origin)
+        }
+        Work::Retry(header, envelopes) => {
+            let mut keys = yizhan_protocol::identity::KeyCache::default();
+            let results = envelopes
+                .into_iter()
+                .map(|c| check(ctx.site, c, None, &mut keys))
+                .collect();
+            apply_group(tx, ctx, report, header, results)
+        }
     }
-    Ok(report)
 }
 
 /// What pass 2 of [`ingest_in`] hands the SQL thread for one group of changes.
