@@ -135,14 +135,35 @@ async fn sync_engine_on_stream(
         }
     }
     drop(out_tx);
-    // The writer finishes the stream and lets the peer read our last frame.
-    let written = tokio::time::timeout(Duration::from_secs(5), writer).await;
+    // The writer finishes the stream and waits until the peer has read our last frame (its
+    // acknowledgement can take the peer's ACK delay, 25 ms). After a completed session the
+    // peer's end of its own stream says as much sooner: a session ends only once it has
+    // received the other side's `Done`, our last frame, and then its stream is finished.
+    let mut writer = writer;
+    let written = tokio::time::timeout(Duration::from_secs(5), async {
+        if result.is_ok() {
+            tokio::select! {
+                w = &mut writer => Some(w),
+                () = peer_finished(&mut in_rx) => None,
+            }
+        } else {
+            Some((&mut writer).await)
+        }
+    })
+    .await;
+    writer.abort();
     reader.abort();
     match (result, written) {
         (Err(e), _) => Err(e),
-        (Ok(()), Ok(Ok(Err(e)))) => Err(e),
+        (Ok(()), Ok(Some(Ok(Err(e))))) => Err(e),
         (Ok(()), _) => Ok(engine.stats().clone()),
     }
+}
+
+/// Returns once the peer's stream has ended (cleanly or not); frames after the session's
+/// end are not read.
+async fn peer_finished(frames: &mut mpsc::Receiver<Result<Vec<u8>, DaemonError>>) {
+    while let Some(Ok(_)) = frames.recv().await {}
 }
 
 /// Reads what is left of the peer's frames (for up to a second) and returns the session's
