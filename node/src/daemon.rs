@@ -762,8 +762,12 @@ async fn keep_syncing_with_station(
                     Ok(stats) => {
                         backoff = config.retry_min;
                         last_sync = Instant::now();
-                        // Our own sync may have grown the log: count from after it.
-                        last_end = blocking(|| watcher.log_end().ok());
+                        // The sync sent what the log held when it read it, so count from
+                        // the end seen before it: a record written while it ran (after its
+                        // page was read) is sent by the next round, not when the periodic
+                        // resync comes. What the sync itself received grows the log too,
+                        // which costs one quiet round.
+                        last_end = end;
                         let _ = events.send(ServeEvent::Synced { peer, stats });
                     }
                     Err(e) => {
