@@ -801,7 +801,7 @@ impl Node {
             .store
             .conn()
             .prepare_cached(
-                "SELECT doc_id FROM records
+                "SELECT doc_id FROM docs
                  WHERE doc_id >= ?2 AND (?3 IS NULL OR doc_id < ?3) AND kind = ?1 LIMIT 101",
             )
             .map_err(|e| ResolveError::Sqlite(e.to_string()))?;
@@ -1284,6 +1284,7 @@ pub(crate) fn ingest_in(
     batch: Vec<DocChanges>,
     mut decoded: Decoded,
 ) -> Result<IngestReport, WriteError> {
+    let started = std::time::Instant::now();
     let mut report = IngestReport::default();
     let mut seen = std::collections::HashSet::new();
     // Pass 1, cheap: drop what is not for its document and what this node already holds.
@@ -1323,6 +1324,11 @@ pub(crate) fn ingest_in(
         }
         groups.push((header, fresh));
     }
+    tracing::trace!(
+        groups = groups.len(),
+        ms = started.elapsed().as_secs_f64() * 1e3,
+        "ingest pass 1"
+    );
     // Pass 2, the costly part: strict signature checks, on a second core while this one
     // applies and stores what is already checked (pass 3).
     let total: usize = groups.iter().map(|(_, c)| c.len()).sum();
@@ -1538,7 +1544,12 @@ fn build_fresh(
             return None;
         }
         sort_causally(&mut doc, &mut kept);
-        Some(prepare(&header, &mut doc))
+        Some(match kept.as_slice() {
+            // A document of one change is that change: Automerge loads a change chunk as it
+            // loads a saved document, so the change is its snapshot, without a `save()`.
+            [only] => prepared_with(&header, &mut doc, only.env.bytes.clone()),
+            _ => prepare(&header, &mut doc),
+        })
     }));
     match built {
         Ok(Some(prepared)) => Work::Built(Box::new(Built {
@@ -1924,10 +1935,16 @@ struct Prepared {
 }
 
 fn prepare(header: &DocHeader, doc: &mut AutoCommit) -> Prepared {
+    let snapshot = doc.save();
+    prepared_with(header, doc, snapshot)
+}
+
+/// [`prepare`] with the snapshot already at hand: what loads as `doc`.
+fn prepared_with(header: &DocHeader, doc: &mut AutoCommit, snapshot: Vec<u8>) -> Prepared {
     let mut heads: Vec<[u8; 32]> = doc.get_heads().iter().map(|h| h.0).collect();
     heads.sort();
     Prepared {
-        snapshot: doc.save(),
+        snapshot,
         heads: heads.concat(),
         row: index_row(header, doc),
     }
@@ -1944,8 +1961,8 @@ fn store_prepared(
     let doc_id = header.doc_id();
     let now = now_ms();
     tx.prepare_cached(
-        "INSERT INTO docs(doc_id, kind, author, nonce, snapshot, heads, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+        "INSERT INTO docs(doc_id, kind, author, nonce, snapshot, heads, updated_at, docno)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, (SELECT COALESCE(MAX(docno), 0) + 1 FROM docs))
          ON CONFLICT(doc_id) DO UPDATE SET snapshot = excluded.snapshot,
              heads = excluded.heads, updated_at = excluded.updated_at",
     )?
@@ -2055,10 +2072,11 @@ fn materialize_row(
         }
     }
     tx.prepare_cached(
-        "INSERT INTO records(doc_id, kind, grid, category, author, status, assignee, at_ms,
-                             summary, conflicts)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
-         ON CONFLICT(doc_id) DO UPDATE SET grid = excluded.grid, category = excluded.category,
+        "INSERT INTO records(docno, doc_id, kind, grid, category, author, status, assignee,
+                             at_ms, summary, conflicts)
+         VALUES ((SELECT docno FROM docs WHERE doc_id = ?1), ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8,
+                 ?9, ?10)
+         ON CONFLICT(docno) DO UPDATE SET grid = excluded.grid, category = excluded.category,
              status = excluded.status, assignee = excluded.assignee, at_ms = excluded.at_ms,
              summary = excluded.summary, conflicts = excluded.conflicts",
     )?
@@ -2082,7 +2100,7 @@ fn stored_index_row(conn: &rusqlite::Connection, id: DocId) -> rusqlite::Result<
     let row = conn
         .prepare_cached(
             "SELECT grid, category, status, assignee, at_ms, summary, conflicts
-             FROM records WHERE doc_id = ?1",
+             FROM records WHERE docno = (SELECT docno FROM docs WHERE doc_id = ?1)",
         )?
         .query_row([id.as_bytes().as_slice()], |r| {
             Ok(IndexRow {

@@ -168,12 +168,18 @@ const MIGRATIONS: &[&str] = &[
     DROP INDEX IF EXISTS records_by_assignee;
     CREATE INDEX records_by_assignee ON records(assignee) WHERE assignee IS NOT NULL;
     "#,
-    // 7: no `id` column (the hex of `doc_id`) with its UNIQUE index: prefix look-ups range
-    // over `doc_id` itself, and every new record inserts into one B-tree keyed by a random
-    // value fewer. A UNIQUE column's index cannot be dropped, so the table is rebuilt.
+    // 7: every document gets a local number (`docs.docno`, in the order it arrived), and
+    // `records` is keyed by it: a new record appends to its table instead of inserting into
+    // B-trees keyed by random values (`records.doc_id` and the hex `records.id`, both
+    // gone; prefix look-ups range over `docs.doc_id`). A UNIQUE column's index cannot be
+    // dropped, so `records` is rebuilt.
     r#"
+    ALTER TABLE docs ADD COLUMN docno INTEGER;
+    UPDATE docs SET docno = rowid;
+    CREATE UNIQUE INDEX docs_by_docno ON docs(docno);
     CREATE TABLE records_v7 (
-        doc_id    BLOB PRIMARY KEY REFERENCES docs(doc_id),
+        docno     INTEGER PRIMARY KEY REFERENCES docs(docno),
+        doc_id    BLOB NOT NULL,
         kind      INTEGER NOT NULL,
         grid      TEXT,
         category  TEXT,
@@ -184,11 +190,11 @@ const MIGRATIONS: &[&str] = &[
         summary   TEXT NOT NULL,          -- the record as `list --json` prints it
         conflicts INTEGER NOT NULL DEFAULT 0
     );
-    INSERT INTO records_v7(doc_id, kind, grid, category, author, status, assignee, at_ms,
-                           summary, conflicts)
-        SELECT doc_id, kind, grid, category, author, status, assignee, at_ms, summary,
-               conflicts
-        FROM records ORDER BY rowid;
+    INSERT INTO records_v7(docno, doc_id, kind, grid, category, author, status, assignee,
+                           at_ms, summary, conflicts)
+        SELECT d.docno, r.doc_id, r.kind, r.grid, r.category, r.author, r.status, r.assignee,
+               r.at_ms, r.summary, r.conflicts
+        FROM records r JOIN docs d ON d.doc_id = r.doc_id ORDER BY d.docno;
     DROP TABLE records;
     ALTER TABLE records_v7 RENAME TO records;
     CREATE INDEX records_by_kind_time ON records(kind, at_ms);

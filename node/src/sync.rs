@@ -501,7 +501,7 @@ impl SyncEngine {
         let tx = conn.unchecked_transaction()?;
         let sql = format!(
             "SELECT c.lseq, c.doc_id, c.signature, c.bytes, c.seq, c.signer, d.kind, d.author, d.nonce
-             FROM changes c JOIN docs d ON d.doc_id = c.doc_id JOIN records r ON r.doc_id = c.doc_id
+             FROM changes c JOIN docs d ON d.doc_id = c.doc_id JOIN records r ON r.docno = d.docno
              WHERE c.lseq > ?1 AND (c.origin IS NULL OR c.origin != ?2) AND c.signer != ?2 AND {scope}
              ORDER BY c.lseq LIMIT {PAGE_CHANGES}"
         );
@@ -651,6 +651,7 @@ impl SyncEngine {
             batch.push(DocChanges { header, changes });
         }
         let undecodable = refused.len() as u64;
+        let decoded_at = Instant::now();
         let identity = self.node.identity().clone();
         // Syncs of one process queue for the store's write lock here (see
         // `Node::ingest_gate`); a poisoned gate guards nothing but order.
@@ -670,7 +671,9 @@ impl SyncEngine {
             };
             keep_rejected(&tx, Some(peer_device), &env, &reason)?;
         }
+        let locked_at = Instant::now();
         let mut report = ingest_in(&tx, &ctx, batch, decoded)?;
+        let stored_at = Instant::now();
         report.missing.extend(missing);
         if let Some((from, upto)) = page {
             let peer = self.peer.as_mut().expect("peer accepted");
@@ -682,12 +685,18 @@ impl SyncEngine {
                 )?;
             }
         }
+        let committing_at = Instant::now();
         tx.commit()?;
+        let ms = |from: Instant, to: Instant| (to - from).as_secs_f64() * 1e3;
         tracing::debug!(
             peer = %peer_device,
             accepted = report.accepted,
             rejected = report.rejected.len() as u64 + undecodable,
             duplicate = report.duplicate,
+            decode_ms = ms(started, decoded_at),
+            wait_ms = ms(decoded_at, locked_at),
+            store_ms = ms(locked_at, stored_at),
+            commit_ms = ms(committing_at, Instant::now()),
             ms = started.elapsed().as_secs_f64() * 1e3,
             "ingested"
         );
@@ -730,7 +739,10 @@ impl SyncEngine {
     fn answer_fetch(&mut self, fetch: Fetch) -> Result<Fetched, SyncError> {
         let (scope, scope_params) = self.peer_scope_sql();
         let conn = self.node.store().conn();
-        let sql = format!("SELECT 1 FROM records r WHERE r.doc_id = ?1 AND ?2 = ?2 AND {scope}");
+        let sql = format!(
+            "SELECT 1 FROM records r
+             WHERE r.docno = (SELECT docno FROM docs WHERE doc_id = ?1) AND ?2 = ?2 AND {scope}"
+        );
         let mut in_scope = conn.prepare(&sql)?;
         let mut sig = conn.prepare_cached("SELECT signature FROM changes WHERE hash = ?1")?;
         let mut docs = Vec::new();
