@@ -999,7 +999,8 @@ impl Node {
     pub fn doc_changes(&self, id: DocId) -> Result<DocChanges, ReadError> {
         let header = load_header_conn(self.store.conn(), id)?;
         let mut stmt = self.store.conn().prepare_cached(
-            "SELECT hash, signer, signature, bytes FROM changes WHERE doc_id = ?1 ORDER BY rowid",
+            "SELECT hash, signer, signature, bytes FROM changes
+             WHERE docno = (SELECT docno FROM docs WHERE doc_id = ?1) ORDER BY rowid",
         )?;
         let rows = stmt.query_map([id.as_bytes().as_slice()], row_to_envelope(id))?;
         let mut changes = Vec::new();
@@ -1079,7 +1080,9 @@ impl Node {
         let ids = stmt
             .query_map([], |r| r.get::<_, Vec<u8>>(0))?
             .collect::<rusqlite::Result<Vec<_>>>()?;
-        let mut hashes = conn.prepare("SELECT hash FROM changes WHERE doc_id = ?1")?;
+        let mut hashes = conn.prepare(
+            "SELECT hash FROM changes WHERE docno = (SELECT docno FROM docs WHERE doc_id = ?1)",
+        )?;
         for raw in ids {
             let Some(id) = DocId::from_slice(&raw) else {
                 report.bad += 1;
@@ -1960,25 +1963,30 @@ fn store_prepared(
 ) -> Result<(), WriteError> {
     let doc_id = header.doc_id();
     let now = now_ms();
-    tx.prepare_cached(
-        "INSERT INTO docs(doc_id, kind, author, nonce, snapshot, heads, updated_at, docno)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, (SELECT COALESCE(MAX(docno), 0) + 1 FROM docs))
-         ON CONFLICT(doc_id) DO UPDATE SET snapshot = excluded.snapshot,
-             heads = excluded.heads, updated_at = excluded.updated_at",
-    )?
-    .execute(params![
-        doc_id.as_bytes().as_slice(),
-        header.kind.code(),
-        header.author.as_bytes().as_slice(),
-        header.nonce.as_slice(),
-        prepared.snapshot,
-        prepared.heads,
-        now,
-    ])?;
+    let docno: i64 = tx
+        .prepare_cached(
+            "INSERT INTO docs(doc_id, kind, author, nonce, snapshot, heads, updated_at, docno)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, (SELECT COALESCE(MAX(docno), 0) + 1 FROM docs))
+             ON CONFLICT(doc_id) DO UPDATE SET snapshot = excluded.snapshot,
+                 heads = excluded.heads, updated_at = excluded.updated_at
+             RETURNING docno",
+        )?
+        .query_row(
+            params![
+                doc_id.as_bytes().as_slice(),
+                header.kind.code(),
+                header.author.as_bytes().as_slice(),
+                header.nonce.as_slice(),
+                prepared.snapshot,
+                prepared.heads,
+                now,
+            ],
+            |r| r.get(0),
+        )?;
     let mut insert = tx.prepare_cached(
         "INSERT INTO changes(hash, doc_id, actor, seq, signer, signature, bytes, received_at,
-                             origin, lseq)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9,
+                             origin, docno, lseq)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10,
                  (SELECT COALESCE(MAX(lseq), 0) + 1 FROM changes))",
     )?;
     let origin = origin.map(|o| o.as_bytes().to_vec());
@@ -1993,6 +2001,7 @@ fn store_prepared(
             c.env.bytes,
             now,
             origin,
+            docno,
         ])?;
     }
     materialize_row(tx, header, &prepared.row)?;

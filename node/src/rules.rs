@@ -193,7 +193,10 @@ fn stored_hash(
     seq: u64,
 ) -> rusqlite::Result<Option<ChangeHash>> {
     let hash: Option<Vec<u8>> = tx
-        .prepare_cached("SELECT hash FROM changes WHERE doc_id = ?1 AND actor = ?2 AND seq = ?3")?
+        .prepare_cached(
+            "SELECT hash FROM changes
+             WHERE docno = (SELECT docno FROM docs WHERE doc_id = ?1) AND actor = ?2 AND seq = ?3",
+        )?
         .query_row(
             params![
                 doc.as_bytes().as_slice(),

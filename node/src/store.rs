@@ -201,6 +201,31 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX records_by_grid ON records(grid);
     CREATE INDEX records_by_author ON records(author);
     CREATE INDEX records_by_assignee ON records(assignee) WHERE assignee IS NOT NULL;
+    -- `changes` keeps one (document, actor, seq) to one change by the document's number:
+    -- the first change of a new document appends to that index too. Rebuilt for the same
+    -- reason; rowids and log positions are kept.
+    CREATE TABLE changes_v7 (
+        hash        BLOB PRIMARY KEY,    -- Automerge change hash (SHA-256)
+        doc_id      BLOB NOT NULL REFERENCES docs(doc_id),
+        docno       INTEGER NOT NULL REFERENCES docs(docno),
+        actor       BLOB NOT NULL,       -- Automerge actor id; equals signer
+        seq         INTEGER NOT NULL,
+        signer      BLOB NOT NULL,       -- 32-byte device id
+        signature   BLOB NOT NULL,       -- 64-byte ed25519 signature
+        bytes       BLOB NOT NULL,       -- raw Automerge change chunk
+        received_at INTEGER NOT NULL,    -- ms since epoch, local clock
+        lseq        INTEGER,
+        origin      BLOB,
+        UNIQUE (docno, actor, seq)
+    );
+    INSERT INTO changes_v7(rowid, hash, doc_id, docno, actor, seq, signer, signature, bytes,
+                           received_at, lseq, origin)
+        SELECT c.rowid, c.hash, c.doc_id, d.docno, c.actor, c.seq, c.signer, c.signature,
+               c.bytes, c.received_at, c.lseq, c.origin
+        FROM changes c JOIN docs d ON d.doc_id = c.doc_id ORDER BY c.rowid;
+    DROP TABLE changes;
+    ALTER TABLE changes_v7 RENAME TO changes;
+    CREATE UNIQUE INDEX changes_by_lseq ON changes(lseq);
     "#,
 ];
 

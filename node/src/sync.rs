@@ -501,7 +501,7 @@ impl SyncEngine {
         let tx = conn.unchecked_transaction()?;
         let sql = format!(
             "SELECT c.lseq, c.doc_id, c.signature, c.bytes, c.seq, c.signer, d.kind, d.author, d.nonce
-             FROM changes c JOIN docs d ON d.doc_id = c.doc_id JOIN records r ON r.docno = d.docno
+             FROM changes c JOIN docs d ON d.docno = c.docno JOIN records r ON r.docno = c.docno
              WHERE c.lseq > ?1 AND (c.origin IS NULL OR c.origin != ?2) AND c.signer != ?2 AND {scope}
              ORDER BY c.lseq LIMIT {PAGE_CHANGES}"
         );
