@@ -656,9 +656,17 @@ impl SyncEngine {
         // Syncs of one process queue for the store's write lock here (see
         // `Node::ingest_gate`); a poisoned gate guards nothing but order.
         let gate = self.node.ingest_gate.clone();
-        let _turn = gate
-            .as_ref()
-            .map(|g| g.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
+        let _turn = gate.as_ref().map(|g| match g.try_lock() {
+            Ok(turn) => turn,
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => {
+                // Waiting behind other syncs: keep only the bytes meanwhile (decoded
+                // changes take several times their size; twenty syncs waiting with a
+                // page each would hold tens of MB), and decode again when verifying.
+                decoded = Decoded::default();
+                g.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+            }
+        });
         let tx = self.node.store_mut().write()?;
         let ctx = IngestContext::load(&tx, &identity, Some(peer_device))?;
         for (doc, c, reason) in refused {
