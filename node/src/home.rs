@@ -1349,7 +1349,7 @@ pub(crate) fn ingest_in(
         // Which groups pass 2 may build whole: the first group of a document this node
         // does not hold (a later group builds on what pass 3 stored from the first).
         let mut firsts = fresh_docs;
-        let work: Vec<(bool, DocHeader, Vec<Unchecked>)> = groups
+        let work: Vec<Group> = groups
             .into_iter()
             .map(|(header, changes)| (firsts.remove(&header.doc_id()), header, changes))
             .collect();
@@ -1358,6 +1358,10 @@ pub(crate) fn ingest_in(
     }
     Ok(report)
 }
+
+/// A group of changes of one document for pass 2, and whether pass 2 may build the
+/// document whole (its first group, for a document this node does not hold).
+type Group = (bool, DocHeader, Vec<Unchecked>);
 
 /// Most threads pass 2 of [`ingest_in`] runs on.
 const MAX_VERIFY_WORKERS: usize = 2;
@@ -1370,22 +1374,21 @@ fn store_checked(
     ctx: &IngestContext,
     report: &mut IngestReport,
     expiries: &std::collections::HashMap<DeviceId, Option<i64>>,
-    work: Vec<(bool, DocHeader, Vec<Unchecked>)>,
+    work: Vec<Group>,
     workers: usize,
 ) -> Result<(), WriteError> {
     use std::sync::atomic::{AtomicBool, Ordering};
     let site = ctx.site;
-    let mut batches: Vec<Vec<(bool, DocHeader, Vec<Unchecked>)>> = Vec::new();
+    let mut batches: Vec<Vec<Group>> = Vec::new();
     let mut work = work.into_iter().peekable();
     while work.peek().is_some() {
         batches.push(work.by_ref().take(WORK_BATCH).collect());
     }
     let count = batches.len();
     // Batches are numbered; worker `w` takes batches w, w + workers, … in order.
-    let mut per_worker: Vec<Vec<(usize, Vec<(bool, DocHeader, Vec<Unchecked>)>)>> =
-        (0..workers).map(|_| Vec::new()).collect();
+    let mut per_worker: Vec<Vec<Vec<Group>>> = (0..workers).map(|_| Vec::new()).collect();
     for (i, batch) in batches.into_iter().enumerate() {
-        per_worker[i % workers].push((i, batch));
+        per_worker[i % workers].push(batch);
     }
     let stop = AtomicBool::new(false);
     std::thread::scope(|scope| -> Result<(), WriteError> {
@@ -1398,7 +1401,7 @@ fn store_checked(
                 .name("yizhan-verify".into())
                 .spawn_scoped(scope, move || {
                     let mut keys = yizhan_protocol::identity::KeyCache::default();
-                    for (_, batch) in mine {
+                    for batch in mine {
                         if stop.load(Ordering::Relaxed) {
                             return;
                         }
