@@ -1354,9 +1354,25 @@ pub(crate) fn ingest_in(
             .map(|(header, changes)| (firsts.remove(&header.doc_id()), header, changes))
             .collect();
         let workers = cores.min(MAX_VERIFY_WORKERS);
-        store_checked(tx, ctx, &mut report, &expiries, work, workers)?;
+        let stored = store_checked(tx, ctx, &mut report, &expiries, work, workers);
+        release_freed_memory();
+        stored?;
     }
     Ok(report)
+}
+
+/// Hands memory freed by the verifying threads back to the system. Each thread allocates
+/// from a malloc arena of its own, and glibc keeps what is freed in an arena for reuse: with
+/// threads started for every large ingest, a station's resident memory grew by what its
+/// arenas once held (370 MiB instead of 230 at 1,000,000 documents, 20 laptops at once).
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: `malloc_trim` only returns free memory to the system; it takes no pointer
+    // and is thread-safe.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// A group of changes of one document for pass 2, and whether pass 2 may build the

@@ -622,7 +622,18 @@ impl SyncEngine {
         // Changes refused before they are even envelopes: (doc, signature, bytes, reason).
         let mut refused: Vec<(DocId, WireChange, String)> = Vec::new();
         let mut missing = Vec::new();
-        // What decoding the changes here gave, so that verifying does not decode again.
+        // Syncs of one process queue for the store's write lock (see `Node::ingest_gate`);
+        // a poisoned gate guards nothing but order. A sync whose turn is free takes it now
+        // and keeps what decoding the page gives, so that verifying does not decode again;
+        // one that must wait keeps only the bytes (a decoded page takes several times its
+        // size, and twenty syncs waiting with a page each would hold it all at once).
+        let gate = self.node.ingest_gate.clone();
+        let early_turn = gate.as_ref().and_then(|g| match g.try_lock() {
+            Ok(turn) => Some(turn),
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        });
+        let keep_decoded = gate.is_none() || early_turn.is_some();
         let mut decoded = Decoded::default();
         for wd in docs {
             let header = match wd.header {
@@ -642,7 +653,9 @@ impl SyncEngine {
             for c in wd.changes {
                 match c.clone().into_envelope(wd.doc, &mut self.ids) {
                     Ok((env, change)) => {
-                        decoded.insert(env.hash, change);
+                        if keep_decoded {
+                            decoded.insert(env.hash, change);
+                        }
                         changes.push(env);
                     }
                     Err(e) => refused.push((wd.doc, c, e.to_string())),
@@ -653,20 +666,12 @@ impl SyncEngine {
         let undecodable = refused.len() as u64;
         let decoded_at = Instant::now();
         let identity = self.node.identity().clone();
-        // Syncs of one process queue for the store's write lock here (see
-        // `Node::ingest_gate`); a poisoned gate guards nothing but order.
-        let gate = self.node.ingest_gate.clone();
-        let _turn = gate.as_ref().map(|g| match g.try_lock() {
-            Ok(turn) => turn,
-            Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
-            Err(std::sync::TryLockError::WouldBlock) => {
-                // Waiting behind other syncs: keep only the bytes meanwhile (decoded
-                // changes take several times their size; twenty syncs waiting with a
-                // page each would hold tens of MB), and decode again when verifying.
-                decoded = Decoded::default();
-                g.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-            }
-        });
+        let _turn = match early_turn {
+            Some(turn) => Some(turn),
+            None => gate
+                .as_ref()
+                .map(|g| g.lock().unwrap_or_else(|poisoned| poisoned.into_inner())),
+        };
         let tx = self.node.store_mut().write()?;
         let ctx = IngestContext::load(&tx, &identity, Some(peer_device))?;
         for (doc, c, reason) in refused {
