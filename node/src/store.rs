@@ -506,3 +506,152 @@ fn is_not_a_database(e: &rusqlite::Error) -> bool {
             if f.code == rusqlite::ErrorCode::NotADatabase
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::home::{InitConfig, InitSeed, Node, STORE_FILE, TicketFilter, VisitFilter};
+    use crate::model::Status;
+    use crate::records::{NewTicket, NewVisit, TicketUpdate};
+    use yizhan_protocol::RecordKind;
+
+    /// Migration 7 rebuilds `records` and `changes` and numbers `docs`: a store of schema
+    /// 6 holding records of one and of several changes comes out with every record and
+    /// change, verifies, resolves prefixes, and takes new records after the old ones.
+    #[test]
+    fn migration_7_keeps_every_record_and_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().join("home");
+        let config = InitConfig {
+            name: "王芳".into(),
+            station: true,
+            encrypt: None,
+        };
+        let mut node = Node::init(&home, &config, InitSeed { key: [3; 32] }).unwrap();
+        let visits: Vec<NewVisit> = (0..40)
+            .map(|i| NewVisit {
+                household: format!("和平里 {i} 号"),
+                ..NewVisit::default()
+            })
+            .collect();
+        node.add_visits(&visits).unwrap();
+        let tickets: Vec<NewTicket> = (0..15)
+            .map(|i| NewTicket {
+                title: format!("楼道灯 {i}"),
+                ..NewTicket::default()
+            })
+            .collect();
+        for id in node.open_tickets(&tickets).unwrap() {
+            let update = TicketUpdate {
+                status: Some(Status::InProgress),
+                ..TicketUpdate::default()
+            };
+            node.update_ticket(id, &update).unwrap();
+            node.comment_ticket(id, "已联系物业").unwrap();
+        }
+        let listed = |node: &Node| {
+            (
+                node.list_visits(&VisitFilter::default()).unwrap(),
+                node.list_tickets(&TicketFilter::default()).unwrap(),
+            )
+        };
+        let before = listed(&node);
+        let changes_before = node.verify().unwrap().changes;
+        assert_eq!(changes_before, 40 + 15 * 3);
+        drop(node);
+
+        // The same rows in a store made by migrations 1 to 6.
+        let store = home.join(STORE_FILE);
+        let old = dir.path().join("v6.db");
+        {
+            let c = Connection::open(&old).unwrap();
+            c.pragma_update(None, "application_id", APPLICATION_ID)
+                .unwrap();
+            for m in &MIGRATIONS[..6] {
+                c.execute_batch(m).unwrap();
+            }
+            c.execute("ATTACH ?1 AS v7", [store.to_str().unwrap()])
+                .unwrap();
+            c.execute_batch(
+                "DELETE FROM main.meta;
+                 INSERT INTO main.meta SELECT * FROM v7.meta;
+                 INSERT INTO main.members SELECT * FROM v7.members;
+                 INSERT INTO main.links SELECT * FROM v7.links;
+                 INSERT INTO main.docs(rowid, doc_id, kind, author, nonce, snapshot, heads,
+                                       updated_at)
+                     SELECT docno, doc_id, kind, author, nonce, snapshot, heads, updated_at
+                     FROM v7.docs;
+                 INSERT INTO main.changes(rowid, hash, doc_id, actor, seq, signer, signature,
+                                          bytes, received_at, lseq, origin)
+                     SELECT rowid, hash, doc_id, actor, seq, signer, signature, bytes,
+                            received_at, lseq, origin
+                     FROM v7.changes;
+                 INSERT INTO main.records(doc_id, id, kind, grid, category, author, status,
+                                          assignee, at_ms, summary, conflicts)
+                     SELECT doc_id, lower(hex(doc_id)), kind, grid, category, author, status,
+                            assignee, at_ms, summary, conflicts
+                     FROM v7.records ORDER BY docno;
+                 PRAGMA main.user_version = 6;",
+            )
+            .unwrap();
+            c.execute("DETACH v7", []).unwrap();
+        }
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", store.display()));
+        }
+        std::fs::rename(&old, &store).unwrap();
+
+        let mut node = Node::open(&home).unwrap();
+        let version: i64 = node
+            .store()
+            .conn()
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, MIGRATIONS.len() as i64);
+        assert_eq!(listed(&node), before);
+        let report = node.verify().unwrap();
+        assert_eq!(
+            (report.changes, report.bad),
+            (changes_before, 0),
+            "{report:?}"
+        );
+        for t in &before.1 {
+            let id = t.id.to_string();
+            assert_eq!(
+                node.resolve(RecordKind::Ticket, &id[..8])
+                    .unwrap()
+                    .to_string(),
+                id
+            );
+        }
+        // A new record is numbered after the migrated ones, and listed with them.
+        let new = node
+            .add_visit(&NewVisit {
+                household: "和平里 99 号".into(),
+                ..NewVisit::default()
+            })
+            .unwrap();
+        let docno = |id: yizhan_protocol::DocId| -> i64 {
+            node.store()
+                .conn()
+                .query_row(
+                    "SELECT docno FROM docs WHERE doc_id = ?1",
+                    [id.as_bytes().as_slice()],
+                    |r| r.get(0),
+                )
+                .unwrap()
+        };
+        let highest: i64 = node
+            .store()
+            .conn()
+            .query_row(
+                "SELECT MAX(docno) FROM docs WHERE doc_id != ?1",
+                [new.as_bytes().as_slice()],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(docno(new), highest + 1);
+        assert_eq!(listed(&node).0.len(), 41);
+        assert_eq!(node.verify().unwrap().bad, 0);
+    }
+}
