@@ -1270,10 +1270,6 @@ enum Verdict {
     Quarantine,
 }
 
-/// Checks and stores changes inside `tx`: the document id is derived from the header, the
-/// envelope verifies strictly for this node's site, [`may_write`] allows it, and every
-/// dependency is present. Refused changes are reported and kept in `rejected` for
-/// inspection; documents whose history is missing are listed in `missing` (to fetch).
 /// Changes already decoded by the caller of [`ingest_in`] (a received page is decoded to
 /// learn each change's hash), by hash: verifying uses them instead of decoding again.
 pub(crate) type Decoded = std::collections::HashMap<ChangeHash, automerge::Change>;
@@ -1281,6 +1277,10 @@ pub(crate) type Decoded = std::collections::HashMap<ChangeHash, automerge::Chang
 /// An envelope on its way to verification, with its decoding if the caller had one.
 type Unchecked = (SignedChange, Option<automerge::Change>);
 
+/// Checks and stores changes inside `tx`: the document id is derived from the header, the
+/// envelope verifies strictly for this node's site, [`may_write`] allows it, and every
+/// dependency is present. Refused changes are reported and kept in `rejected` for
+/// inspection; documents whose history is missing are listed in `missing` (to fetch).
 pub(crate) fn ingest_in(
     tx: &Transaction<'_>,
     ctx: &IngestContext,
@@ -2023,7 +2023,7 @@ fn store_prepared(
             docno,
         ])?;
     }
-    materialize_row(tx, header, &prepared.row)?;
+    materialize_row(tx, header, docno, &prepared.row)?;
     Ok(())
 }
 
@@ -2083,10 +2083,12 @@ fn index_row(header: &DocHeader, doc: &AutoCommit) -> IndexRow {
     }
 }
 
-/// Writes a record's index row (and a visit's links).
+/// Writes the index row (and a visit's links) of the record whose document is number
+/// `docno` in `docs`.
 fn materialize_row(
     tx: &Transaction<'_>,
     header: &DocHeader,
+    docno: i64,
     row: &IndexRow,
 ) -> Result<(), WriteError> {
     let id = header.doc_id();
@@ -2102,8 +2104,7 @@ fn materialize_row(
     tx.prepare_cached(
         "INSERT INTO records(docno, doc_id, kind, grid, category, author, status, assignee,
                              at_ms, summary, conflicts)
-         VALUES ((SELECT docno FROM docs WHERE doc_id = ?1), ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8,
-                 ?9, ?10)
+         VALUES (?11, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
          ON CONFLICT(docno) DO UPDATE SET grid = excluded.grid, category = excluded.category,
              status = excluded.status, assignee = excluded.assignee, at_ms = excluded.at_ms,
              summary = excluded.summary, conflicts = excluded.conflicts",
@@ -2119,6 +2120,7 @@ fn materialize_row(
         row.at_ms,
         row.summary,
         row.conflicts,
+        docno,
     ])?;
     Ok(())
 }
