@@ -10,7 +10,7 @@
 //! | --- | --- |
 //! | [`frame`] | a byte stream as read from a sync stream: length-prefixed frames, each a `Message` |
 //! | [`message`] | a sequence of frames fed to a real `protocol::sync::Session`, answered as a node would |
-//! | [`envelope`] | a `WireChange`: Automerge change decoding, envelope rebuild, strict verification, apply |
+//! | [`envelope`] | a `WireChange`: Automerge change decoding, a first change read without Automerge, envelope rebuild, strict verification, apply |
 //! | [`statement`] | signed certificates, revocations and receipts, whole or as fuzzed bodies signed by the root |
 //! | [`token`] | the one-line `yzt1-` enrolment token |
 //! | [`ingest`] | a batch of signed changes handed to a real station's `Node::ingest`, on a fresh copy of a store |
@@ -526,6 +526,9 @@ pub fn envelope(data: &[u8]) {
     let sign_site = (opts & 0x10 == 0).then(site);
     let all = keys::all();
     let decoded = decode_change(&bytes);
+    if let Ok(change) = &decoded {
+        first_change_agrees(change);
+    }
     let signature = match opts & 3 {
         0 | 1 => {
             let key = decoded
@@ -600,6 +603,28 @@ pub fn envelope(data: &[u8]) {
     if let Ok(saved) = saved {
         let _ = catch_unwind(|| AutoCommit::load(&saved));
     }
+}
+
+/// A change that `Root::of_first_change` reads (as ingest does for a new document) must be
+/// one that Automerge applies to an empty document, to the same root map and within the
+/// nesting limit: otherwise the station would store a record other nodes refuse or read
+/// differently.
+fn first_change_agrees(change: &automerge::Change) {
+    use yizhan_node::records::Root;
+    // Expanding a change's operations is Automerge's code: a panic there is contained (as
+    // in ingest, which then applies the change with Automerge).
+    let Ok(Some(root)) = catch_unwind(|| Root::of_first_change(change)) else {
+        return;
+    };
+    let mut doc = AutoCommit::new();
+    let applied = catch_unwind(AssertUnwindSafe(|| doc.apply_changes([change.clone()])));
+    assert!(
+        matches!(applied, Ok(Ok(()))),
+        "a change read as a first change does not apply"
+    );
+    assert!(automerge::ReadDoc::get_missing_deps(&doc, &[]).is_empty());
+    assert_eq!(root, Root::read(&doc), "a first change read differently");
+    assert!(yizhan_node::rules::nesting(&doc).is_ok());
 }
 
 // ---------------------------------------------------------------------------------------

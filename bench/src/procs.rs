@@ -211,6 +211,33 @@ fn finish_sync(child: Child) -> Result<SyncOut> {
     })
 }
 
+/// The CPU time (user + system) of this process's children that were waited for: the
+/// laptops' `yizhan sync` processes.
+pub fn children_cpu_time() -> Result<Duration> {
+    cpu_fields(&std::fs::read_to_string("/proc/self/stat")?, 15)
+}
+
+/// Two consecutive clock-tick fields of a `/proc/PID/stat` line, counted from 0 after the
+/// command name, summed (`utime`, `stime` at 13; `cutime`, `cstime` at 15).
+fn cpu_fields(stat: &str, first: usize) -> Result<Duration> {
+    // The command name, in parentheses, may contain spaces: count fields after it.
+    let rest = stat
+        .rfind(')')
+        .map(|i| &stat[i + 2..])
+        .context("no command in stat")?;
+    let fields: Vec<&str> = rest.split(' ').collect();
+    // `rest` starts at field 2 (state).
+    let tick = |i: usize| -> Result<u64> {
+        fields
+            .get(i - 2)
+            .and_then(|f| f.parse().ok())
+            .context("short /proc stat line")
+    };
+    let ticks = tick(first)? + tick(first + 1)?;
+    // The kernel reports these in USER_HZ, which is 100 on every Linux this runs on.
+    Ok(Duration::from_millis(ticks * 10))
+}
+
 /// Children killed when dropped unless taken out first.
 struct Children(Vec<Option<Child>>);
 
@@ -231,6 +258,12 @@ pub struct Station {
 }
 
 impl Station {
+    /// The CPU time (user + system) the process has used so far.
+    pub fn cpu_time(&self) -> Result<Duration> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))?;
+        cpu_fields(&stat, 13)
+    }
+
     /// The process's peak resident set size so far (`VmHWM`), in KiB.
     pub fn peak_rss_kib(&self) -> Result<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;

@@ -296,7 +296,7 @@ fn ingest_row(n: usize, per: usize, how: &str, i: &Ingest) -> Vec<(Vec<String>, 
         ),
         (
             vec![
-                label,
+                label.clone(),
                 format!("time for {} changes", i.changes),
                 secs(i.wall),
                 format!(
@@ -311,7 +311,30 @@ fn ingest_row(n: usize, per: usize, how: &str, i: &Ingest) -> Vec<(Vec<String>, 
             ],
             Verdict::gated(r <= 1.5, gated),
         ),
+        (
+            vec![
+                label,
+                "CPU µs per change (station + laptops)".into(),
+                format!(
+                    "{:.0} + {:.0}",
+                    per_change(i.station_cpu, i.changes),
+                    per_change(i.laptops_cpu, i.changes)
+                ),
+                format!("{:.0}", per_change(floor, i.changes)),
+                format!(
+                    "{:.2}",
+                    per_change(i.station_cpu + i.laptops_cpu, i.changes)
+                        / per_change(floor, i.changes)
+                ),
+                "(where the two cores went)".into(),
+            ],
+            Verdict::Info,
+        ),
     ]
+}
+
+fn per_change(d: Duration, changes: u64) -> f64 {
+    d.as_secs_f64() * 1e6 / changes.max(1) as f64
 }
 
 fn evening(t: &mut Tables, results: &[SizeResult]) {

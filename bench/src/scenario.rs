@@ -67,6 +67,10 @@ pub struct Ingest {
     pub wall: Duration,
     /// The floor over the same changes.
     pub floor: baseline::Floor,
+    /// CPU time the station used for them.
+    pub station_cpu: Duration,
+    /// CPU time the laptops' sync processes used.
+    pub laptops_cpu: Duration,
 }
 
 impl Ingest {
@@ -248,11 +252,14 @@ fn evening(yz: &Yizhan, homes: &Homes, station: &Station, n: usize) -> Result<Ev
         let floor = baseline::floor(&changes, site, &homes.scratch())?;
         drop(changes);
         let before = station_changes(&homes.station())?;
+        let cpu_before = (station.cpu_time()?, crate::procs::children_cpu_time()?);
         let (outs, wall) = if concurrent {
             yz.sync_all(&laptops, &station.addr)?
         } else {
             yz.sync_each(&laptops, &station.addr)?
         };
+        let station_cpu = station.cpu_time()? - cpu_before.0;
+        let laptops_cpu = crate::procs::children_cpu_time()? - cpu_before.1;
         let stored = station_changes(&homes.station())? - before;
         let sent: u64 = outs.iter().map(|o| o.sent).sum();
         if stored != expected || sent != expected {
@@ -262,6 +269,8 @@ fn evening(yz: &Yizhan, homes: &Homes, station: &Station, n: usize) -> Result<Ev
             changes: stored,
             wall,
             floor,
+            station_cpu,
+            laptops_cpu,
         });
     }
     let concurrent = ingests.pop().expect("two sets");

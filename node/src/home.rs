@@ -1551,6 +1551,17 @@ fn build_fresh(
         changes.push(v.change);
     }
     let built = catch_unwind(AssertUnwindSafe(|| {
+        // Most new documents are one simple change: read it without building the document
+        // (the same record as Automerge would make of it, see `Root::of_first_change`).
+        if let ([only], [change]) = (kept.as_slice(), changes.as_slice())
+            && let Some(root) = records::Root::of_first_change(change)
+        {
+            return Some(Prepared {
+                snapshot: only.env.bytes.clone(),
+                heads: only.env.hash.0.to_vec(),
+                row: index_row_of(&header, &root),
+            });
+        }
         let mut doc = AutoCommit::new();
         doc.apply_changes(changes).ok()?;
         if !doc.get_missing_deps(&[]).is_empty() {
@@ -2041,10 +2052,14 @@ struct IndexRow {
 }
 
 fn index_row(header: &DocHeader, doc: &AutoCommit) -> IndexRow {
-    let root = records::Root::read(doc);
+    index_row_of(header, &records::Root::read(doc))
+}
+
+/// [`index_row`] from the record's root map.
+fn index_row_of(header: &DocHeader, root: &records::Root) -> IndexRow {
     let (grid, category, status, assignee, at, summary, links) = match header.kind {
         RecordKind::Visit => {
-            let v = records::read_visit_from(doc, &root, header);
+            let v = records::read_visit_from(root, header);
             let summary = serde_json::to_string(&v).expect("records serialise");
             (
                 v.grid,
@@ -2057,7 +2072,7 @@ fn index_row(header: &DocHeader, doc: &AutoCommit) -> IndexRow {
             )
         }
         RecordKind::Ticket => {
-            let t = records::read_ticket_from(&root, header);
+            let t = records::read_ticket_from(root, header);
             let summary = serde_json::to_string(&t).expect("records serialise");
             let (status, assignee) = (Some(t.status), t.assignee);
             (
@@ -2079,7 +2094,7 @@ fn index_row(header: &DocHeader, doc: &AutoCommit) -> IndexRow {
         at_ms: at.parse::<Time>().map(Time::millis).unwrap_or(0),
         summary,
         links,
-        conflicts: records::read_conflicts_from(doc, &root, header.kind).len() as i64,
+        conflicts: records::read_conflicts_from(root, header.kind).len() as i64,
     }
 }
 

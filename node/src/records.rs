@@ -575,74 +575,205 @@ fn get_str(doc: &impl ReadDoc, obj: &automerge::ObjId, key: &str) -> Option<Stri
         .and_then(|(v, _)| scalar_text(&v))
 }
 
-/// The root map of a record document, read in one pass: each key's winning value, its id,
-/// and whether concurrent values stand beside it.
+/// The root map of a record document, read in one pass: each key's winning value, what a
+/// list or map there holds, and every value of a key that holds concurrent ones.
+///
+/// It is read from an Automerge document ([`Root::read`]) or, for a new document made by one
+/// simple change, from that change's operations ([`Root::of_first_change`]); both give the
+/// same `Root` for such a document (`tests/tests/first_change.rs`).
+#[derive(Debug, PartialEq)]
 pub struct Root {
-    fields: std::collections::HashMap<String, (Value<'static>, automerge::ObjId, bool)>,
+    fields: std::collections::HashMap<String, Field>,
+}
+
+/// One key of a record's root map.
+#[derive(Debug, PartialEq)]
+struct Field {
+    /// The winning value.
+    value: Value<'static>,
+    /// A list's scalar items as text, in order, or a map's keys, in key order.
+    items: Vec<String>,
+    /// Every value, as text, when concurrent values stand beside the winner.
+    conflict: Option<Vec<String>>,
 }
 
 impl Root {
     /// Reads the root map.
     pub fn read(doc: &impl ReadDoc) -> Root {
-        Root {
-            fields: doc
-                .map_range(ROOT, ..)
-                .map(|item| {
-                    let id = item.id();
-                    (
-                        item.key.into_owned(),
-                        (Value::from(item.value), id, item.conflict),
-                    )
-                })
-                .collect(),
+        let fields = doc
+            .map_range(ROOT, ..)
+            .map(|item| {
+                let id = item.id();
+                let value = Value::from(item.value);
+                let items = match &value {
+                    Value::Object(ObjType::List) => doc
+                        .list_range(&id, ..)
+                        .filter_map(|item| scalar_text(&Value::from(item.value)))
+                        .collect(),
+                    Value::Object(ObjType::Map) => {
+                        let mut keys: Vec<String> = doc.keys(&id).collect();
+                        keys.sort();
+                        keys
+                    }
+                    _ => Vec::new(),
+                };
+                let conflict = item.conflict.then(|| {
+                    doc.get_all(ROOT, item.key.as_ref())
+                        .unwrap_or_default()
+                        .iter()
+                        .filter_map(|(v, _)| scalar_text(v))
+                        .collect()
+                });
+                let field = Field {
+                    value,
+                    items,
+                    conflict,
+                };
+                (item.key.into_owned(), field)
+            })
+            .collect();
+        Root { fields }
+    }
+
+    /// Reads the root map of the document that `change` alone makes, without Automerge, if
+    /// the change is simple enough: the first change of its actor (`seq` 1, no dependencies,
+    /// counters from 1), and every operation one that can only mean one thing on an empty
+    /// document. That is a first `put` of a scalar, or the making of a list or map, at a
+    /// new non-empty root key; a `put` of a scalar at a new key of a map made earlier in the
+    /// change; or an insertion of a scalar at the end of a list made earlier in the change.
+    /// No operation may supersede another (`pred` is empty). Any other change, and any
+    /// scalar that is not a string, number, boolean, timestamp or null, gives `None`, and
+    /// the caller applies the change with Automerge instead.
+    ///
+    /// Such a document nests objects one deep and has no conflicts.
+    pub fn of_first_change(change: &automerge::Change) -> Option<Root> {
+        use automerge::legacy::{ElementId, Key, ObjectId, OpId, OpType};
+        if change.seq() != 1 || !change.deps().is_empty() || change.start_op().get() != 1 {
+            return None;
         }
+        let expanded = change.decode();
+        let actor = change.actor_id();
+        let mut fields: std::collections::HashMap<String, Field> =
+            std::collections::HashMap::with_capacity(expanded.operations.len());
+        // Objects made by the change: their op id → (root key, type, last inserted element).
+        let mut made: std::collections::HashMap<u64, (String, ObjType, Option<OpId>)> =
+            std::collections::HashMap::new();
+        for (i, op) in expanded.operations.into_iter().enumerate() {
+            let counter = i as u64 + 1;
+            if !op.pred.is_empty() {
+                return None;
+            }
+            let scalar = match &op.action {
+                OpType::Put(v) => Some(simple_scalar(v)?),
+                OpType::Make(ObjType::List | ObjType::Map) => None,
+                _ => return None,
+            };
+            match (op.obj, op.key) {
+                (ObjectId::Root, Key::Map(key)) => {
+                    if op.insert || key.is_empty() || fields.contains_key(key.as_str()) {
+                        return None;
+                    }
+                    let value = match scalar {
+                        Some(v) => Value::Scalar(std::borrow::Cow::Owned(v)),
+                        None => {
+                            let OpType::Make(kind) = op.action else {
+                                return None;
+                            };
+                            made.insert(counter, (key.to_string(), kind, None));
+                            Value::Object(kind)
+                        }
+                    };
+                    let field = Field {
+                        value,
+                        items: Vec::new(),
+                        conflict: None,
+                    };
+                    fields.insert(key.to_string(), field);
+                }
+                (ObjectId::Id(obj), key) => {
+                    let scalar = scalar?;
+                    if obj.actor() != actor {
+                        return None;
+                    }
+                    let (root_key, kind, last) = made.get_mut(&obj.counter())?;
+                    let items = &mut fields.get_mut(root_key.as_str())?.items;
+                    match (*kind, key) {
+                        (ObjType::Map, Key::Map(k)) if !op.insert && !k.is_empty() => {
+                            if items.iter().any(|have| *have == k) {
+                                return None;
+                            }
+                            items.push(k.to_string());
+                        }
+                        (ObjType::List, Key::Seq(after)) if op.insert => {
+                            let at_end = match (&after, &last) {
+                                (ElementId::Head, None) => true,
+                                (ElementId::Id(prev), Some(last)) => prev == last,
+                                _ => false,
+                            };
+                            if !at_end {
+                                return None;
+                            }
+                            *last = Some(OpId::new(counter, actor));
+                            items.extend(scalar_text(&Value::Scalar(std::borrow::Cow::Owned(
+                                scalar,
+                            ))));
+                        }
+                        _ => return None,
+                    }
+                }
+                _ => return None,
+            }
+        }
+        for field in fields.values_mut() {
+            if field.value == Value::Object(ObjType::Map) {
+                field.items.sort();
+            }
+        }
+        Some(Root { fields })
     }
 
     fn text(&self, key: &str) -> Option<String> {
-        self.fields.get(key).and_then(|(v, _, _)| scalar_text(v))
+        self.fields.get(key).and_then(|f| scalar_text(&f.value))
     }
 
-    fn object(&self, key: &str, kind: ObjType) -> Option<&automerge::ObjId> {
+    fn items(&self, key: &str, kind: ObjType) -> Vec<String> {
         match self.fields.get(key) {
-            Some((Value::Object(t), id, _)) if *t == kind => Some(id),
-            _ => None,
+            Some(f) if f.value == Value::Object(kind) => f.items.clone(),
+            _ => Vec::new(),
         }
     }
+}
 
-    fn list(&self, doc: &impl ReadDoc, key: &str) -> Vec<String> {
-        match self.object(key, ObjType::List) {
-            Some(id) => doc
-                .list_range(id, ..)
-                .filter_map(|item| scalar_text(&Value::from(item.value)))
-                .collect(),
-            None => Vec::new(),
-        }
-    }
-
-    fn map_keys(&self, doc: &impl ReadDoc, key: &str) -> Vec<String> {
-        match self.object(key, ObjType::Map) {
-            Some(id) => doc.keys(id).collect(),
-            None => Vec::new(),
-        }
+/// A scalar [`Root::of_first_change`] reads as Automerge would: not a counter (its value
+/// is the sum of increments), bytes or a value of a type this version does not know.
+fn simple_scalar(v: &ScalarValue) -> Option<ScalarValue> {
+    match v {
+        ScalarValue::Str(_)
+        | ScalarValue::Int(_)
+        | ScalarValue::Uint(_)
+        | ScalarValue::F64(_)
+        | ScalarValue::Boolean(_)
+        | ScalarValue::Timestamp(_)
+        | ScalarValue::Null => Some(v.clone()),
+        _ => None,
     }
 }
 
 /// Reads a visit log's list object.
 pub fn read_visit(doc: &impl ReadDoc, header: &DocHeader) -> Visit {
-    read_visit_from(doc, &Root::read(doc), header)
+    read_visit_from(&Root::read(doc), header)
 }
 
 /// Reads a visit log's list object from its root, read once.
-pub fn read_visit_from(doc: &impl ReadDoc, root: &Root, header: &DocHeader) -> Visit {
-    let mut tickets = root.map_keys(doc, "tickets");
-    tickets.sort();
+pub fn read_visit_from(root: &Root, header: &DocHeader) -> Visit {
+    let tickets = root.items("tickets", ObjType::Map);
     Visit {
         id: header.doc_id().to_string(),
         household: root.text("household").unwrap_or_default(),
         grid: root.text("grid"),
         category: root.text("category"),
         note: root.text("note"),
-        residents: root.list(doc, "residents"),
+        residents: root.items("residents", ObjType::List),
         needs: root.text("needs"),
         visited_at: root.text("visited_at").unwrap_or_default(),
         author: header.author.to_string(),
@@ -694,26 +825,20 @@ pub fn read_comments(doc: &impl ReadDoc) -> Vec<Comment> {
 
 /// The fields of `kind` that hold more than one concurrent value.
 pub fn read_conflicts(doc: &impl ReadDoc, kind: RecordKind) -> Vec<Conflict> {
-    read_conflicts_from(doc, &Root::read(doc), kind)
+    read_conflicts_from(&Root::read(doc), kind)
 }
 
-/// The fields of `kind` that hold concurrent values, from the root read once: only the
-/// fields the root marks as conflicted are looked at again.
-pub fn read_conflicts_from(doc: &impl ReadDoc, root: &Root, kind: RecordKind) -> Vec<Conflict> {
+/// The fields of `kind` that hold concurrent values, from the root read once.
+pub fn read_conflicts_from(root: &Root, kind: RecordKind) -> Vec<Conflict> {
     let mut out = Vec::new();
     for field in fields_of(kind) {
-        if !root
-            .fields
-            .get(*field)
-            .is_some_and(|(_, _, conflict)| *conflict)
-        {
+        let Some(all) = root.fields.get(*field).and_then(|f| f.conflict.as_ref()) else {
             continue;
-        }
-        let all = doc.get_all(ROOT, *field).unwrap_or_default();
+        };
         if all.len() > 1 {
             // Show the winning value first, as `get` does.
             let winner = root.text(field);
-            let mut values: Vec<String> = all.iter().filter_map(|(v, _)| scalar_text(v)).collect();
+            let mut values = all.clone();
             if let Some(w) = winner
                 && let Some(pos) = values.iter().position(|v| *v == w)
             {
