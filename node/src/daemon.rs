@@ -286,9 +286,11 @@ pub async fn sync_once_with(
     let endpoint = Endpoint::bind(bind, &key, &NetConfig::default())?;
     let conn = endpoint.connect(addr).await?;
     let result = sync_on(home, &conn, config).await;
+    tracing::trace!("session over");
     let stats = conn.connection.stats();
     conn.close_told(Duration::from_millis(20)).await;
     endpoint.close_within(Duration::ZERO).await;
+    tracing::trace!("connection closed");
     let mut stats_out = result?;
     stats_out.bytes_sent = stats.udp_tx.bytes;
     stats_out.bytes_received = stats.udp_rx.bytes;
@@ -300,6 +302,7 @@ pub async fn sync_once_with(
         noted?;
         Ok(())
     })?;
+    tracing::trace!("peer address noted");
     Ok(SyncReport {
         peer,
         stats: stats_out,

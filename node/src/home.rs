@@ -1315,7 +1315,8 @@ pub(crate) fn ingest_in(
                 continue;
             }
             // A document this node does not hold has no stored change to look up.
-            if !seen.insert(env.hash) || (!new_doc && has_change(tx, &env.hash)?) {
+            if !seen.insert((doc_id, env.hash)) || (!new_doc && has_change(tx, doc_id, &env.hash)?)
+            {
                 report.duplicate += 1;
                 continue;
             }
@@ -1869,9 +1870,13 @@ pub(crate) fn keep_rejected(
     Ok(())
 }
 
-fn has_change(tx: &Transaction<'_>, hash: &ChangeHash) -> rusqlite::Result<bool> {
-    tx.prepare_cached("SELECT 1 FROM changes WHERE hash = ?1")?
-        .exists([hash.0.as_slice()])
+/// Whether document `doc` holds the change `hash`.
+fn has_change(tx: &Transaction<'_>, doc: DocId, hash: &ChangeHash) -> rusqlite::Result<bool> {
+    tx.prepare_cached(
+        "SELECT 1 FROM changes
+         WHERE docno = (SELECT docno FROM docs WHERE doc_id = ?1) AND hash = ?2",
+    )?
+    .exists(params![doc.as_bytes().as_slice(), hash.0.as_slice()])
 }
 
 type EnvelopeRow = Result<SignedChange, String>;

@@ -172,7 +172,9 @@ impl Node {
         // held one went back to quarantine; one still lacking its history stays held.
         tx.execute(
             "INSERT OR IGNORE INTO quarantine SELECT * FROM accepting a
-             WHERE a.hash NOT IN (SELECT hash FROM changes)
+             WHERE NOT EXISTS (SELECT 1 FROM changes c
+                               WHERE c.docno = (SELECT docno FROM docs WHERE doc_id = a.doc_id)
+                                 AND c.hash = a.hash)
                AND a.hash NOT IN (SELECT hash FROM rejected)",
             [],
         )

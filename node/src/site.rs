@@ -17,8 +17,8 @@ use crate::model::Time;
 use crate::records::{TicketUpdate, VisitEdit};
 use crate::store::set_meta;
 
-/// One of this device's stored changes: hash, document, signature, bytes.
-type OwnChangeRow = (Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>);
+/// One of this device's changes to re-sign: hash, document, signature, bytes, rowid.
+type OwnChangeRow = (Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>, i64);
 
 /// Why a membership command failed. Nothing was changed.
 #[derive(Debug, thiserror::Error)]
@@ -420,15 +420,16 @@ impl Node {
         crate::home::save_identity(&tx, &identity)?;
         // Re-sign this device's earlier changes for the site.
         {
-            let mut stmt =
-                tx.prepare("SELECT hash, doc_id, signature, bytes FROM changes WHERE signer = ?1")?;
+            let mut stmt = tx.prepare(
+                "SELECT hash, doc_id, signature, bytes, rowid FROM changes WHERE signer = ?1",
+            )?;
             let rows: Vec<OwnChangeRow> = stmt
                 .query_map([me.as_bytes().as_slice()], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
                 })?
                 .collect::<rusqlite::Result<_>>()?;
-            let mut update = tx.prepare("UPDATE changes SET signature = ?1 WHERE hash = ?2")?;
-            for (hash, doc, signature, bytes) in rows {
+            let mut update = tx.prepare("UPDATE changes SET signature = ?1 WHERE rowid = ?2")?;
+            for (hash, doc, signature, bytes, rowid) in rows {
                 let (Ok(h), Some(d), Ok(signature)) = (
                     <[u8; 32]>::try_from(hash.as_slice()),
                     yizhan_protocol::DocId::from_slice(&doc),
@@ -444,7 +445,7 @@ impl Node {
                     bytes,
                 };
                 env.resign(&key, Some(cert.site));
-                update.execute(params![env.signature.as_slice(), hash])?;
+                update.execute(params![env.signature.as_slice(), rowid])?;
             }
         }
         // Records without a grid go to this volunteer's first grid.

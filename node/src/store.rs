@@ -227,6 +227,37 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE changes_v7 RENAME TO changes;
     CREATE UNIQUE INDEX changes_by_lseq ON changes(lseq);
     "#,
+    // 8: a change is found by its document and hash, `UNIQUE (docno, hash)`, not by its
+    // hash alone. Every look-up by hash knows the document, and the index on the hash
+    // alone took a random leaf page for every change stored (a third of the pages a
+    // large ingest writes). The same change may now be stored for two documents, each
+    // signed for its own; before, the second made the whole ingest fail. Rebuilt (a
+    // primary key cannot be dropped); rowids and log positions are kept.
+    r#"
+    CREATE TABLE changes_v8 (
+        hash        BLOB NOT NULL,       -- Automerge change hash (SHA-256)
+        doc_id      BLOB NOT NULL REFERENCES docs(doc_id),
+        docno       INTEGER NOT NULL REFERENCES docs(docno),
+        actor       BLOB NOT NULL,       -- Automerge actor id; equals signer
+        seq         INTEGER NOT NULL,
+        signer      BLOB NOT NULL,       -- 32-byte device id
+        signature   BLOB NOT NULL,       -- 64-byte ed25519 signature
+        bytes       BLOB NOT NULL,       -- raw Automerge change chunk
+        received_at INTEGER NOT NULL,    -- ms since epoch, local clock
+        lseq        INTEGER,
+        origin      BLOB,
+        UNIQUE (docno, hash),
+        UNIQUE (docno, actor, seq)
+    );
+    INSERT INTO changes_v8(rowid, hash, doc_id, docno, actor, seq, signer, signature, bytes,
+                           received_at, lseq, origin)
+        SELECT rowid, hash, doc_id, docno, actor, seq, signer, signature, bytes, received_at,
+               lseq, origin
+        FROM changes ORDER BY rowid;
+    DROP TABLE changes;
+    ALTER TABLE changes_v8 RENAME TO changes;
+    CREATE UNIQUE INDEX changes_by_lseq ON changes(lseq);
+    "#,
 ];
 
 /// Why a store could not be opened.
@@ -387,7 +418,7 @@ impl Store {
         if current == MIGRATIONS.len() as i64 {
             return Ok(());
         }
-        // A migration that rebuilds a table (7) drops the old one inside the migration's
+        // A migration that rebuilds a table (7, 8) drops the old one inside the migration's
         // transaction, and SQLite keeps a statement journal of every page the drop frees:
         // in memory that is about the table's size again (720 MB of peak RSS for a
         // 1,000,000-document station). A plain store's temporary files hold nothing the

@@ -757,7 +757,10 @@ impl SyncEngine {
              WHERE r.docno = (SELECT docno FROM docs WHERE doc_id = ?1) AND ?2 = ?2 AND {scope}"
         );
         let mut in_scope = conn.prepare(&sql)?;
-        let mut sig = conn.prepare_cached("SELECT signature FROM changes WHERE hash = ?1")?;
+        let mut sig = conn.prepare_cached(
+            "SELECT signature FROM changes
+             WHERE docno = (SELECT docno FROM docs WHERE doc_id = ?1) AND hash = ?2",
+        )?;
         let mut docs = Vec::new();
         let mut bytes = 0usize;
         let mut count = 0usize;
@@ -791,7 +794,10 @@ impl SyncEngine {
                     break;
                 }
                 let signature: Option<Vec<u8>> = sig
-                    .query_row([change.hash().0.as_slice()], |r| r.get(0))
+                    .query_row(
+                        params![doc.as_bytes().as_slice(), change.hash().0.as_slice()],
+                        |r| r.get(0),
+                    )
                     .optional()?;
                 let Some(Ok(signature)) = signature.map(|s| <[u8; 64]>::try_from(s.as_slice()))
                 else {
@@ -835,10 +841,13 @@ impl SyncEngine {
             .conn()
             .prepare(
                 "SELECT hash FROM (
-                     SELECT hash, received_at FROM rejected WHERE from_peer = ?1
+                     SELECT doc_id, hash, received_at FROM rejected WHERE from_peer = ?1
                      UNION ALL
-                     SELECT hash, received_at FROM quarantine WHERE from_peer = ?1)
-                 WHERE hash NOT IN (SELECT hash FROM changes) AND hash != zeroblob(32)
+                     SELECT doc_id, hash, received_at FROM quarantine WHERE from_peer = ?1) x
+                 WHERE NOT EXISTS (SELECT 1 FROM changes c
+                                   WHERE c.docno = (SELECT docno FROM docs WHERE doc_id = x.doc_id)
+                                     AND c.hash = x.hash)
+                   AND hash != zeroblob(32)
                  GROUP BY hash ORDER BY MAX(received_at) DESC LIMIT ?2",
             )?
             .query_map(

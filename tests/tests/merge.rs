@@ -104,3 +104,47 @@ fn bad_changes_in_a_batch_do_not_stop_the_good_ones() {
     assert_eq!(listed[0].household, "幸福路 0 号");
     assert_eq!(b.node.verify().unwrap().bad, 0);
 }
+
+/// A member may sign one Automerge change for two documents of its own (the bytes do not
+/// name their document). Both are stored, each with its own signature, and nothing else
+/// in the batch is lost: a change is unique within its document, not across documents.
+#[test]
+fn one_change_signed_for_two_documents_is_stored_for_both() {
+    use yizhan_node::home::DocChanges;
+    use yizhan_node::records::NewVisit;
+    use yizhan_protocol::DocHeader;
+
+    let mut a = TestNode::new("王芳");
+    let mut b = TestNode::new("李强");
+    let first = a
+        .node
+        .add_visit(&NewVisit {
+            household: "幸福路 1 号".into(),
+            ..NewVisit::default()
+        })
+        .unwrap();
+    let original = a.node.doc_changes(first).unwrap();
+    let mut copy = original.clone();
+    copy.header = DocHeader {
+        nonce: [7; 16],
+        ..original.header
+    };
+    let second = copy.header.doc_id();
+    for env in &mut copy.changes {
+        env.doc = second;
+        env.resign(&a.node.device_key(), None);
+    }
+    let report = b.node.ingest(vec![original, copy]).unwrap();
+    assert_eq!(report.accepted, 2, "{:?}", report.rejected);
+    assert!(report.rejected.is_empty());
+    for id in [first, second] {
+        assert_eq!(b.node.doc_changes(id).unwrap().changes.len(), 1, "{id}");
+    }
+    assert_eq!(b.node.verify().unwrap().bad, 0);
+    // Sent again, both are known.
+    let again: Vec<DocChanges> = [first, second]
+        .iter()
+        .map(|id| b.node.doc_changes(*id).unwrap())
+        .collect();
+    assert_eq!(a.node.ingest(again).unwrap().duplicate, 1);
+}
