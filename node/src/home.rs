@@ -106,7 +106,7 @@ pub struct Home {
     /// Nodes that finished their work and can be used again (see [`Home::checkout`]).
     pool: std::sync::Arc<std::sync::Mutex<Vec<Node>>>,
     /// The ingest gate of the nodes it hands out (see `Node::ingest_gate`).
-    gate: std::sync::Arc<std::sync::Mutex<()>>,
+    gate: std::sync::Arc<crate::group::IngestGate>,
 }
 
 /// Most idle nodes a [`Home`] keeps open for reuse.
@@ -308,6 +308,10 @@ pub enum WriteError {
     /// The thread that checks signatures could not be started.
     #[error("cannot start a thread to check signatures: {0}")]
     Thread(std::io::Error),
+    /// The changes were to be stored with other syncs' in one transaction (group commit,
+    /// `group.rs`), and that failed: nothing of the group was stored.
+    #[error("cannot store the changes (with other syncs'): {0}")]
+    Shared(String),
 }
 
 /// Why an id or prefix did not name exactly one thing.
@@ -427,10 +431,11 @@ pub struct Node {
     key: DeviceKey,
     store: Store,
     identity: Identity,
-    /// Shared by the nodes of one [`Home`] in one process: syncs take it around their
-    /// ingest transactions, so that they queue here, without a deadline, rather than in
-    /// SQLite's busy handler, whose timeout a long queue of syncs would pass.
-    pub(crate) ingest_gate: Option<std::sync::Arc<std::sync::Mutex<()>>>,
+    /// Shared by the nodes of one [`Home`] in one process: syncs hand it what they
+    /// received, and it stores the pages of syncs that wait at the same time in one
+    /// transaction (group commit, `group.rs`). They queue there, without a deadline,
+    /// rather than in SQLite's busy handler, whose timeout a long queue of syncs would pass.
+    pub(crate) ingest_gate: Option<std::sync::Arc<crate::group::IngestGate>>,
 }
 
 impl std::fmt::Debug for Node {

@@ -18,6 +18,7 @@ pub mod conflicts;
 pub mod daemon;
 pub mod discovery;
 pub mod exchange;
+mod group;
 pub mod history;
 pub mod home;
 pub mod model;

@@ -35,13 +35,12 @@ use yizhan_protocol::sync::{Event, Session, SessionConfig, SessionError};
 use yizhan_protocol::wire::{
     Changes, Fetch, Fetched, Hello, MAX_FETCH_DOCS, MAX_HEADS, Pull, WireChange, WireDoc,
 };
-use yizhan_protocol::{
-    ChangeHash, DeviceId, DocHeader, DocId, RecordKind, Signed, SignedChange, SiteId,
-};
+use yizhan_protocol::{ChangeHash, DeviceId, DocHeader, DocId, RecordKind, Signed, SiteId};
 
+use crate::group::{Job, run_alone};
 use crate::home::{
-    Decoded, DocChanges, IngestContext, IngestReport, Node, ReadError, Role, WriteError, ingest_in,
-    keep_rejected, load_doc, load_header_conn,
+    Decoded, DocChanges, IngestReport, Node, ReadError, Role, WriteError, load_doc,
+    load_header_conn,
 };
 use crate::model::Time;
 use crate::site::{RosterView, apply_roster, load_roster, roster_digest};
@@ -622,18 +621,13 @@ impl SyncEngine {
         // Changes refused before they are even envelopes: (doc, signature, bytes, reason).
         let mut refused: Vec<(DocId, WireChange, String)> = Vec::new();
         let mut missing = Vec::new();
-        // Syncs of one process queue for the store's write lock (see `Node::ingest_gate`);
-        // a poisoned gate guards nothing but order. A sync whose turn is free takes it now
-        // and keeps what decoding the page gives, so that verifying does not decode again;
-        // one that must wait keeps only the bytes (a decoded page takes several times its
-        // size, and twenty syncs waiting with a page each would hold it all at once).
+        // Syncs of one process queue for the store's write transaction (see
+        // `Node::ingest_gate`). A sync that will store at once keeps what decoding the
+        // page gives, so that verifying does not decode again; one that must wait keeps
+        // only the bytes (a decoded page takes several times its size, and twenty syncs
+        // waiting with a page each would hold it all at once).
         let gate = self.node.ingest_gate.clone();
-        let early_turn = gate.as_ref().and_then(|g| match g.try_lock() {
-            Ok(turn) => Some(turn),
-            Err(std::sync::TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
-            Err(std::sync::TryLockError::WouldBlock) => None,
-        });
-        let keep_decoded = gate.is_none() || early_turn.is_some();
+        let keep_decoded = gate.as_ref().is_none_or(|g| g.is_idle());
         let mut decoded = Decoded::default();
         for wd in docs {
             let header = match wd.header {
@@ -664,52 +658,45 @@ impl SyncEngine {
             batch.push(DocChanges { header, changes });
         }
         let undecodable = refused.len() as u64;
+        let cursor = self.peer.as_ref().expect("peer accepted").cursor;
+        // Nothing to store and no position to move: no transaction (and no fsync).
+        if batch.is_empty()
+            && refused.is_empty()
+            && missing.is_empty()
+            && page.is_none_or(|(_, upto)| upto == cursor)
+        {
+            return Ok(IngestReport::default());
+        }
         let decoded_at = Instant::now();
-        let identity = self.node.identity().clone();
-        let _turn = match early_turn {
-            Some(turn) => Some(turn),
-            None => gate
-                .as_ref()
-                .map(|g| g.lock().unwrap_or_else(|poisoned| poisoned.into_inner())),
+        let job = Job {
+            identity: self.node.identity().clone(),
+            peer: peer_device,
+            transport_peer: self.transport_peer,
+            refused,
+            batch,
+            decoded,
+            missing,
+            cursor: page.map(|range| (range, cursor)),
         };
-        let tx = self.node.store_mut().write()?;
-        let ctx = IngestContext::load(&tx, &identity, Some(peer_device))?;
-        for (doc, c, reason) in refused {
-            let env = SignedChange {
-                doc,
-                hash: ChangeHash([0; 32]),
-                signer: self.transport_peer,
-                signature: c.signature,
-                bytes: c.bytes,
-            };
-            keep_rejected(&tx, Some(peer_device), &env, &reason)?;
+        let done = match gate {
+            Some(gate) => gate.run(&mut self.node, job)?,
+            None => run_alone(&mut self.node, job)?,
+        };
+        if done.cursor_moved
+            && let Some((_, upto)) = page
+        {
+            self.peer.as_mut().expect("peer accepted").cursor = upto;
         }
-        let locked_at = Instant::now();
-        let mut report = ingest_in(&tx, &ctx, batch, decoded)?;
-        let stored_at = Instant::now();
-        report.missing.extend(missing);
-        if let Some((from, upto)) = page {
-            let peer = self.peer.as_mut().expect("peer accepted");
-            if from == peer.cursor && report.missing.is_empty() {
-                peer.cursor = upto;
-                tx.execute(
-                    "UPDATE peers SET cursor = ?2 WHERE device = ?1",
-                    params![peer_device.as_bytes().as_slice(), upto as i64],
-                )?;
-            }
-        }
-        let committing_at = Instant::now();
-        tx.commit()?;
-        let ms = |from: Instant, to: Instant| (to - from).as_secs_f64() * 1e3;
+        let report = done.report;
         tracing::debug!(
             peer = %peer_device,
             accepted = report.accepted,
             rejected = report.rejected.len() as u64 + undecodable,
             duplicate = report.duplicate,
-            decode_ms = ms(started, decoded_at),
-            wait_ms = ms(decoded_at, locked_at),
-            store_ms = ms(locked_at, stored_at),
-            commit_ms = ms(committing_at, Instant::now()),
+            decode_ms = (decoded_at - started).as_secs_f64() * 1e3,
+            group = done.group,
+            store_ms = done.store_ms,
+            commit_ms = done.commit_ms,
             ms = started.elapsed().as_secs_f64() * 1e3,
             "ingested"
         );
