@@ -15,8 +15,9 @@
 //! that stored them returned.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{SyncSender, sync_channel};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use rusqlite::{Transaction, params};
@@ -30,6 +31,12 @@ use crate::home::{
 
 /// The most changes one group takes; the first job is always taken whole.
 pub(crate) const MAX_GROUP_CHANGES: usize = 16_000;
+
+/// The most decoded changes that the syncs of one home hold while they wait to store
+/// them (about 1 KiB each). A sync decodes its page to read each change's hash and author;
+/// keeping the decodings spares the verifying threads decoding it again, and this bounds
+/// what twenty syncs waiting at once keep in memory.
+pub(crate) const MAX_DECODED_HELD: usize = 16_000;
 
 /// One received page to store, with what its sync knows about where it came from.
 #[derive(Clone)]
@@ -98,6 +105,8 @@ pub(crate) struct IngestGate {
     queue: Mutex<Queue>,
     /// The most changes one group takes ([`MAX_GROUP_CHANGES`]).
     max_changes: usize,
+    /// Decoded changes syncs may still keep ([`MAX_DECODED_HELD`] less those held).
+    decoded_left: AtomicUsize,
 }
 
 impl Default for IngestGate {
@@ -105,7 +114,20 @@ impl Default for IngestGate {
         IngestGate {
             queue: Mutex::default(),
             max_changes: MAX_GROUP_CHANGES,
+            decoded_left: AtomicUsize::new(MAX_DECODED_HELD),
         }
+    }
+}
+
+/// Leave to keep `n` decoded changes until dropped ([`IngestGate::hold_decoded`]).
+pub(crate) struct DecodedHold {
+    gate: Arc<IngestGate>,
+    n: usize,
+}
+
+impl Drop for DecodedHold {
+    fn drop(&mut self) {
+        self.gate.decoded_left.fetch_add(self.n, Ordering::Relaxed);
     }
 }
 
@@ -125,10 +147,24 @@ impl IngestGate {
         self.queue.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Whether no sync is storing or waiting to: a job handed in now leads at once.
-    pub(crate) fn is_idle(&self) -> bool {
+    /// Whether no sync is storing or waiting to.
+    #[cfg(test)]
+    fn is_idle(&self) -> bool {
         let q = self.lock();
         !q.leading && q.waiting.is_empty()
+    }
+
+    /// Leave to keep `n` decoded changes, if the budget has room for them.
+    pub(crate) fn hold_decoded(self: &Arc<Self>, n: usize) -> Option<DecodedHold> {
+        self.decoded_left
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+                left.checked_sub(n)
+            })
+            .ok()
+            .map(|_| DecodedHold {
+                gate: self.clone(),
+                n,
+            })
     }
 
     /// Stores `job`, in a group with the jobs of other syncs waiting at the same time, on
@@ -398,6 +434,18 @@ mod tests {
         gate.lead(&mut station);
         assert!(matches!(turns[1].try_recv(), Ok(Turn::Done(Ok(d))) if d.report.accepted == 3));
         assert!(gate.is_idle());
+    }
+
+    #[test]
+    fn decoded_changes_are_kept_within_the_budget_and_given_back() {
+        let gate = Arc::new(IngestGate::default());
+        let a = gate.hold_decoded(MAX_DECODED_HELD - 10).expect("room");
+        assert!(gate.hold_decoded(11).is_none());
+        let b = gate.hold_decoded(10).expect("room for exactly the rest");
+        drop(a);
+        assert!(gate.hold_decoded(MAX_DECODED_HELD - 10).is_some());
+        drop(b);
+        assert!(gate.hold_decoded(MAX_DECODED_HELD).is_some());
     }
 
     #[test]

@@ -1563,7 +1563,7 @@ fn build_fresh(
             && let Some(root) = records::Root::of_first_change(change)
         {
             return Some(Prepared {
-                snapshot: only.env.bytes.clone(),
+                snapshot: Vec::new(),
                 heads: only.env.hash.0.to_vec(),
                 row: index_row_of(&header, &root),
             });
@@ -1584,9 +1584,8 @@ fn build_fresh(
         }
         sort_causally(&mut doc, &mut kept);
         Some(match kept.as_slice() {
-            // A document of one change is that change: Automerge loads a change chunk as it
-            // loads a saved document, so the change is its snapshot, without a `save()`.
-            [only] => prepared_with(&header, &mut doc, only.env.bytes.clone()),
+            // A document of one change is that change: its snapshot is not stored twice.
+            [_] => prepared_with(&header, &mut doc, Vec::new()),
             _ => prepare(&header, &mut doc),
         })
     }));
@@ -1972,6 +1971,8 @@ fn persist_from(
 /// A document's new state, ready to store: computed without the store, so that it can be
 /// done off the thread that writes.
 struct Prepared {
+    /// What loads as the document: Automerge's `save()`, or nothing for a new document of
+    /// one change, which is stored once, as its change (see [`load_doc`]).
     snapshot: Vec<u8>,
     heads: Vec<u8>,
     row: IndexRow,
@@ -1982,7 +1983,8 @@ fn prepare(header: &DocHeader, doc: &mut AutoCommit) -> Prepared {
     prepared_with(header, doc, snapshot)
 }
 
-/// [`prepare`] with the snapshot already at hand: what loads as `doc`.
+/// [`prepare`] with the snapshot already at hand: what loads as `doc` (see
+/// [`Prepared::snapshot`]).
 fn prepared_with(header: &DocHeader, doc: &mut AutoCommit, snapshot: Vec<u8>) -> Prepared {
     let mut heads: Vec<[u8; 32]> = doc.get_heads().iter().map(|h| h.0).collect();
     heads.sort();
@@ -2211,9 +2213,16 @@ pub(crate) fn load_header_conn(
     Ok(header)
 }
 
+/// Loads a document from its snapshot. An empty snapshot stands for a document of one
+/// change, stored once, as that change ([`Prepared::snapshot`]); Automerge loads a change
+/// as it loads a saved document.
 pub(crate) fn load_doc(conn: &rusqlite::Connection, id: DocId) -> Result<AutoCommit, WriteError> {
     let snapshot: Option<Vec<u8>> = conn
-        .prepare_cached("SELECT snapshot FROM docs WHERE doc_id = ?1")?
+        .prepare_cached(
+            "SELECT CASE WHEN length(d.snapshot) > 0 THEN d.snapshot
+                         ELSE (SELECT c.bytes FROM changes c WHERE c.docno = d.docno) END
+             FROM docs d WHERE d.doc_id = ?1",
+        )?
         .query_row([id.as_bytes().as_slice()], |r| r.get(0))
         .optional()?;
     let snapshot =

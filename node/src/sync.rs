@@ -622,12 +622,14 @@ impl SyncEngine {
         let mut refused: Vec<(DocId, WireChange, String)> = Vec::new();
         let mut missing = Vec::new();
         // Syncs of one process queue for the store's write transaction (see
-        // `Node::ingest_gate`). A sync that will store at once keeps what decoding the
-        // page gives, so that verifying does not decode again; one that must wait keeps
-        // only the bytes (a decoded page takes several times its size, and twenty syncs
-        // waiting with a page each would hold it all at once).
+        // `Node::ingest_gate`). A sync keeps what decoding the page gives, so that
+        // verifying does not decode again, as long as the syncs of this process hold no
+        // more than `MAX_DECODED_HELD` decoded changes (a decoded change takes about 1 KiB;
+        // twenty syncs waiting with a page each would hold them all at once).
         let gate = self.node.ingest_gate.clone();
-        let keep_decoded = gate.as_ref().is_none_or(|g| g.is_idle());
+        let page_changes: usize = docs.iter().map(|d| d.changes.len()).sum();
+        let hold = gate.as_ref().and_then(|g| g.hold_decoded(page_changes));
+        let keep_decoded = gate.is_none() || hold.is_some();
         let mut decoded = Decoded::default();
         for wd in docs {
             let header = match wd.header {
@@ -687,6 +689,7 @@ impl SyncEngine {
         {
             self.peer.as_mut().expect("peer accepted").cursor = upto;
         }
+        drop(hold);
         let report = done.report;
         tracing::debug!(
             peer = %peer_device,
