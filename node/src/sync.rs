@@ -1214,7 +1214,12 @@ mod tests {
             let batch: Vec<(DocId, Vec<ChangeHash>)> = o
                 .batch
                 .iter()
-                .map(|d| (d.header.doc_id(), d.changes.iter().map(|c| c.hash).collect()))
+                .map(|d| {
+                    (
+                        d.header.doc_id(),
+                        d.changes.iter().map(|c| c.hash).collect(),
+                    )
+                })
                 .collect();
             let refused: Vec<DocId> = o.refused.iter().map(|(d, _, _)| *d).collect();
             (batch, refused, o.decoded.len())
