@@ -448,9 +448,10 @@ pub async fn serve(
         let events = events.clone();
         let slots = slots.clone();
         tokio::spawn(async move {
-            // Handshakes run side by side (at most MAX_HANDSHAKES), so that a peer that
-            // stalls or dies in the middle of one holds up no one else.
-            let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
+            // Handshakes run side by side, so that a peer that stalls or dies in the middle
+            // of one holds up no one else; as many at once as there may be peers (a whole
+            // site's laptops arriving together are all let in), and more are refused.
+            let handshakes = Arc::new(Semaphore::new(config.max_peers));
             while let Some(accepting) = endpoint.accept_incoming().await {
                 let Ok(handshake) = handshakes.clone().try_acquire_owned() else {
                     accepting.refuse();
@@ -554,9 +555,6 @@ async fn keep_checkpointing(home: Home) {
         }
     }
 }
-
-/// Most incoming handshakes `serve` completes at once; more are refused outright.
-const MAX_HANDSHAKES: usize = 16;
 
 /// How long an accepted connection may stay open without starting a sync.
 const IDLE_CONNECTION: Duration = Duration::from_secs(120);

@@ -101,3 +101,41 @@ async fn stalled_handshakes_hold_up_no_one() {
     }
     served.stop().await;
 }
+
+/// A site's evening: more laptops than the station ever completed handshakes for at once
+/// (16, before) sync with it at the same moment. Every one is let in and stored; none is
+/// turned away at the handshake.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whole_site_syncing_at_once_is_let_in_and_stored() {
+    let mut station = TestNode::station("幸福驿站");
+    let laptops = 24;
+    let mut nodes = Vec::new();
+    for i in 0..laptops {
+        let mut laptop = TestNode::new(&format!("网格员 {i}"));
+        let grid = format!("网格 {i}");
+        enroll(&mut station, &mut laptop, &[grid.as_str()]);
+        laptop.node.add_visits(&visits(5, &grid)).unwrap();
+        nodes.push(laptop);
+    }
+    let served = serve(&station, ServeConfig::default().max_peers).await;
+    let addr = served.addr;
+    let syncs: Vec<_> = nodes
+        .iter()
+        .map(|n| {
+            let home = n.node.home_handle();
+            tokio::spawn(async move { daemon::sync_once(&home, addr).await })
+        })
+        .collect();
+    for (i, sync) in syncs.into_iter().enumerate() {
+        let report = tokio::time::timeout(Duration::from_secs(300), sync)
+            .await
+            .expect("a sync stalled")
+            .expect("the sync task")
+            .unwrap_or_else(|e| panic!("laptop {i}: {e}"));
+        assert_eq!(report.stats.sent, 5, "laptop {i}");
+    }
+    served.stop().await;
+    station.reopen();
+    assert_eq!(station.node.record_counts().unwrap().1, 5 * laptops as u64);
+    assert_eq!(station.node.verify().unwrap().bad, 0);
+}
