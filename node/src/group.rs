@@ -206,6 +206,9 @@ impl IngestGate {
             }
             group
         };
+        // The lead is passed on however this ends, a panic included: otherwise every later
+        // sync would wait for a leader that never comes.
+        let _pass_on = PassOn(self);
         let (jobs, replies): (Vec<Job>, Vec<SyncSender<Turn>>) =
             group.into_iter().map(|w| (w.job, w.reply)).unzip();
         let outcomes = run_group(node, jobs);
@@ -213,6 +216,10 @@ impl IngestGate {
             // A sync that stopped waiting no longer needs its answer.
             let _ = reply.send(Turn::Done(outcome));
         }
+    }
+
+    /// Tells the first waiting sync to lead, or, if none waits, that no one leads.
+    fn pass_lead_on(&self) {
         let mut q = self.lock();
         while let Some(next) = q.waiting.pop_front() {
             let reply = next.reply.clone();
@@ -223,6 +230,16 @@ impl IngestGate {
             q.waiting.pop_front(); // its sync is gone: drop its job
         }
         q.leading = false;
+    }
+}
+
+/// Passes the lead on when dropped (see [`IngestGate::lead`]). A sync whose group was
+/// being stored when a panic unwound gets no answer: its channel closes, and it fails.
+struct PassOn<'a>(&'a IngestGate);
+
+impl Drop for PassOn<'_> {
+    fn drop(&mut self) {
+        self.0.pass_lead_on();
     }
 }
 

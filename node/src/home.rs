@@ -1301,9 +1301,10 @@ pub(crate) fn ingest_in(
     let mut fresh_docs = std::collections::HashSet::new();
     // Their signers' membership expiry (rules.rs), read here for pass 2.
     let mut expiries = std::collections::HashMap::new();
+    let held = held_docs(tx, batch.iter().map(|d| d.header.doc_id()))?;
     for DocChanges { header, changes } in batch {
         let doc_id = header.doc_id();
-        let new_doc = !has_doc(tx, doc_id)?;
+        let new_doc = !held.contains(&doc_id);
         if new_doc {
             fresh_docs.insert(doc_id);
         }
@@ -1612,6 +1613,24 @@ fn sort_causally(doc: &mut AutoCommit, changes: &mut [NewChange]) {
         .map(|(i, c)| (c.hash, i))
         .collect();
     changes.sort_by_key(|c| order.get(&c.env.hash.into()).copied().unwrap_or(usize::MAX));
+}
+
+/// Which of `ids` this node holds. Looked up in id order: consecutive look-ups then walk
+/// the index's pages in order, each page read once, instead of jumping between them.
+fn held_docs(
+    tx: &Transaction<'_>,
+    ids: impl Iterator<Item = DocId>,
+) -> rusqlite::Result<std::collections::HashSet<DocId>> {
+    let mut ids: Vec<DocId> = ids.collect();
+    ids.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+    ids.dedup();
+    let mut held = std::collections::HashSet::new();
+    for id in ids {
+        if has_doc(tx, id)? {
+            held.insert(id);
+        }
+    }
+    Ok(held)
 }
 
 fn has_doc(tx: &Transaction<'_>, id: DocId) -> rusqlite::Result<bool> {
