@@ -368,6 +368,14 @@ mod tests {
         Node::init(&dir.join(name), &config, InitSeed::random()).unwrap()
     }
 
+    /// A new node's home, and the node checked out of it as `serve` would (with a gate).
+    fn station() -> (tempfile::TempDir, Home, Node) {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::plain(node(dir.path(), "station").home());
+        let station = home.checkout().unwrap();
+        (dir, home, station)
+    }
+
     /// A page of `n` new visits from a laptop of its own, as a job for `station`.
     fn job(dir: &std::path::Path, name: &str, n: usize, station: &Node) -> Job {
         let mut laptop = node(dir, name);
@@ -396,9 +404,7 @@ mod tests {
 
     #[test]
     fn jobs_waiting_together_are_stored_by_one_commit_each_with_its_own_report() {
-        let dir = tempfile::tempdir().unwrap();
-        let home = Home::plain(node(dir.path(), "station").home());
-        let mut station = home.checkout().unwrap();
+        let (dir, home, mut station) = station();
         let gate = IngestGate::default();
         // Three syncs wait while another leads; then the lead comes to this thread.
         let mut turns = Vec::new();
@@ -428,9 +434,7 @@ mod tests {
 
     #[test]
     fn a_group_stops_at_its_limit_and_the_lead_passes_to_the_next_waiting() {
-        let dir = tempfile::tempdir().unwrap();
-        let home = Home::plain(node(dir.path(), "station").home());
-        let mut station = home.checkout().unwrap();
+        let (dir, _home, mut station) = station();
         let gate = IngestGate {
             max_changes: 5,
             ..IngestGate::default()
@@ -467,9 +471,7 @@ mod tests {
 
     #[test]
     fn a_job_handed_to_an_idle_gate_is_stored_at_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let home = Home::plain(node(dir.path(), "station").home());
-        let mut station = home.checkout().unwrap();
+        let (dir, _home, mut station) = station();
         let gate = IngestGate::default();
         let job = job(dir.path(), "王芳", 4, &station);
         let done = gate.run(&mut station, job).unwrap();
