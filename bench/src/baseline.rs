@@ -62,9 +62,8 @@ impl AmSync {
 pub fn automerge_sync(laptop: &Path, station: &Path, focus: &HashSet<DocId>) -> Result<AmSync> {
     let lconn = open_store(laptop)?;
     let sconn = open_store(station)?;
-    // A document of one change is stored as that change, with an empty snapshot.
-    const DOC: &str = "CASE WHEN length(d.snapshot) > 0 THEN d.snapshot
-                       ELSE (SELECT c.bytes FROM changes c WHERE c.docno = d.docno) END";
+    // What loads as each document (a document of one change is stored as that change).
+    const DOC: &str = yizhan_node::home::DOCUMENT_BYTES_SQL;
     let mut theirs = sconn.prepare(&format!("SELECT {DOC} FROM docs d WHERE d.doc_id = ?1"))?;
     let mut ours = lconn.prepare(&format!("SELECT d.doc_id, {DOC} FROM docs d"))?;
     let mut rows = ours.query([])?;

@@ -2232,16 +2232,19 @@ pub(crate) fn load_header_conn(
     Ok(header)
 }
 
-/// Loads a document from its snapshot. An empty snapshot stands for a document of one
-/// change, stored once, as that change ([`Prepared::snapshot`]); Automerge loads a change
-/// as it loads a saved document.
+/// SQL for what loads as the document of the `docs` row `d`: its snapshot, or, where that
+/// is empty, its one change, stored once, as that change (ingest leaves a new document of
+/// one change without a snapshot);
+/// Automerge loads a change as it loads a saved document.
+pub const DOCUMENT_BYTES_SQL: &str = "CASE WHEN length(d.snapshot) > 0 THEN d.snapshot
+     ELSE (SELECT c.bytes FROM changes c WHERE c.docno = d.docno) END";
+
+/// Loads a document from its snapshot (see [`DOCUMENT_BYTES_SQL`]).
 pub(crate) fn load_doc(conn: &rusqlite::Connection, id: DocId) -> Result<AutoCommit, WriteError> {
     let snapshot: Option<Vec<u8>> = conn
-        .prepare_cached(
-            "SELECT CASE WHEN length(d.snapshot) > 0 THEN d.snapshot
-                         ELSE (SELECT c.bytes FROM changes c WHERE c.docno = d.docno) END
-             FROM docs d WHERE d.doc_id = ?1",
-        )?
+        .prepare_cached(&format!(
+            "SELECT {DOCUMENT_BYTES_SQL} FROM docs d WHERE d.doc_id = ?1"
+        ))?
         .query_row([id.as_bytes().as_slice()], |r| r.get(0))
         .optional()?;
     let snapshot =

@@ -617,7 +617,7 @@ impl SyncEngine {
     ) -> Result<IngestReport, SyncError> {
         let started = Instant::now();
         let peer = self.peer.as_ref().expect("peer accepted before data moves");
-        let peer_device = peer.device;
+        let (peer_device, cursor) = (peer.device, peer.cursor);
         // Changes refused before they are even envelopes: (doc, signature, bytes, reason).
         let mut refused: Vec<(DocId, WireChange, String)> = Vec::new();
         let mut missing = Vec::new();
@@ -650,7 +650,6 @@ impl SyncEngine {
         let (batch, decoded) = (opened.batch, opened.decoded);
         refused.extend(opened.refused);
         let undecodable = refused.len() as u64;
-        let cursor = self.peer.as_ref().expect("peer accepted").cursor;
         // Nothing to store and no position to move: no transaction (and no fsync).
         if batch.is_empty()
             && refused.is_empty()
