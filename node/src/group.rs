@@ -60,9 +60,66 @@ pub(crate) struct Job {
     pub cursor: Option<((u64, u64), u64)>,
 }
 
-impl Job {
+/// That a sync with `peer` finished: its time and the name its certificate gives, for
+/// `peers` ("who was seen when").
+#[derive(Clone)]
+pub(crate) struct Seen {
+    /// The peer the sync was with.
+    pub peer: DeviceId,
+    /// The peer's name, from its certificate.
+    pub name: String,
+    /// When the sync finished, in milliseconds since the epoch.
+    pub at_ms: i64,
+}
+
+/// What a sync hands the gate to write: a received page, or the note that it finished.
+/// The note goes through the gate too, so that the syncs of a whole site finishing at
+/// once share a commit instead of each waiting on SQLite's lock (whose busy handler
+/// sleeps up to 100 ms at a time).
+#[derive(Clone)]
+pub(crate) enum Task {
+    /// Store a received page.
+    Ingest(Box<Job>),
+    /// Note that a sync finished.
+    Seen(Seen),
+}
+
+impl From<Job> for Task {
+    fn from(job: Job) -> Task {
+        Task::Ingest(Box::new(job))
+    }
+}
+
+impl From<Seen> for Task {
+    fn from(seen: Seen) -> Task {
+        Task::Seen(seen)
+    }
+}
+
+impl Task {
     fn changes(&self) -> usize {
-        self.batch.iter().map(|d| d.changes.len()).sum::<usize>() + self.refused.len()
+        match self {
+            Task::Ingest(job) => {
+                job.batch.iter().map(|d| d.changes.len()).sum::<usize>() + job.refused.len()
+            }
+            Task::Seen(_) => 0,
+        }
+    }
+
+    /// The task to run now, leaving `self` without the page's decodings (about 1 KiB a
+    /// change): what stays is kept for a retry, and verifying decodes again if it comes to
+    /// that.
+    fn take_run_copy(&mut self) -> Task {
+        match self {
+            Task::Ingest(job) => {
+                let decoded = std::mem::take(&mut job.decoded);
+                Task::Ingest(Box::new(Job {
+                    decoded,
+                    ..(**job).clone()
+                }))
+            }
+            Task::Seen(seen) => Task::Seen(seen.clone()),
+        }
     }
 }
 
@@ -89,7 +146,7 @@ enum Turn {
 }
 
 struct Waiting {
-    job: Job,
+    job: Task,
     reply: SyncSender<Turn>,
 }
 
@@ -170,7 +227,8 @@ impl IngestGate {
     /// Stores `job`, in a group with the jobs of other syncs waiting at the same time, on
     /// `node`'s connection if this sync leads. Blocks until the group that held it has
     /// committed.
-    pub(crate) fn run(&self, node: &mut Node, job: Job) -> Result<Done, WriteError> {
+    pub(crate) fn run(&self, node: &mut Node, job: impl Into<Task>) -> Result<Done, WriteError> {
+        let job = job.into();
         let (reply, turns) = sync_channel(1);
         let lead_now = {
             let mut q = self.lock();
@@ -209,7 +267,7 @@ impl IngestGate {
         // The lead is passed on however this ends, a panic included: otherwise every later
         // sync would wait for a leader that never comes.
         let _pass_on = PassOn(self);
-        let (jobs, replies): (Vec<Job>, Vec<SyncSender<Turn>>) =
+        let (jobs, replies): (Vec<Task>, Vec<SyncSender<Turn>>) =
             group.into_iter().map(|w| (w.job, w.reply)).unzip();
         let outcomes = run_group(node, jobs);
         for (reply, outcome) in replies.into_iter().zip(outcomes) {
@@ -249,7 +307,7 @@ impl Drop for PassOn<'_> {
 /// a new transaction): one job's failure does not cost the others their turn. (A
 /// savepoint per job would isolate it too, but an open savepoint makes SQLite journal
 /// every statement: a fifth of the station's time went there.)
-fn run_group(node: &mut Node, jobs: Vec<Job>) -> Vec<Result<Done, WriteError>> {
+fn run_group(node: &mut Node, jobs: Vec<Task>) -> Vec<Result<Done, WriteError>> {
     let count = jobs.len();
     let started = Instant::now();
     let tx = match node.store_mut().write() {
@@ -267,16 +325,7 @@ fn run_group(node: &mut Node, jobs: Vec<Job>) -> Vec<Result<Done, WriteError>> {
         let mut failed = None;
         let mut jobs = jobs;
         for (i, job) in jobs.iter_mut().enumerate() {
-            // What stays for a retry is the job without its decodings (about 1 KiB a
-            // change): verifying decodes again if it comes to that.
-            let decoded = std::mem::take(&mut job.decoded);
-            match run_job(
-                &tx,
-                Job {
-                    decoded,
-                    ..job.clone()
-                },
-            ) {
+            match run_job(&tx, job.take_run_copy()) {
                 Ok(r) => results.push(r),
                 Err(e) => {
                     failed = Some((i, e));
@@ -326,9 +375,19 @@ fn shared_failure(count: usize, first: WriteError) -> Vec<Result<Done, WriteErro
         .collect()
 }
 
-/// Stores one job's page inside `tx`; returns the report and whether the peer's log
-/// position moved.
-fn run_job(tx: &Transaction<'_>, job: Job) -> Result<(IngestReport, bool), WriteError> {
+/// Runs one task inside `tx`; returns the ingest's report and whether the peer's log
+/// position moved (an empty report and `false` for a [`Task::Seen`]).
+fn run_job(tx: &Transaction<'_>, task: Task) -> Result<(IngestReport, bool), WriteError> {
+    let job = match task {
+        Task::Ingest(job) => *job,
+        Task::Seen(seen) => {
+            tx.execute(
+                "UPDATE peers SET last_sync = ?2, name = ?3 WHERE device = ?1",
+                params![seen.peer.as_bytes().as_slice(), seen.at_ms, seen.name],
+            )?;
+            return Ok((IngestReport::default(), false));
+        }
+    };
     let ctx = IngestContext::load(tx, &job.identity, Some(job.peer))?;
     for (doc, c, reason) in job.refused {
         let env = SignedChange {
@@ -357,8 +416,8 @@ fn run_job(tx: &Transaction<'_>, job: Job) -> Result<(IngestReport, bool), Write
 }
 
 /// For a caller that has no gate (a node not from a [`Home`]): one job, one transaction.
-pub(crate) fn run_alone(node: &mut Node, job: Job) -> Result<Done, WriteError> {
-    run_group(node, vec![job])
+pub(crate) fn run_alone(node: &mut Node, job: impl Into<Task>) -> Result<Done, WriteError> {
+    run_group(node, vec![job.into()])
         .pop()
         .expect("one outcome per job")
 }
@@ -421,7 +480,10 @@ mod tests {
         for (name, n) in [("王芳", 3), ("李强", 5), ("张伟", 70)] {
             let (reply, turn) = sync_channel(1);
             let job = job(dir.path(), name, n, &station);
-            gate.lock().waiting.push_back(Waiting { job, reply });
+            gate.lock().waiting.push_back(Waiting {
+                job: job.into(),
+                reply,
+            });
             turns.push((n, turn));
         }
         gate.lock().leading = true;
@@ -453,7 +515,10 @@ mod tests {
         for name in ["王芳", "李强"] {
             let (reply, turn) = sync_channel(1);
             let job = job(dir.path(), name, 3, &station);
-            gate.lock().waiting.push_back(Waiting { job, reply });
+            gate.lock().waiting.push_back(Waiting {
+                job: job.into(),
+                reply,
+            });
             turns.push(turn);
         }
         gate.lock().leading = true;
@@ -477,6 +542,61 @@ mod tests {
         assert!(gate.hold_decoded(MAX_DECODED_HELD - 10).is_some());
         drop(b);
         assert!(gate.hold_decoded(MAX_DECODED_HELD).is_some());
+    }
+
+    #[test]
+    fn syncs_finishing_while_a_page_is_stored_share_its_commit() {
+        let (dir, home, mut station) = station();
+        let gate = IngestGate::default();
+        let page = job(dir.path(), "王芳", 2, &station);
+        let seen: Vec<Seen> = ["李强", "张伟"]
+            .iter()
+            .zip(1_800_000_000_000i64..)
+            .map(|(name, at_ms)| Seen {
+                peer: node(dir.path(), name).identity().device_id,
+                name: (*name).into(),
+                at_ms,
+            })
+            .collect();
+        for s in &seen {
+            station
+                .store()
+                .conn()
+                .execute(
+                    "INSERT INTO peers(device, name) VALUES (?1, ?2)",
+                    params![s.peer.as_bytes().as_slice(), "?"],
+                )
+                .unwrap();
+        }
+        let mut turns = Vec::new();
+        let tasks: Vec<Task> = std::iter::once(page.into())
+            .chain(seen.iter().cloned().map(Task::from))
+            .collect();
+        for task in tasks {
+            let (reply, turn) = sync_channel(1);
+            gate.lock().waiting.push_back(Waiting { job: task, reply });
+            turns.push(turn);
+        }
+        gate.lock().leading = true;
+        gate.lead(&mut station);
+        for turn in turns {
+            assert!(matches!(turn.try_recv(), Ok(Turn::Done(Ok(d))) if d.group == 3));
+        }
+        // Committed together: a fresh connection sees the page and both notes.
+        let fresh = home.open().unwrap();
+        assert_eq!(fresh.record_counts().unwrap(), (0, 2));
+        for s in &seen {
+            let row: (String, i64) = fresh
+                .store()
+                .conn()
+                .query_row(
+                    "SELECT name, last_sync FROM peers WHERE device = ?1",
+                    [s.peer.as_bytes().as_slice()],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .unwrap();
+            assert_eq!(row, (s.name.clone(), s.at_ms));
+        }
     }
 
     #[test]

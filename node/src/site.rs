@@ -156,18 +156,7 @@ pub(crate) fn store_cert(
     signed: &Signed<Certificate>,
     cert: &Certificate,
 ) -> rusqlite::Result<()> {
-    let existing: Option<Vec<u8>> = tx
-        .query_row(
-            "SELECT cert FROM members WHERE device = ?1",
-            [cert.device.as_bytes().as_slice()],
-            |r| r.get(0),
-        )
-        .optional()?;
-    if let Some(bytes) = existing
-        && let Ok(old) = Signed::<Certificate>::from_bytes(&bytes)
-        && let Ok(old) = old.open()
-        && old.issued_at_ms >= cert.issued_at_ms
-    {
+    if holds_cert_as_new(tx, cert)? {
         return Ok(()); // keep the newer certificate (or the one already held, if as new)
     }
     tx.execute(
@@ -187,6 +176,24 @@ pub(crate) fn store_cert(
         ],
     )?;
     Ok(())
+}
+
+/// Whether this node holds a certificate for `cert`'s device at least as new as `cert`
+/// (then [`store_cert`] writes nothing).
+pub(crate) fn holds_cert_as_new(conn: &Connection, cert: &Certificate) -> rusqlite::Result<bool> {
+    let existing: Option<Vec<u8>> = conn
+        .query_row(
+            "SELECT cert FROM members WHERE device = ?1",
+            [cert.device.as_bytes().as_slice()],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(existing.is_some_and(|bytes| {
+        Signed::<Certificate>::from_bytes(&bytes)
+            .ok()
+            .and_then(|old| old.open().ok())
+            .is_some_and(|old| old.issued_at_ms >= cert.issued_at_ms)
+    }))
 }
 
 /// The newest certificate stored for `device`, checked again.

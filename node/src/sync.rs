@@ -37,7 +37,7 @@ use yizhan_protocol::wire::{
 };
 use yizhan_protocol::{ChangeHash, DeviceId, DocHeader, DocId, RecordKind, Signed, SiteId};
 
-use crate::group::{Job, run_alone};
+use crate::group::{Job, Seen, run_alone};
 use crate::home::{
     Decoded, DocChanges, IngestReport, Node, ReadError, Role, WriteError, load_doc,
     load_header_conn,
@@ -232,7 +232,7 @@ impl SyncEngine {
         // Ask for the peer's log from where this node left off, right behind the Hello.
         let stored = stored_cursor(node.store().conn(), peer)?;
         let pull = match stored {
-            Some((Some(epoch), cursor, Some(scope))) => Pull {
+            Some((Some(epoch), cursor, Some(scope), _)) => Pull {
                 epoch: epoch.try_into().unwrap_or([0; 16]),
                 after: cursor.max(0) as u64,
                 scope: scope.try_into().unwrap_or([0; 32]),
@@ -429,40 +429,55 @@ impl SyncEngine {
             .cert
             .clone()
             .ok_or(SyncError::NotMember)?;
-        // Remember the peer's certificate; find this node's position in its log.
-        let tx = self.node.store_mut().write()?;
-        crate::site::store_cert(&tx, &hello.cert, &cert)?;
+        // Remember the peer's certificate; find this node's position in its log. A peer
+        // met before, with the same certificate and log, changes nothing: then nothing is
+        // written (a write waits for the store's write lock, which a busy station's
+        // ingest holds, and costs a commit).
+        let conn = self.node.store().conn();
+        let cert_held = crate::site::holds_cert_as_new(conn, &cert)?;
+        let presented = cert.clone();
         // Judge the peer by the newest certificate known for it, not an older one it
         // might present (with more grids, or another role).
-        let (signed_cert, cert) = match crate::site::newest_cert(&tx, cert.device)? {
+        let (signed_cert, cert) = match crate::site::newest_cert(conn, cert.device)? {
             Some((signed, newest)) if newest.issued_at_ms > cert.issued_at_ms => (signed, newest),
             _ => (hello.cert.clone(), cert),
         };
         if cert.expires_at_ms.is_some_and(|e| e <= now) {
-            drop(tx);
             return Err(self.refuse("membership certificate: its membership expired"));
         }
-        let stored = stored_cursor(&tx, cert.device)?;
+        let stored = stored_cursor(conn, cert.device)?;
         let key = scope_key(&own_cert, &signed_cert);
-        let cursor = match stored {
-            Some((Some(epoch), cursor, Some(sk))) if epoch == hello.epoch && sk == key => {
-                cursor.max(0) as u64
+        let cursor = match &stored {
+            Some((Some(epoch), cursor, Some(sk), _)) if *epoch == hello.epoch && *sk == key => {
+                (*cursor).max(0) as u64
             }
             _ => 0,
         };
-        tx.execute(
-            "INSERT INTO peers(device, name, epoch, cursor, scope_key) VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT(device) DO UPDATE SET name = excluded.name, epoch = excluded.epoch,
-                 cursor = excluded.cursor, scope_key = excluded.scope_key",
-            params![
-                cert.device.as_bytes().as_slice(),
-                cert.name,
-                hello.epoch.as_slice(),
-                cursor as i64,
-                key.as_slice(),
-            ],
-        )?;
-        tx.commit()?;
+        let row_held = stored
+            .as_ref()
+            .is_some_and(|(epoch, stored_cursor, sk, name)| {
+                epoch.as_deref() == Some(hello.epoch.as_slice())
+                    && *stored_cursor == cursor as i64
+                    && sk.as_deref() == Some(key.as_slice())
+                    && name.as_deref() == Some(cert.name.as_str())
+            });
+        if !(cert_held && row_held) {
+            let tx = self.node.store_mut().write()?;
+            crate::site::store_cert(&tx, &hello.cert, &presented)?;
+            tx.execute(
+                "INSERT INTO peers(device, name, epoch, cursor, scope_key) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT(device) DO UPDATE SET name = excluded.name, epoch = excluded.epoch,
+                     cursor = excluded.cursor, scope_key = excluded.scope_key",
+                params![
+                    cert.device.as_bytes().as_slice(),
+                    cert.name,
+                    hello.epoch.as_slice(),
+                    cursor as i64,
+                    key.as_slice(),
+                ],
+            )?;
+            tx.commit()?;
+        }
         let my_digest = roster_digest(self.node.store().conn())?;
         let roster = (my_digest != hello.roster_digest)
             .then(|| load_roster(self.node.store().conn()))
@@ -911,17 +926,15 @@ impl SyncEngine {
 
     fn on_finished(&mut self) -> Result<(), SyncError> {
         let peer = self.peer.as_ref().expect("peer accepted");
-        let tx = self.node.store_mut().write()?;
-        tx.execute(
-            "UPDATE peers SET last_sync = ?2, name = ?3 WHERE device = ?1",
-            params![
-                peer.device.as_bytes().as_slice(),
-                Time::now_millis(),
-                peer.cert.name
-            ],
-        )?;
-        let _ = peer.scope_key;
-        tx.commit()?;
+        let seen = Seen {
+            peer: peer.device,
+            name: peer.cert.name.clone(),
+            at_ms: Time::now_millis(),
+        };
+        match self.node.ingest_gate.clone() {
+            Some(gate) => gate.run(&mut self.node, seen)?,
+            None => run_alone(&mut self.node, seen)?,
+        };
         Ok(())
     }
 }
@@ -1021,7 +1034,8 @@ pub struct PeerInfo {
 }
 
 /// A peer's row: its log epoch, this node's position in its log, and the scope key.
-type CursorRow = (Option<Vec<u8>>, i64, Option<Vec<u8>>);
+/// A `peers` row: epoch, cursor, scope key, name.
+type CursorRow = (Option<Vec<u8>>, i64, Option<Vec<u8>>, Option<String>);
 
 /// This node's stored position in `peer`'s log, if it has met the peer.
 fn stored_cursor(
@@ -1029,9 +1043,9 @@ fn stored_cursor(
     peer: DeviceId,
 ) -> rusqlite::Result<Option<CursorRow>> {
     conn.query_row(
-        "SELECT epoch, cursor, scope_key FROM peers WHERE device = ?1",
+        "SELECT epoch, cursor, scope_key, name FROM peers WHERE device = ?1",
         [peer.as_bytes().as_slice()],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
     )
     .optional()
 }
@@ -1111,11 +1125,13 @@ impl Node {
         Ok(out)
     }
 
-    /// Remembers where a peer was reached.
+    /// Remembers where a peer was reached (nothing is written, and nothing committed, when
+    /// it was reached there before).
     pub fn note_peer_addr(&mut self, peer: DeviceId, addr: &str) -> Result<(), ReadError> {
         self.store().conn().execute(
             "INSERT INTO peers(device, addr) VALUES (?1, ?2)
-             ON CONFLICT(device) DO UPDATE SET addr = excluded.addr",
+             ON CONFLICT(device) DO UPDATE SET addr = excluded.addr
+                 WHERE addr IS NOT excluded.addr",
             params![peer.as_bytes().as_slice(), addr],
         )?;
         Ok(())

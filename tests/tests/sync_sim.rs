@@ -550,3 +550,65 @@ fn an_older_token_does_not_undo_a_newer_membership() {
     a.node.join(&new, None).unwrap();
     assert_eq!(a.node.identity().grids, ["和平里", "幸福路"]);
 }
+
+/// Counts, with triggers (they fire for every connection, the node's own included), the
+/// rows written to a store's `peers` and `members` tables from now on.
+fn count_peer_writes(db: &std::path::Path) -> yizhan_tests::Conn {
+    let conn = rusqlite_conn(db);
+    conn.execute_batch(
+        "CREATE TABLE test_writes(tbl TEXT NOT NULL);
+         CREATE TRIGGER test_peers_in AFTER INSERT ON peers
+             BEGIN INSERT INTO test_writes VALUES ('peers'); END;
+         CREATE TRIGGER test_peers_up AFTER UPDATE ON peers
+             BEGIN INSERT INTO test_writes VALUES ('peers'); END;
+         CREATE TRIGGER test_members_in AFTER INSERT ON members
+             BEGIN INSERT INTO test_writes VALUES ('members'); END;
+         CREATE TRIGGER test_members_up AFTER UPDATE ON members
+             BEGIN INSERT INTO test_writes VALUES ('members'); END;",
+    )
+    .unwrap();
+    conn
+}
+
+fn writes(conn: &yizhan_tests::Conn, table: &str) -> i64 {
+    conn.query_row(
+        "SELECT COUNT(*) FROM test_writes WHERE tbl = ?1",
+        [table],
+        |r| r.get(0),
+    )
+    .unwrap()
+}
+
+#[test]
+fn a_quiet_reconnect_rewrites_nothing_but_the_time_of_the_sync() {
+    let mut w = world();
+    visit(&mut w.a, "和平里 1 号");
+    // The second sync moves the laptop's position past its own visit, which the station's
+    // log got during the first.
+    for _ in 0..2 {
+        assert!(sync_until_ok(&mut w.a, &mut w.station, 1).ok());
+    }
+    let at_station = count_peer_writes(&w.station.node.home().join("store.db"));
+    let at_laptop = count_peer_writes(&w.a.node.home().join("store.db"));
+    // Nothing differs: each side notes when it saw the other (one row), and rewrites
+    // neither the peer's row at hello nor its certificate. Every such write would wait for
+    // the store's write lock, which a station busy storing another laptop's page holds.
+    let out = sync_until_ok(&mut w.a, &mut w.station, 1);
+    assert!(out.ok(), "{out:?}");
+    for (side, conn) in [("station", &at_station), ("laptop", &at_laptop)] {
+        let written = (writes(conn, "peers"), writes(conn, "members"));
+        assert_eq!(written, (1, 0), "rows written at the {side}");
+    }
+    let seen: Vec<Option<i64>> = [&at_station, &at_laptop]
+        .iter()
+        .map(|c| {
+            c.query_row("SELECT MAX(last_sync) FROM peers", [], |r| r.get(0))
+                .unwrap()
+        })
+        .collect();
+    assert!(seen.iter().all(Option::is_some), "{seen:?}");
+    // Something new still moves the positions, and a new visit still arrives.
+    visit(&mut w.a, "和平里 2 号");
+    assert!(sync_until_ok(&mut w.a, &mut w.station, 1).ok());
+    assert_same_as_station(&w.a, &w.station);
+}
