@@ -1390,8 +1390,13 @@ type Group = (bool, DocHeader, Vec<Unchecked>);
 const MAX_VERIFY_WORKERS: usize = 2;
 
 /// Passes 2 and 3 of [`ingest_in`] on many changes: `workers` threads check signatures
-/// (and build new documents) [`WORK_BATCH`] groups at a time, taking batches in turn, while
-/// this thread stores the results in the original order of the groups.
+/// (and build new documents) [`WORK_BATCH`] groups at a time, each taking the next batch
+/// from one queue as it is free, while this thread stores the results in the original
+/// order of the groups.
+///
+/// Batches are taken, not dealt out in advance: a thread that got less of the cores (this
+/// one stores on them too) does not leave the other idle at the end while its own share
+/// waits. At most [`VERIFY_AHEAD`] batches are handed out beyond the one being stored.
 fn store_checked(
     tx: &Transaction<'_>,
     ctx: &IngestContext,
@@ -1400,7 +1405,7 @@ fn store_checked(
     work: Vec<Group>,
     workers: usize,
 ) -> Result<(), WriteError> {
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::mpsc::{Receiver, Sender, channel};
     let site = ctx.site;
     let mut batches: Vec<Vec<Group>> = Vec::new();
     let mut work = work.into_iter().peekable();
@@ -1408,27 +1413,38 @@ fn store_checked(
         batches.push(work.by_ref().take(WORK_BATCH).collect());
     }
     let count = batches.len();
-    // Batches are numbered; worker `w` takes batches w, w + workers, … in order.
-    let mut per_worker: Vec<Vec<Vec<Group>>> = (0..workers).map(|_| Vec::new()).collect();
-    for (i, batch) in batches.into_iter().enumerate() {
-        per_worker[i % workers].push(batch);
+    let mut pending = batches.into_iter().enumerate();
+    let (todo_tx, todo_rx) = channel::<(usize, Vec<Group>)>();
+    for batch in pending.by_ref().take(VERIFY_AHEAD) {
+        todo_tx.send(batch).expect("the receiver is held here");
     }
-    let stop = AtomicBool::new(false);
+    let todo_rx = std::sync::Mutex::new(todo_rx);
+    // `Err` when a worker stopped without finishing its batch (it panicked).
+    let (done_tx, done_rx) = channel::<Result<(usize, Vec<Work>), ()>>();
+    /// Tells the storing side if its worker unwinds, so that it does not wait for a batch
+    /// that will never come.
+    struct Unwinding(Sender<Result<(usize, Vec<Work>), ()>>);
+    impl Drop for Unwinding {
+        fn drop(&mut self) {
+            if std::thread::panicking() {
+                let _ = self.0.send(Err(()));
+            }
+        }
+    }
+    let next_batch = |todo: &std::sync::Mutex<Receiver<(usize, Vec<Group>)>>| {
+        // The receiver stays usable if a worker panicked while holding it.
+        todo.lock().unwrap_or_else(|p| p.into_inner()).recv().ok()
+    };
     std::thread::scope(|scope| -> Result<(), WriteError> {
-        let mut receivers = Vec::with_capacity(workers);
-        for mine in per_worker {
-            let (done_tx, done_rx) = std::sync::mpsc::sync_channel::<Vec<Work>>(VERIFY_AHEAD);
-            receivers.push(done_rx);
-            let stop = &stop;
+        for _ in 0..workers {
+            let done = Unwinding(done_tx.clone());
+            let (todo_rx, next_batch) = (&todo_rx, &next_batch);
             std::thread::Builder::new()
                 .name("yizhan-verify".into())
                 .spawn_scoped(scope, move || {
                     let mut keys = yizhan_protocol::identity::KeyCache::default();
-                    for batch in mine {
-                        if stop.load(Ordering::Relaxed) {
-                            return;
-                        }
-                        let done = batch
+                    while let Some((i, batch)) = next_batch(todo_rx) {
+                        let checked = batch
                             .into_iter()
                             .map(|(first, header, changes)| {
                                 let results: Vec<Checked> = changes
@@ -1445,31 +1461,47 @@ fn store_checked(
                                 }
                             })
                             .collect();
-                        if done_tx.send(done).is_err() {
+                        if done.0.send(Ok((i, checked))).is_err() {
                             return; // the storing side stopped on an error
                         }
                     }
                 })
                 .map_err(WriteError::Thread)?;
         }
+        drop(done_tx);
+        let stopped = || WriteError::Thread(std::io::Error::other("a verifying thread stopped"));
         let result = (|| {
+            // Batches that came before their turn.
+            let mut early: std::collections::BTreeMap<usize, Vec<Work>> = Default::default();
             for i in 0..count {
-                // A worker that ended early (it panicked) leaves its batches unchecked:
-                // nothing is stored for them, and the caller's transaction is not committed.
-                let Ok(batch) = receivers[i % workers].recv() else {
-                    return Err(WriteError::Thread(std::io::Error::other(
-                        "a verifying thread stopped",
-                    )));
+                let batch = loop {
+                    if let Some(batch) = early.remove(&i) {
+                        break batch;
+                    }
+                    // A worker that ended early (it panicked) leaves its batch unchecked:
+                    // nothing is stored for it, and the caller's transaction is not
+                    // committed.
+                    match done_rx.recv() {
+                        Ok(Ok((j, batch))) => {
+                            early.insert(j, batch);
+                        }
+                        Ok(Err(())) | Err(_) => return Err(stopped()),
+                    }
                 };
+                if let Some(next) = pending.next() {
+                    // The workers stop only when `todo_tx` is dropped, below.
+                    let _ = todo_tx.send(next);
+                }
                 for work in batch {
                     store_work(tx, ctx, report, work)?;
                 }
             }
             Ok(())
         })();
+        // No more batches: the workers finish the one they hold and stop.
+        drop(todo_tx);
         if result.is_err() {
-            stop.store(true, Ordering::Relaxed);
-            drop(receivers);
+            drop(done_rx);
         }
         result
     })
@@ -1809,8 +1841,9 @@ type Checked = Result<yizhan_protocol::VerifiedChange, Box<(SignedChange, Verify
 /// Below this many changes, checking on one thread is quicker than starting others.
 const PARALLEL_VERIFY_MIN: usize = 64;
 
-/// How many batches of checked documents may wait for pass 3 of [`ingest_in`].
-const VERIFY_AHEAD: usize = 8;
+/// How many batches pass 2 of [`ingest_in`] may have taken or finished beyond the one pass 3
+/// stores.
+const VERIFY_AHEAD: usize = 16;
 
 /// How many documents pass 2 hands over at once (so [`VERIFY_AHEAD`] batches of them).
 const WORK_BATCH: usize = 32;
