@@ -70,6 +70,8 @@ pub(crate) struct Seen {
     pub name: String,
     /// When the sync finished, in milliseconds since the epoch.
     pub at_ms: i64,
+    /// The station's receipt that the sync brought, to keep (hex of its signed bytes).
+    pub receipt: Option<String>,
 }
 
 /// What a sync hands the gate to write: a received page, or the note that it finished.
@@ -385,6 +387,9 @@ fn run_job(tx: &Transaction<'_>, task: Task) -> Result<(IngestReport, bool), Wri
                 "UPDATE peers SET last_sync = ?2, name = ?3 WHERE device = ?1",
                 params![seen.peer.as_bytes().as_slice(), seen.at_ms, seen.name],
             )?;
+            if let Some(receipt) = &seen.receipt {
+                crate::store::set_meta(tx, "station_receipt", receipt)?;
+            }
             return Ok((IngestReport::default(), false));
         }
     };
@@ -556,6 +561,7 @@ mod tests {
                 peer: node(dir.path(), name).identity().device_id,
                 name: (*name).into(),
                 at_ms,
+                receipt: None,
             })
             .collect();
         for s in &seen {

@@ -232,7 +232,13 @@ impl PeerConnection {
                 spins += 1;
                 tokio::task::yield_now().await;
             } else {
-                tokio::time::sleep(Duration::from_millis(1)).await;
+                // The driver runs on another thread that may need waking: look again in
+                // 100 µs, not at the async timer's next 1 ms tick (a wait that every
+                // one-shot sync would pay).
+                let _ = tokio::task::spawn_blocking(|| {
+                    std::thread::sleep(Duration::from_micros(100));
+                })
+                .await;
             }
         }
     }
@@ -455,6 +461,10 @@ impl Endpoint {
     /// sent: it does not wait out QUIC's draining period.
     pub async fn close_within(&self, wait: Duration) {
         self.endpoint.close(VarInt::from_u32(CLOSE_NORMAL), b"");
+        if wait.is_zero() {
+            // A zero timeout would still wait for the async timer's next tick (1 ms).
+            return;
+        }
         // Bounded: a peer that vanished would otherwise hold us until its idle timeout.
         let _ = tokio::time::timeout(wait, self.endpoint.wait_idle()).await;
     }

@@ -193,6 +193,9 @@ pub struct SyncEngine {
     sent_since_receive: bool,
     /// Authors' keys already checked in this sync.
     ids: yizhan_protocol::identity::DeviceIdCache,
+    /// The station's receipt, checked and not yet written: when the session finishes in the
+    /// same turn, it is written in the same transaction as the time of the sync.
+    receipt_to_keep: Option<Signed<Receipt>>,
 }
 
 /// The scope key of a position in a log: the puller's certificate digest, then the
@@ -267,6 +270,7 @@ impl SyncEngine {
             progress: config.progress.clone(),
             sent_since_receive: false,
             ids: Default::default(),
+            receipt_to_keep: None,
         })
     }
 
@@ -395,12 +399,20 @@ impl SyncEngine {
                     self.session.finish(receipt)?;
                 }
                 Event::PeerDone(receipt) => {
-                    if let Some(r) = receipt {
-                        self.keep_receipt(&r)?;
-                    }
+                    self.receipt_to_keep = match receipt {
+                        Some(r) if self.receipt_is_kept(&r)? => Some(r),
+                        _ => None,
+                    };
                 }
                 Event::Finished => self.on_finished()?,
             }
+        }
+        // The peer is done but this side is not (it still waits for pages or fetches):
+        // the receipt is written now, as it would have been with the session's end.
+        if let Some(receipt) = self.receipt_to_keep.take() {
+            let tx = self.node.store_mut().write()?;
+            set_meta(&tx, "station_receipt", &hex::encode(receipt.to_bytes()))?;
+            tx.commit()?;
         }
         Ok(())
     }
@@ -899,10 +911,15 @@ impl SyncEngine {
         Ok(())
     }
 
-    fn keep_receipt(&mut self, signed: &Signed<Receipt>) -> Result<(), SyncError> {
-        let Ok(r) = signed.open() else { return Ok(()) };
+    /// Whether `signed` is a receipt to keep: opened, from this site's station on the
+    /// other end of this connection, for this node and its log, and not older than the
+    /// one held.
+    fn receipt_is_kept(&self, signed: &Signed<Receipt>) -> Result<bool, SyncError> {
+        let Ok(r) = signed.open() else {
+            return Ok(false);
+        };
         if r.refused.len() > yizhan_protocol::membership::MAX_RECEIPT_REFUSED {
-            return Ok(());
+            return Ok(false);
         }
         let roster = RosterView::load(self.node.store().conn(), Some(self.site))?;
         let me = self.node.identity().device_id;
@@ -912,16 +929,10 @@ impl SyncEngine {
             || r.member != me
             || r.epoch != self.my_epoch
         {
-            return Ok(());
+            return Ok(false);
         }
         let previous = self.node.station_receipt()?;
-        if previous.is_some_and(|p| p.covers > r.covers && p.epoch == r.epoch) {
-            return Ok(());
-        }
-        let tx = self.node.store_mut().write()?;
-        set_meta(&tx, "station_receipt", &hex::encode(signed.to_bytes()))?;
-        tx.commit()?;
-        Ok(())
+        Ok(!previous.is_some_and(|p| p.covers > r.covers && p.epoch == r.epoch))
     }
 
     fn on_finished(&mut self) -> Result<(), SyncError> {
@@ -930,6 +941,10 @@ impl SyncEngine {
             peer: peer.device,
             name: peer.cert.name.clone(),
             at_ms: Time::now_millis(),
+            receipt: self
+                .receipt_to_keep
+                .take()
+                .map(|r| hex::encode(r.to_bytes())),
         };
         match self.node.ingest_gate.clone() {
             Some(gate) => gate.run(&mut self.node, seen)?,
