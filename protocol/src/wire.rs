@@ -198,7 +198,21 @@ pub enum DecodeError {
 impl Message {
     /// Encodes the message as a frame payload.
     pub fn encode(&self) -> Vec<u8> {
-        postcard::to_stdvec(self).expect("messages encode")
+        // Sized up front: a page of a thousand changes is about a megabyte, and growing
+        // the buffer by doubling would copy it again at every step.
+        let docs = match self {
+            Message::Changes(page) => page.docs.as_slice(),
+            Message::Fetched(answer) => answer.docs.as_slice(),
+            _ => &[],
+        };
+        let hint: usize = docs
+            .iter()
+            .map(|d| {
+                // Id, header and lengths; each change's signature, bytes and length.
+                160 + d.changes.iter().map(|c| c.bytes.len() + 72).sum::<usize>()
+            })
+            .sum();
+        postcard::to_extend(self, Vec::with_capacity(hint + 256)).expect("messages encode")
     }
 
     /// Decodes a frame payload, checking the size limits.
