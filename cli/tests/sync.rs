@@ -485,6 +485,30 @@ fn records_reach_the_station_and_return_within_grid_scope() {
             !s["station_receipt"].is_null(),
             "{who} has no station receipt after syncing: {s}"
         );
+        // The station as a peer: where it was reached, and when.
+        let station_peer = array(s["peers"].clone())
+            .into_iter()
+            .find(|p| p["device_id"] == station.device_id.as_str())
+            .unwrap_or_else(|| panic!("{who} does not list the station: {s}"));
+        assert_eq!(station_peer["addr"], addr.as_str(), "{who}: {station_peer}");
+        assert!(
+            station_peer["last_sync"].is_string(),
+            "{who}: {station_peer}"
+        );
+        // And the station remembers the volunteer, where it came from and when (its side
+        // of a sync may end a moment after the volunteer's).
+        let seen = poll(Duration::from_secs(10), || {
+            array(status(&station)["peers"].clone())
+                .into_iter()
+                .find(|p| p["device_id"] == v.device_id.as_str() && p["last_sync"].is_string())
+        })
+        .unwrap_or_else(|| panic!("the station does not list {who} as synced"));
+        assert!(
+            seen["addr"]
+                .as_str()
+                .is_some_and(|a| a.starts_with("127.0.0.1:")),
+            "{who}: {seen}"
+        );
     }
     for (v, who) in [(&station, "station"), (&a, "A"), (&b, "B"), (&c, "C")] {
         assert_verifies(v, who);

@@ -285,7 +285,12 @@ pub async fn sync_once_with(
     };
     let endpoint = Endpoint::bind(bind, &key, &NetConfig::default())?;
     let conn = endpoint.connect(addr).await?;
-    let result = sync_on(home, &conn, config).await;
+    // Where the peer was reached is noted with the time of the sync, in one transaction.
+    let config = SyncConfig {
+        peer_addr: Some(addr.to_string()),
+        ..config.clone()
+    };
+    let result = sync_on(home, &conn, &config).await;
     tracing::trace!("session over");
     let stats = conn.connection.stats();
     conn.close_told(Duration::from_millis(20)).await;
@@ -294,17 +299,8 @@ pub async fn sync_once_with(
     let mut stats_out = result?;
     stats_out.bytes_sent = stats.udp_tx.bytes;
     stats_out.bytes_received = stats.udp_rx.bytes;
-    let peer = conn.peer;
-    blocking(|| -> Result<(), DaemonError> {
-        let mut node = home.checkout()?;
-        let noted = node.note_peer_addr(peer, &addr.to_string());
-        home.give_back(node);
-        noted?;
-        Ok(())
-    })?;
-    tracing::trace!("peer address noted");
     Ok(SyncReport {
-        peer,
+        peer: conn.peer,
         stats: stats_out,
     })
 }
@@ -565,25 +561,19 @@ async fn serve_connection(
     conn: PeerConnection,
     events: &mpsc::UnboundedSender<ServeEvent>,
 ) {
-    let config = SyncConfig::default();
-    let addr = conn.connection.remote_address().to_string();
+    // Only a member that completed a sync is remembered as a peer, with where it was
+    // reached: noted with the time of the sync, in its transaction.
+    let config = SyncConfig {
+        peer_addr: Some(conn.connection.remote_address().to_string()),
+        ..SyncConfig::default()
+    };
     let peer = conn.peer;
     // A peer that holds a connection without syncing gives its slot back.
     while let Ok(Ok((send, recv))) =
         tokio::time::timeout(IDLE_CONNECTION, conn.connection.accept_bi()).await
     {
         let event = match sync_stream(home, conn.peer, send, recv, &config).await {
-            Ok(stats) => {
-                // Only a member that completed a sync is remembered as a peer.
-                let _ = blocking(|| {
-                    home.checkout().map(|mut n| {
-                        let noted = n.note_peer_addr(peer, &addr);
-                        home.give_back(n);
-                        noted
-                    })
-                });
-                ServeEvent::Synced { peer, stats }
-            }
+            Ok(stats) => ServeEvent::Synced { peer, stats },
             Err(e) => ServeEvent::Failed {
                 peer: Some(conn.peer),
                 error: e.to_string(),

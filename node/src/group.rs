@@ -72,6 +72,8 @@ pub(crate) struct Seen {
     pub at_ms: i64,
     /// The station's receipt that the sync brought, to keep (hex of its signed bytes).
     pub receipt: Option<String>,
+    /// Where the peer was reached, to remember if it changed.
+    pub addr: Option<String>,
 }
 
 /// What a sync hands the gate to write: a received page, or the note that it finished.
@@ -387,6 +389,12 @@ fn run_job(tx: &Transaction<'_>, task: Task) -> Result<(IngestReport, bool), Wri
                 "UPDATE peers SET last_sync = ?2, name = ?3 WHERE device = ?1",
                 params![seen.peer.as_bytes().as_slice(), seen.at_ms, seen.name],
             )?;
+            if let Some(addr) = &seen.addr {
+                tx.execute(
+                    "UPDATE peers SET addr = ?2 WHERE device = ?1 AND addr IS NOT ?2",
+                    params![seen.peer.as_bytes().as_slice(), addr],
+                )?;
+            }
             if let Some(receipt) = &seen.receipt {
                 crate::store::set_meta(tx, "station_receipt", receipt)?;
             }
@@ -562,6 +570,7 @@ mod tests {
                 name: (*name).into(),
                 at_ms,
                 receipt: None,
+                addr: Some(format!("192.0.2.{}:7000", at_ms % 250)),
             })
             .collect();
         for s in &seen {
@@ -592,16 +601,16 @@ mod tests {
         let fresh = home.open().unwrap();
         assert_eq!(fresh.record_counts().unwrap(), (0, 2));
         for s in &seen {
-            let row: (String, i64) = fresh
+            let row: (String, i64, Option<String>) = fresh
                 .store()
                 .conn()
                 .query_row(
-                    "SELECT name, last_sync FROM peers WHERE device = ?1",
+                    "SELECT name, last_sync, addr FROM peers WHERE device = ?1",
                     [s.peer.as_bytes().as_slice()],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
                 )
                 .unwrap();
-            assert_eq!(row, (s.name.clone(), s.at_ms));
+            assert_eq!(row, (s.name.clone(), s.at_ms, s.addr.clone()));
         }
     }
 

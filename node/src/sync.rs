@@ -153,6 +153,9 @@ pub struct SyncConfig {
     pub idle_timeout: Duration,
     /// Told what the sync has moved so far, each time a frame is taken or produced.
     pub progress: Option<SyncProgress>,
+    /// Where the peer was reached: noted (if it changed) with the time of the sync, in the
+    /// same transaction, once the sync completes.
+    pub peer_addr: Option<String>,
 }
 
 /// An observer of a sync's progress: called with the counts so far (for a progress
@@ -173,6 +176,7 @@ impl Default for SyncConfig {
         SyncConfig {
             idle_timeout: Duration::from_secs(120),
             progress: None,
+            peer_addr: None,
         }
     }
 }
@@ -196,6 +200,8 @@ pub struct SyncEngine {
     /// The station's receipt, checked and not yet written: when the session finishes in the
     /// same turn, it is written in the same transaction as the time of the sync.
     receipt_to_keep: Option<Signed<Receipt>>,
+    /// [`SyncConfig::peer_addr`].
+    peer_addr: Option<String>,
 }
 
 /// The scope key of a position in a log: the puller's certificate digest, then the
@@ -268,6 +274,7 @@ impl SyncEngine {
             serve_after: None,
             stats: SyncStats::default(),
             progress: config.progress.clone(),
+            peer_addr: config.peer_addr.clone(),
             sent_since_receive: false,
             ids: Default::default(),
             receipt_to_keep: None,
@@ -945,6 +952,7 @@ impl SyncEngine {
                 .receipt_to_keep
                 .take()
                 .map(|r| hex::encode(r.to_bytes())),
+            addr: self.peer_addr.clone(),
         };
         match self.node.ingest_gate.clone() {
             Some(gate) => gate.run(&mut self.node, seen)?,
