@@ -2,7 +2,9 @@
 //! share one write transaction and one commit.
 //!
 //! Every sync of a [`Home`](crate::home::Home) hands the page it received to the home's
-//! [`IngestGate`] as a [`Job`] and waits. One waiting sync at a time leads: it takes the
+//! [`IngestGate`] as a [`Job`] and waits; at its end it hands the gate the note that it
+//! finished ([`Seen`]: its time, where the peer was reached, a station's receipt) the same
+//! way. One waiting sync at a time leads: it takes the
 //! jobs queued at that moment (at most [`MAX_GROUP_CHANGES`] changes, and always at least
 //! one), runs them in one transaction on its own store connection, commits once, and hands
 //! every sync its own outcome. Then it passes the lead to the sync first in

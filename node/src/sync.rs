@@ -1056,8 +1056,8 @@ pub struct PeerInfo {
     pub last_sync_ms: Option<i64>,
 }
 
-/// A peer's row: its log epoch, this node's position in its log, and the scope key.
-/// A `peers` row: epoch, cursor, scope key, name.
+/// A peer's row: its log epoch, this node's position in its log, the scope key, and the
+/// peer's name.
 type CursorRow = (Option<Vec<u8>>, i64, Option<Vec<u8>>, Option<String>);
 
 /// This node's stored position in `peer`'s log, if it has met the peer.
