@@ -554,7 +554,11 @@ pub fn envelope(data: &[u8]) {
         bytes: bytes.clone(),
     };
     let mut ids = DeviceIdCache::default();
-    let rebuilt = wire.into_envelope(doc, &mut ids);
+    let rebuilt = wire.clone().into_envelope(doc, &mut ids);
+    // What is refused comes back as it came (a receiver keeps it in its rejected table).
+    if let Err(refused) = &rebuilt {
+        assert_eq!(refused.change, wire, "a refused change came back altered");
+    }
     if bytes.len() > MAX_CHANGE_BYTES {
         assert!(rebuilt.is_err());
         return;

@@ -1028,14 +1028,14 @@ fn open_part(
         let doc = header.doc_id();
         let mut changes = Vec::with_capacity(wire.len());
         for c in wire {
-            match c.clone().into_envelope(doc, ids) {
+            match c.into_envelope(doc, ids) {
                 Ok((env, change)) => {
                     if keep {
                         opened.decoded.insert(env.hash, change);
                     }
                     changes.push(env);
                 }
-                Err(e) => opened.refused.push((doc, c, e.to_string())),
+                Err(e) => opened.refused.push((doc, e.change, e.error.to_string())),
             }
         }
         opened.batch.push(DocChanges { header, changes });

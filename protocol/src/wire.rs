@@ -155,19 +155,26 @@ impl WireChange {
 
     /// Rebuilds the envelope: decodes the change (panics contained) to learn its hash and
     /// its actor, which must be a valid device id. The signature is checked later, by
-    /// [`SignedChange::verify`] on the result.
+    /// [`SignedChange::verify`] on the result. A change that is not an envelope is given
+    /// back with the reason (a receiver keeps what it refused).
     pub fn into_envelope(
         self,
         doc: DocId,
         ids: &mut DeviceIdCache,
-    ) -> Result<(SignedChange, automerge::Change), VerifyError> {
+    ) -> Result<(SignedChange, automerge::Change), NotAnEnvelope> {
+        let refuse = |change: WireChange, error: VerifyError| NotAnEnvelope { change, error };
         if self.bytes.len() > crate::envelope::MAX_CHANGE_BYTES {
-            return Err(VerifyError::TooLarge(self.bytes.len()));
+            let len = self.bytes.len();
+            return Err(refuse(self, VerifyError::TooLarge(len)));
         }
-        let change = decode_change(&self.bytes)?;
-        let signer = ids
-            .get(change.actor_id().to_bytes())
-            .map_err(|_| VerifyError::ActorNotSigner)?;
+        let change = match decode_change(&self.bytes) {
+            Ok(change) => change,
+            Err(error) => return Err(refuse(self, error)),
+        };
+        let signer = match ids.get(change.actor_id().to_bytes()) {
+            Ok(signer) => signer,
+            Err(_) => return Err(refuse(self, VerifyError::ActorNotSigner)),
+        };
         Ok((
             SignedChange {
                 doc,
@@ -179,6 +186,17 @@ impl WireChange {
             change,
         ))
     }
+}
+
+/// A [`WireChange`] that did not become an envelope ([`WireChange::into_envelope`]), given
+/// back with why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{error}")]
+pub struct NotAnEnvelope {
+    /// The change, as it came.
+    pub change: WireChange,
+    /// Why it is not an envelope.
+    pub error: VerifyError,
 }
 
 /// Why a frame was not accepted.
