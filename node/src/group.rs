@@ -24,7 +24,7 @@ use std::time::Instant;
 
 use rusqlite::{Transaction, params};
 use yizhan_protocol::wire::WireChange;
-use yizhan_protocol::{ChangeHash, DeviceId, DocId, SignedChange};
+use yizhan_protocol::{ChangeHash, DeviceId, DocId, Receipt, Signed, SignedChange};
 
 use crate::home::{
     Decoded, DocChanges, Identity, IngestContext, IngestReport, Node, WriteError, ingest_in,
@@ -72,8 +72,8 @@ pub(crate) struct Seen {
     pub name: String,
     /// When the sync finished, in milliseconds since the epoch.
     pub at_ms: i64,
-    /// The station's receipt that the sync brought, to keep (hex of its signed bytes).
-    pub receipt: Option<String>,
+    /// The station's receipt that the sync brought, to keep.
+    pub receipt: Option<Signed<Receipt>>,
     /// Where the peer was reached, to remember if it changed.
     pub addr: Option<String>,
 }
@@ -398,7 +398,7 @@ fn run_job(tx: &Transaction<'_>, task: Task) -> Result<(IngestReport, bool), Wri
                 )?;
             }
             if let Some(receipt) = &seen.receipt {
-                crate::store::set_meta(tx, "station_receipt", receipt)?;
+                crate::sync::keep_station_receipt(tx, receipt)?;
             }
             return Ok((IngestReport::default(), false));
         }

@@ -418,7 +418,7 @@ impl SyncEngine {
         // the receipt is written now, as it would have been with the session's end.
         if let Some(receipt) = self.receipt_to_keep.take() {
             let tx = self.node.store_mut().write()?;
-            set_meta(&tx, "station_receipt", &hex::encode(receipt.to_bytes()))?;
+            keep_station_receipt(&tx, &receipt)?;
             tx.commit()?;
         }
         Ok(())
@@ -948,10 +948,7 @@ impl SyncEngine {
             peer: peer.device,
             name: peer.cert.name.clone(),
             at_ms: Time::now_millis(),
-            receipt: self
-                .receipt_to_keep
-                .take()
-                .map(|r| hex::encode(r.to_bytes())),
+            receipt: self.receipt_to_keep.take(),
             addr: self.peer_addr.clone(),
         };
         match self.node.ingest_gate.clone() {
@@ -1056,6 +1053,18 @@ pub struct PeerInfo {
     pub last_sync_ms: Option<i64>,
 }
 
+/// The `meta` key of the station's latest receipt for this node (hex of its signed bytes).
+const STATION_RECEIPT: &str = "station_receipt";
+
+/// Keeps `signed` as the station's latest receipt for this node
+/// ([`Node::station_receipt`] reads it back).
+pub(crate) fn keep_station_receipt(
+    tx: &rusqlite::Transaction<'_>,
+    signed: &Signed<Receipt>,
+) -> rusqlite::Result<()> {
+    set_meta(tx, STATION_RECEIPT, &hex::encode(signed.to_bytes()))
+}
+
 /// A peer's row: its log epoch, this node's position in its log, the scope key, and the
 /// peer's name.
 type CursorRow = (Option<Vec<u8>>, i64, Option<Vec<u8>>, Option<String>);
@@ -1083,7 +1092,7 @@ impl Node {
     pub fn station_receipt_signed(&self) -> Result<Option<(DeviceId, Receipt)>, ReadError> {
         Ok(self
             .store()
-            .meta("station_receipt")?
+            .meta(STATION_RECEIPT)?
             .filter(|s| !s.is_empty())
             .and_then(|s| hex::decode(s).ok())
             .and_then(|b| Signed::<Receipt>::from_bytes(&b).ok())
