@@ -226,7 +226,10 @@ async fn drive(
         let deadline = engine
             .poll_timeout()
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(30));
+        // Our frames go out before the peer's are taken in: a page of ours is on its way
+        // while we store the peer's, instead of waiting behind that write (and its fsync).
         tokio::select! {
+            biased;
             permit = out.reserve(), if pending.is_some() => {
                 let permit = permit.map_err(|_| DaemonError::Stream("writer stopped".into()))?;
                 permit.send(pending.take().expect("checked"));
