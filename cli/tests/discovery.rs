@@ -283,11 +283,9 @@ fn nodes_of_one_site_find_each_other_and_sync_and_another_site_is_ignored() {
     );
     assert_eq!(foreign.json(&["status"])["peers"], serde_json::json!([]));
     // Each volunteer remembers the other at the address discovery found.
-    let peers = a.json(&["status"])["peers"].clone();
-    let pb = array(peers.clone())
-        .into_iter()
-        .find(|p| p["device_id"] == b.device_id.as_str())
-        .unwrap_or_else(|| panic!("a does not list b as a peer: {peers}"));
+    let status = a.json(&["status"]);
+    let pb = status_peer(&status, &b.device_id)
+        .unwrap_or_else(|| panic!("a does not list b as a peer: {status}"));
     assert!(
         pb["addr"]
             .as_str()
@@ -295,9 +293,7 @@ fn nodes_of_one_site_find_each_other_and_sync_and_another_site_is_ignored() {
         "{pb}"
     );
     assert!(
-        !array(peers)
-            .iter()
-            .any(|p| p["device_id"] == foreign.device_id.as_str()),
+        status_peer(&status, &foreign.device_id).is_none(),
         "a lists the foreign node as a peer"
     );
 }

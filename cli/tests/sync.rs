@@ -486,9 +486,7 @@ fn records_reach_the_station_and_return_within_grid_scope() {
             "{who} has no station receipt after syncing: {s}"
         );
         // The station as a peer: where it was reached, and when.
-        let station_peer = array(s["peers"].clone())
-            .into_iter()
-            .find(|p| p["device_id"] == station.device_id.as_str())
+        let station_peer = status_peer(&s, &station.device_id)
             .unwrap_or_else(|| panic!("{who} does not list the station: {s}"));
         assert_eq!(station_peer["addr"], addr.as_str(), "{who}: {station_peer}");
         assert!(
@@ -498,9 +496,7 @@ fn records_reach_the_station_and_return_within_grid_scope() {
         // And the station remembers the volunteer, where it came from and when (its side
         // of a sync may end a moment after the volunteer's).
         let seen = poll(Duration::from_secs(10), || {
-            array(status(&station)["peers"].clone())
-                .into_iter()
-                .find(|p| p["device_id"] == v.device_id.as_str() && p["last_sync"].is_string())
+            status_peer(&status(&station), &v.device_id).filter(|p| p["last_sync"].is_string())
         })
         .unwrap_or_else(|| panic!("the station does not list {who} as synced"));
         assert!(

@@ -289,6 +289,14 @@ pub fn array(v: Value) -> Vec<Value> {
     }
 }
 
+/// The entry for `device` in the `peers` array of a `status --json` document, if it lists
+/// it (a document without that array fails the test).
+pub fn status_peer(status: &Value, device: &str) -> Option<Value> {
+    array(status["peers"].clone())
+        .into_iter()
+        .find(|p| p["device_id"] == device)
+}
+
 pub fn show_args<S: AsRef<OsStr>>(args: &[S]) -> String {
     args.iter()
         .map(|a| a.as_ref().to_string_lossy().into_owned())
