@@ -582,6 +582,13 @@ pub fn envelope(data: &[u8]) {
         .clone()
         .verify_cached(Some(site()), &mut KeyCache::default());
     assert_eq!(plain.is_ok(), cached.is_ok());
+    // And four times over in one batch (`verify_many`), which must say the same of each.
+    let many = SignedChange::verify_many(
+        vec![(env.clone(), None); yizhan_protocol::identity::BATCH_MIN],
+        Some(site()),
+        &mut KeyCache::default(),
+    );
+    assert!(many.iter().all(|r| r.is_ok() == plain.is_ok()));
     // A claimed hash other than the real one is refused.
     let mut wrong = env.clone();
     wrong.hash.0[0] ^= 1;

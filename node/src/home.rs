@@ -1346,10 +1346,7 @@ pub(crate) fn ingest_in(
     if total < PARALLEL_VERIFY_MIN || cores < 2 {
         let mut keys = yizhan_protocol::identity::KeyCache::default();
         for (header, changes) in groups {
-            let results = changes
-                .into_iter()
-                .map(|(c, d)| check(ctx.site, c, d, &mut keys))
-                .collect();
+            let results = check_many(ctx.site, changes, &mut keys);
             apply_group(tx, ctx, &mut report, header, results)?;
         }
     } else {
@@ -1444,13 +1441,18 @@ fn store_checked(
                 .spawn_scoped(scope, move || {
                     let mut keys = yizhan_protocol::identity::KeyCache::default();
                     while let Some((i, batch)) = next_batch(todo_rx) {
-                        let checked = batch
+                        // The signatures of the whole batch are checked together.
+                        let mut groups = Vec::with_capacity(batch.len());
+                        let mut unchecked = Vec::new();
+                        for (first, header, changes) in batch {
+                            groups.push((first, header, changes.len()));
+                            unchecked.extend(changes);
+                        }
+                        let mut results = check_many(site, unchecked, &mut keys).into_iter();
+                        let checked = groups
                             .into_iter()
-                            .map(|(first, header, changes)| {
-                                let results: Vec<Checked> = changes
-                                    .into_iter()
-                                    .map(|(c, d)| check(site, c, d, &mut keys))
-                                    .collect();
+                            .map(|(first, header, len)| {
+                                let results: Vec<Checked> = results.by_ref().take(len).collect();
                                 // A document new to this node whose changes all verify and
                                 // may be merged is built here too (apply, snapshot, index
                                 // row), so that the SQL thread only stores it.
@@ -1527,10 +1529,8 @@ fn store_work(
         }
         Work::Retry(header, envelopes) => {
             let mut keys = yizhan_protocol::identity::KeyCache::default();
-            let results = envelopes
-                .into_iter()
-                .map(|c| check(ctx.site, c, None, &mut keys))
-                .collect();
+            let unchecked = envelopes.into_iter().map(|c| (c, None)).collect();
+            let results = check_many(ctx.site, unchecked, &mut keys);
             apply_group(tx, ctx, report, header, results)
         }
     }
@@ -1846,24 +1846,22 @@ const PARALLEL_VERIFY_MIN: usize = 64;
 const VERIFY_AHEAD: usize = 16;
 
 /// How many documents pass 2 hands over at once (so [`VERIFY_AHEAD`] batches of them).
-const WORK_BATCH: usize = 32;
+/// Their signatures are checked as one batch: for new visits, 128 signatures at about
+/// 13 µs each on this project's machine, against 16 µs in batches of 32 (and 35 µs one by
+/// one); the evening set ran 2–7% faster with 128 than with 32.
+const WORK_BATCH: usize = 128;
 
-/// Checks one envelope: size, decoding, hash, actor binding, strict signature.
-fn check(
+/// Checks envelopes: size, decoding, hash, actor binding, and their signatures, together
+/// where they may be (see [`SignedChange::verify_many`]). In the order given.
+fn check_many(
     site: Option<SiteId>,
-    env: SignedChange,
-    decoded: Option<automerge::Change>,
+    unchecked: Vec<Unchecked>,
     keys: &mut yizhan_protocol::identity::KeyCache,
-) -> Checked {
-    match decoded {
-        Some(change) => env
-            .verify_decoded(change, site, keys)
-            .map_err(|u| Box::new((u.envelope, u.error))),
-        None => env
-            .clone()
-            .verify_cached(site, keys)
-            .map_err(|e| Box::new((env, e))),
-    }
+) -> Vec<Checked> {
+    SignedChange::verify_many(unchecked, site, keys)
+        .into_iter()
+        .map(|r| r.map_err(|u| Box::new((u.envelope, u.error))))
+        .collect()
 }
 
 /// Whether any of a change's dependencies is held in quarantine.

@@ -1016,9 +1016,14 @@ fn open_part(
     ids: &mut DeviceIdCache,
     keep: bool,
 ) -> Opened {
+    let kept = if keep {
+        docs.iter().map(|(_, c)| c.len()).sum()
+    } else {
+        0
+    };
     let mut opened = Opened {
         batch: Vec::with_capacity(docs.len()),
-        decoded: Decoded::default(),
+        decoded: Decoded::with_capacity(kept),
         refused: Vec::new(),
     };
     for (header, wire) in docs {

@@ -213,27 +213,86 @@ impl SignedChange {
         site: Option<SiteId>,
         keys: &mut crate::identity::KeyCache,
     ) -> Result<VerifiedChange, Box<Unverified>> {
-        let refuse = |envelope, error| Err(Box::new(Unverified { envelope, error }));
-        if self.bytes.len() > MAX_CHANGE_BYTES {
-            let len = self.bytes.len();
-            return refuse(self, VerifyError::TooLarge(len));
-        }
-        if change.raw_bytes() != self.bytes.as_slice()
-            || ChangeHash::from(change.hash()) != self.hash
-        {
-            return refuse(self, VerifyError::HashMismatch);
-        }
-        if change.actor_id().to_bytes() != self.signer.as_bytes() {
-            return refuse(self, VerifyError::ActorNotSigner);
+        if let Err(error) = self.check_decoded(&change) {
+            return Err(Box::new(Unverified {
+                envelope: self,
+                error,
+            }));
         }
         let message = signing_message(site, self.doc, self.hash);
         if !keys.verify_strict(self.signer, &message, &self.signature) {
-            return refuse(self, VerifyError::BadSignature);
+            return Err(Box::new(Unverified {
+                envelope: self,
+                error: VerifyError::BadSignature,
+            }));
         }
         Ok(VerifiedChange {
             envelope: self,
             change,
         })
+    }
+
+    /// As [`SignedChange::verify_decoded`] for each envelope given with its decoding, and
+    /// [`SignedChange::verify_cached`] for each given without, with the signatures checked
+    /// together by [`KeyCache::verify_strict_many`](crate::identity::KeyCache::verify_strict_many).
+    /// The results are in the order of `items`.
+    pub fn verify_many(
+        items: Vec<(SignedChange, Option<automerge::Change>)>,
+        site: Option<SiteId>,
+        keys: &mut crate::identity::KeyCache,
+    ) -> Vec<Result<VerifiedChange, Box<Unverified>>> {
+        // Everything but the signature first, one by one.
+        let checked: Vec<(SignedChange, Result<automerge::Change, VerifyError>)> = items
+            .into_iter()
+            .map(|(envelope, decoded)| {
+                let change = match decoded {
+                    Some(change) => envelope.check_decoded(&change).map(|()| change),
+                    None => envelope.check_bytes(),
+                };
+                (envelope, change)
+            })
+            .collect();
+        let messages: Vec<[u8; 81]> = checked
+            .iter()
+            .map(|(env, _)| signing_message(site, env.doc, env.hash))
+            .collect();
+        let to_verify: Vec<(DeviceId, &[u8], &[u8; 64])> = checked
+            .iter()
+            .zip(&messages)
+            .filter(|((_, change), _)| change.is_ok())
+            .map(|((env, _), message)| (env.signer, message.as_slice(), &env.signature))
+            .collect();
+        let mut verdicts = keys.verify_strict_many(&to_verify).into_iter();
+        checked
+            .into_iter()
+            .map(|(envelope, change)| {
+                let error = match change {
+                    Ok(change) if verdicts.next() == Some(true) => {
+                        return Ok(VerifiedChange { envelope, change });
+                    }
+                    Ok(_) => VerifyError::BadSignature,
+                    Err(error) => error,
+                };
+                Err(Box::new(Unverified { envelope, error }))
+            })
+            .collect()
+    }
+
+    /// The checks of [`SignedChange::verify_decoded`] but the signature: size, and that
+    /// `change` is the decoding of exactly these bytes, with the claimed hash and actor.
+    fn check_decoded(&self, change: &automerge::Change) -> Result<(), VerifyError> {
+        if self.bytes.len() > MAX_CHANGE_BYTES {
+            return Err(VerifyError::TooLarge(self.bytes.len()));
+        }
+        if change.raw_bytes() != self.bytes.as_slice()
+            || ChangeHash::from(change.hash()) != self.hash
+        {
+            return Err(VerifyError::HashMismatch);
+        }
+        if change.actor_id().to_bytes() != self.signer.as_bytes() {
+            return Err(VerifyError::ActorNotSigner);
+        }
+        Ok(())
     }
 
     /// Checks everything but the signature: size, decoding, hash and actor binding.
