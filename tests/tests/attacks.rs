@@ -795,6 +795,123 @@ fn small_order_r_in_signature() {
     still_serves(&mut w.station, &mut w.a);
 }
 
+/// `n` new visit logs by M, signed for the site, as one page's documents.
+fn m_new_visits(w: &World, n: usize, what: &str) -> Vec<(DocHeader, SignedChange)> {
+    let key = w.m.node.device_key();
+    (0..n)
+        .map(|i| {
+            let (header, _, env) =
+                new_visit_by(&key, Some(site(w)), &format!("{what} {i}"), now_ms());
+            (header, env)
+        })
+        .collect()
+}
+
+/// Whether the station holds the document.
+fn station_holds(w: &World, doc: DocId) -> bool {
+    w.station.node.doc_changes(doc).is_ok()
+}
+
+#[test]
+fn bad_signatures_in_a_large_page_are_refused_and_the_rest_stored() {
+    // A page large enough that the station checks its signatures in batches, on its
+    // verifying threads (protocol.md §3.5): three spoilt signatures among 117 good ones.
+    let mut w = world();
+    let visits = m_new_visits(&w, 120, "批量");
+    let spoilt = [10, 50, 90];
+    let docs: Vec<WireDoc> = visits
+        .iter()
+        .enumerate()
+        .map(|(i, (header, env))| {
+            let mut change = wire(env);
+            match i {
+                10 => change.signature[40] ^= 0x01,   // a bit of s
+                50 => change.signature[3] ^= 0x01,    // a bit of R
+                90 => change.signature[..32].fill(0), // R = (0, 0): of small order
+                _ => {}
+            }
+            wire_doc(*header, vec![change])
+        })
+        .collect();
+    let out = m_sends(&mut w, true, vec![docs]);
+    let stats = out.victim.as_ref().expect("the victim completes the sync");
+    assert_eq!((stats.received, stats.rejected), (117, 3), "{out:?}");
+    assert_eq!(rejected_reasons(&w.station), vec!["bad signature"; 3]);
+    for (i, (header, _)) in visits.iter().enumerate() {
+        assert_eq!(
+            station_holds(&w, header.doc_id()),
+            !spoilt.contains(&i),
+            "visit {i}"
+        );
+    }
+    assert_eq!(w.station.node.verify().unwrap().bad, 0);
+    still_serves(&mut w.station, &mut w.a);
+}
+
+#[test]
+fn a_signature_with_a_mixed_order_r_is_refused_or_reported_by_verify() {
+    // The one signature a batch may accept that `verify_strict` refuses (protocol.md §3.5):
+    // R = rB + T with T of order 8, and s right for rB. Only the key's holder (M) can make
+    // it. Sent among 99 honest visits, it is either refused at ingest or, when the batch's
+    // weights cancel T (about one time in eight), stored and then reported by `verify`,
+    // which checks one signature at a time. Either way the honest visits are stored.
+    let mut w = world();
+    let mut visits = m_new_visits(&w, 100, "混合阶");
+    let key = w.m.node.device_key();
+    let a = secret_scalar(&key);
+    let a_bytes = *w.m.id().as_bytes();
+    let (header, env) = &mut visits[42];
+    let r = Scalar::from(4242u64);
+    let big_r = (curve25519_dalek::EdwardsPoint::mul_base(&r)
+        + curve25519_dalek::constants::EIGHT_TORSION[1])
+        .compress()
+        .to_bytes();
+    let msg = signing_message(Some(site(&w)), header.doc_id(), env.hash);
+    let s = r + challenge(&big_r, &a_bytes, &msg) * a;
+    env.signature[..32].copy_from_slice(&big_r);
+    env.signature[32..].copy_from_slice(s.as_bytes());
+    assert!(!w.m.id().verify_strict(&msg, &env.signature));
+    let crafted = header.doc_id();
+    let docs = visits
+        .iter()
+        .map(|(header, env)| wire_doc(*header, vec![wire(env)]))
+        .collect();
+    let out = m_sends(&mut w, true, vec![docs]);
+    let stats = out.victim.as_ref().expect("the victim completes the sync");
+    assert_eq!(stats.received + stats.rejected, 100, "{out:?}");
+    for (header, _) in visits.iter().filter(|(h, _)| h.doc_id() != crafted) {
+        assert!(station_holds(&w, header.doc_id()));
+    }
+    let report = w.station.node.verify().unwrap();
+    if stats.rejected == 1 {
+        assert_eq!(last_reason(&w.station), "bad signature");
+        assert!(!station_holds(&w, crafted));
+        assert_eq!(report.bad, 0);
+        still_serves(&mut w.station, &mut w.a);
+    } else {
+        assert!(station_holds(&w, crafted));
+        assert_eq!(report.bad, 1, "{:?}", report.problems);
+        assert!(
+            report.problems[0].contains("bad signature"),
+            "{:?}",
+            report.problems
+        );
+        // The station relays it with the honest visits. A volunteer takes them all, and
+        // either holds the crafted one too or refuses it: the divergence §3.5 describes.
+        let out = sync_until_ok(&mut w.a, &mut w.station, 1);
+        assert!(out.ok(), "{out:?}");
+        for (header, _) in visits.iter().filter(|(h, _)| h.doc_id() != crafted) {
+            assert!(w.a.node.doc_changes(header.doc_id()).is_ok());
+        }
+        let refused = rejected_reasons(&w.a);
+        let held = w.a.node.doc_changes(crafted).is_ok();
+        assert!(
+            held != (refused == ["bad signature"]),
+            "held {held}, refused {refused:?}"
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Replays
 // ---------------------------------------------------------------------------------------
