@@ -23,7 +23,10 @@
 //! device's actor, and the `(actor, seq)` of a change names the device that made it.
 //!
 //! [`SignedChange::verify`] checks all of this, with `verify_strict`, and contains any panic
-//! Automerge raises on malformed bytes.
+//! Automerge raises on malformed bytes. [`SignedChange::verify_many`] checks many envelopes
+//! at once, their signatures in one batch where they may be
+//! ([`KeyCache::verify_strict_many`](crate::identity::KeyCache::verify_strict_many), whose
+//! docs give the one kind of signature a batch may accept that `verify_strict` refuses).
 
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
