@@ -1346,7 +1346,7 @@ pub(crate) fn ingest_in(
     if total < PARALLEL_VERIFY_MIN || cores < 2 {
         let mut keys = yizhan_protocol::identity::KeyCache::default();
         for (header, changes) in groups {
-            let results = check_many(ctx.site, changes, &mut keys);
+            let results = SignedChange::verify_many(changes, ctx.site, &mut keys);
             apply_group(tx, ctx, &mut report, header, results)?;
         }
     } else {
@@ -1448,7 +1448,8 @@ fn store_checked(
                             groups.push((first, header, changes.len()));
                             unchecked.extend(changes);
                         }
-                        let mut results = check_many(site, unchecked, &mut keys).into_iter();
+                        let mut results =
+                            SignedChange::verify_many(unchecked, site, &mut keys).into_iter();
                         let checked = groups
                             .into_iter()
                             .map(|(first, header, len)| {
@@ -1530,7 +1531,7 @@ fn store_work(
         Work::Retry(header, envelopes) => {
             let mut keys = yizhan_protocol::identity::KeyCache::default();
             let unchecked = envelopes.into_iter().map(|c| (c, None)).collect();
-            let results = check_many(ctx.site, unchecked, &mut keys);
+            let results = SignedChange::verify_many(unchecked, ctx.site, &mut keys);
             apply_group(tx, ctx, report, header, results)
         }
     }
@@ -1698,10 +1699,7 @@ fn apply_group(
                 )?,
                 Err(why) => reject(tx, ctx, report, &v.envelope, &why)?,
             },
-            Err(failed) => {
-                let (env, e) = *failed;
-                reject(tx, ctx, report, &env, &e.to_string())?
-            }
+            Err(failed) => reject(tx, ctx, report, &failed.envelope, &failed.error.to_string())?,
         }
     }
     if verified.is_empty() {
@@ -1836,7 +1834,7 @@ fn hold(
 }
 
 /// The outcome of checking one envelope: the verified change, or the envelope and why not.
-type Checked = Result<yizhan_protocol::VerifiedChange, Box<(SignedChange, VerifyError)>>;
+type Checked = Result<yizhan_protocol::VerifiedChange, Box<yizhan_protocol::Unverified>>;
 
 /// Below this many changes, checking on one thread is quicker than starting others.
 const PARALLEL_VERIFY_MIN: usize = 64;
@@ -1850,19 +1848,6 @@ const VERIFY_AHEAD: usize = 16;
 /// 13 µs each on this project's machine, against 16 µs in batches of 32 (and 35 µs one by
 /// one); the evening set ran 2–7% faster with 128 than with 32.
 const WORK_BATCH: usize = 128;
-
-/// Checks envelopes: size, decoding, hash, actor binding, and their signatures, together
-/// where they may be (see [`SignedChange::verify_many`]). In the order given.
-fn check_many(
-    site: Option<SiteId>,
-    unchecked: Vec<Unchecked>,
-    keys: &mut yizhan_protocol::identity::KeyCache,
-) -> Vec<Checked> {
-    SignedChange::verify_many(unchecked, site, keys)
-        .into_iter()
-        .map(|r| r.map_err(|u| Box::new((u.envelope, u.error))))
-        .collect()
-}
 
 /// Whether any of a change's dependencies is held in quarantine.
 fn depends_on_held(tx: &Transaction<'_>, deps: &[automerge::ChangeHash]) -> rusqlite::Result<bool> {

@@ -238,15 +238,13 @@ impl KeyCache {
                     verdicts[i] = true;
                 }
             }
-        } else {
-            batch.clear();
         }
-        let mut in_batch = batch.into_iter().peekable();
-        for (i, (device, message, signature)) in items.iter().enumerate() {
-            if in_batch.next_if_eq(&i).is_some() && verdicts[i] {
-                continue;
+        // What the batch did not accept (left out of it, or in a batch that failed or was
+        // too small to run) is decided alone.
+        for ((device, message, signature), verdict) in items.iter().zip(&mut verdicts) {
+            if !*verdict {
+                *verdict = self.verify_strict(*device, message, signature);
             }
-            verdicts[i] = self.verify_strict(*device, message, signature);
         }
         verdicts
     }

@@ -807,9 +807,9 @@ fn m_new_visits(w: &World, n: usize, what: &str) -> Vec<(DocHeader, SignedChange
         .collect()
 }
 
-/// Whether the station holds the document.
-fn station_holds(w: &World, doc: DocId) -> bool {
-    w.station.node.doc_changes(doc).is_ok()
+/// Whether `n` holds the document.
+fn holds(n: &TestNode, doc: DocId) -> bool {
+    n.node.doc_changes(doc).is_ok()
 }
 
 #[test]
@@ -839,7 +839,7 @@ fn bad_signatures_in_a_large_page_are_refused_and_the_rest_stored() {
     assert_eq!(rejected_reasons(&w.station), vec!["bad signature"; 3]);
     for (i, (header, _)) in visits.iter().enumerate() {
         assert_eq!(
-            station_holds(&w, header.doc_id()),
+            holds(&w.station, header.doc_id()),
             !spoilt.contains(&i),
             "visit {i}"
         );
@@ -880,16 +880,16 @@ fn a_signature_with_a_mixed_order_r_is_refused_or_reported_by_verify() {
     let stats = out.victim.as_ref().expect("the victim completes the sync");
     assert_eq!(stats.received + stats.rejected, 100, "{out:?}");
     for (header, _) in visits.iter().filter(|(h, _)| h.doc_id() != crafted) {
-        assert!(station_holds(&w, header.doc_id()));
+        assert!(holds(&w.station, header.doc_id()));
     }
     let report = w.station.node.verify().unwrap();
     if stats.rejected == 1 {
         assert_eq!(last_reason(&w.station), "bad signature");
-        assert!(!station_holds(&w, crafted));
+        assert!(!holds(&w.station, crafted));
         assert_eq!(report.bad, 0);
         still_serves(&mut w.station, &mut w.a);
     } else {
-        assert!(station_holds(&w, crafted));
+        assert!(holds(&w.station, crafted));
         assert_eq!(report.bad, 1, "{:?}", report.problems);
         assert!(
             report.problems[0].contains("bad signature"),
@@ -901,10 +901,10 @@ fn a_signature_with_a_mixed_order_r_is_refused_or_reported_by_verify() {
         let out = sync_until_ok(&mut w.a, &mut w.station, 1);
         assert!(out.ok(), "{out:?}");
         for (header, _) in visits.iter().filter(|(h, _)| h.doc_id() != crafted) {
-            assert!(w.a.node.doc_changes(header.doc_id()).is_ok());
+            assert!(holds(&w.a, header.doc_id()));
         }
         let refused = rejected_reasons(&w.a);
-        let held = w.a.node.doc_changes(crafted).is_ok();
+        let held = holds(&w.a, crafted);
         assert!(
             held != (refused == ["bad signature"]),
             "held {held}, refused {refused:?}"
