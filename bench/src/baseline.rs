@@ -64,7 +64,10 @@ pub fn automerge_sync(laptop: &Path, station: &Path, focus: &HashSet<DocId>) -> 
     let sconn = open_store(station)?;
     // What loads as each document (a document of one change is stored as that change).
     const DOC: &str = yizhan_node::home::DOCUMENT_BYTES_SQL;
-    let mut theirs = sconn.prepare(&format!("SELECT {DOC} FROM docs d WHERE d.doc_id = ?1"))?;
+    let mut theirs = sconn.prepare(&format!(
+        "SELECT {DOC} FROM docs d
+             WHERE d.docno = (SELECT docno FROM doc_index WHERE doc_id = ?1)"
+    ))?;
     let mut ours = lconn.prepare(&format!("SELECT d.doc_id, {DOC} FROM docs d"))?;
     let mut rows = ours.query([])?;
     let mut all = AmSync::default();
@@ -132,7 +135,7 @@ pub fn read_changes(home: &Path) -> Result<Vec<Received>> {
     let conn = open_store(home)?;
     let mut stmt = conn.prepare(
         "SELECT c.doc_id, c.hash, c.signer, c.signature, c.bytes, d.kind, d.author, d.nonce
-         FROM changes c JOIN docs d ON d.doc_id = c.doc_id ORDER BY c.lseq",
+         FROM changes c JOIN docs d ON d.docno = c.docno ORDER BY c.lseq",
     )?;
     let rows = stmt.query_map([], |r| {
         Ok((

@@ -166,3 +166,24 @@ fn every_tampered_change_is_counted() {
         "three distinct changes were tampered with: {v}"
     );
 }
+
+#[test]
+fn a_record_lost_from_the_id_index_fails_verify() {
+    let home = populated();
+    {
+        let db = Connection::open(home.store()).expect("open store.db");
+        let n = db
+            .execute(
+                "DELETE FROM doc_ids_new WHERE doc_id = (SELECT MIN(doc_id) FROM doc_ids_new)",
+                [],
+            )
+            .expect("delete an index row");
+        assert_eq!(n, 1, "the records made here are in the index of new ids");
+    }
+    let (code, v) = verify(&home);
+    assert_eq!(
+        code, 1,
+        "verify must notice a record its index does not find: {v}"
+    );
+    assert!(v["bad"].as_u64().unwrap_or(0) >= 1, "{v}");
+}

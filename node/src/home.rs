@@ -806,8 +806,9 @@ impl Node {
             .store
             .conn()
             .prepare_cached(
-                "SELECT doc_id FROM docs
-                 WHERE doc_id >= ?2 AND (?3 IS NULL OR doc_id < ?3) AND kind = ?1 LIMIT 101",
+                "SELECT i.doc_id FROM doc_index i JOIN docs d ON d.docno = i.docno
+                 WHERE i.doc_id >= ?2 AND (?3 IS NULL OR i.doc_id < ?3) AND d.kind = ?1
+                 LIMIT 101",
             )
             .map_err(|e| ResolveError::Sqlite(e.to_string()))?;
         let high = high.map(|h| h.to_be_bytes().to_vec());
@@ -1005,7 +1006,7 @@ impl Node {
         let header = load_header_conn(self.store.conn(), id)?;
         let mut stmt = self.store.conn().prepare_cached(
             "SELECT hash, signer, signature, bytes FROM changes
-             WHERE docno = (SELECT docno FROM docs WHERE doc_id = ?1) ORDER BY rowid",
+             WHERE docno = (SELECT docno FROM doc_index WHERE doc_id = ?1) ORDER BY rowid",
         )?;
         let rows = stmt.query_map([id.as_bytes().as_slice()], row_to_envelope(id))?;
         let mut changes = Vec::new();
@@ -1079,23 +1080,41 @@ impl Node {
                     .push(format!("change {}: {p}", hex::encode(&hash)));
             }
         }
-        // Every document: its id derives from its header, its snapshot holds exactly the
-        // changes stored for it, and its index row and links are what the document says.
-        let mut stmt = conn.prepare("SELECT doc_id FROM docs")?;
-        let ids = stmt
-            .query_map([], |r| r.get::<_, Vec<u8>>(0))?
+        // Every document: it is found by its id (once), its id derives from its header, its
+        // snapshot holds exactly the changes stored for it, and its index row and links are
+        // what the document says.
+        let mut stmt = conn.prepare("SELECT doc_id, docno FROM docs")?;
+        let docs = stmt
+            .query_map([], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?)))?
             .collect::<rusqlite::Result<Vec<_>>>()?;
-        let mut hashes = conn.prepare(
-            "SELECT hash FROM changes WHERE docno = (SELECT docno FROM docs WHERE doc_id = ?1)",
-        )?;
-        for raw in ids {
+        let mut found = conn.prepare("SELECT docno FROM doc_index WHERE doc_id = ?1")?;
+        let mut hashes = conn.prepare("SELECT hash FROM changes WHERE docno = ?1")?;
+        let indexed: i64 = conn.query_row("SELECT COUNT(*) FROM doc_index", [], |r| r.get(0))?;
+        if indexed != docs.len() as i64 {
+            report.bad += 1;
+            report.problems.push(format!(
+                "the index of record ids holds {indexed} ids for {} records",
+                docs.len()
+            ));
+        }
+        for (raw, docno) in docs {
             let Some(id) = DocId::from_slice(&raw) else {
                 report.bad += 1;
                 report.problems.push("malformed document id".into());
                 continue;
             };
-            let stored: std::collections::BTreeSet<Vec<u8>> = hashes
+            let numbers: Vec<i64> = found
                 .query_map([&raw], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            if numbers != [docno] {
+                report.bad += 1;
+                report.problems.push(format!(
+                    "record {id}: the index of record ids does not find it"
+                ));
+                continue;
+            }
+            let stored: std::collections::BTreeSet<Vec<u8>> = hashes
+                .query_map([docno], |r| r.get(0))?
                 .collect::<rusqlite::Result<_>>()?;
             let header = match load_header_conn(conn, id) {
                 Ok(h) => h,
@@ -1667,8 +1686,14 @@ fn held_docs(
 }
 
 fn has_doc(tx: &Transaction<'_>, id: DocId) -> rusqlite::Result<bool> {
-    tx.prepare_cached("SELECT 1 FROM docs WHERE doc_id = ?1")?
-        .exists([id.as_bytes().as_slice()])
+    Ok(docno_of(tx, id)?.is_some())
+}
+
+/// The local number of the document `id`, if this node holds it.
+fn docno_of(conn: &rusqlite::Connection, id: DocId) -> rusqlite::Result<Option<i64>> {
+    conn.prepare_cached("SELECT docno FROM doc_index WHERE doc_id = ?1")?
+        .query_row([id.as_bytes().as_slice()], |r| r.get(0))
+        .optional()
 }
 
 /// Pass 3 of [`ingest_in`] for one document: who may write, then apply and store.
@@ -1913,7 +1938,7 @@ pub(crate) fn keep_rejected(
 fn has_change(tx: &Transaction<'_>, doc: DocId, hash: &ChangeHash) -> rusqlite::Result<bool> {
     tx.prepare_cached(
         "SELECT 1 FROM changes
-         WHERE docno = (SELECT docno FROM docs WHERE doc_id = ?1) AND hash = ?2",
+         WHERE docno = (SELECT docno FROM doc_index WHERE doc_id = ?1) AND hash = ?2",
     )?
     .exists(params![doc.as_bytes().as_slice(), hash.0.as_slice()])
 }
@@ -2040,16 +2065,22 @@ fn store_prepared(
 ) -> Result<(), WriteError> {
     let doc_id = header.doc_id();
     let now = now_ms();
-    let docno: i64 = tx
-        .prepare_cached(
-            "INSERT INTO docs(doc_id, kind, author, nonce, snapshot, heads, updated_at, docno)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, (SELECT COALESCE(MAX(docno), 0) + 1 FROM docs))
-             ON CONFLICT(doc_id) DO UPDATE SET snapshot = excluded.snapshot,
-                 heads = excluded.heads, updated_at = excluded.updated_at
-             RETURNING docno",
-        )?
-        .query_row(
-            params![
+    let docno = match docno_of(tx, doc_id)? {
+        Some(docno) => {
+            tx.prepare_cached(
+                "UPDATE docs SET snapshot = ?2, heads = ?3, updated_at = ?4 WHERE docno = ?1",
+            )?
+            .execute(params![docno, prepared.snapshot, prepared.heads, now])?;
+            docno
+        }
+        None => {
+            // A new document takes the next number (the rowid), and its id goes to the
+            // small index of new ids (`store::index_new_doc`).
+            tx.prepare_cached(
+                "INSERT INTO docs(doc_id, kind, author, nonce, snapshot, heads, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?
+            .execute(params![
                 doc_id.as_bytes().as_slice(),
                 header.kind.code(),
                 header.author.as_bytes().as_slice(),
@@ -2057,9 +2088,12 @@ fn store_prepared(
                 prepared.snapshot,
                 prepared.heads,
                 now,
-            ],
-            |r| r.get(0),
-        )?;
+            ])?;
+            let docno = tx.last_insert_rowid();
+            store::index_new_doc(tx, doc_id.as_bytes(), docno)?;
+            docno
+        }
+    };
     let mut insert = tx.prepare_cached(
         "INSERT INTO changes(hash, doc_id, actor, seq, signer, signature, bytes, received_at,
                              origin, docno, lseq)
@@ -2192,7 +2226,7 @@ fn stored_index_row(conn: &rusqlite::Connection, id: DocId) -> rusqlite::Result<
     let row = conn
         .prepare_cached(
             "SELECT grid, category, status, assignee, at_ms, summary, conflicts
-             FROM records WHERE docno = (SELECT docno FROM docs WHERE doc_id = ?1)",
+             FROM records WHERE docno = (SELECT docno FROM doc_index WHERE doc_id = ?1)",
         )?
         .query_row([id.as_bytes().as_slice()], |r| {
             Ok(IndexRow {
@@ -2232,7 +2266,10 @@ pub(crate) fn load_header_conn(
     id: DocId,
 ) -> Result<DocHeader, ReadError> {
     let (kind, author, nonce): (u8, Vec<u8>, Vec<u8>) = conn
-        .prepare_cached("SELECT kind, author, nonce FROM docs WHERE doc_id = ?1")?
+        .prepare_cached(
+            "SELECT kind, author, nonce FROM docs
+             WHERE docno = (SELECT docno FROM doc_index WHERE doc_id = ?1)",
+        )?
         .query_row([id.as_bytes().as_slice()], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))
         })?;
@@ -2259,7 +2296,8 @@ pub const DOCUMENT_BYTES_SQL: &str = "CASE WHEN length(d.snapshot) > 0 THEN d.sn
 pub(crate) fn load_doc(conn: &rusqlite::Connection, id: DocId) -> Result<AutoCommit, WriteError> {
     let snapshot: Option<Vec<u8>> = conn
         .prepare_cached(&format!(
-            "SELECT {DOCUMENT_BYTES_SQL} FROM docs d WHERE d.doc_id = ?1"
+            "SELECT {DOCUMENT_BYTES_SQL} FROM docs d
+             WHERE d.docno = (SELECT docno FROM doc_index WHERE doc_id = ?1)"
         ))?
         .query_row([id.as_bytes().as_slice()], |r| r.get(0))
         .optional()?;

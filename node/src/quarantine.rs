@@ -173,7 +173,7 @@ impl Node {
         tx.execute(
             "INSERT OR IGNORE INTO quarantine SELECT * FROM accepting a
              WHERE NOT EXISTS (SELECT 1 FROM changes c
-                               WHERE c.docno = (SELECT docno FROM docs WHERE doc_id = a.doc_id)
+                               WHERE c.docno = (SELECT docno FROM doc_index WHERE doc_id = a.doc_id)
                                  AND c.hash = a.hash)
                AND a.hash NOT IN (SELECT hash FROM rejected)",
             [],

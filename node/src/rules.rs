@@ -195,7 +195,7 @@ fn stored_hash(
     let hash: Option<Vec<u8>> = tx
         .prepare_cached(
             "SELECT hash FROM changes
-             WHERE docno = (SELECT docno FROM docs WHERE doc_id = ?1) AND actor = ?2 AND seq = ?3",
+             WHERE docno = (SELECT docno FROM doc_index WHERE doc_id = ?1) AND actor = ?2 AND seq = ?3",
         )?
         .query_row(
             params![

@@ -258,7 +258,95 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE changes_v8 RENAME TO changes;
     CREATE UNIQUE INDEX changes_by_lseq ON changes(lseq);
     "#,
+    // 9: a document is found by its id in two indexes, `doc_ids` (large, settled) and
+    // `doc_ids_new` (small, the documents made or received since the last settling), read
+    // together through the `doc_index` view. An id is random: in one large index every new
+    // document dirtied its own leaf page (more than half the pages a 1,000-change ingest
+    // wrote). New ids go to the small index, and are moved to the large one in bulk
+    // (`settle_doc_ids`). `docs` is keyed by its number alone (no index on `doc_id`, and
+    // `docno` is the rowid), so it and `changes` (whose `doc_id` referenced `docs(doc_id)`)
+    // are rebuilt; rowids, numbers and log positions are kept.
+    r#"
+    CREATE TABLE docs_v9 (
+        docno      INTEGER PRIMARY KEY,  -- local number, in the order documents arrived
+        doc_id     BLOB NOT NULL,        -- 16 bytes, derived from (kind, author, nonce)
+        kind       INTEGER NOT NULL,     -- 1 visit, 2 ticket
+        author     BLOB NOT NULL,        -- 32-byte device id of the record's maker
+        nonce      BLOB NOT NULL,        -- 16 bytes
+        snapshot   BLOB NOT NULL,
+        heads      BLOB NOT NULL,        -- sorted 32-byte change hashes, concatenated
+        updated_at INTEGER NOT NULL      -- ms since epoch, local clock
+    );
+    INSERT INTO docs_v9(docno, doc_id, kind, author, nonce, snapshot, heads, updated_at)
+        SELECT docno, doc_id, kind, author, nonce, snapshot, heads, updated_at
+        FROM docs ORDER BY docno;
+    CREATE TABLE doc_ids (
+        doc_id BLOB PRIMARY KEY,
+        docno  INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    INSERT INTO doc_ids(doc_id, docno) SELECT doc_id, docno FROM docs ORDER BY doc_id;
+    CREATE TABLE doc_ids_new (
+        doc_id BLOB PRIMARY KEY,
+        docno  INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE VIEW doc_index AS
+        SELECT doc_id, docno FROM doc_ids UNION ALL SELECT doc_id, docno FROM doc_ids_new;
+    CREATE TABLE changes_v9 (
+        hash        BLOB NOT NULL,       -- Automerge change hash (SHA-256)
+        doc_id      BLOB NOT NULL,       -- the document's id (its number is `docno`)
+        docno       INTEGER NOT NULL REFERENCES docs(docno),
+        actor       BLOB NOT NULL,       -- Automerge actor id; equals signer
+        seq         INTEGER NOT NULL,
+        signer      BLOB NOT NULL,       -- 32-byte device id
+        signature   BLOB NOT NULL,       -- 64-byte ed25519 signature
+        bytes       BLOB NOT NULL,       -- raw Automerge change chunk
+        received_at INTEGER NOT NULL,    -- ms since epoch, local clock
+        lseq        INTEGER,
+        origin      BLOB,
+        UNIQUE (docno, hash),
+        UNIQUE (docno, actor, seq)
+    );
+    INSERT INTO changes_v9(rowid, hash, doc_id, docno, actor, seq, signer, signature, bytes,
+                           received_at, lseq, origin)
+        SELECT rowid, hash, doc_id, docno, actor, seq, signer, signature, bytes, received_at,
+               lseq, origin
+        FROM changes ORDER BY rowid;
+    DROP TABLE changes;
+    DROP TABLE docs;
+    ALTER TABLE docs_v9 RENAME TO docs;
+    ALTER TABLE changes_v9 RENAME TO changes;
+    CREATE UNIQUE INDEX changes_by_lseq ON changes(lseq);
+    "#,
 ];
+
+/// How many documents `doc_ids_new` holds at most before its ids are settled into
+/// `doc_ids` (migration 9). Small enough that its leaves stay few (≈ 110 pages), large
+/// enough that settling, which touches most leaves of the large index, is rare.
+const SETTLE_EVERY: i64 = 16_384;
+
+/// Moves every id of `doc_ids_new` into `doc_ids`, in the caller's transaction. Lookups
+/// read both (the `doc_index` view), so this changes no answer, only where ids live.
+pub fn settle_doc_ids(tx: &Transaction<'_>) -> rusqlite::Result<usize> {
+    let moved = tx.execute(
+        "INSERT INTO doc_ids(doc_id, docno) SELECT doc_id, docno FROM doc_ids_new",
+        [],
+    )?;
+    tx.execute("DELETE FROM doc_ids_new", [])?;
+    Ok(moved)
+}
+
+/// Records that document number `docno` (just inserted into `docs`) has id `doc_id`, and
+/// settles the new ids every [`SETTLE_EVERY`] documents. The caller has checked, in the same
+/// transaction, that no document has this id (`doc_index` does not enforce it across its
+/// two tables).
+pub fn index_new_doc(tx: &Transaction<'_>, doc_id: &[u8], docno: i64) -> rusqlite::Result<()> {
+    tx.prepare_cached("INSERT INTO doc_ids_new(doc_id, docno) VALUES (?1, ?2)")?
+        .execute(rusqlite::params![doc_id, docno])?;
+    if docno % SETTLE_EVERY == 0 {
+        settle_doc_ids(tx)?;
+    }
+    Ok(())
+}
 
 /// Why a store could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -275,6 +363,10 @@ pub enum OpenError {
     /// The store was written by a newer yizhan.
     #[error("the store has schema version {0}, newer than this yizhan understands")]
     TooNew(i64),
+    /// Migrating left a row that refers to a row that does not exist (in this table); the
+    /// store is left as it was.
+    #[error("cannot migrate the store: a row of {0} refers to a missing row")]
+    BrokenReference(String),
     /// The new store file could not be made private to its owner.
     #[error("cannot make {0} private: {1}")]
     Permissions(String, std::io::Error),
@@ -427,7 +519,13 @@ impl Store {
         if keying == Keying::Plain {
             self.conn.pragma_update(None, "temp_store", "FILE")?;
         }
+        // A migration that rebuilds a table others refer to (9: `docs`) drops it before
+        // its copy takes its name, which foreign keys would refuse half-way. They are off
+        // while migrating (a no-op inside a transaction, so it is set around it), and the
+        // migrated schema is checked whole before it commits (`foreign_key_check`).
+        self.conn.pragma_update(None, "foreign_keys", "OFF")?;
         let migrated = self.migrate_in_one_transaction();
+        self.conn.pragma_update(None, "foreign_keys", "ON")?;
         if keying == Keying::Plain {
             self.conn.pragma_update(None, "temp_store", "MEMORY")?;
         }
@@ -446,6 +544,12 @@ impl Store {
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
             tx.execute_batch(sql)?;
             tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        }
+        let broken: Option<String> = tx
+            .query_row("PRAGMA foreign_key_check", [], |r| r.get(0))
+            .optional()?;
+        if let Some(table) = broken {
+            return Err(OpenError::BrokenReference(table));
         }
         tx.commit()?;
         Ok(())
@@ -546,11 +650,91 @@ mod tests {
     use crate::records::{NewTicket, NewVisit, TicketUpdate};
     use yizhan_protocol::RecordKind;
 
-    /// Migration 7 rebuilds `records` and `changes` and numbers `docs`: a store of schema
-    /// 6 holding records of one and of several changes comes out with every record and
-    /// change, verifies, resolves prefixes, and takes new records after the old ones.
+    /// Ids of the documents `conn` finds in (the large index, the small one).
+    fn where_ids_are(conn: &Connection) -> (i64, i64) {
+        let count = |table: &str| -> i64 {
+            conn.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
+                .unwrap()
+        };
+        (count("doc_ids"), count("doc_ids_new"))
+    }
+
+    /// New documents' ids go to the small index; settling moves them all to the large one.
+    /// Before and after, every record is found by id and by prefix, listed, shown, edited
+    /// and verified, and an edit never makes a second document.
     #[test]
-    fn migration_7_keeps_every_record_and_change() {
+    fn settled_and_new_ids_find_the_same_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().join("home");
+        let config = InitConfig {
+            name: "王芳".into(),
+            station: true,
+            encrypt: None,
+        };
+        let mut node = Node::init(&home, &config, InitSeed { key: [4; 32] }).unwrap();
+        let visit = |i: usize| NewVisit {
+            household: format!("幸福里 {i} 号"),
+            ..NewVisit::default()
+        };
+        let first = node
+            .add_visits(&(0..30).map(visit).collect::<Vec<_>>())
+            .unwrap();
+        assert_eq!(where_ids_are(node.store().conn()), (0, 30));
+        {
+            let tx = node.store_mut().write().unwrap();
+            assert_eq!(settle_doc_ids(&tx).unwrap(), 30);
+            tx.commit().unwrap();
+        }
+        assert_eq!(where_ids_are(node.store().conn()), (30, 0));
+        let second = node
+            .add_visits(&(30..50).map(visit).collect::<Vec<_>>())
+            .unwrap();
+        assert_eq!(where_ids_are(node.store().conn()), (30, 20));
+
+        for id in first.iter().chain(&second) {
+            let text = id.to_string();
+            assert_eq!(node.resolve(RecordKind::Visit, &text[..10]).unwrap(), *id);
+            assert!(node.show_visit(*id).is_ok());
+        }
+        // An edit of a settled record and of a new one updates them in place.
+        for id in [first[3], second[3]] {
+            let edit = crate::records::VisitEdit {
+                note: Some("已回访".into()),
+                ..Default::default()
+            };
+            node.edit_visit(id, &edit).unwrap();
+        }
+        assert_eq!(where_ids_are(node.store().conn()), (30, 20));
+        assert_eq!(node.list_visits(&VisitFilter::default()).unwrap().len(), 50);
+        let report = node.verify().unwrap();
+        assert_eq!((report.changes, report.bad), (52, 0), "{report:?}");
+    }
+
+    /// The small index is settled when a document's number reaches a multiple of
+    /// [`SETTLE_EVERY`], in the transaction that adds it.
+    #[test]
+    fn new_ids_are_settled_every_settle_every_documents() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::create(&dir.path().join("s.db")).unwrap();
+        let tx = store.write().unwrap();
+        for docno in SETTLE_EVERY - 3..SETTLE_EVERY + 2 {
+            index_new_doc(&tx, &docno.to_be_bytes(), docno).unwrap();
+            let expected = if docno < SETTLE_EVERY {
+                (0, docno - (SETTLE_EVERY - 4))
+            } else {
+                (4, docno - SETTLE_EVERY)
+            };
+            assert_eq!(where_ids_are(&tx), expected, "after document {docno}");
+        }
+        tx.commit().unwrap();
+    }
+
+    /// Migrations 7 to 9 rebuild `records`, `changes` and `docs`, number the documents and
+    /// index their ids: a store of schema 6 holding records of one and of several changes
+    /// comes out with every record and change, verifies, resolves prefixes, and takes new
+    /// records after the old ones.
+    #[test]
+    fn migrations_from_6_keep_every_record_and_change() {
         let dir = tempfile::tempdir().unwrap();
         let home = dir.path().join("home");
         let config = InitConfig {
@@ -666,7 +850,7 @@ mod tests {
             node.store()
                 .conn()
                 .query_row(
-                    "SELECT docno FROM docs WHERE doc_id = ?1",
+                    "SELECT docno FROM doc_index WHERE doc_id = ?1",
                     [id.as_bytes().as_slice()],
                     |r| r.get(0),
                 )
@@ -682,6 +866,8 @@ mod tests {
             )
             .unwrap();
         assert_eq!(docno(new), highest + 1);
+        // The migrated ids are in the large index, the new one in the small one.
+        assert_eq!(where_ids_are(node.store().conn()), (55, 1));
         assert_eq!(listed(&node).0.len(), 41);
         assert_eq!(node.verify().unwrap().bad, 0);
     }

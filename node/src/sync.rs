@@ -767,12 +767,12 @@ impl SyncEngine {
         let conn = self.node.store().conn();
         let sql = format!(
             "SELECT 1 FROM records r
-             WHERE r.docno = (SELECT docno FROM docs WHERE doc_id = ?1) AND ?2 = ?2 AND {scope}"
+             WHERE r.docno = (SELECT docno FROM doc_index WHERE doc_id = ?1) AND ?2 = ?2 AND {scope}"
         );
         let mut in_scope = conn.prepare(&sql)?;
         let mut sig = conn.prepare_cached(
             "SELECT signature FROM changes
-             WHERE docno = (SELECT docno FROM docs WHERE doc_id = ?1) AND hash = ?2",
+             WHERE docno = (SELECT docno FROM doc_index WHERE doc_id = ?1) AND hash = ?2",
         )?;
         let mut docs = Vec::new();
         let mut bytes = 0usize;
@@ -858,7 +858,7 @@ impl SyncEngine {
                      UNION ALL
                      SELECT doc_id, hash, received_at FROM quarantine WHERE from_peer = ?1) x
                  WHERE NOT EXISTS (SELECT 1 FROM changes c
-                                   WHERE c.docno = (SELECT docno FROM docs WHERE doc_id = x.doc_id)
+                                   WHERE c.docno = (SELECT docno FROM doc_index WHERE doc_id = x.doc_id)
                                      AND c.hash = x.hash)
                    AND hash != zeroblob(32)
                  GROUP BY hash ORDER BY MAX(received_at) DESC LIMIT ?2",
