@@ -319,10 +319,21 @@ const MIGRATIONS: &[&str] = &[
     "#,
 ];
 
-/// How many documents `doc_ids_new` holds at most before its ids are settled into
-/// `doc_ids` (migration 9). Small enough that its leaves stay few (≈ 110 pages), large
-/// enough that settling, which touches most leaves of the large index, is rare.
-const SETTLE_EVERY: i64 = 16_384;
+/// How many new ids `doc_ids_new` holds at most before they are settled into `doc_ids`
+/// (migration 9), for a store whose newest document has number `docno` (documents are never
+/// deleted, so that is about how many it holds). Settling touches most leaves of the large
+/// index (≈ 180 ids a leaf), so it is spaced in proportion to it: about `docno / 16` new
+/// ids, a power of two from 16,384 (≈ 90 leaves of new ids) to 262,144.
+fn settle_every(docno: i64) -> i64 {
+    (docno.max(0) as u64 / 16)
+        .next_power_of_two()
+        .clamp(SETTLE_MIN, SETTLE_MAX) as i64
+}
+
+/// The least spacing of settling (see [`settle_every`]).
+const SETTLE_MIN: u64 = 16_384;
+/// The greatest spacing of settling (see [`settle_every`]).
+const SETTLE_MAX: u64 = 262_144;
 
 /// Moves every id of `doc_ids_new` into `doc_ids`, in the caller's transaction. Lookups
 /// read both (the `doc_index` view), so this changes no answer, only where ids live.
@@ -336,13 +347,13 @@ pub fn settle_doc_ids(tx: &Transaction<'_>) -> rusqlite::Result<usize> {
 }
 
 /// Records that document number `docno` (just inserted into `docs`) has id `doc_id`, and
-/// settles the new ids every [`SETTLE_EVERY`] documents. The caller has checked, in the same
-/// transaction, that no document has this id (`doc_index` does not enforce it across its
-/// two tables).
+/// settles the new ids when `docno` is a multiple of [`settle_every`]. The caller has
+/// checked, in the same transaction, that no document has this id (`doc_index` does not
+/// enforce it across its two tables).
 pub fn index_new_doc(tx: &Transaction<'_>, doc_id: &[u8], docno: i64) -> rusqlite::Result<()> {
     tx.prepare_cached("INSERT INTO doc_ids_new(doc_id, docno) VALUES (?1, ?2)")?
         .execute(rusqlite::params![doc_id, docno])?;
-    if docno % SETTLE_EVERY == 0 {
+    if docno % settle_every(docno) == 0 {
         settle_doc_ids(tx)?;
     }
     Ok(())
@@ -711,9 +722,19 @@ mod tests {
     }
 
     /// The small index is settled when a document's number reaches a multiple of
-    /// [`SETTLE_EVERY`], in the transaction that adds it.
+    /// [`settle_every`], in the transaction that adds it; the spacing grows with the store.
     #[test]
-    fn new_ids_are_settled_every_settle_every_documents() {
+    fn new_ids_are_settled_at_a_spacing_that_grows_with_the_store() {
+        const SETTLE_EVERY: i64 = SETTLE_MIN as i64;
+        for (docno, every) in [
+            (1, SETTLE_EVERY),
+            (100_000, SETTLE_EVERY),
+            (300_000, 32_768),
+            (1_000_000, 65_536),
+            (10_000_000, SETTLE_MAX as i64),
+        ] {
+            assert_eq!(settle_every(docno), every, "at document {docno}");
+        }
         let dir = tempfile::tempdir().unwrap();
         let mut store = Store::create(&dir.path().join("s.db")).unwrap();
         let tx = store.write().unwrap();
