@@ -253,7 +253,10 @@ fn sync_in_memory(a: Node, b: Node) -> Result<(Node, Node)> {
     Ok((ea.into_node(), eb.into_node()))
 }
 
-/// A fresh working copy of a size's cache, for one destructive run.
+/// A fresh working copy of a size's cache, for one destructive run. Every file is on disk
+/// (fsynced) before the run starts, as a node's store is when its evening begins: else the
+/// first fsync of each copied store (a laptop's at the end of its sync, the station's at a
+/// checkpoint) would also write back the whole copy, on the measured path.
 pub fn working_copy(cache: &Homes, data_dir: &Path, n: usize) -> Result<Homes> {
     let root = data_dir.join(n.to_string()).join("run");
     if root.exists() {
@@ -279,7 +282,9 @@ fn copy_dir(from: &Path, to: &Path) -> Result<()> {
             // Keeps the mode: a key file must stay private.
             fs::copy(entry.path(), &target)
                 .with_context(|| format!("copying {}", entry.path().display()))?;
+            fs::File::open(&target)?.sync_all()?;
         }
     }
+    fs::File::open(to)?.sync_all()?;
     Ok(())
 }
