@@ -1545,7 +1545,7 @@ fn store_work(
                 prepared,
             } = *built;
             report.accepted += stored.len();
-            store_prepared(tx, &header, &prepared, &stored, ctx.origin)
+            store_new_doc(tx, &header, &prepared, &stored, ctx.origin)
         }
         Work::Retry(header, envelopes) => {
             let mut keys = yizhan_protocol::identity::KeyCache::default();
@@ -2063,9 +2063,8 @@ fn store_prepared(
     new: &[NewChange],
     origin: Option<DeviceId>,
 ) -> Result<(), WriteError> {
-    let doc_id = header.doc_id();
     let now = now_ms();
-    let docno = match docno_of(tx, doc_id)? {
+    let docno = match docno_of(tx, header.doc_id())? {
         Some(docno) => {
             tx.prepare_cached(
                 "UPDATE docs SET snapshot = ?2, heads = ?3, updated_at = ?4 WHERE docno = ?1",
@@ -2073,27 +2072,64 @@ fn store_prepared(
             .execute(params![docno, prepared.snapshot, prepared.heads, now])?;
             docno
         }
-        None => {
-            // A new document takes the next number (the rowid), and its id goes to the
-            // small index of new ids (`store::index_new_doc`).
-            tx.prepare_cached(
-                "INSERT INTO docs(doc_id, kind, author, nonce, snapshot, heads, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )?
-            .execute(params![
-                doc_id.as_bytes().as_slice(),
-                header.kind.code(),
-                header.author.as_bytes().as_slice(),
-                header.nonce.as_slice(),
-                prepared.snapshot,
-                prepared.heads,
-                now,
-            ])?;
-            let docno = tx.last_insert_rowid();
-            store::index_new_doc(tx, doc_id.as_bytes(), docno)?;
-            docno
-        }
+        None => insert_doc(tx, header, prepared, now)?,
     };
+    store_changes_and_row(tx, header, docno, prepared, new, origin, now)
+}
+
+/// [`store_prepared`] for a document this transaction found that this node does not hold
+/// (pass 1 of [`ingest_in`]), without looking it up again.
+fn store_new_doc(
+    tx: &Transaction<'_>,
+    header: &DocHeader,
+    prepared: &Prepared,
+    new: &[NewChange],
+    origin: Option<DeviceId>,
+) -> Result<(), WriteError> {
+    let now = now_ms();
+    let docno = insert_doc(tx, header, prepared, now)?;
+    store_changes_and_row(tx, header, docno, prepared, new, origin, now)
+}
+
+/// Adds the `docs` row of a document this node does not hold: it takes the next number
+/// (the rowid), and its id goes to the small index of new ids (`store::index_new_doc`).
+fn insert_doc(
+    tx: &Transaction<'_>,
+    header: &DocHeader,
+    prepared: &Prepared,
+    now: i64,
+) -> rusqlite::Result<i64> {
+    let doc_id = header.doc_id();
+    tx.prepare_cached(
+        "INSERT INTO docs(doc_id, kind, author, nonce, snapshot, heads, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![
+        doc_id.as_bytes().as_slice(),
+        header.kind.code(),
+        header.author.as_bytes().as_slice(),
+        header.nonce.as_slice(),
+        prepared.snapshot,
+        prepared.heads,
+        now,
+    ])?;
+    let docno = tx.last_insert_rowid();
+    store::index_new_doc(tx, doc_id.as_bytes(), docno)?;
+    Ok(docno)
+}
+
+/// The new changes of document number `docno`, each at the next position of the log, and
+/// its index row.
+fn store_changes_and_row(
+    tx: &Transaction<'_>,
+    header: &DocHeader,
+    docno: i64,
+    prepared: &Prepared,
+    new: &[NewChange],
+    origin: Option<DeviceId>,
+    now: i64,
+) -> Result<(), WriteError> {
+    let doc_id = header.doc_id();
     let mut insert = tx.prepare_cached(
         "INSERT INTO changes(hash, doc_id, actor, seq, signer, signature, bytes, received_at,
                              origin, docno, lseq)
