@@ -2063,8 +2063,9 @@ fn store_prepared(
     new: &[NewChange],
     origin: Option<DeviceId>,
 ) -> Result<(), WriteError> {
+    let doc_id = header.doc_id();
     let now = now_ms();
-    let docno = match docno_of(tx, header.doc_id())? {
+    let docno = match docno_of(tx, doc_id)? {
         Some(docno) => {
             tx.prepare_cached(
                 "UPDATE docs SET snapshot = ?2, heads = ?3, updated_at = ?4 WHERE docno = ?1",
@@ -2072,9 +2073,10 @@ fn store_prepared(
             .execute(params![docno, prepared.snapshot, prepared.heads, now])?;
             docno
         }
-        None => insert_doc(tx, header, prepared, now)?,
+        None => insert_doc(tx, header, doc_id, prepared, now)?,
     };
-    store_changes_and_row(tx, header, docno, prepared, new, origin, now)
+    store_changes(tx, doc_id, docno, new, origin, now)?;
+    materialize_row(tx, header, docno, &prepared.row)
 }
 
 /// [`store_prepared`] for a document this transaction found that this node does not hold
@@ -2086,20 +2088,23 @@ fn store_new_doc(
     new: &[NewChange],
     origin: Option<DeviceId>,
 ) -> Result<(), WriteError> {
+    let doc_id = header.doc_id();
     let now = now_ms();
-    let docno = insert_doc(tx, header, prepared, now)?;
-    store_changes_and_row(tx, header, docno, prepared, new, origin, now)
+    let docno = insert_doc(tx, header, doc_id, prepared, now)?;
+    store_changes(tx, doc_id, docno, new, origin, now)?;
+    materialize_row(tx, header, docno, &prepared.row)
 }
 
-/// Adds the `docs` row of a document this node does not hold: it takes the next number
-/// (the rowid), and its id goes to the small index of new ids (`store::index_new_doc`).
+/// Adds the `docs` row of a document this node does not hold (`doc_id` is its header's
+/// id): it takes the next number (the rowid), and its id goes to the small index of new
+/// ids (`store::index_new_doc`).
 fn insert_doc(
     tx: &Transaction<'_>,
     header: &DocHeader,
+    doc_id: DocId,
     prepared: &Prepared,
     now: i64,
 ) -> rusqlite::Result<i64> {
-    let doc_id = header.doc_id();
     tx.prepare_cached(
         "INSERT INTO docs(doc_id, kind, author, nonce, snapshot, heads, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -2118,18 +2123,16 @@ fn insert_doc(
     Ok(docno)
 }
 
-/// The new changes of document number `docno`, each at the next position of the log, and
-/// its index row.
-fn store_changes_and_row(
+/// The new changes of document `doc_id` (number `docno`), each at the next position of the
+/// log.
+fn store_changes(
     tx: &Transaction<'_>,
-    header: &DocHeader,
+    doc_id: DocId,
     docno: i64,
-    prepared: &Prepared,
     new: &[NewChange],
     origin: Option<DeviceId>,
     now: i64,
-) -> Result<(), WriteError> {
-    let doc_id = header.doc_id();
+) -> rusqlite::Result<()> {
     let mut insert = tx.prepare_cached(
         "INSERT INTO changes(hash, doc_id, actor, seq, signer, signature, bytes, received_at,
                              origin, docno, lseq)
@@ -2151,7 +2154,6 @@ fn store_changes_and_row(
             docno,
         ])?;
     }
-    materialize_row(tx, header, docno, &prepared.row)?;
     Ok(())
 }
 
