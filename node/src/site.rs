@@ -94,9 +94,9 @@ pub struct MemberInfo {
 #[derive(Debug, Default)]
 pub(crate) struct RosterView {
     root: Option<DeviceId>,
-    /// Keyed by the stored bytes: parsing each as a `DeviceId` (two field exponentiations a
-    /// key) would cost every sync ≈ 10 µs a member. Bytes that are no device id can never
-    /// equal a `DeviceId` looked up, so they simply never match.
+    /// Keyed by the stored bytes: parsing each as a `DeviceId` (decompressing and
+    /// recompressing the key) would cost every sync a few µs a member. Bytes that are no
+    /// device id can never equal a `DeviceId` looked up, so they simply never match.
     roles: HashMap<[u8; 32], MemberRole>,
     revoked: HashSet<[u8; 32]>,
 }
