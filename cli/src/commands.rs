@@ -206,7 +206,7 @@ fn join(node: &mut Node, out: &Out, args: JoinArgs) -> anyhow::Result<()> {
     out.emit(
         &json!({ "site_id": site, "role": ident.role.as_str() }),
         || {
-            println!(
+            output::say(&format!(
                 "Joined site {} as {} for grids {}.",
                 site.clone().unwrap_or_default(),
                 ident.role.as_str(),
@@ -215,7 +215,7 @@ fn join(node: &mut Node, out: &Out, args: JoinArgs) -> anyhow::Result<()> {
                 } else {
                     ident.grids.join(", ")
                 }
-            )
+            ))
         },
     )
 }

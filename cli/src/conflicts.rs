@@ -57,10 +57,10 @@ pub fn resolve(node: &mut Node, out: &Out, args: ResolveArgs) -> anyhow::Result<
     out.emit(
         &json!({ "id": done.id, "field": done.field, "value": done.value }),
         || {
-            println!(
+            crate::output::say(&format!(
                 "Resolved {} of {}: it is now '{}' on this node, and on every node once synced.",
                 done.field, done.id, done.value
-            )
+            ))
         },
     )
 }

@@ -159,12 +159,20 @@ fn print_event(json: bool, event: &ServeEvent) {
         .to_string(),
         (false, ServeEvent::Failed { peer, error }) => {
             eprintln!(
-                "sync failed{}: {error}",
+                "sync failed{}: {}",
                 peer.map(|p| format!(" with {}", &p.to_string()[..12]))
-                    .unwrap_or_default()
+                    .unwrap_or_default(),
+                // A peer's refusal reason is its own text.
+                crate::output::clean(error)
             );
             return;
         }
+    };
+    // Human lines quote peers' words (a reason for ignoring one); JSON lines are JSON.
+    let line = if json {
+        line
+    } else {
+        crate::output::clean(&line).into_owned()
     };
     let _ = writeln!(stdout, "{line}");
     let _ = stdout.flush();

@@ -63,7 +63,8 @@ fn one_line(e: &anyhow::Error) -> String {
         }
         msg.push_str(&text);
     }
-    msg.replace(['\n', '\r'], " ")
+    // Errors quote what peers sent (a refusal's reason, a record's text): for people.
+    output::clean(&msg.replace(['\n', '\r'], " ")).into_owned()
 }
 
 fn try_main(cli: args::Cli) -> anyhow::Result<()> {

@@ -1,9 +1,16 @@
 //! Output: one JSON value on stdout with `--json`, aligned tables and short sentences
 //! without it.
+//!
+//! Human output carries text other members wrote (names, notes, comments, grid names,
+//! error reasons), and a terminal obeys the escape sequences in what it prints: a comment
+//! holding `ESC ] 0 ; … BEL` retitles the window, `ESC [ 2 J` clears it. Everything
+//! printed for people goes through [`clean`]: the tables and fields here, the error line
+//! in `main`, `serve`'s lines and the report. `--json` carries text unchanged.
 
+use std::borrow::Cow;
 use std::io::Write;
 
-use comfy_table::{Table, presets};
+use comfy_table::presets;
 use serde::Serialize;
 use yizhan_node::model::Category;
 
@@ -26,13 +33,59 @@ impl Out {
     }
 }
 
+/// Text for people: every control character (C0, DEL, C1) and every bidirectional
+/// override or isolate (which reorder what follows them on screen) replaced by a visible
+/// stand-in, so that printing it cannot move the cursor, retitle or clear the terminal,
+/// or disguise the rest of the line. A newline stays (notes have lines); a tab becomes a
+/// space; the C0 controls become their Unicode pictures (ESC shows as `␛`); the rest `�`.
+pub fn clean(text: &str) -> Cow<'_, str> {
+    fn unsafe_char(c: char) -> bool {
+        (c.is_control() && c != '\n')
+            || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    }
+    if !text.contains(unsafe_char) {
+        return Cow::Borrowed(text);
+    }
+    Cow::Owned(
+        text.chars()
+            .map(|c| match c {
+                '\t' => ' ',
+                c if c < ' ' => char::from_u32(0x2400 + c as u32).unwrap_or('\u{fffd}'),
+                '\u{7f}' => '\u{2421}',
+                c if unsafe_char(c) => '\u{fffd}',
+                c => c,
+            })
+            .collect(),
+    )
+}
+
 /// A table with a header row and no borders; columns are aligned by display width, so
-/// Chinese text lines up.
+/// Chinese text lines up. Its cells are [`clean`]ed as they are added.
+pub struct Table(comfy_table::Table);
+
+impl Table {
+    /// Adds a row of cells.
+    pub fn add_row(&mut self, cells: Vec<String>) {
+        self.0.add_row(
+            cells
+                .iter()
+                .map(|c| clean(c).into_owned())
+                .collect::<Vec<_>>(),
+        );
+    }
+
+    /// The number of rows added.
+    pub fn row_count(&self) -> usize {
+        self.0.row_count()
+    }
+}
+
+/// An empty [`Table`] with `header`.
 pub fn table(header: &[&str]) -> Table {
-    let mut t = Table::new();
+    let mut t = comfy_table::Table::new();
     t.load_preset(presets::NOTHING);
     t.set_header(header.to_vec());
-    t
+    Table(t)
 }
 
 /// Prints a table, or a sentence when it has no rows.
@@ -40,7 +93,7 @@ pub fn print_table(t: &Table, empty: &str) {
     if t.row_count() == 0 {
         println!("{empty}");
     } else {
-        for line in t.to_string().lines() {
+        for line in t.0.to_string().lines() {
             println!("{}", line.trim_end());
         }
     }
@@ -55,7 +108,7 @@ pub fn print_fields(fields: &[(&str, String)]) {
         .unwrap_or(0);
     for (k, v) in fields {
         let pad = width - unicode_width::UnicodeWidthStr::width(*k);
-        println!("{k}{}  {v}", " ".repeat(pad));
+        println!("{k}{}  {}", " ".repeat(pad), clean(v));
     }
 }
 
@@ -71,6 +124,11 @@ pub fn category(slug: &Option<String>) -> String {
 /// An optional text for people.
 pub fn opt(value: &Option<String>) -> String {
     value.clone().unwrap_or_else(|| "-".to_string())
+}
+
+/// Prints one line for people, [`clean`]ed.
+pub fn say(line: &str) {
+    println!("{}", clean(line));
 }
 
 /// A device id shortened for tables (still a usable prefix).

@@ -50,6 +50,8 @@ pub fn run(node: &Node, out: &Out, args: ReportArgs) -> anyhow::Result<()> {
         ReportFormat::Md => markdown(&report),
         ReportFormat::Html => html(&report)?,
     };
+    // Names and grids are other members' text; the HTML escapes its markup already.
+    let text = crate::output::clean(&text).into_owned();
     if let Some(path) = &args.out {
         crate::commands::write_atomically(path, text.as_bytes())
             .with_context(|| format!("cannot write {}", path.display()))?;

@@ -824,3 +824,116 @@ fn ticket_list_for_people_keeps_chinese_titles() {
         assert_eq!(x, y, "grid column not aligned:\n{a}\n{b}");
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Other members' text on the terminal
+// ---------------------------------------------------------------------------------------
+
+/// What a hostile member typed: an OSC that retitles the window (ended by BEL), a clear
+/// screen, colours, a carriage return that overwrites the line, a right-to-left override,
+/// and a C1 CSI.
+const ESCAPES: &str =
+    "\x1b]0;pwned\x07\x1b[2J\x1b[31m红字\x1b[0m\r覆盖\u{202e}gpj.exe\u{9b}31m\x08\x7f";
+
+/// A character that does something to a terminal rather than show.
+fn acts_on_terminal(c: char) -> bool {
+    (c.is_control() && c != '\n') || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+fn assert_printable(text: &str, what: &str) {
+    let bad: Vec<char> = text.chars().filter(|c| acts_on_terminal(*c)).collect();
+    assert!(
+        bad.is_empty(),
+        "{what} prints control characters {bad:?}:\n{text}"
+    );
+}
+
+/// A volunteer's day of records carrying escape sequences reaches the station; every human
+/// view there (shows with history, lists, members, conflicts, the report, an error that
+/// quotes the text) prints them as visible stand-ins, and `--json` carries them exactly.
+#[test]
+fn escape_sequences_from_another_member_never_reach_the_terminal() {
+    let station = Home::station();
+    let serve = Serving::start(&station);
+    let v = Home::new();
+    let name = format!("张阿姨{ESCAPES}");
+    let token =
+        station.json(&["enroll", &v.device_id, "--name", &name, "--grid", "和平里"])["token"]
+            .as_str()
+            .expect("token")
+            .to_string();
+    v.json(&["join", &token, "--station", &serve.addr]);
+
+    // The volunteer's day: a ticket, a visit linked to it, a comment, edits of both.
+    let title = format!("楼道灯{ESCAPES}");
+    let t = v.open_ticket(&title, &["--note", ESCAPES]);
+    let visit = v.add_visit(
+        &format!("和平里{ESCAPES}"),
+        &[
+            "--ticket",
+            &t,
+            "--note",
+            ESCAPES,
+            "--resident",
+            ESCAPES,
+            "--needs",
+            ESCAPES,
+        ],
+    );
+    v.json(&["ticket", "comment", &t, ESCAPES]);
+    v.json(&["visit", "edit", &visit, "--note", &format!("改{ESCAPES}")]);
+    v.json(&["ticket", "update", &t, "--status", "in_progress"]);
+    v.json(&["sync"]);
+    // The station works on the same ticket, so both ends hold both kinds of change.
+    station.json(&["ticket", "comment", &t, "已派人"]);
+    v.json(&["sync"]);
+
+    for home in [&station, &v] {
+        for args in [
+            vec!["ticket", "show", t.as_str()],
+            vec!["visit", "show", visit.as_str()],
+            vec!["ticket", "list"],
+            vec!["visit", "list"],
+            vec!["members"],
+            vec!["conflicts"],
+            vec!["status"],
+        ] {
+            let out = home.text(&args);
+            assert_printable(&out, &show_args(&args));
+        }
+        let shown = home.text(&["ticket", "show", &t]);
+        assert!(
+            shown.contains("␛]0;pwned␇␛[2J"),
+            "no visible stand-in:\n{shown}"
+        );
+
+        // --json: the text exactly as written.
+        let k = home.json(&["ticket", "show", &t]);
+        assert_eq!(k["title"], title.as_str());
+        assert_eq!(k["note"], ESCAPES);
+        assert!(
+            k["comments"]
+                .as_array()
+                .expect("comments")
+                .iter()
+                .any(|c| c["text"] == ESCAPES),
+            "{k}"
+        );
+        let shown = home.json(&["visit", "show", &visit]);
+        assert_eq!(shown["residents"], json!([ESCAPES]));
+        assert_eq!(shown["needs"], ESCAPES);
+        assert_eq!(shown["note"], format!("改{ESCAPES}"));
+    }
+    let report = station.text(&["report"]);
+    assert_printable(&report, "report");
+    assert!(report.contains("张阿姨␛"), "{report}");
+    let members = station.json(&["members"]);
+    assert!(
+        array(members).iter().any(|m| m["name"] == name.as_str()),
+        "members --json lost the name as written"
+    );
+    // An error line that quotes the text.
+    let (code, stderr) = station.fail(&["visit", "list", "--category", ESCAPES]);
+    assert_eq!(code, 1);
+    assert_printable(stderr.trim_end(), "an error line");
+}
