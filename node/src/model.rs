@@ -175,6 +175,31 @@ pub struct Time(DateTime<FixedOffset>);
 )]
 pub struct BadTime(pub String);
 
+/// The earliest time something recorded may have happened: 2000-01-01T00:00:00Z. Earlier
+/// is a typo (`1900`, `0026`), not a visit.
+pub const EARLIEST: &str = "2000-01-01T00:00:00Z";
+const EARLIEST_MS: i64 = 946_684_800_000;
+
+/// How far ahead of the node's clock a time may lie (a day: time zones and a laptop clock
+/// that is a little off, never a visit not made yet).
+pub const AHEAD_MS: i64 = 24 * 3600 * 1000;
+
+/// A time at which something happened that cannot be true.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TimeRange {
+    /// Before [`EARLIEST`].
+    #[error("{0} is before 2000-01-01")]
+    TooEarly(String),
+    /// More than [`AHEAD_MS`] after the clock.
+    #[error("{given} is more than a day ahead of this computer's clock ({now})")]
+    Ahead {
+        /// The time given.
+        given: String,
+        /// The clock.
+        now: String,
+    },
+}
+
 impl Time {
     /// The current time in the machine's time zone, to the second.
     pub fn now() -> Self {
@@ -201,6 +226,23 @@ impl Time {
                 .with_timezone(&Local)
                 .fixed_offset(),
         )
+    }
+
+    /// Checks a time at which something happened (a visit, a ticket's opening) against
+    /// the clock: it must lie between [`EARLIEST`] and [`AHEAD_MS`] after `now_ms`.
+    /// Deadlines are not such times and are not checked here.
+    pub fn check_happened(self, now_ms: i64) -> Result<(), TimeRange> {
+        let ms = self.millis();
+        if ms < EARLIEST_MS {
+            return Err(TimeRange::TooEarly(self.to_rfc3339()));
+        }
+        if ms > now_ms.saturating_add(AHEAD_MS) {
+            return Err(TimeRange::Ahead {
+                given: self.to_rfc3339(),
+                now: Time::from_millis(now_ms).to_rfc3339(),
+            });
+        }
+        Ok(())
     }
 
     /// RFC 3339, to the second (or finer if the input had fractions), `Z` for UTC.
@@ -259,5 +301,30 @@ mod tests {
         assert_eq!(t.millis(), u.millis());
         assert!("2026-13-01".parse::<Time>().is_err());
         assert!("yesterday".parse::<Time>().is_err());
+    }
+
+    #[test]
+    fn happened_times_lie_between_2000_and_a_day_ahead() {
+        let now: Time = "2026-12-07T12:00:00Z".parse().unwrap();
+        let t = |s: &str| s.parse::<Time>().unwrap().check_happened(now.millis());
+        assert_eq!(EARLIEST.parse::<Time>().unwrap().millis(), EARLIEST_MS);
+        assert!(t("2000-01-01T00:00:00Z").is_ok());
+        assert!(matches!(
+            t("1999-12-31T23:59:59Z"),
+            Err(TimeRange::TooEarly(_))
+        ));
+        assert!(matches!(
+            t("1900-01-01T00:00:00Z"),
+            Err(TimeRange::TooEarly(_))
+        ));
+        assert!(t("2026-12-08T12:00:00Z").is_ok());
+        assert!(matches!(
+            t("2026-12-08T12:00:01Z"),
+            Err(TimeRange::Ahead { .. })
+        ));
+        assert!(matches!(
+            t("2030-01-01T00:00:00Z"),
+            Err(TimeRange::Ahead { .. })
+        ));
     }
 }

@@ -273,6 +273,9 @@ pub enum FieldError {
     /// The edit changes nothing.
     #[error("nothing to change: give at least one field")]
     NothingToChange,
+    /// When something happened cannot be true (before 2000, or ahead of the clock).
+    #[error("{0} {1}")]
+    Time(&'static str, crate::model::TimeRange),
 }
 
 fn check_text(field: &'static str, value: &str, max: usize) -> Result<(), FieldError> {
@@ -305,6 +308,17 @@ fn check_opt(field: &'static str, value: &Option<String>, max: usize) -> Result<
         .map_or(Ok(()), |v| check_text(field, v, max))
 }
 
+/// A time at which something happened, on a record this node writes. Not applied to
+/// changes received from peers: their records keep the times they were written with.
+fn check_happened(field: &'static str, at: Option<Time>) -> Result<(), FieldError> {
+    match at {
+        Some(t) => t
+            .check_happened(Time::now_millis())
+            .map_err(|e| FieldError::Time(field, e)),
+        None => Ok(()),
+    }
+}
+
 fn check_grid(grid: &Option<String>) -> Result<(), FieldError> {
     match grid {
         Some(g) => check_required("grid", g),
@@ -319,6 +333,7 @@ impl NewVisit {
         check_grid(&self.grid)?;
         check_opt("note", &self.note, MAX_LONG_TEXT)?;
         check_opt("needs", &self.needs, MAX_LONG_TEXT)?;
+        check_happened("visited_at", self.visited_at)?;
         check_residents(&self.residents)
     }
 }
@@ -335,6 +350,7 @@ impl VisitEdit {
         if let Some(r) = &self.residents {
             check_residents(r)?;
         }
+        check_happened("visited_at", self.visited_at)?;
         let nothing = self.household.is_none()
             && self.grid.is_none()
             && self.category.is_none()
@@ -356,7 +372,8 @@ impl NewTicket {
         check_required("title", &self.title)?;
         check_grid(&self.grid)?;
         check_opt("household", &self.household, MAX_SHORT_TEXT)?;
-        check_opt("note", &self.note, MAX_LONG_TEXT)
+        check_opt("note", &self.note, MAX_LONG_TEXT)?;
+        check_happened("opened_at", self.opened_at)
     }
 }
 

@@ -439,8 +439,10 @@ pub fn assert_recent(t: &Value) {
     assert!(d < 600, "time {s} is not now (off by {d} s)");
 }
 
-/// Parses CSV text (RFC 4180: quoted fields, doubled quotes, newlines inside quotes).
+/// Parses CSV text (RFC 4180: quoted fields, doubled quotes, newlines inside quotes),
+/// after the UTF-8 byte order mark that `export` writes first.
 pub fn parse_csv(text: &str) -> Vec<Vec<String>> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut rows = Vec::new();
     let mut row = Vec::new();
     let mut field = String::new();
