@@ -123,9 +123,9 @@ pub struct EnrollArgs {
     /// Its role.
     #[arg(long, value_enum, default_value = "volunteer")]
     pub role: MemberRoleArg,
-    /// Days until the membership expires.
-    #[arg(long, value_name = "N")]
-    pub expires_days: Option<u32>,
+    /// Days until the membership expires (at least 1).
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub expires_days: Option<i64>,
 }
 
 #[derive(Debug, Args)]

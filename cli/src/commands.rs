@@ -11,7 +11,7 @@ use yizhan_node::exchange::{self, Format};
 use yizhan_node::home::{Home, InitConfig, InitSeed, TicketFilter, VisitFilter};
 use yizhan_node::model::{Category, Priority, Status, Time};
 use yizhan_node::records::{NewTicket, NewVisit, TicketUpdate, VisitEdit};
-use yizhan_node::site::EnrollRequest;
+use yizhan_node::site::{EnrollRequest, SiteError};
 use yizhan_node::store::Passphrase;
 use yizhan_protocol::{DocId, MemberRole, RecordKind, Token};
 
@@ -174,6 +174,10 @@ fn id(node: &Node, out: &Out) -> anyhow::Result<()> {
 
 fn enroll(node: &mut Node, out: &Out, args: EnrollArgs) -> anyhow::Result<()> {
     let device = node.resolve_device(&args.device_id)?;
+    let expires_days = args
+        .expires_days
+        .map(|d| u32::try_from(d).map_err(|_| SiteError::ExpiresDays(d)))
+        .transpose()?;
     let token = node.enroll(&EnrollRequest {
         device,
         name: args.name.clone(),
@@ -182,13 +186,13 @@ fn enroll(node: &mut Node, out: &Out, args: EnrollArgs) -> anyhow::Result<()> {
             MemberRoleArg::Volunteer => MemberRole::Volunteer,
             MemberRoleArg::Station => MemberRole::Station,
         },
-        expires_days: args.expires_days,
+        expires_days,
     })?;
     let text = token.to_text();
     out.emit(&json!({ "token": text }), || {
         eprintln!(
             "Enrolled {} ({device}). Hand this token to the device, which runs `yizhan join TOKEN`:",
-            args.name
+            output::clean(&args.name)
         );
         println!("{text}");
     })

@@ -117,6 +117,118 @@ fn malformed_time_is_refused() {
     assert_refused(&home, &cases);
 }
 
+/// A day from `now` in days, as `--at` takes it (a plain date, local midnight; the tests
+/// run with TZ=UTC).
+fn day(offset_days: i64) -> String {
+    (chrono::Utc::now() + chrono::Duration::days(offset_days))
+        .format("%Y-%m-%d")
+        .to_string()
+}
+
+#[test]
+fn times_that_cannot_be_true_are_refused() {
+    let (home, v, t) = populated();
+    // A second day's work, before the mistakes.
+    let v2 = home.add_visit("和平路8号", &["--grid", "第三网格", "--at", &day(0)]);
+    home.json(&["ticket", "update", &t, "--status", "in_progress"]);
+    home.json(&["visit", "edit", &v2, "--needs", "需要复查"]);
+    let ahead = (chrono::Utc::now() + chrono::Duration::hours(25))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let mut cases = Vec::new();
+    for bad in [
+        "1900-01-01",
+        "0026-11-20",
+        "1999-12-31T23:59:59Z",
+        ahead.as_str(),
+        &day(3),
+        "2999-01-01",
+    ] {
+        cases.push(case(&["visit", "add", "--household", "甲", "--at", bad]));
+        cases.push(case(&["visit", "edit", &v, "--at", bad]));
+        cases.push(case(&["visit", "edit", &v2, "--note", "改", "--at", bad]));
+    }
+    let before = home.json(&["visit", "list"]);
+    assert_refused(&home, &cases);
+    assert_eq!(home.json(&["visit", "list"]), before);
+    let line = home.error(&["visit", "add", "--household", "甲", "--at", "1900-01-01"]);
+    assert!(line.contains("2000-01-01"), "{line}");
+    let line = home.error(&["visit", "add", "--household", "甲", "--at", &day(3)]);
+    assert!(line.contains("ahead"), "{line}");
+
+    // The edges hold: the first second of 2000, and less than a day ahead (a laptop
+    // clock a little behind, or a time zone east of this one).
+    let soon = (chrono::Utc::now() + chrono::Duration::hours(23))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    for ok in ["2000-01-01T00:00:00Z", soon.as_str()] {
+        let id = home.add_visit("乙", &["--at", ok]);
+        assert_eq!(
+            rfc3339_secs(home.visit(&id)["visited_at"].as_str().expect("visited_at")),
+            rfc3339_secs(ok)
+        );
+    }
+}
+
+/// `enroll` refuses a revoked device and a membership of less than a day, and leaves the
+/// roster as it was: no token, and the member's current membership keeps its expiry.
+#[test]
+fn enrolments_that_cannot_work_are_refused() {
+    let station = Home::station();
+    let v = Home::new();
+    let w = Home::new();
+    let token = station.json(&[
+        "enroll",
+        &v.device_id,
+        "--name",
+        "张阿姨",
+        "--grid",
+        "和平里",
+        "--expires-days",
+        "30",
+    ])["token"]
+        .as_str()
+        .expect("token")
+        .to_string();
+    v.json(&["join", &token]);
+    station.json(&["enroll", &w.device_id, "--name", "李叔", "--grid", "光明街"]);
+    station.add_visit("和平里1号", &["--grid", "和平里"]);
+    let members = station.json(&["members"]);
+    for days in ["0", "-1", "-365"] {
+        let line = station.error(&[
+            "enroll",
+            &v.device_id,
+            "--name",
+            "张阿姨",
+            "--grid",
+            "和平里",
+            "--expires-days",
+            days,
+        ]);
+        assert!(line.contains("--expires-days"), "{line}");
+    }
+    assert_eq!(
+        station.json(&["members"]),
+        members,
+        "a refused enrolment changed the roster"
+    );
+
+    station.json(&["revoke", &w.device_id, "--reason", "电脑丢失"]);
+    let members = station.json(&["members"]);
+    let (code, stderr) =
+        station.fail(&["enroll", &w.device_id, "--name", "李叔", "--grid", "光明街"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert_one_error_line(&stderr, &["enroll"]);
+    assert!(stderr.contains("revoked"), "{stderr}");
+    // Without --json: no token on stdout either.
+    let out = station.run(&["enroll", &w.device_id, "--name", "李叔", "--grid", "光明街"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(station.json(&["members"]), members);
+}
+
 #[test]
 fn empty_household_or_title_is_refused() {
     let (home, _v, t) = populated();

@@ -95,8 +95,35 @@ fn a_wrong_or_missing_passphrase_is_a_clear_error_and_changes_nothing() {
 fn an_empty_passphrase_is_refused() {
     let mut home = Home::empty();
     home.passphrase = Some(String::new());
-    let (code, stderr) = home.fail(&["init", "--name", "x", "--encrypt"]);
+    let args = ["init", "--name", "x", "--encrypt"];
+    let (code, stderr) = home.fail(&args);
     assert_eq!(code, 1);
-    assert!(stderr.contains("passphrase"), "{stderr}");
+    assert_one_error_line(&stderr, &args);
+    assert!(
+        stderr.contains("the passphrase must not be empty"),
+        "{stderr}"
+    );
     assert!(!home.store().exists());
+
+    // At open: an encrypted home after a day's records, then an empty passphrase.
+    let mut home = Home::encrypted(PASS);
+    let t = home.open_ticket("楼道灯坏了", &[]);
+    home.add_visit("和平里 1 号", &["--ticket", &t]);
+    home.json(&["ticket", "comment", &t, "已报修"]);
+    let before = home_bytes(&home);
+    home.passphrase = Some(String::new());
+    for args in [
+        vec!["visit", "list"],
+        vec!["visit", "add", "--household", "x"],
+        vec!["status"],
+    ] {
+        let (code, stderr) = home.fail(&args);
+        assert_eq!(code, 1, "{stderr}");
+        assert_one_error_line(&stderr, &args);
+        assert!(
+            stderr.contains("the passphrase must not be empty"),
+            "not a clear reason: {stderr}"
+        );
+    }
+    assert_eq!(home_bytes(&home), before, "a refused open changed the home");
 }

@@ -38,6 +38,14 @@ pub enum SiteError {
     /// This node is a member of another site.
     #[error("this node is already a member of site {0}")]
     OtherSite(SiteId),
+    /// The device was revoked: it can never be a member again.
+    #[error(
+        "device {0} was revoked from this site; a revoked device cannot be enrolled or join again (make it a new device: `yizhan init` in a new home)"
+    )]
+    Revoked(DeviceId),
+    /// A membership that would expire at once (or past any date the roster can show).
+    #[error("--expires-days must be between 1 and {MAX_EXPIRES_DAYS} (got {0})")]
+    ExpiresDays(i64),
     /// A station cannot revoke itself.
     #[error("a station cannot revoke itself")]
     RevokeSelf,
@@ -59,6 +67,10 @@ pub enum SiteError {
     #[error("cannot write the store: {0}")]
     Sqlite(#[from] rusqlite::Error),
 }
+
+/// The longest membership `enroll --expires-days` grants: a hundred years (beyond, the
+/// expiry would pass the dates the roster can print).
+pub const MAX_EXPIRES_DAYS: u32 = 36_500;
 
 /// A device admitted by the station.
 #[derive(Clone, Debug)]
@@ -216,6 +228,12 @@ pub(crate) fn newest_cert(
         .and_then(|s| s.check(None, i64::MIN).ok().map(|c| (s, c))))
 }
 
+/// Whether the roster holds a revocation of `device`.
+fn revoked(conn: &Connection, device: DeviceId) -> rusqlite::Result<bool> {
+    conn.prepare_cached("SELECT 1 FROM revocations WHERE device = ?1")?
+        .exists([device.as_bytes().as_slice()])
+}
+
 /// Stores a checked revocation.
 pub(crate) fn store_revocation(
     tx: &Transaction<'_>,
@@ -294,10 +312,7 @@ pub(crate) fn apply_roster(
     for r in &roster.revocations {
         match r.check(site) {
             Ok(rev) => {
-                let known: bool = tx
-                    .prepare_cached("SELECT 1 FROM revocations WHERE device = ?1")?
-                    .exists([rev.device.as_bytes().as_slice()])?;
-                if !known {
+                if !revoked(tx, rev.device)? {
                     out.revoked.push(rev.device);
                 }
                 store_revocation(tx, r, &rev)?;
@@ -340,6 +355,18 @@ impl Node {
             .collect();
         if req.role == MemberRole::Volunteer && grids.is_empty() {
             return Err(SiteError::NoGrid);
+        }
+        // A certificate of zero days would replace the device's current one with one that
+        // has already expired.
+        if let Some(days) = req.expires_days
+            && !(1..=MAX_EXPIRES_DAYS).contains(&days)
+        {
+            return Err(SiteError::ExpiresDays(days.into()));
+        }
+        // A revocation is for good: a token for a revoked device would say "joined" and
+        // then fail at every sync.
+        if revoked(self.store().conn(), req.device)? {
+            return Err(SiteError::Revoked(req.device));
         }
         let now = Time::now_millis();
         let cert = Certificate {
@@ -397,6 +424,9 @@ impl Node {
             && site != cert.site
         {
             return Err(SiteError::OtherSite(site));
+        }
+        if revoked(self.store().conn(), me)? {
+            return Err(SiteError::Revoked(me));
         }
         // A membership only moves forward: an old token would bring back old grids.
         if let Some(held) = self.identity().cert.as_ref().and_then(|c| c.open().ok())
@@ -574,4 +604,68 @@ pub(crate) fn init_station(
     identity.cert = Some(signed);
     set_meta(tx, "root", &me.to_string())?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::home::{InitConfig, InitSeed};
+
+    fn node(dir: &std::path::Path, station: bool) -> Node {
+        let config = InitConfig {
+            name: "节点".into(),
+            station,
+            encrypt: None,
+        };
+        Node::init(dir, &config, InitSeed::random()).unwrap()
+    }
+
+    fn request(device: DeviceId, expires_days: Option<u32>) -> EnrollRequest {
+        EnrollRequest {
+            device,
+            name: "张阿姨".into(),
+            grids: vec!["和平里".into()],
+            role: MemberRole::Volunteer,
+            expires_days,
+        }
+    }
+
+    #[test]
+    fn a_revoked_device_is_neither_enrolled_nor_joins_again() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let mut station = node(a.path(), true);
+        let mut laptop = node(b.path(), false);
+        let device = laptop.identity().device_id;
+        let site = station.identity().site_id.unwrap();
+        let token = station.enroll(&request(device, Some(30))).unwrap();
+        laptop.join(&token, None).unwrap();
+
+        for days in [0, MAX_EXPIRES_DAYS + 1] {
+            assert!(matches!(
+                station.enroll(&request(device, Some(days))),
+                Err(SiteError::ExpiresDays(_))
+            ));
+        }
+        station.revoke(device, "电脑丢失").unwrap();
+        let roster_before = load_roster(station.store().conn()).unwrap();
+        assert!(matches!(
+            station.enroll(&request(device, None)),
+            Err(SiteError::Revoked(d)) if d == device
+        ));
+        assert_eq!(
+            load_roster(station.store().conn()).unwrap(),
+            roster_before,
+            "a refused enrolment changed the roster"
+        );
+
+        // The laptop learns of its revocation (a roster from a peer); the token it still
+        // holds no longer makes it a member.
+        let tx = laptop.store_mut().write().unwrap();
+        apply_roster(&tx, site, &roster_before, Time::now_millis()).unwrap();
+        tx.commit().unwrap();
+        assert!(matches!(
+            laptop.join(&token, None),
+            Err(SiteError::Revoked(d)) if d == device
+        ));
+    }
 }

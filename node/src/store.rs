@@ -371,6 +371,9 @@ pub enum OpenError {
     /// The passphrase does not open the encrypted store.
     #[error("wrong passphrase")]
     WrongPassphrase,
+    /// An empty passphrase was given (SQLCipher would take it as "no key").
+    #[error("the passphrase must not be empty")]
+    EmptyPassphrase,
     /// The store was written by a newer yizhan.
     #[error("the store has schema version {0}, newer than this yizhan understands")]
     TooNew(i64),
@@ -435,6 +438,9 @@ impl Store {
     }
 
     fn create_keyed(path: &Path, passphrase: Option<&Passphrase>) -> Result<Store, OpenError> {
+        if passphrase.is_some_and(Passphrase::is_empty) {
+            return Err(OpenError::EmptyPassphrase);
+        }
         let conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -471,6 +477,9 @@ impl Store {
 
     /// Opens an existing encrypted store.
     pub fn open_encrypted(path: &Path, passphrase: &Passphrase) -> Result<Store, OpenError> {
+        if passphrase.is_empty() {
+            return Err(OpenError::EmptyPassphrase);
+        }
         let conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
