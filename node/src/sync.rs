@@ -81,7 +81,8 @@ pub enum SyncError {
 pub struct SyncStats {
     /// Changes sent to the peer.
     pub sent: u64,
-    /// Changes received and stored.
+    /// Changes received and not refused (new here or already held): what the peer counts
+    /// as `sent`, less `rejected`.
     pub received: u64,
     /// Changes received and refused.
     pub rejected: u64,
@@ -664,7 +665,14 @@ impl SyncEngine {
         let page_changes: usize = docs.iter().map(|d| d.changes.len()).sum();
         let hold = gate.as_ref().and_then(|g| g.hold_decoded(page_changes));
         let keep_decoded = gate.is_none() || hold.is_some();
-        let mut headed = Vec::with_capacity(docs.len());
+        // A document's changes may come in several runs of one message (its changes
+        // interleaved with others' in the sender's log), the genesis with its header in an
+        // earlier run than the rest: the runs of one document are applied as one batch, so
+        // a later run finds the header an earlier run brought (§8.2).
+        let mut runs: Vec<(DocId, Option<DocHeader>, Vec<WireChange>)> =
+            Vec::with_capacity(docs.len());
+        let mut run_of: std::collections::HashMap<DocId, usize> =
+            std::collections::HashMap::with_capacity(docs.len());
         for wd in docs {
             let header = match wd.header {
                 Some(h) if h.doc_id() == wd.doc => Some(h),
@@ -673,11 +681,27 @@ impl SyncEngine {
                     refused.extend(wd.changes.into_iter().map(|c| (wd.doc, c, reason.into())));
                     continue;
                 }
-                None => load_header_conn(self.node.store().conn(), wd.doc).ok(),
+                None => None,
             };
+            match run_of.get(&wd.doc) {
+                Some(&i) => {
+                    let run = &mut runs[i];
+                    run.1 = run.1.or(header);
+                    run.2.extend(wd.changes);
+                }
+                None => {
+                    run_of.insert(wd.doc, runs.len());
+                    runs.push((wd.doc, header, wd.changes));
+                }
+            }
+        }
+        let mut headed = Vec::with_capacity(runs.len());
+        for (doc, header, changes) in runs {
+            let header =
+                header.or_else(|| load_header_conn(self.node.store().conn(), doc).ok());
             match header {
-                Some(header) => headed.push((header, wd.changes)),
-                None => missing.push(wd.doc),
+                Some(header) => headed.push((header, changes)),
+                None => missing.push(doc),
             }
         }
         let opened = open_envelopes(headed, &mut self.ids, keep_decoded);
@@ -726,8 +750,11 @@ impl SyncEngine {
             ms = started.elapsed().as_secs_f64() * 1e3,
             "ingested"
         );
-        self.stats.received += report.accepted as u64;
-        self.stats.rejected += report.rejected.len() as u64 + undecodable;
+        // Counted as the sender counts them: every change that came, less those refused
+        // (whether it was new here, already held, or waits for its history).
+        let rejected = report.rejected.len() as u64 + undecodable;
+        self.stats.received += (page_changes as u64).saturating_sub(rejected);
+        self.stats.rejected += rejected;
         Ok(report)
     }
 
