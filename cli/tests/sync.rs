@@ -1036,7 +1036,11 @@ fn serve_remembers_only_addresses_peers_listen_on() {
     let a_synced = Instant::now();
     let peer = status_peer(&status(&station), &a.device_id).expect("the station lists a");
     assert!(peer["last_sync"].is_string(), "{peer}");
-    assert_eq!(peer["addr"], Value::Null, "a one-shot sync's port remembered: {peer}");
+    assert_eq!(
+        peer["addr"],
+        Value::Null,
+        "a one-shot sync's port remembered: {peer}"
+    );
 
     // b serves: its syncs with the station come from where it listens.
     let b_serve = Serve::start(&b);
@@ -1071,4 +1075,94 @@ fn serve_remembers_only_addresses_peers_listen_on() {
             "the station dialed a's one-shot port: {v}"
         );
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Records that leave a laptop's scope
+// ---------------------------------------------------------------------------------------
+
+/// Whether `home`'s store file or its write-ahead log holds `marker`'s bytes.
+fn store_holds(home: &Home, marker: &str) -> bool {
+    let db = home.store();
+    let wal = db.with_file_name("store.db-wal");
+    [db, wal].iter().any(|p| {
+        std::fs::read(p)
+            .is_ok_and(|bytes| bytes.windows(marker.len()).any(|w| w == marker.as_bytes()))
+    })
+}
+
+/// A visit moved to another grid and a ticket reassigned to another grid's volunteer are
+/// gone from the old grid's laptop after its next sync: from its lists, its `show`, and
+/// the bytes of its store and log; `status` says how many were removed. The laptop's own
+/// comment on the ticket reached the station first, and the new grid's laptop gets both.
+#[test]
+fn records_that_leave_a_laptops_grid_are_gone_from_it_after_its_next_sync() {
+    let (station, serve) = serving_station();
+    let addr = serve.addr();
+    let (a, b) = (Home::new(), Home::new());
+    join(&station, &a, "张阿姨", &[HEPING], &addr);
+    join(&station, &b, "李叔", &[XINGFU], &addr);
+    let tag: u64 = rand::rng().random();
+    let (visit_marker, ticket_marker, comment_marker) = (
+        format!("VISIT-{tag:016x}"),
+        format!("TICKET-{tag:016x}"),
+        format!("COMMENT-{tag:016x}"),
+    );
+
+    // The station logs a visit in a's grid, and opens a ticket in b's grid assigned to a.
+    let v = station.add_visit(
+        "和平里9号楼101室",
+        &["--grid", HEPING, "--note", visit_marker.as_str()],
+    );
+    let t = station.open_ticket(ticket_marker.as_str(), &["--grid", XINGFU]);
+    station.json(&["ticket", "update", &t, "--assign", a.device_id.as_str()]);
+    let own = a.add_visit("和平里1号楼", &["--note", "自己的走访"]);
+    sync(&a, None);
+    assert!(visit_ids(&a).contains(&v));
+    assert_eq!(a.ticket(&t)["title"], ticket_marker.as_str());
+    a.json(&["ticket", "comment", &t, comment_marker.as_str()]);
+    for m in [&visit_marker, &ticket_marker, &comment_marker] {
+        assert!(
+            store_holds(&a, m),
+            "a's store does not hold {m} to begin with"
+        );
+    }
+    assert_eq!(status(&a)["purged"], 0);
+
+    // The visit was in the wrong grid; the ticket is b's work.
+    station.json(&["visit", "edit", &v, "--grid", XINGFU]);
+    station.json(&["ticket", "update", &t, "--assign", b.device_id.as_str()]);
+    sync(&a, None);
+
+    assert_eq!(visit_ids(&a), set(&[&own]), "a still lists a moved visit");
+    assert!(a.tickets().is_empty(), "a still lists a reassigned ticket");
+    a.error(&["visit", "show", &v]);
+    a.error(&["ticket", "show", &t]);
+    for m in [&visit_marker, &ticket_marker, &comment_marker] {
+        assert!(!store_holds(&a, m), "a's store or log still holds {m}");
+    }
+    let s = status(&a);
+    assert_eq!(s["purged"], 2, "{s}");
+    assert_eq!(s["records"]["visits"], 1, "{s}");
+    assert_eq!(s["pending_to_station"], 0, "{s}");
+    let text = a.text(&["status"]);
+    assert!(
+        text.contains("2 records"),
+        "status does not say what was removed: {text}"
+    );
+    assert_verifies(&a, "a");
+
+    // The station holds a's comment; b gets both records, with it.
+    let comments = station.ticket(&t)["comments"].clone();
+    assert_eq!(comments[0]["text"], comment_marker.as_str(), "{comments}");
+    sync(&b, None);
+    assert!(visit_ids(&b).contains(&v));
+    assert_eq!(b.ticket(&t)["comments"][0]["text"], comment_marker.as_str());
+
+    // They do not come back to a.
+    let again = sync(&a, None);
+    assert_eq!(again["received"], 0, "{again}");
+    assert_eq!(visit_ids(&a), set(&[&own]));
+    assert_eq!(status(&a)["purged"], 2);
+    drop(serve);
 }
