@@ -292,6 +292,7 @@ fn status(node: &Node, out: &Out) -> anyhow::Result<()> {
     let pending = node.pending_to_station()?;
     let receipt = node.station_receipt_signed()?;
     let (conflicts, rejected) = node.conflict_and_rejected_counts()?;
+    let purged = node.purged_count()?;
     let peers = node.peers()?;
     let misbehaviour = node.misbehaviour()?;
     let misbehaviour_json: Vec<_> = misbehaviour
@@ -337,6 +338,7 @@ fn status(node: &Node, out: &Out) -> anyhow::Result<()> {
             "peers": peers_json,
             "conflicts": conflicts,
             "rejected": rejected,
+            "purged": purged,
             "misbehaviour": misbehaviour_json,
         }),
         || {
@@ -361,6 +363,13 @@ fn status(node: &Node, out: &Out) -> anyhow::Result<()> {
                 ),
                 ("conflicts", conflicts.to_string()),
                 ("rejected", rejected.to_string()),
+                (
+                    "dropped",
+                    match purged {
+                        0 => "none".into(),
+                        n => format!("{n} records that left this laptop's grids were removed"),
+                    },
+                ),
                 (
                     "misbehaviour",
                     match misbehaviour.first() {

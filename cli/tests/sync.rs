@@ -493,18 +493,13 @@ fn records_reach_the_station_and_return_within_grid_scope() {
             station_peer["last_sync"].is_string(),
             "{who}: {station_peer}"
         );
-        // And the station remembers the volunteer, where it came from and when (its side
-        // of a sync may end a moment after the volunteer's).
+        // And the station remembers the volunteer and when (its side of a sync may end a
+        // moment after the volunteer's), but no address: a one-shot sync's port is gone.
         let seen = poll(Duration::from_secs(10), || {
             status_peer(&status(&station), &v.device_id).filter(|p| p["last_sync"].is_string())
         })
         .unwrap_or_else(|| panic!("the station does not list {who} as synced"));
-        assert!(
-            seen["addr"]
-                .as_str()
-                .is_some_and(|a| a.starts_with("127.0.0.1:")),
-            "{who}: {seen}"
-        );
+        assert_eq!(seen["addr"], Value::Null, "{who}: {seen}");
     }
     for (v, who) in [(&station, "station"), (&a, "A"), (&b, "B"), (&c, "C")] {
         assert_verifies(v, who);
@@ -899,4 +894,275 @@ fn sigint_stops_serve_cleanly() {
     assert_eq!(status.code(), Some(0), "serve after SIGINT: {status:?}");
     assert_verifies(&a, "A");
     drop(station_serve);
+}
+
+// ---------------------------------------------------------------------------------------
+// An ordinary day: what `status` says is pending, and what each end counts
+// ---------------------------------------------------------------------------------------
+
+impl Serve {
+    /// The next `{"event": "synced"}` line of a `--json` serve for `peer` (failed syncs
+    /// and other peers' lines are skipped).
+    fn next_synced(&self, peer: &str) -> Value {
+        let deadline = Instant::now() + COMMAND_TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self.lines.recv_timeout(left).unwrap_or_else(|_| {
+                panic!(
+                    "serve printed no sync with {peer}; stderr: {}",
+                    self.stderr()
+                )
+            });
+            let v: Value = serde_json::from_str(&line)
+                .unwrap_or_else(|e| panic!("serve --json printed a non-JSON line ({e}): {line}"));
+            if v["event"] == "synced" && v["peer"] == peer {
+                return v;
+            }
+        }
+    }
+}
+
+/// `v` syncs with the station (served with `--json`): both ends count the same changes
+/// each way; right after, nothing is pending, and a second sync moves nothing. Returns
+/// the first sync's counts as the laptop printed them.
+fn sync_with_station_exactly(v: &Home, who: &str, station: &Serve) -> Value {
+    let addr = station.addr();
+    let mine = sync(v, Some(&addr));
+    let theirs = station.next_synced(&v.device_id);
+    assert_eq!(mine["rejected"], 0, "{who}: {mine}");
+    assert_eq!(
+        (&mine["sent"], &mine["received"]),
+        (&theirs["received"], &theirs["sent"]),
+        "{who} and the station count the same sync differently: {who} {mine}, station {theirs}"
+    );
+    assert_eq!(pending(v), 0, "{who}: pending right after a sync ({mine})");
+    let again = sync(v, Some(&addr));
+    let theirs_again = station.next_synced(&v.device_id);
+    assert_eq!(
+        (&again["sent"], &again["received"]),
+        (&json_zero(), &json_zero()),
+        "{who}: a second sync moved changes again: {again}"
+    );
+    assert_eq!(
+        (&theirs_again["sent"], &theirs_again["received"]),
+        (&json_zero(), &json_zero()),
+        "the station, at {who}'s second sync: {theirs_again}"
+    );
+    assert_eq!(pending(v), 0, "{who}: pending after a second sync");
+    mine
+}
+
+fn json_zero() -> Value {
+    Value::from(0u64)
+}
+
+/// A day of ordinary work: records of both kinds made before joining and after, each
+/// edited and linked in between others, a laptop that meets another laptop before the
+/// station. After each sync with the station nothing is pending and a second sync sends
+/// nothing; the laptop and the station count each sync alike.
+#[test]
+fn an_ordinary_day_leaves_nothing_pending_and_both_ends_count_alike() {
+    let station = Home::station();
+    let serve = Serve::start_json(&station);
+    let addr = serve.addr();
+    let (a, b) = (Home::new(), Home::new());
+
+    // Before joining: a visit and a ticket, each edited after the other was made.
+    let v0 = a.add_visit("和平里2号楼", &["--grid", HEPING, "--note", "入户"]);
+    let t0 = a.open_ticket("楼道灯坏了", &["--grid", HEPING]);
+    a.json(&["visit", "edit", &v0, "--note", "灯已报修"]);
+    a.json(&["ticket", "update", &t0, "--status", "in_progress"]);
+    join(&station, &a, "张阿姨", &[HEPING], &addr);
+    // b is told of no reachable station: it meets a first.
+    join(&station, &b, "李叔", &[HEPING], "127.0.0.1:9");
+
+    // Open a ticket, log a visit, update the ticket; link them; comment.
+    let t1 = a.open_ticket("漏水", &["--category", "城市管理"]);
+    let v1 = a.add_visit("和平里5号楼302室", &["--note", "厨房漏水"]);
+    a.json(&["ticket", "update", &t1, "--status", "in_progress"]);
+    a.json(&["visit", "edit", &v1, "--ticket", &t1]);
+    a.json(&["ticket", "comment", &t1, "已联系物业"]);
+    let first = sync_with_station_exactly(&a, "a", &serve);
+    assert!(first["sent"].as_u64().is_some_and(|n| n >= 9), "{first}");
+
+    // b works, then meets a (a dials b's serve), before either meets the station.
+    let bv = b.add_visit("和平里7号楼", &["--note", "低保复核"]);
+    let bt = b.open_ticket("噪音投诉", &[]);
+    b.json(&["visit", "edit", &bv, "--ticket", &bt]);
+    {
+        let b_serve = Serve::start(&b);
+        sync(&a, Some(&b_serve.addr()));
+    }
+    a.json(&["ticket", "update", &bt, "--priority", "high"]);
+    b.json(&["ticket", "comment", &t1, "我明天去看"]);
+    a.json(&["visit", "edit", &v1, "--needs", "维修"]);
+
+    // a brings b's records to the station first, then b comes with the same and more.
+    sync_with_station_exactly(&a, "a", &serve);
+    sync_with_station_exactly(&b, "b", &serve);
+    // a receives what only b had.
+    let last = sync_with_station_exactly(&a, "a", &serve);
+    assert!(last["received"].as_u64().is_some_and(|n| n >= 1), "{last}");
+    assert_eq!(a.ticket(&t1)["comments"].as_array().map(Vec::len), Some(2));
+    assert_eq!(visit_ids(&a), visit_ids(&station));
+    assert_eq!(visit_ids(&b), visit_ids(&station));
+}
+
+// ---------------------------------------------------------------------------------------
+// Which addresses a serving node remembers
+// ---------------------------------------------------------------------------------------
+
+/// A one-shot `sync` comes from a port that is gone once it exits: the station does not
+/// remember it as the laptop's address, lists no address for it, and never dials it back.
+/// A laptop that runs `serve` dials from where it listens: that address is remembered.
+#[test]
+fn serve_remembers_only_addresses_peers_listen_on() {
+    let station = Home::station();
+    // The station tries its peers every second (the default is every 30).
+    std::fs::write(
+        station.path().join("config.toml"),
+        "sync_interval_secs = 1\n",
+    )
+    .expect("write config.toml");
+    let serve = Serve::start_json(&station);
+    let addr = serve.addr();
+    let (a, b) = (Home::new(), Home::new());
+    join(&station, &a, "张阿姨", &[HEPING], &addr);
+    join(&station, &b, "李叔", &[HEPING], &addr);
+
+    a.add_visit("和平里1号楼", &[]);
+    sync(&a, None);
+    sync(&a, None);
+    let a_synced = Instant::now();
+    let peer = status_peer(&status(&station), &a.device_id).expect("the station lists a");
+    assert!(peer["last_sync"].is_string(), "{peer}");
+    assert_eq!(
+        peer["addr"],
+        Value::Null,
+        "a one-shot sync's port remembered: {peer}"
+    );
+
+    // b serves: its syncs with the station come from where it listens.
+    let b_serve = Serve::start(&b);
+    let listening = b_serve.addr();
+    let remembered = poll(COMMAND_TIMEOUT, || {
+        status_peer(&status(&station), &b.device_id)
+            .filter(|p| p["addr"].is_string())
+            .map(|p| p["addr"].clone())
+    });
+    assert_eq!(remembered, Some(Value::from(listening.clone())));
+
+    // A few rounds of the station's peer loop: it dials b where b listens, never a.
+    let a_device = a.device_id.clone();
+    let synced_b = poll(COMMAND_TIMEOUT, || {
+        let line = serve.lines.recv_timeout(Duration::from_millis(100)).ok()?;
+        let v: Value = serde_json::from_str(&line).expect("serve --json prints JSON");
+        assert!(
+            !(v["event"] == "failed" && v["peer"] == a_device.as_str()),
+            "the station dialed a's one-shot port: {v}"
+        );
+        (v["event"] == "synced" && v["peer"] == b.device_id.as_str()).then_some(v)
+    });
+    assert!(synced_b.is_some(), "the station never synced with b");
+    // A dial to a's gone port would fail at the connect timeout (10 s).
+    std::thread::sleep(Duration::from_secs(13).saturating_sub(a_synced.elapsed()));
+    drop(b_serve);
+    let (_, rest) = serve.stop_with(libc::SIGTERM);
+    for line in rest {
+        let v: Value = serde_json::from_str(&line).expect("serve --json prints JSON");
+        assert!(
+            !(v["event"] == "failed" && v["peer"] == a_device.as_str()),
+            "the station dialed a's one-shot port: {v}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Records that leave a laptop's scope
+// ---------------------------------------------------------------------------------------
+
+/// Whether `home`'s store file or its write-ahead log holds `marker`'s bytes.
+fn store_holds(home: &Home, marker: &str) -> bool {
+    let db = home.store();
+    let wal = db.with_file_name("store.db-wal");
+    [db, wal].iter().any(|p| {
+        std::fs::read(p)
+            .is_ok_and(|bytes| bytes.windows(marker.len()).any(|w| w == marker.as_bytes()))
+    })
+}
+
+/// A visit moved to another grid and a ticket reassigned to another grid's volunteer are
+/// gone from the old grid's laptop after its next sync: from its lists, its `show`, and
+/// the bytes of its store and log; `status` says how many were removed. The laptop's own
+/// comment on the ticket reached the station first, and the new grid's laptop gets both.
+#[test]
+fn records_that_leave_a_laptops_grid_are_gone_from_it_after_its_next_sync() {
+    let (station, serve) = serving_station();
+    let addr = serve.addr();
+    let (a, b) = (Home::new(), Home::new());
+    join(&station, &a, "张阿姨", &[HEPING], &addr);
+    join(&station, &b, "李叔", &[XINGFU], &addr);
+    let tag: u64 = rand::rng().random();
+    let (visit_marker, ticket_marker, comment_marker) = (
+        format!("VISIT-{tag:016x}"),
+        format!("TICKET-{tag:016x}"),
+        format!("COMMENT-{tag:016x}"),
+    );
+
+    // The station logs a visit in a's grid, and opens a ticket in b's grid assigned to a.
+    let v = station.add_visit(
+        "和平里9号楼101室",
+        &["--grid", HEPING, "--note", visit_marker.as_str()],
+    );
+    let t = station.open_ticket(ticket_marker.as_str(), &["--grid", XINGFU]);
+    station.json(&["ticket", "update", &t, "--assign", a.device_id.as_str()]);
+    let own = a.add_visit("和平里1号楼", &["--note", "自己的走访"]);
+    sync(&a, None);
+    assert!(visit_ids(&a).contains(&v));
+    assert_eq!(a.ticket(&t)["title"], ticket_marker.as_str());
+    a.json(&["ticket", "comment", &t, comment_marker.as_str()]);
+    for m in [&visit_marker, &ticket_marker, &comment_marker] {
+        assert!(
+            store_holds(&a, m),
+            "a's store does not hold {m} to begin with"
+        );
+    }
+    assert_eq!(status(&a)["purged"], 0);
+
+    // The visit was in the wrong grid; the ticket is b's work.
+    station.json(&["visit", "edit", &v, "--grid", XINGFU]);
+    station.json(&["ticket", "update", &t, "--assign", b.device_id.as_str()]);
+    sync(&a, None);
+
+    assert_eq!(visit_ids(&a), set(&[&own]), "a still lists a moved visit");
+    assert!(a.tickets().is_empty(), "a still lists a reassigned ticket");
+    a.error(&["visit", "show", &v]);
+    a.error(&["ticket", "show", &t]);
+    for m in [&visit_marker, &ticket_marker, &comment_marker] {
+        assert!(!store_holds(&a, m), "a's store or log still holds {m}");
+    }
+    let s = status(&a);
+    assert_eq!(s["purged"], 2, "{s}");
+    assert_eq!(s["records"]["visits"], 1, "{s}");
+    assert_eq!(s["pending_to_station"], 0, "{s}");
+    let text = a.text(&["status"]);
+    assert!(
+        text.contains("2 records"),
+        "status does not say what was removed: {text}"
+    );
+    assert_verifies(&a, "a");
+
+    // The station holds a's comment; b gets both records, with it.
+    let comments = station.ticket(&t)["comments"].clone();
+    assert_eq!(comments[0]["text"], comment_marker.as_str(), "{comments}");
+    sync(&b, None);
+    assert!(visit_ids(&b).contains(&v));
+    assert_eq!(b.ticket(&t)["comments"][0]["text"], comment_marker.as_str());
+
+    // They do not come back to a.
+    let again = sync(&a, None);
+    assert_eq!(again["received"], 0, "{again}");
+    assert_eq!(visit_ids(&a), set(&[&own]));
+    assert_eq!(status(&a)["purged"], 2);
+    drop(serve);
 }

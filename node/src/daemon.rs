@@ -405,7 +405,12 @@ pub async fn serve(
     let key = node.device_key();
     let is_station = node.identity().role == Role::Station;
     let site = node.identity().site_id;
-    let endpoint = Arc::new(Endpoint::bind(config.listen, &key, &NetConfig::default())?);
+    // Its connections come from the socket it listens on: peers may dial that back.
+    let net = NetConfig {
+        listening: true,
+        ..NetConfig::default()
+    };
+    let endpoint = Arc::new(Endpoint::bind(config.listen, &key, &net)?);
     let local = endpoint.local_addr()?;
     blocking(|| node.set_listen_addr(&local.to_string()))?;
     home.give_back(node);
@@ -565,9 +570,13 @@ async fn serve_connection(
     events: &mpsc::UnboundedSender<ServeEvent>,
 ) {
     // Only a member that completed a sync is remembered as a peer, with where it was
-    // reached: noted with the time of the sync, in its transaction.
+    // reached: noted with the time of the sync, in its transaction. Where it was reached
+    // is worth dialing back only if it listens there (`serve`); a one-shot `sync` comes
+    // from a port that is gone once it exits.
     let config = SyncConfig {
-        peer_addr: Some(conn.connection.remote_address().to_string()),
+        peer_addr: conn
+            .peer_listens
+            .then(|| conn.connection.remote_address().to_string()),
         ..SyncConfig::default()
     };
     let peer = conn.peer;

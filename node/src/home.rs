@@ -2156,7 +2156,8 @@ fn store_changes(
         "INSERT INTO changes(hash, doc_id, actor, seq, signer, signature, bytes, received_at,
                              origin, docno, lseq)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10,
-                 (SELECT COALESCE(MAX(lseq), 0) + 1 FROM changes))",
+                 (SELECT MAX(COALESCE(MAX(lseq), 0), (SELECT COALESCE(MAX(CAST(value AS INTEGER)), 0)
+                      FROM meta WHERE key = 'log_floor')) + 1 FROM changes))",
     )?;
     let origin = origin.map(|o| o.as_bytes().to_vec());
     for c in new {

@@ -23,6 +23,7 @@ pub mod history;
 pub mod home;
 pub mod model;
 pub mod net;
+pub mod purge;
 pub mod quarantine;
 pub mod records;
 pub mod report;

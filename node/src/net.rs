@@ -47,6 +47,13 @@ use yizhan_protocol::{DeviceId, DeviceKey};
 /// The ALPN protocol name of yizhan's sync protocol, version 1.
 pub const ALPN: &[u8] = b"yizhan/1";
 
+/// The same protocol, offered first by an endpoint that listens (`serve`): it says that the
+/// connection comes from the socket the dialer accepts connections on, so that its source
+/// address is worth dialing back. An endpoint that only dials (a one-shot `sync`, from an
+/// ephemeral port) offers [`ALPN`] alone. A node that does not know this name picks
+/// [`ALPN`]; the protocol spoken is the same either way.
+pub const ALPN_LISTENING: &[u8] = b"yizhan/1+listening";
+
 /// TLS server name the client sends. It is never checked: identity is the key.
 const SERVER_NAME: &str = "yizhan";
 
@@ -88,6 +95,9 @@ pub struct NetConfig {
     pub connect_timeout: Duration,
     /// How many bidirectional streams the peer may have open at once on one connection.
     pub max_streams_per_connection: u32,
+    /// Whether the endpoint's socket is where this node accepts connections (`serve`), so
+    /// that peers may dial back the address its connections come from ([`ALPN_LISTENING`]).
+    pub listening: bool,
 }
 
 impl Default for NetConfig {
@@ -98,6 +108,7 @@ impl Default for NetConfig {
             keep_alive: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(10),
             max_streams_per_connection: 4,
+            listening: false,
         }
     }
 }
@@ -215,6 +226,10 @@ pub struct PeerConnection {
     pub connection: quinn::Connection,
     /// The peer's device, proven by the TLS handshake.
     pub peer: DeviceId,
+    /// Whether the peer's address is one it accepts connections on: the address dialed, for
+    /// a connection this node made; for one it accepted, whether the peer said so
+    /// ([`ALPN_LISTENING`]). Only such an address is worth remembering to dial back.
+    pub peer_listens: bool,
 }
 
 impl PeerConnection {
@@ -257,6 +272,7 @@ struct LocalIdentity {
     provider: Arc<CryptoProvider>,
     transport: Arc<TransportConfig>,
     connect_timeout: Duration,
+    listening: bool,
 }
 
 /// A QUIC endpoint on one UDP socket that accepts connections from other devices and
@@ -296,6 +312,7 @@ impl Endpoint {
             provider,
             transport,
             connect_timeout: config.connect_timeout,
+            listening: config.listening,
         };
         let server_config = identity.server_config()?;
         // Build one client configuration now so that a problem shows at bind, not at the
@@ -379,7 +396,11 @@ impl Endpoint {
             });
         }
         tracing::debug!(%addr, %peer, "connected");
-        Ok(PeerConnection { connection, peer })
+        Ok(PeerConnection {
+            connection,
+            peer,
+            peer_listens: true,
+        })
     }
 
     /// Waits for the next incoming connection and completes its handshake (bounded by
@@ -464,7 +485,16 @@ async fn finish_handshake(
         .map_err(|_| NetError::Timeout { addr, after })?
         .map_err(|source| NetError::Handshake { addr, source })?;
     let peer = authenticated_peer(&connection, addr)?;
-    Ok(PeerConnection { connection, peer })
+    let peer_listens = connection
+        .handshake_data()
+        .and_then(|d| d.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+        .and_then(|d| d.protocol)
+        .is_some_and(|p| p == ALPN_LISTENING);
+    Ok(PeerConnection {
+        connection,
+        peer,
+        peer_listens,
+    })
 }
 
 impl Endpoint {
@@ -640,7 +670,8 @@ impl LocalIdentity {
                 PrivateKeyDer::Pkcs8(self.key.clone_key()),
             )
             .map_err(NetError::Tls)?;
-        tls.alpn_protocols = vec![ALPN.to_vec()];
+        // The server's order decides: a dialer that offers both says it listens.
+        tls.alpn_protocols = vec![ALPN_LISTENING.to_vec(), ALPN.to_vec()];
         // No 0-RTT, no resumption: every connection signs a fresh handshake.
         tls.max_early_data_size = 0;
         tls.send_tls13_tickets = 0;
@@ -673,7 +704,11 @@ impl LocalIdentity {
                 PrivateKeyDer::Pkcs8(self.key.clone_key()),
             )
             .map_err(NetError::Tls)?;
-        tls.alpn_protocols = vec![ALPN.to_vec()];
+        tls.alpn_protocols = if self.listening {
+            vec![ALPN_LISTENING.to_vec(), ALPN.to_vec()]
+        } else {
+            vec![ALPN.to_vec()]
+        };
         tls.enable_early_data = false;
         tls.resumption = rustls::client::Resumption::disabled();
         let quic = QuicClientConfig::try_from(tls).map_err(NetError::QuicTls)?;

@@ -184,7 +184,8 @@ pub struct StaleVolunteer {
     pub grids: Vec<String>,
     /// Its last completed sync with this node (RFC 3339), or null: never.
     pub last_sync: Option<String>,
-    /// Whole days from `last_sync` to `until`, or null: never.
+    /// Whole days from `last_sync` to `until` (or to `now`, if `until` is later), or null:
+    /// never.
     pub days_since_sync: Option<i64>,
 }
 
@@ -388,7 +389,7 @@ impl Node {
             visits: self.visit_figures(window)?,
             tickets: tally_tickets(&self.ticket_rows(window)?, window),
             stale_after_days: STALE_AFTER_DAYS,
-            volunteers_not_synced: self.stale_volunteers(window)?,
+            volunteers_not_synced: self.stale_volunteers(window, now)?,
         })
     }
 
@@ -492,10 +493,15 @@ impl Node {
 
     /// Volunteers (role volunteer, not revoked) whose last sync with this node is older
     /// than [`STALE_AFTER_DAYS`] before the window's end, or who never synced; the longest
-    /// silent first.
-    fn stale_volunteers(&self, window: &Window) -> Result<Vec<StaleVolunteer>, ReportError> {
+    /// silent first. A window that ends in the future is measured to `now`: no one has
+    /// been silent through days that have not come yet.
+    fn stale_volunteers(
+        &self,
+        window: &Window,
+        now: Time,
+    ) -> Result<Vec<StaleVolunteer>, ReportError> {
         let conn = self.store().conn();
-        let until = window.until.millis();
+        let until = window.until.millis().min(now.millis());
         let mut stmt = conn.prepare(
             "SELECT lower(hex(m.device)), m.name, m.grids, p.last_sync
              FROM members m LEFT JOIN peers p ON p.device = m.device
@@ -892,5 +898,14 @@ mod tests {
         assert_eq!(r.volunteers_not_synced[0].device_id, never.to_string());
         assert_eq!(r.volunteers_not_synced[1].device_id, stale.to_string());
         assert_eq!(r.volunteers_not_synced[1].grids, vec!["一网格".to_string()]);
+
+        // A period that ends in the future is measured to now: made on 2026-03-31, a
+        // report to the end of April shows the same silences, with the same days.
+        let april = Window {
+            since: None,
+            until: t("2026-05-01T00:00:00Z"),
+        };
+        let ahead = node.report(&april, until).unwrap();
+        assert_eq!(ahead.volunteers_not_synced, r.volunteers_not_synced);
     }
 }

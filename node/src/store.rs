@@ -317,6 +317,28 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE changes_v9 RENAME TO changes;
     CREATE UNIQUE INDEX changes_by_lseq ON changes(lseq);
     "#,
+    // 10: where records were before they moved. A record that leaves a grid (or a ticket
+    // that leaves its assignee) must still reach the volunteers who held it, so that they
+    // learn of the move and drop it (`purge.rs`): a node serving a pull sends the changes
+    // of a record that left the puller's scope at a position after the puller's, as well
+    // as those of records in its scope. `lseq` is the log's last position when the move
+    // was stored (at or after the change that made it).
+    r#"
+    CREATE TABLE moves (
+        docno    INTEGER NOT NULL,
+        lseq     INTEGER NOT NULL,
+        grid     TEXT,                   -- the grid before the move
+        assignee TEXT                    -- the assignee before the move
+    );
+    CREATE INDEX moves_by_doc ON moves(docno, lseq);
+    CREATE TRIGGER record_moved AFTER UPDATE OF grid, assignee ON records
+        WHEN OLD.grid IS NOT NEW.grid OR OLD.assignee IS NOT NEW.assignee
+    BEGIN
+        INSERT INTO moves(docno, lseq, grid, assignee)
+            VALUES (OLD.docno, (SELECT COALESCE(MAX(lseq), 0) FROM changes), OLD.grid,
+                    OLD.assignee);
+    END;
+    "#,
 ];
 
 /// How many new ids `doc_ids_new` holds at most before they are settled into `doc_ids`

@@ -81,7 +81,8 @@ pub enum SyncError {
 pub struct SyncStats {
     /// Changes sent to the peer.
     pub sent: u64,
-    /// Changes received and stored.
+    /// Changes received (new here or already held), not refused nor held in quarantine:
+    /// what the peer counts as `sent`, less `rejected` and those quarantined.
     pub received: u64,
     /// Changes received and refused.
     pub rejected: u64,
@@ -116,13 +117,17 @@ impl Scope {
         }
     }
 
-    /// A SQL condition on `records r`, with its two parameters.
-    fn sql(&self, first_param: usize) -> (String, Vec<String>) {
+    /// A SQL condition on `records r`, with its two parameters: the record is in the
+    /// scope, or it left the scope at a position after parameter `?{after}` (`moves`), so
+    /// that a node that held it learns of the move (and drops it, `purge.rs`).
+    fn sql(&self, first_param: usize, after: usize) -> (String, Vec<String>) {
         match self {
             Scope::All => ("1".into(), Vec::new()),
             Scope::Member { device, grids } => (
                 format!(
-                    "(r.grid IN (SELECT value FROM json_each(?{a})) OR r.author = ?{b} OR r.assignee = ?{b})",
+                    "(r.grid IN (SELECT value FROM json_each(?{a})) OR r.author = ?{b} OR r.assignee = ?{b}
+                      OR EXISTS (SELECT 1 FROM moves m WHERE m.docno = r.docno AND m.lseq > ?{after}
+                          AND (m.grid IN (SELECT value FROM json_each(?{a})) OR m.assignee = ?{b})))",
                     a = first_param,
                     b = first_param + 1
                 ),
@@ -192,6 +197,9 @@ pub struct SyncEngine {
     peer: Option<Peer>,
     /// The next position to serve the peer from, while it is pulling.
     serve_after: Option<u64>,
+    /// The position the peer pulled from: records that left its scope after it are still
+    /// served ([`Scope::sql`]).
+    pull_after: u64,
     stats: SyncStats,
     progress: Option<SyncProgress>,
     sent_since_receive: bool,
@@ -202,6 +210,8 @@ pub struct SyncEngine {
     receipt_to_keep: Option<Signed<Receipt>>,
     /// [`SyncConfig::peer_addr`].
     peer_addr: Option<String>,
+    /// This node took on a new certificate of its own in this sync (other grids, say).
+    scope_changed: bool,
 }
 
 /// The scope key of a position in a log: the puller's certificate digest, then the
@@ -272,12 +282,14 @@ impl SyncEngine {
             my_epoch,
             peer: None,
             serve_after: None,
+            pull_after: 0,
             stats: SyncStats::default(),
             progress: config.progress.clone(),
             peer_addr: config.peer_addr.clone(),
             sent_since_receive: false,
             ids: Default::default(),
             receipt_to_keep: None,
+            scope_changed: false,
         })
     }
 
@@ -372,7 +384,9 @@ impl SyncEngine {
                             .clone()
                             .ok_or(SyncError::NotMember)?,
                     );
-                    self.serve_after = Some(if scope == expected { after } else { 0 });
+                    let after = if scope == expected { after } else { 0 };
+                    self.serve_after = Some(after);
+                    self.pull_after = after;
                 }
                 Event::Changes(page) => self.on_changes(page)?,
                 Event::FetchRequested(fetch) => {
@@ -517,9 +531,11 @@ impl SyncEngine {
     /// The scope a record must be in to travel to the peer: the peer's. (Not this node's
     /// own: a change that moves a record out of this node's scope must still reach the
     /// station.)
-    fn peer_scope_sql(&self) -> (String, Vec<String>) {
+    /// Its parameters start at `?3`; `after` is the parameter of the position the peer
+    /// pulled from.
+    fn peer_scope_sql(&self, after: usize) -> (String, Vec<String>) {
         let peer = self.peer.as_ref().expect("peer accepted before data moves");
-        peer.scope.sql(3)
+        peer.scope.sql(3, after)
     }
 
     fn send_page(&mut self) -> Result<(), SyncError> {
@@ -530,7 +546,7 @@ impl SyncEngine {
             .as_ref()
             .expect("peer accepted before pull")
             .device;
-        let (scope, scope_params) = self.peer_scope_sql();
+        let (scope, scope_params) = self.peer_scope_sql(1);
         let conn = self.node.store().conn();
         let tx = conn.unchecked_transaction()?;
         let sql = format!(
@@ -664,7 +680,14 @@ impl SyncEngine {
         let page_changes: usize = docs.iter().map(|d| d.changes.len()).sum();
         let hold = gate.as_ref().and_then(|g| g.hold_decoded(page_changes));
         let keep_decoded = gate.is_none() || hold.is_some();
-        let mut headed = Vec::with_capacity(docs.len());
+        // A document's changes may come in several runs of one message (its changes
+        // interleaved with others' in the sender's log), the genesis with its header in an
+        // earlier run than the rest: the runs of one document are applied as one batch, so
+        // a later run finds the header an earlier run brought (§8.2).
+        let mut runs: Vec<(DocId, Option<DocHeader>, Vec<WireChange>)> =
+            Vec::with_capacity(docs.len());
+        let mut run_of: std::collections::HashMap<DocId, usize> =
+            std::collections::HashMap::with_capacity(docs.len());
         for wd in docs {
             let header = match wd.header {
                 Some(h) if h.doc_id() == wd.doc => Some(h),
@@ -673,11 +696,26 @@ impl SyncEngine {
                     refused.extend(wd.changes.into_iter().map(|c| (wd.doc, c, reason.into())));
                     continue;
                 }
-                None => load_header_conn(self.node.store().conn(), wd.doc).ok(),
+                None => None,
             };
+            match run_of.get(&wd.doc) {
+                Some(&i) => {
+                    let run = &mut runs[i];
+                    run.1 = run.1.or(header);
+                    run.2.extend(wd.changes);
+                }
+                None => {
+                    run_of.insert(wd.doc, runs.len());
+                    runs.push((wd.doc, header, wd.changes));
+                }
+            }
+        }
+        let mut headed = Vec::with_capacity(runs.len());
+        for (doc, header, changes) in runs {
+            let header = header.or_else(|| load_header_conn(self.node.store().conn(), doc).ok());
             match header {
-                Some(header) => headed.push((header, wd.changes)),
-                None => missing.push(wd.doc),
+                Some(header) => headed.push((header, changes)),
+                None => missing.push(doc),
             }
         }
         let opened = open_envelopes(headed, &mut self.ids, keep_decoded);
@@ -726,8 +764,13 @@ impl SyncEngine {
             ms = started.elapsed().as_secs_f64() * 1e3,
             "ingested"
         );
-        self.stats.received += report.accepted as u64;
-        self.stats.rejected += report.rejected.len() as u64 + undecodable;
+        // Counted as the sender counts them: every change that came, whether it was new
+        // here, already held, or waits for its history; less those refused and those held
+        // in quarantine.
+        let rejected = report.rejected.len() as u64 + undecodable;
+        self.stats.received +=
+            (page_changes as u64).saturating_sub(rejected + report.quarantined as u64);
+        self.stats.rejected += rejected;
         Ok(report)
     }
 
@@ -763,7 +806,7 @@ impl SyncEngine {
     }
 
     fn answer_fetch(&mut self, fetch: Fetch) -> Result<Fetched, SyncError> {
-        let (scope, scope_params) = self.peer_scope_sql();
+        let (scope, scope_params) = self.peer_scope_sql(2);
         let conn = self.node.store().conn();
         let sql = format!(
             "SELECT 1 FROM records r
@@ -778,8 +821,10 @@ impl SyncEngine {
         let mut bytes = 0usize;
         let mut count = 0usize;
         for (doc, heads) in fetch.docs {
-            let mut args: Vec<rusqlite::types::Value> =
-                vec![doc.as_bytes().to_vec().into(), 0i64.into()];
+            let mut args: Vec<rusqlite::types::Value> = vec![
+                doc.as_bytes().to_vec().into(),
+                (self.pull_after as i64).into(),
+            ];
             args.extend(
                 scope_params
                     .iter()
@@ -915,6 +960,7 @@ impl SyncEngine {
         tx.commit()?;
         self.node.set_identity(identity);
         self.my_cert = cert;
+        self.scope_changed = true;
         Ok(())
     }
 
@@ -955,6 +1001,16 @@ impl SyncEngine {
             Some(gate) => gate.run(&mut self.node, seen)?,
             None => run_alone(&mut self.node, seen)?,
         };
+        // Records that left this volunteer's scope go, once the station holds its own
+        // changes to them (`purge.rs`). Looked for only when something may have moved:
+        // changes came, this node's grids changed, or a record waits for the receipt.
+        if self.my_cert.role == MemberRole::Volunteer
+            && (self.stats.received > 0 || self.scope_changed || self.node.purge_due()?)
+        {
+            self.node
+                .purge_out_of_scope()
+                .map_err(|e| SyncError::Read(ReadError::Index(e.to_string())))?;
+        }
         Ok(())
     }
 }

@@ -659,6 +659,7 @@ async fn unusable_configurations_are_refused() {
             keep_alive: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(10),
             max_streams_per_connection: 4,
+            listening: false,
         }
     );
 }

@@ -612,3 +612,53 @@ fn a_quiet_reconnect_rewrites_nothing_but_the_time_of_the_sync() {
     assert!(sync_until_ok(&mut w.a, &mut w.station, 1).ok());
     assert_same_as_station(&w.a, &w.station);
 }
+
+/// A ticket reassigned away from A reaches A through another volunteer who knows of the
+/// move, but A keeps it while its own comment on it is not at the station; the sync that
+/// takes the comment there drops it.
+#[test]
+fn a_record_that_left_a_scope_stays_until_the_station_holds_its_own_changes() {
+    let mut w = world();
+    let t = w
+        .station
+        .node
+        .open_ticket(&NewTicket {
+            title: "楼顶漏水".into(),
+            grid: Some("幸福路".into()),
+            assignee: Some(w.a.id()),
+            ..NewTicket::default()
+        })
+        .unwrap();
+    sync_until_ok(&mut w.a, &mut w.station, 1);
+    sync_until_ok(&mut w.c, &mut w.station, 1);
+    assert!(w.a.node.show_ticket(t).is_ok());
+    w.a.node.comment_ticket(t, "我下午去看").unwrap();
+    w.station
+        .node
+        .update_ticket(
+            t,
+            &TicketUpdate {
+                assignee: Some(w.c.id()),
+                ..TicketUpdate::default()
+            },
+        )
+        .unwrap();
+    sync_until_ok(&mut w.c, &mut w.station, 1);
+    // C tells A of the move; A's comment is not at the station yet.
+    assert!(sync_until_ok(&mut w.a, &mut w.c, 1).ok());
+    let held = w.a.node.show_ticket(t).expect("A keeps the ticket for now");
+    assert_eq!(held.ticket.assignee, Some(w.c.id().to_string()));
+    assert_eq!(w.a.node.purged_count().unwrap(), 0);
+    assert!(w.a.node.pending_to_station().unwrap() >= 1);
+    // The station receives the comment and says so: then the ticket goes.
+    assert!(sync_until_ok(&mut w.a, &mut w.station, 1).ok());
+    assert!(w.a.node.show_ticket(t).is_err());
+    assert_eq!(w.a.node.purged_count().unwrap(), 1);
+    assert_eq!(w.a.node.pending_to_station().unwrap(), 0);
+    let at_station = w.station.node.show_ticket(t).unwrap();
+    assert_eq!(at_station.comments[0].text, "我下午去看");
+    // A's later syncs do not bring it back.
+    assert!(sync_until_ok(&mut w.a, &mut w.station, 1).ok());
+    assert!(w.a.node.show_ticket(t).is_err());
+    verify_clean(&[&w.station, &w.a, &w.c]);
+}
