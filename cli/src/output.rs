@@ -49,6 +49,7 @@ pub fn clean(text: &str) -> Cow<'_, str> {
     Cow::Owned(
         text.chars()
             .map(|c| match c {
+                '\n' => '\n',
                 '\t' => ' ',
                 c if c < ' ' => char::from_u32(0x2400 + c as u32).unwrap_or('\u{fffd}'),
                 '\u{7f}' => '\u{2421}',

@@ -881,7 +881,13 @@ fn escape_sequences_from_another_member_never_reach_the_terminal() {
         ],
     );
     v.json(&["ticket", "comment", &t, ESCAPES]);
-    v.json(&["visit", "edit", &visit, "--note", &format!("改{ESCAPES}")]);
+    v.json(&[
+        "visit",
+        "edit",
+        &visit,
+        "--note",
+        &format!("改{ESCAPES}\n第二行"),
+    ]);
     v.json(&["ticket", "update", &t, "--status", "in_progress"]);
     v.json(&["sync"]);
     // The station works on the same ticket, so both ends hold both kinds of change.
@@ -906,6 +912,12 @@ fn escape_sequences_from_another_member_never_reach_the_terminal() {
             shown.contains("␛]0;pwned␇␛[2J"),
             "no visible stand-in:\n{shown}"
         );
+        // A note's own lines stay lines.
+        let shown = home.text(&["visit", "show", &visit]);
+        assert!(
+            shown.lines().any(|l| l.trim() == "第二行") && !shown.contains('␊'),
+            "the note's second line is not a line of its own:\n{shown}"
+        );
 
         // --json: the text exactly as written.
         let k = home.json(&["ticket", "show", &t]);
@@ -922,7 +934,7 @@ fn escape_sequences_from_another_member_never_reach_the_terminal() {
         let shown = home.json(&["visit", "show", &visit]);
         assert_eq!(shown["residents"], json!([ESCAPES]));
         assert_eq!(shown["needs"], ESCAPES);
-        assert_eq!(shown["note"], format!("改{ESCAPES}"));
+        assert_eq!(shown["note"], format!("改{ESCAPES}\n第二行"));
     }
     let report = station.text(&["report"]);
     assert_printable(&report, "report");
