@@ -1128,6 +1128,10 @@ fn records_that_leave_a_laptops_grid_are_gone_from_it_after_its_next_sync() {
         );
     }
     assert_eq!(status(&a)["purged"], 0);
+    // b, of the other grid, holds the ticket (its grid) but not the visit.
+    sync(&b, None);
+    assert!(!visit_ids(&b).contains(&v));
+    assert!(!store_holds(&b, &visit_marker));
 
     // The visit was in the wrong grid; the ticket is b's work.
     station.json(&["visit", "edit", &v, "--grid", XINGFU]);

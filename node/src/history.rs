@@ -38,7 +38,7 @@ pub(crate) fn read(
 ) -> Result<Vec<HistoryEntry>, ReadError> {
     let mut stmt = conn.prepare_cached(
         "SELECT hash, signer, bytes FROM changes
-         WHERE docno = (SELECT docno FROM doc_index WHERE doc_id = ?1) ORDER BY rowid",
+         WHERE docno = (SELECT docno FROM doc_index WHERE doc_id = ?1) ORDER BY lseq",
     )?;
     let rows = stmt
         .query_map([id.as_bytes().as_slice()], |r| {

@@ -1002,12 +1002,13 @@ impl Node {
         )
     }
 
-    /// The header and every stored signed change of one document, in the order stored.
+    /// The header and every stored signed change of one document, in the order stored (by
+    /// log position: a `VACUUM` may renumber the rowids of `changes`).
     pub fn doc_changes(&self, id: DocId) -> Result<DocChanges, ReadError> {
         let header = load_header_conn(self.store.conn(), id)?;
         let mut stmt = self.store.conn().prepare_cached(
             "SELECT hash, signer, signature, bytes FROM changes
-             WHERE docno = (SELECT docno FROM doc_index WHERE doc_id = ?1) ORDER BY rowid",
+             WHERE docno = (SELECT docno FROM doc_index WHERE doc_id = ?1) ORDER BY lseq",
         )?;
         let rows = stmt.query_map([id.as_bytes().as_slice()], row_to_envelope(id))?;
         let mut changes = Vec::new();

@@ -338,6 +338,11 @@ const MIGRATIONS: &[&str] = &[
             VALUES (OLD.docno, (SELECT COALESCE(MAX(lseq), 0) FROM changes), OLD.grid,
                     OLD.assignee);
     END;
+    -- Addresses are remembered only where a peer listens (protocol.md §6.1). Those noted
+    -- before may be the ephemeral ports of one-shot syncs, dialed back in vain: forgotten.
+    -- A peer's listening address is noted again when this node dials it or it dials from
+    -- where it listens.
+    UPDATE peers SET addr = NULL;
     "#,
 ];
 
@@ -785,6 +790,39 @@ mod tests {
     /// index their ids: a store of schema 6 holding records of one and of several changes
     /// comes out with every record and change, verifies, resolves prefixes, and takes new
     /// records after the old ones.
+    #[test]
+    fn migration_10_forgets_addresses_that_may_be_ephemeral_ports() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().join("home");
+        let config = InitConfig {
+            name: "幸福驿站".into(),
+            station: true,
+            encrypt: None,
+        };
+        drop(Node::init(&home, &config, InitSeed { key: [5; 32] }).unwrap());
+        {
+            // The store as migration 9 left it, with a peer noted where its sync came from.
+            let c = Connection::open(home.join(STORE_FILE)).unwrap();
+            c.execute_batch(
+                "DROP TRIGGER record_moved; DROP TABLE moves; PRAGMA user_version = 9;
+                 INSERT INTO peers(device, addr, last_sync) VALUES (x'01', '127.0.0.1:53124', 1);",
+            )
+            .unwrap();
+        }
+        let node = Node::open(&home).unwrap();
+        let conn = node.store().conn();
+        let addr: Option<String> = conn
+            .query_row("SELECT addr FROM peers WHERE device = x'01'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(addr, None);
+        let moves: i64 = conn
+            .query_row("SELECT COUNT(*) FROM moves", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(moves, 0);
+    }
+
     #[test]
     fn migrations_from_6_keep_every_record_and_change() {
         let dir = tempfile::tempdir().unwrap();
