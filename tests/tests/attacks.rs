@@ -1953,7 +1953,7 @@ fn incompressible(n: usize, seed: u64) -> String {
 /// full 3 MiB `Fetched`), granting no flow-control credit: it never reads. The station
 /// builds an answer only when its writer can take it, ends the session at the second
 /// `Fetch` sent before the first was answered, and its memory stays near its normal
-/// size; it keeps serving A.
+/// size; it serves B during the flood and A after it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fetch_flood_from_a_member_that_does_not_read() {
     let mut w = world();
@@ -1987,8 +1987,18 @@ async fn fetch_flood_from_a_member_that_does_not_read() {
         }
         Ok::<_, yizhan_node::net::NetError>(send)
     };
-    // (The station may stop reading: the flood may not all be delivered.)
-    let held = tokio::time::timeout(Duration::from_secs(30), flood).await;
+    // B syncs while the flood comes (and gets the sixty visits). (The station may stop
+    // reading M: the flood may not all be delivered.)
+    let b_home = w.b.node.home_handle();
+    let honest = tokio::time::timeout(
+        Duration::from_secs(120),
+        yizhan_node::daemon::sync_once(&b_home, station.addr),
+    );
+    let (held, during) = tokio::join!(tokio::time::timeout(Duration::from_secs(30), flood), honest);
+    let during = during
+        .expect("B's sync during the flood stalled")
+        .expect("B's sync during the flood");
+    assert!(during.stats.received >= 60, "{:?}", during.stats);
     let failure = station.failure_within(Duration::from_secs(30));
     // A hundred answers held at once would be 300 MiB.
     let grew = station.peak_mib().saturating_sub(start_mib);
