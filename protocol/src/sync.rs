@@ -919,6 +919,15 @@ mod tests {
             s.error(),
             Some(&SessionError::Refused("not a member".into()))
         );
+        // Held while the node decides, then the node accepts: shown.
+        let mut s = Session::new(config(&root, &DeviceKey::from_seed([2; 32])), PULL, now);
+        s.handle_frame(&hello.encode(), now).unwrap();
+        s.handle_frame(&refuse, now).unwrap();
+        assert!(matches!(s.poll_event(), Some(Event::PeerHello(_))));
+        assert!(matches!(
+            s.accept(None),
+            Err(SessionError::RefusedByPeer(r)) if r.contains("evil.example")
+        ));
         // From an accepted peer: shown, without its control characters.
         let (mut s, _) = running(now);
         let Err(SessionError::RefusedByPeer(shown)) = s.handle_frame(&refuse, now) else {
