@@ -462,8 +462,11 @@ impl Driver {
                 self.pages_left = if self.opts & 4 != 0 { 2 } else { 1 };
             }
             Event::Changes(page) => {
-                if self.opts & 8 != 0 && !page.docs.is_empty() {
-                    let docs = page.docs.iter().take(4).map(|d| (d.doc, vec![])).collect();
+                if self.opts & 8 != 0 && !page.docs.is_empty() && session.can_fetch() {
+                    let mut docs: Vec<_> =
+                        page.docs.iter().take(4).map(|d| (d.doc, vec![])).collect();
+                    docs.sort_by_key(|(d, _)| *d);
+                    docs.dedup_by_key(|(d, _)| *d);
                     Self::ok(session.fetch(Fetch { docs }));
                 }
             }

@@ -85,7 +85,10 @@ const FRAME_QUEUE: usize = 4;
 ///
 /// Reading and writing run as two tasks, so that a node never stops reading while it
 /// has pages to send (two nodes that both have much to send would otherwise each wait
-/// for the other to read).
+/// for the other to read). Pages and fetch answers are made only when the writer takes
+/// a frame, so what waits for a peer that does not read is bounded; past
+/// `Session::wants_input`'s bound (which an honest sync never reaches) reading stops
+/// too, and the transport's flow control stops the peer.
 pub async fn sync_stream(
     home: &Home,
     peer: DeviceId,
@@ -124,15 +127,21 @@ async fn sync_engine_on_stream(
             .unwrap_or_else(|| result.expect_err("matched an error")));
     }
     if result.is_err() {
-        // Flush what the session still has to say (a refusal, say).
-        if let Some(frame) = pending.take() {
-            let _ = out_tx.send(frame).await;
-        }
-        while let Ok(Some(frame)) = blocking(|| engine.poll_transmit()) {
-            if out_tx.send(frame).await.is_err() {
-                break;
+        // Flush what the session still has to say (a refusal, say), for as long as the
+        // peer reads: one that does not read holds nothing here for long.
+        let _ = tokio::time::timeout(Duration::from_secs(3), async {
+            if let Some(frame) = pending.take()
+                && out_tx.send(frame).await.is_err()
+            {
+                return;
             }
-        }
+            while let Ok(Some(frame)) = blocking(|| engine.poll_transmit()) {
+                if out_tx.send(frame).await.is_err() {
+                    break;
+                }
+            }
+        })
+        .await;
     }
     drop(out_tx);
     // The writer finishes the stream and waits until the peer has read our last frame (its
@@ -234,7 +243,7 @@ async fn drive(
                 let permit = permit.map_err(|_| DaemonError::Stream("writer stopped".into()))?;
                 permit.send(pending.take().expect("checked"));
             }
-            frame = frames.recv() => match frame {
+            frame = frames.recv(), if engine.wants_input() => match frame {
                 Some(Ok(frame)) => blocking(|| engine.handle_frame(&frame, Instant::now()))?,
                 Some(Err(e)) => return Err(e),
                 None => return Err(DaemonError::Incomplete),

@@ -297,37 +297,83 @@ pub(crate) fn roster_digest(conn: &Connection) -> rusqlite::Result<[u8; 32]> {
 pub(crate) struct RosterOutcome {
     /// Devices newly revoked.
     pub revoked: Vec<DeviceId>,
+}
+
+/// A peer's roster, checked ([`check_roster`]) and not yet stored ([`store_roster`]).
+#[derive(Debug, Default)]
+pub(crate) struct CheckedRoster {
+    certs: Vec<(Signed<Certificate>, Certificate)>,
+    revocations: Vec<(Signed<Revocation>, Revocation)>,
     /// Statements refused (bad signature, another site).
     pub refused: usize,
 }
 
-/// Checks and stores a peer's roster.
-pub(crate) fn apply_roster(
-    tx: &Transaction<'_>,
+impl CheckedRoster {
+    /// Whether there is nothing to store.
+    pub fn is_empty(&self) -> bool {
+        self.certs.is_empty() && self.revocations.is_empty()
+    }
+}
+
+/// Checks a peer's roster outside any write transaction: statements this node already
+/// holds (by digest), and repeats within the roster, are skipped without a signature
+/// check; a statement not signed by this site's root is refused before its signature is
+/// checked; each other statement costs one signature check.
+pub(crate) fn check_roster(
+    conn: &Connection,
     site: SiteId,
     roster: &Roster,
-    now_ms: i64,
-) -> rusqlite::Result<RosterOutcome> {
-    let mut out = RosterOutcome::default();
-    for r in &roster.revocations {
-        match r.check(site) {
-            Ok(rev) => {
-                if !revoked(tx, rev.device)? {
-                    out.revoked.push(rev.device);
-                }
-                store_revocation(tx, r, &rev)?;
+) -> rusqlite::Result<CheckedRoster> {
+    let mut seen: HashSet<[u8; 32]> = HashSet::new();
+    for sql in [
+        "SELECT digest FROM members",
+        "SELECT digest FROM revocations",
+    ] {
+        let mut stmt = conn.prepare(sql)?;
+        for d in stmt.query_map([], |r| r.get::<_, Vec<u8>>(0))? {
+            if let Ok(d) = <[u8; 32]>::try_from(d?) {
+                seen.insert(d);
             }
-            Err(_) => out.refused += 1,
+        }
+    }
+    let mut out = CheckedRoster::default();
+    for r in &roster.revocations {
+        if !seen.insert(r.digest()) {
+            continue;
+        }
+        match (SiteId::for_root(r.signer) == site).then(|| r.check(site)) {
+            Some(Ok(rev)) => out.revocations.push((r.clone(), rev)),
+            _ => out.refused += 1,
         }
     }
     for c in &roster.certs {
+        if !seen.insert(c.digest()) {
+            continue;
+        }
         // Expired certificates still name members (their earlier changes stay valid).
-        match c.check(Some(site), i64::MIN) {
-            Ok(cert) => store_cert(tx, c, &cert)?,
-            Err(_) => out.refused += 1,
+        match (SiteId::for_root(c.signer) == site).then(|| c.check(Some(site), i64::MIN)) {
+            Some(Ok(cert)) => out.certs.push((c.clone(), cert)),
+            _ => out.refused += 1,
         }
     }
-    let _ = now_ms;
+    Ok(out)
+}
+
+/// Stores a checked roster.
+pub(crate) fn store_roster(
+    tx: &Transaction<'_>,
+    roster: &CheckedRoster,
+) -> rusqlite::Result<RosterOutcome> {
+    let mut out = RosterOutcome::default();
+    for (signed, rev) in &roster.revocations {
+        if !revoked(tx, rev.device)? {
+            out.revoked.push(rev.device);
+        }
+        store_revocation(tx, signed, rev)?;
+    }
+    for (signed, cert) in &roster.certs {
+        store_cert(tx, signed, cert)?;
+    }
     Ok(out)
 }
 
@@ -661,7 +707,8 @@ mod tests {
         // The laptop learns of its revocation (a roster from a peer); the token it still
         // holds no longer makes it a member.
         let tx = laptop.store_mut().write().unwrap();
-        apply_roster(&tx, site, &roster_before, Time::now_millis()).unwrap();
+        let checked = check_roster(&tx, site, &roster_before).unwrap();
+        store_roster(&tx, &checked).unwrap();
         tx.commit().unwrap();
         assert!(matches!(
             laptop.join(&token, None),

@@ -22,7 +22,10 @@
 //!   the peer it came from or to its author;
 //! - `Changes` / `Fetched`: verifies and stores them (`home::ingest_in`) in one
 //!   transaction with the new position in the peer's log, and fetches documents whose
-//!   history is missing;
+//!   history is missing (one `Fetch` outstanding at a time; the rest wait here);
+//! - `FetchRequested`: keeps the request and builds its answer only when `poll_transmit`
+//!   has nothing else to send (as pages of the log are), so a peer that asks but does not
+//!   read makes this node hold at most one answer;
 //! - at the end, a station signs a receipt of how much of the peer's log it holds, and a
 //!   volunteer checks and keeps the station's receipt.
 
@@ -43,7 +46,7 @@ use crate::home::{
     load_header_conn,
 };
 use crate::model::Time;
-use crate::site::{RosterView, apply_roster, load_roster, roster_digest};
+use crate::site::{RosterView, check_roster, load_roster, roster_digest, store_roster};
 use crate::store::set_meta;
 use yizhan_protocol::identity::DeviceIdCache;
 
@@ -55,6 +58,9 @@ const PAGE_BYTES: usize = 2 << 20;
 const FETCH_BYTES: usize = 3 << 20;
 /// Most changes in one `Fetched` (the protocol allows 8192).
 const FETCH_CHANGES: usize = 8000;
+/// Most documents waiting to be fetched in one sync (16 bytes each); more are fetched in
+/// a later sync.
+const MAX_TO_FETCH: usize = 64 * MAX_FETCH_DOCS;
 
 /// How a sync ended badly.
 #[derive(Debug, thiserror::Error)]
@@ -200,6 +206,10 @@ pub struct SyncEngine {
     /// The position the peer pulled from: records that left its scope after it are still
     /// served ([`Scope::sql`]).
     pull_after: u64,
+    /// The peer's fetch, answered when `poll_transmit` has nothing else to send.
+    fetch_to_answer: Option<Fetch>,
+    /// Documents whose history to ask the peer for, once the outstanding fetch is answered.
+    to_fetch: std::collections::BTreeSet<DocId>,
     stats: SyncStats,
     progress: Option<SyncProgress>,
     sent_since_receive: bool,
@@ -283,6 +293,8 @@ impl SyncEngine {
             peer: None,
             serve_after: None,
             pull_after: 0,
+            fetch_to_answer: None,
+            to_fetch: Default::default(),
             stats: SyncStats::default(),
             progress: config.progress.clone(),
             peer_addr: config.peer_addr.clone(),
@@ -312,7 +324,8 @@ impl SyncEngine {
         }
     }
 
-    /// The next frame to send, if any. Produces pages of the log while the peer pulls.
+    /// The next frame to send, if any. Answers the peer's fetch and produces pages of the
+    /// log while the peer pulls, one at a time: only when the previous frame was taken.
     pub fn poll_transmit(&mut self) -> Result<Option<Vec<u8>>, SyncError> {
         loop {
             if let Some(frame) = self.session.poll_transmit() {
@@ -321,12 +334,26 @@ impl SyncEngine {
                 self.report_progress();
                 return Ok(Some(frame));
             }
+            if self.session.error().is_some() {
+                return Ok(None);
+            }
+            if let Some(fetch) = self.fetch_to_answer.take() {
+                let fetched = self.answer_fetch(fetch)?;
+                self.session.send_fetched(fetched)?;
+                continue;
+            }
             if self.session.is_serving() && self.serve_after.is_some() {
                 self.send_page()?;
                 continue;
             }
             return Ok(None);
         }
+    }
+
+    /// Whether the transport should read the peer's next frame: false while the frames
+    /// waiting to be sent are over the session's bound (see `Session::wants_input`).
+    pub fn wants_input(&self) -> bool {
+        self.session.wants_input()
     }
 
     /// When `handle_timeout` should be called.
@@ -364,9 +391,18 @@ impl SyncEngine {
             match event {
                 Event::PeerHello(hello) => self.on_hello(hello)?,
                 Event::Roster(roster) => {
-                    let tx = self.node.store_mut().write()?;
-                    let outcome = apply_roster(&tx, self.site, &roster, Time::now_millis())?;
-                    tx.commit()?;
+                    // Signatures are checked before the write transaction, and only for
+                    // statements this node does not hold yet.
+                    let checked = check_roster(self.node.store().conn(), self.site, &roster)?;
+                    tracing::debug!(refused = checked.refused, "checked the peer's roster");
+                    let outcome = if checked.is_empty() {
+                        Default::default()
+                    } else {
+                        let tx = self.node.store_mut().write()?;
+                        let outcome = store_roster(&tx, &checked)?;
+                        tx.commit()?;
+                        outcome
+                    };
                     if outcome.revoked.contains(&self.transport_peer) {
                         return Err(self.refuse("you have been revoked from this site"));
                     }
@@ -389,10 +425,7 @@ impl SyncEngine {
                     self.pull_after = after;
                 }
                 Event::Changes(page) => self.on_changes(page)?,
-                Event::FetchRequested(fetch) => {
-                    let fetched = self.answer_fetch(fetch)?;
-                    self.session.send_fetched(fetched)?;
-                }
+                Event::FetchRequested(fetch) => self.fetch_to_answer = Some(fetch),
                 Event::Fetched(fetched) => {
                     let changes: usize = fetched.docs.iter().map(|d| d.changes.len()).sum();
                     let bytes: usize = fetched
@@ -414,6 +447,7 @@ impl SyncEngine {
                         }
                         self.after_ingest(&report)?;
                     }
+                    self.fetch_next()?;
                 }
                 Event::ReceiveComplete => {
                     let receipt = self.receipt()?;
@@ -782,32 +816,43 @@ impl SyncEngine {
 
     /// Asks for the history of documents that could not be applied.
     fn after_ingest(&mut self, report: &IngestReport) -> Result<(), SyncError> {
-        if report.missing.is_empty() {
+        for doc in &report.missing {
+            if self.to_fetch.len() >= MAX_TO_FETCH {
+                break;
+            }
+            self.to_fetch.insert(*doc);
+        }
+        self.fetch_next()
+    }
+
+    /// Sends the next fetch (up to `MAX_FETCH_DOCS` documents, with the heads held now)
+    /// when none is outstanding.
+    fn fetch_next(&mut self) -> Result<(), SyncError> {
+        if self.to_fetch.is_empty() || !self.session.can_fetch() {
             return Ok(());
         }
-        let mut wanted = Vec::new();
-        for doc in &report.missing {
-            let heads: Vec<ChangeHash> = match load_doc(self.node.store().conn(), *doc) {
+        let mut docs = Vec::new();
+        while docs.len() < MAX_FETCH_DOCS
+            && let Some(doc) = self.to_fetch.pop_first()
+        {
+            let mut heads: Vec<ChangeHash> = match load_doc(self.node.store().conn(), doc) {
                 Ok(mut d) => d.get_heads().into_iter().map(ChangeHash::from).collect(),
                 Err(_) => Vec::new(),
             };
-            let mut heads = heads;
             heads.truncate(MAX_HEADS);
-            wanted.push((*doc, heads));
+            docs.push((doc, heads));
         }
-        wanted.sort_by_key(|(d, _)| *d);
-        wanted.dedup_by_key(|(d, _)| *d);
-        for chunk in wanted.chunks(MAX_FETCH_DOCS) {
-            self.session.fetch(Fetch {
-                docs: chunk.to_vec(),
-            })?;
-        }
+        // In ascending order of document, each once (a set's order).
+        self.session.fetch(Fetch { docs })?;
         Ok(())
     }
 
     fn answer_fetch(&mut self, fetch: Fetch) -> Result<Fetched, SyncError> {
         let (scope, scope_params) = self.peer_scope_sql(2);
         let conn = self.node.store().conn();
+        let mut held_heads = conn.prepare_cached(
+            "SELECT heads FROM docs WHERE docno = (SELECT docno FROM doc_index WHERE doc_id = ?1)",
+        )?;
         let sql = format!(
             "SELECT 1 FROM records r
              WHERE r.docno = (SELECT docno FROM doc_index WHERE doc_id = ?1) AND ?2 = ?2 AND {scope}"
@@ -832,6 +877,16 @@ impl SyncEngine {
                     .map(rusqlite::types::Value::from),
             );
             if !in_scope.exists(rusqlite::params_from_iter(args))? {
+                continue;
+            }
+            // The asker holds what this node holds: nothing to send, and no document to
+            // load.
+            let mut asked: Vec<[u8; 32]> = heads.iter().map(|h| h.0).collect();
+            asked.sort_unstable();
+            let held: Option<Vec<u8>> = held_heads
+                .query_row([doc.as_bytes().as_slice()], |r| r.get(0))
+                .optional()?;
+            if held.is_some_and(|h| h == asked.concat()) {
                 continue;
             }
             let (Ok(header), Ok(mut am)) = (load_header_conn(conn, doc), load_doc(conn, doc))

@@ -28,15 +28,31 @@
 //!    `Roster` (only when the roster digests differ), or `refuse`s, which sends `Refuse`
 //!    and ends the session. Nothing but `Hello`, `Pull` and `Refuse` is sent before the
 //!    peer is accepted.
-//! 2. A `Roster` is only accepted before any `Changes`: revocations arrive ahead of data.
+//! 2. At most one `Roster`, and only before any `Changes`: revocations arrive ahead of
+//!    data.
 //! 3. The peer answers `Pull` (once accepted) with pages of `Changes` from the position
 //!    asked for (from the start if the epoch or the scope key differ), the last page
 //!    marked `last`.
 //! 4. A page may hold changes whose history the receiver lacks (a record that just came
-//!    into its scope): it sends `Fetch` and the peer answers each with one `Fetched`.
+//!    into its scope): it sends `Fetch` and the peer answers it with one `Fetched`. At
+//!    most one `Fetch` is outstanding each way: the next is sent only once the answer to
+//!    the last has arrived.
 //! 5. When the last page has come and every fetch is answered, the node `finish`es,
 //!    sending `Done` (a station puts its signed receipt in it). When both sides have sent
 //!    and received `Done`, the session is finished.
+//!
+//! Every message kind but `Changes` comes a bounded number of times (`Hello`, `Pull`,
+//! `Roster`, `Done` and `Refuse` once; `Fetch` once per answer; `Fetched` once per
+//! `Fetch`); anything more is a violation that ends the session. A `Refuse` from a peer
+//! whose `Hello` this node has not accepted ends the session without its text (a
+//! stranger's words are never shown), and a shown reason has its control characters
+//! replaced.
+//!
+//! Output is bounded too: the node produces pages and fetch answers only when
+//! `poll_transmit` has nothing queued, so what waits here is at most a `Roster`, one
+//! `Fetch`, one page or answer, `Done` and `Refuse`. [`Session::wants_input`] says when
+//! [`MAX_QUEUED_OUT`] bytes are waiting: a node then stops reading until the peer has
+//! taken them.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -45,8 +61,14 @@ use crate::identity::SiteId;
 use crate::membership::{Certificate, Receipt};
 use crate::signed::Signed;
 use crate::wire::{
-    Changes, DecodeError, Done, Fetch, Fetched, Hello, Message, PROTOCOL_VERSION, Pull, Roster,
+    Changes, DecodeError, Done, Fetch, Fetched, Hello, MAX_FRAME, Message, PROTOCOL_VERSION, Pull,
+    Roster,
 };
+
+/// Bytes of encoded frames a session may hold for the peer before its node stops reading
+/// (see [`Session::wants_input`]): two full frames. By construction an honest session
+/// holds less (a roster, one fetch, one page or answer, `Done`).
+pub const MAX_QUEUED_OUT: usize = 2 * MAX_FRAME;
 
 /// What a session needs to know about its own node.
 #[derive(Clone, Debug)]
@@ -81,7 +103,9 @@ pub enum Event {
     },
     /// A page of the peer's log.
     Changes(Changes),
-    /// The peer asks for documents: answer with one `send_fetched`.
+    /// The peer asks for documents: answer with one `send_fetched` (when `poll_transmit`
+    /// has nothing queued: an answer is built only when the peer can take it). The peer
+    /// sends no other `Fetch` until this one is answered.
     FetchRequested(Fetch),
     /// The answer to one of this node's fetches.
     Fetched(Fetched),
@@ -108,9 +132,13 @@ pub enum SessionError {
     /// The peer belongs to another site.
     #[error("peer belongs to another site")]
     ForeignSite,
-    /// The peer refused to sync, with its reason.
+    /// The peer refused to sync, with its reason (control characters replaced).
     #[error("refused by peer: {0}")]
     RefusedByPeer(String),
+    /// A peer whose `Hello` this node had not accepted sent `Refuse`; its text is not
+    /// kept.
+    #[error("refused by a peer that had not been accepted (its reason is not shown)")]
+    RefusedByStranger,
     /// This node refused the peer.
     #[error("refused: {0}")]
     Refused(String),
@@ -139,7 +167,9 @@ enum Phase {
 pub struct Session {
     config: SessionConfig,
     phase: Phase,
-    out: VecDeque<Message>,
+    /// Encoded frames for the peer, and their total size.
+    out: VecDeque<Vec<u8>>,
+    queued_bytes: usize,
     events: VecDeque<Event>,
     /// Messages that arrived while the node was deciding on the peer's Hello.
     held: VecDeque<Message>,
@@ -148,12 +178,13 @@ pub struct Session {
     pull_sent: bool,
     changes_seen: bool,
     last_page_received: bool,
-    outstanding_fetches: usize,
+    fetch_outstanding: bool,
     receive_complete_emitted: bool,
+    roster_received: bool,
     // Sending side.
     pull_received: bool,
     serving: bool,
-    fetches_to_answer: usize,
+    fetch_to_answer: bool,
     // Ending.
     done_sent: bool,
     done_received: bool,
@@ -170,24 +201,35 @@ impl Session {
             roster_digest: config.roster_digest,
             epoch: config.epoch,
         });
-        Session {
+        let mut session = Session {
             deadline: now + config.idle_timeout,
             config,
             phase: Phase::AwaitHello,
-            out: VecDeque::from([hello, Message::Pull(pull)]),
+            out: VecDeque::new(),
+            queued_bytes: 0,
             events: VecDeque::new(),
             held: VecDeque::new(),
             pull_sent: true,
             changes_seen: false,
             last_page_received: false,
-            outstanding_fetches: 0,
+            fetch_outstanding: false,
             receive_complete_emitted: false,
+            roster_received: false,
             pull_received: false,
             serving: false,
-            fetches_to_answer: 0,
+            fetch_to_answer: false,
             done_sent: false,
             done_received: false,
-        }
+        };
+        session.queue(&hello);
+        session.queue(&Message::Pull(pull));
+        session
+    }
+
+    fn queue(&mut self, msg: &Message) {
+        let frame = msg.encode();
+        self.queued_bytes += frame.len();
+        self.out.push_back(frame);
     }
 
     /// Takes one frame payload from the peer.
@@ -202,10 +244,12 @@ impl Session {
     }
 
     fn handle_message(&mut self, msg: Message) -> Result<(), SessionError> {
-        if let Message::Refuse(reason) = msg {
-            return Err(self.fail(SessionError::RefusedByPeer(reason)));
-        }
         match (&self.phase, msg) {
+            // Only a peer this node accepted may have its words shown (a `Refuse` that
+            // comes while the node decides waits with the rest, below).
+            (Phase::AwaitHello, Message::Refuse(_)) => {
+                Err(self.fail(SessionError::RefusedByStranger))
+            }
             (Phase::AwaitHello, Message::Hello(hello)) => {
                 if hello.version != PROTOCOL_VERSION {
                     return Err(self.refuse_with(SessionError::Version(hello.version)));
@@ -233,7 +277,13 @@ impl Session {
         let unexpected =
             |s: &mut Self, m: &Message| Err(s.fail(SessionError::Unexpected(m.name())));
         match msg {
-            Message::Roster(r) if !self.changes_seen && !self.done_received => {
+            Message::Refuse(reason) => {
+                return Err(self.fail(SessionError::RefusedByPeer(printable(&reason))));
+            }
+            Message::Roster(r)
+                if !self.roster_received && !self.changes_seen && !self.done_received =>
+            {
+                self.roster_received = true;
                 self.events.push_back(Event::Roster(r));
             }
             Message::Pull(p) if !self.pull_received && !self.done_received => {
@@ -254,19 +304,19 @@ impl Session {
                 self.last_page_received = c.last;
                 self.events.push_back(Event::Changes(c));
             }
-            Message::Fetch(f) if !self.done_received => {
-                self.fetches_to_answer += 1;
+            Message::Fetch(f) if !self.done_received && !self.fetch_to_answer => {
+                self.fetch_to_answer = true;
                 self.events.push_back(Event::FetchRequested(f));
             }
-            Message::Fetched(f) if self.outstanding_fetches > 0 => {
-                self.outstanding_fetches -= 1;
+            Message::Fetched(f) if self.fetch_outstanding => {
+                self.fetch_outstanding = false;
                 self.events.push_back(Event::Fetched(f));
             }
             Message::Done(d)
                 if !self.done_received
                     && self.pull_received
                     && !self.serving
-                    && self.fetches_to_answer == 0 =>
+                    && !self.fetch_to_answer =>
             {
                 self.done_received = true;
                 self.events.push_back(Event::PeerDone(d.receipt));
@@ -284,7 +334,7 @@ impl Session {
         }
         self.phase = Phase::Running;
         if let Some(r) = roster {
-            self.out.push_back(Message::Roster(r));
+            self.queue(&Message::Roster(r));
         }
         while let Some(msg) = self.held.pop_front() {
             self.handle_running(msg)?;
@@ -304,7 +354,7 @@ impl Session {
             cut -= 1;
         }
         reason.truncate(cut);
-        self.out.push_back(Message::Refuse(reason));
+        self.queue(&Message::Refuse(reason));
         self.fail(error)
     }
 
@@ -315,29 +365,39 @@ impl Session {
             return Err(SessionError::Misuse("send_changes without a pull"));
         }
         self.serving = !page.last;
-        self.out.push_back(Message::Changes(page));
+        self.queue(&Message::Changes(page));
         Ok(())
     }
 
-    /// Asks the peer for documents whose history this node lacks.
+    /// Asks the peer for documents whose history this node lacks. Only when
+    /// [`Session::can_fetch`]: one fetch is outstanding at a time.
     pub fn fetch(&mut self, fetch: Fetch) -> Result<(), SessionError> {
         self.check_live()?;
         if self.phase != Phase::Running || self.done_sent {
             return Err(SessionError::Misuse("fetch outside a running session"));
         }
-        self.outstanding_fetches += 1;
-        self.out.push_back(Message::Fetch(fetch));
+        if self.fetch_outstanding {
+            return Err(SessionError::Misuse("fetch while another is outstanding"));
+        }
+        self.fetch_outstanding = true;
+        self.queue(&Message::Fetch(fetch));
         Ok(())
     }
 
-    /// Answers one `FetchRequested`.
+    /// Whether `fetch` may be called now: the session runs, this node is not done, and
+    /// no fetch of this node's is waiting for its answer.
+    pub fn can_fetch(&self) -> bool {
+        self.phase == Phase::Running && !self.done_sent && !self.fetch_outstanding
+    }
+
+    /// Answers the `FetchRequested`.
     pub fn send_fetched(&mut self, fetched: Fetched) -> Result<(), SessionError> {
         self.check_live()?;
-        if self.fetches_to_answer == 0 {
+        if !self.fetch_to_answer {
             return Err(SessionError::Misuse("send_fetched without a fetch"));
         }
-        self.fetches_to_answer -= 1;
-        self.out.push_back(Message::Fetched(fetched));
+        self.fetch_to_answer = false;
+        self.queue(&Message::Fetched(fetched));
         Ok(())
     }
 
@@ -348,7 +408,7 @@ impl Session {
             return Err(SessionError::Misuse("finish before ReceiveComplete"));
         }
         self.done_sent = true;
-        self.out.push_back(Message::Done(Done { receipt }));
+        self.queue(&Message::Done(Done { receipt }));
         Ok(())
     }
 
@@ -364,7 +424,7 @@ impl Session {
         if !self.receive_complete_emitted
             && self.pull_sent
             && self.last_page_received
-            && self.outstanding_fetches == 0
+            && !self.fetch_outstanding
         {
             self.receive_complete_emitted = true;
             return Some(Event::ReceiveComplete);
@@ -379,7 +439,22 @@ impl Session {
     /// The next frame payload to send to the peer.
     #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
-        self.out.pop_front().map(|m| m.encode())
+        let frame = self.out.pop_front()?;
+        self.queued_bytes -= frame.len();
+        Some(frame)
+    }
+
+    /// Bytes of frames queued for the peer and not yet taken by `poll_transmit`.
+    pub fn queued_bytes(&self) -> usize {
+        self.queued_bytes
+    }
+
+    /// Whether the node should read the peer's next frame: false while
+    /// [`MAX_QUEUED_OUT`] bytes or more wait for the peer. A node that stops reading
+    /// stops the peer in turn (the transport's flow control), so what a peer that does not
+    /// read can make this node hold is bounded.
+    pub fn wants_input(&self) -> bool {
+        self.queued_bytes < MAX_QUEUED_OUT
     }
 
     /// Whether this node owes the peer pages of its log (it should call `send_changes`).
@@ -432,6 +507,14 @@ impl Session {
         self.events.clear();
         error
     }
+}
+
+/// `text` with each control character (terminal escapes, newlines) replaced by U+FFFD, for
+/// showing a peer's words in an error or a log line.
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+        .collect()
 }
 
 #[cfg(test)]
@@ -647,5 +730,241 @@ mod tests {
             s.handle_frame(&[0xff, 0xff, 0xff], now),
             Err(SessionError::Decode(DecodeError::Malformed(_)))
         ));
+    }
+
+    /// A session past the peer's accepted Hello (and its Pull), as a node that serves
+    /// nothing yet; with the peer's config.
+    fn running(now: Instant) -> (Session, SessionConfig) {
+        let root = DeviceKey::from_seed([1; 32]);
+        let c = config(&root, &DeviceKey::from_seed([2; 32]));
+        let peer = config(&root, &DeviceKey::from_seed([3; 32]));
+        let mut s = Session::new(c, PULL, now);
+        let hello = Message::Hello(Hello {
+            version: PROTOCOL_VERSION,
+            site: peer.site,
+            cert: peer.cert.clone(),
+            roster_digest: [0; 32],
+            epoch: [0; 16],
+        });
+        s.handle_frame(&hello.encode(), now).unwrap();
+        assert!(matches!(s.poll_event(), Some(Event::PeerHello(_))));
+        s.accept(None).unwrap();
+        while s.poll_transmit().is_some() {}
+        (s, peer)
+    }
+
+    fn fetch_of(n: u8) -> Message {
+        Message::Fetch(Fetch {
+            docs: (0..n)
+                .map(|i| (crate::DocId::from_slice(&[i; 16]).unwrap(), vec![]))
+                .collect(),
+        })
+    }
+
+    #[test]
+    fn a_second_fetch_before_the_first_is_answered_ends_the_session() {
+        let now = Instant::now();
+        let (mut s, _) = running(now);
+        s.handle_frame(&fetch_of(2).encode(), now).unwrap();
+        assert!(matches!(s.poll_event(), Some(Event::FetchRequested(_))));
+        // Answered: the next may come.
+        s.send_fetched(Fetched { docs: vec![] }).unwrap();
+        s.handle_frame(&fetch_of(2).encode(), now).unwrap();
+        assert!(matches!(s.poll_event(), Some(Event::FetchRequested(_))));
+        // Not answered yet: a violation.
+        assert_eq!(
+            s.handle_frame(&fetch_of(1).encode(), now),
+            Err(SessionError::Unexpected("Fetch"))
+        );
+        assert_eq!(s.poll_event(), None);
+        assert!(s.send_fetched(Fetched { docs: vec![] }).is_err());
+    }
+
+    #[test]
+    fn a_node_has_one_fetch_outstanding_at_a_time() {
+        let now = Instant::now();
+        let (mut s, _) = running(now);
+        let Message::Fetch(f) = fetch_of(1) else {
+            unreachable!()
+        };
+        assert!(s.can_fetch());
+        s.fetch(f.clone()).unwrap();
+        assert!(!s.can_fetch());
+        assert_eq!(
+            s.fetch(f.clone()),
+            Err(SessionError::Misuse("fetch while another is outstanding"))
+        );
+        let answer = Message::Fetched(Fetched { docs: vec![] });
+        s.handle_frame(&answer.encode(), now).unwrap();
+        assert!(matches!(s.poll_event(), Some(Event::Fetched(_))));
+        assert!(s.can_fetch());
+        // An answer to nothing is a violation.
+        assert_eq!(
+            s.handle_frame(&answer.encode(), now),
+            Err(SessionError::Unexpected("Fetched"))
+        );
+    }
+
+    #[test]
+    fn a_fetch_naming_a_document_twice_does_not_decode() {
+        let doc = crate::DocId::from_slice(&[4; 16]).unwrap();
+        for docs in [vec![(doc, vec![]), (doc, vec![])], {
+            let other = crate::DocId::from_slice(&[3; 16]).unwrap();
+            vec![(doc, vec![]), (other, vec![])]
+        }] {
+            assert_eq!(
+                Message::decode(&Message::Fetch(Fetch { docs }).encode()),
+                Err(DecodeError::OverLimit("documents not in order or repeated"))
+            );
+        }
+    }
+
+    #[test]
+    fn a_second_roster_ends_the_session() {
+        let now = Instant::now();
+        let (mut s, _) = running(now);
+        let roster = Message::Roster(Roster::default()).encode();
+        s.handle_frame(&roster, now).unwrap();
+        assert!(matches!(s.poll_event(), Some(Event::Roster(_))));
+        assert_eq!(
+            s.handle_frame(&roster, now),
+            Err(SessionError::Unexpected("Roster"))
+        );
+        assert_eq!(s.poll_event(), None);
+    }
+
+    #[test]
+    fn every_message_but_changes_comes_a_bounded_number_of_times() {
+        let now = Instant::now();
+        let hello = |peer: &SessionConfig| {
+            Message::Hello(Hello {
+                version: PROTOCOL_VERSION,
+                site: peer.site,
+                cert: peer.cert.clone(),
+                roster_digest: [0; 32],
+                epoch: [0; 16],
+            })
+        };
+        let (mut s, peer) = running(now);
+        assert_eq!(
+            s.handle_frame(&hello(&peer).encode(), now),
+            Err(SessionError::Unexpected("Hello"))
+        );
+        let (mut s, _) = running(now);
+        let pull = Message::Pull(PULL).encode();
+        s.handle_frame(&pull, now).unwrap();
+        assert_eq!(
+            s.handle_frame(&pull, now),
+            Err(SessionError::Unexpected("Pull"))
+        );
+        // Pages: any number until the last, none after it.
+        let (mut s, _) = running(now);
+        let page = |last| {
+            Message::Changes(Changes {
+                from: 0,
+                upto: 0,
+                last,
+                docs: vec![],
+            })
+            .encode()
+        };
+        for _ in 0..3 {
+            s.handle_frame(&page(false), now).unwrap();
+        }
+        s.handle_frame(&page(true), now).unwrap();
+        assert_eq!(
+            s.handle_frame(&page(true), now),
+            Err(SessionError::Unexpected("Changes"))
+        );
+        // Done once.
+        let (mut s, _) = running(now);
+        s.handle_frame(&pull, now).unwrap();
+        let _ = answer(&mut s);
+        let done = Message::Done(Done { receipt: None }).encode();
+        s.handle_frame(&done, now).unwrap();
+        assert_eq!(
+            s.handle_frame(&done, now),
+            Err(SessionError::Unexpected("Done"))
+        );
+    }
+
+    #[test]
+    fn a_refusal_from_a_peer_not_accepted_is_not_shown() {
+        let now = Instant::now();
+        let root = DeviceKey::from_seed([1; 32]);
+        let c = config(&root, &DeviceKey::from_seed([2; 32]));
+        let text = "\u{1b}]0;pwned\u{7}\u{1b}[2J 请联系 evil.example";
+        // Before Hello.
+        let mut s = Session::new(c.clone(), PULL, now);
+        let refuse = Message::Refuse(text.into()).encode();
+        assert_eq!(
+            s.handle_frame(&refuse, now),
+            Err(SessionError::RefusedByStranger)
+        );
+        assert!(!s.error().unwrap().to_string().contains("evil"));
+        // While the node decides on the Hello, then refuses it: never shown either.
+        let (_, peer) = running(now);
+        let mut s = Session::new(c, PULL, now);
+        let hello = Message::Hello(Hello {
+            version: PROTOCOL_VERSION,
+            site: peer.site,
+            cert: peer.cert.clone(),
+            roster_digest: [0; 32],
+            epoch: [0; 16],
+        });
+        s.handle_frame(&hello.encode(), now).unwrap();
+        s.handle_frame(&refuse, now).unwrap();
+        s.refuse("not a member");
+        assert_eq!(
+            s.error(),
+            Some(&SessionError::Refused("not a member".into()))
+        );
+        // Held while the node decides, then the node accepts: shown.
+        let mut s = Session::new(config(&root, &DeviceKey::from_seed([2; 32])), PULL, now);
+        s.handle_frame(&hello.encode(), now).unwrap();
+        s.handle_frame(&refuse, now).unwrap();
+        assert!(matches!(s.poll_event(), Some(Event::PeerHello(_))));
+        assert!(matches!(
+            s.accept(None),
+            Err(SessionError::RefusedByPeer(r)) if r.contains("evil.example")
+        ));
+        // From an accepted peer: shown, without its control characters.
+        let (mut s, _) = running(now);
+        let Err(SessionError::RefusedByPeer(shown)) = s.handle_frame(&refuse, now) else {
+            panic!("{:?}", s.error())
+        };
+        assert!(shown.contains("evil.example"));
+        assert!(!shown.chars().any(char::is_control), "{shown:?}");
+    }
+
+    #[test]
+    fn reading_stops_while_output_is_full() {
+        let now = Instant::now();
+        let (mut s, _) = running(now);
+        s.handle_frame(&Message::Pull(PULL).encode(), now).unwrap();
+        assert!(matches!(s.poll_event(), Some(Event::PullRequested { .. })));
+        let page = || Changes {
+            from: 0,
+            upto: 1,
+            last: false,
+            docs: vec![crate::wire::WireDoc {
+                doc: crate::DocId::from_slice(&[5; 16]).unwrap(),
+                header: None,
+                changes: (0..3)
+                    .map(|_| crate::wire::WireChange {
+                        signature: [0; 64],
+                        bytes: vec![0; 1 << 20],
+                    })
+                    .collect(),
+            }],
+        };
+        s.send_changes(page()).unwrap();
+        s.send_changes(page()).unwrap();
+        assert!(s.wants_input());
+        s.send_changes(page()).unwrap();
+        assert!(s.queued_bytes() >= MAX_QUEUED_OUT);
+        assert!(!s.wants_input());
+        assert!(s.poll_transmit().is_some());
+        assert!(s.wants_input());
     }
 }

@@ -38,7 +38,7 @@ pub enum Message {
     Pull(Pull),
     /// A page of the sender's change log, answering `Pull`.
     Changes(Changes),
-    /// Asks for whole documents whose history the sender lacks.
+    /// Asks for whole documents whose history the sender lacks (one at a time).
     Fetch(Fetch),
     /// Answers one `Fetch`.
     Fetched(Fetched),
@@ -102,7 +102,8 @@ pub struct Changes {
 /// Documents whose missing history the sender asks for.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Fetch {
-    /// Each document with the heads the sender holds (empty when it holds none).
+    /// Each document with the heads the sender holds (empty when it holds none), in
+    /// ascending order of document id, each once.
     pub docs: Vec<(DocId, Vec<ChangeHash>)>,
 }
 
@@ -264,6 +265,10 @@ impl Message {
             }
             Message::Fetch(f) if f.docs.iter().any(|(_, h)| h.len() > MAX_HEADS) => {
                 Err(DecodeError::OverLimit("too many heads"))
+            }
+            // Each document once (answering a document costs loading it).
+            Message::Fetch(f) if !f.docs.windows(2).all(|w| w[0].0 < w[1].0) => {
+                Err(DecodeError::OverLimit("documents not in order or repeated"))
             }
             Message::Roster(r)
                 if r.certs.len() > MAX_ROSTER || r.revocations.len() > MAX_ROSTER =>

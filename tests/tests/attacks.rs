@@ -36,7 +36,7 @@ use yizhan_protocol::envelope::signing_message;
 use yizhan_protocol::membership::{Certificate, MemberRole, Revocation, issue};
 use yizhan_protocol::sync::{Event, Session, SessionConfig};
 use yizhan_protocol::wire::{
-    Changes, Fetched, Hello, Message, PROTOCOL_VERSION, Pull, Roster, WireChange, WireDoc,
+    Changes, Fetch, Fetched, Hello, Message, PROTOCOL_VERSION, Pull, Roster, WireChange, WireDoc,
 };
 use yizhan_protocol::{
     ChangeHash, DeviceId, DeviceKey, DocHeader, DocId, RecordKind, Signed, SignedChange, SiteId,
@@ -1786,4 +1786,365 @@ fn hostile_new_documents_hidden_in_a_large_batch() {
         .count();
     assert_eq!(listed, honest.len());
     still_serves(&mut w.station, &mut w.b);
+}
+
+// ---------------------------------------------------------------------------------------
+// Floods that cost the receiver more than their size (fetch, roster), and a stranger's
+// refusal: real QUIC against a station serving in a process of its own, whose memory and
+// CPU time are measured
+// ---------------------------------------------------------------------------------------
+
+/// A station serving its home from a child process (this test binary running
+/// [`station_process`]), so that what an attack costs it can be read from /proc.
+struct StationProcess {
+    child: std::process::Child,
+    addr: std::net::SocketAddr,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+const STATION_HOME_VAR: &str = "YIZHAN_ATTACKS_STATION_HOME";
+
+impl StationProcess {
+    fn start(home: &std::path::Path) -> StationProcess {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "station_process",
+                "--exact",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(STATION_HOME_VAR, home)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let out = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut station = StationProcess {
+            child,
+            addr: "127.0.0.1:1".parse().unwrap(),
+            lines,
+        };
+        station.addr = loop {
+            let line = station
+                .lines
+                .recv_timeout(Duration::from_secs(60))
+                .expect("the station process listens");
+            // (libtest may have begun the line with the test's name.)
+            if let Some((_, addr)) = line.split_once("listening ") {
+                break addr.parse().unwrap();
+            }
+        };
+        station
+    }
+
+    /// A field of /proc/PID/status, in KiB.
+    fn status_kib(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {field} in {status}"))
+    }
+
+    /// The process's peak resident memory so far, in MiB.
+    fn peak_mib(&self) -> u64 {
+        self.status_kib("VmHWM:") / 1024
+    }
+
+    /// The process's CPU time so far (user and system).
+    fn cpu(&self) -> Duration {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
+        // The fields after the command name (which is in parentheses): utime and stime
+        // are the 12th and 13th of them, in clock ticks (100 a second on Linux).
+        let rest = &stat[stat.rfind(')').unwrap() + 2..];
+        let f: Vec<u64> = rest
+            .split(' ')
+            .skip(11)
+            .take(2)
+            .map(|v| v.parse().unwrap())
+            .collect();
+        Duration::from_millis((f[0] + f[1]) * 10)
+    }
+
+    /// The next sync failure the station logs, if one comes within `wait`.
+    fn failure_within(&self, wait: Duration) -> Option<String> {
+        let deadline = Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some((_, error)) = line.split_once("failed: ") {
+                        return Some(error.to_string());
+                    }
+                }
+                Err(_) => return None,
+            }
+        }
+    }
+}
+
+impl Drop for StationProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The station's process of the attacks above: serves the home named by
+/// `YIZHAN_ATTACKS_STATION_HOME` and prints where it listens and each failure, until it
+/// is killed. Without that variable (run by hand) it does nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "the station process of the memory-measured attacks, which start it"]
+async fn station_process() {
+    use yizhan_node::daemon::{ServeConfig, ServeEvent};
+    let Some(home) = std::env::var_os(STATION_HOME_VAR) else {
+        return;
+    };
+    let node = Node::open(std::path::Path::new(&home)).unwrap();
+    let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+    let (_stop, stop_rx) = tokio::sync::watch::channel(false);
+    let config = ServeConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        max_peers: 64,
+        ..ServeConfig::default()
+    };
+    tokio::spawn(yizhan_node::daemon::serve(
+        node.home_handle(),
+        config,
+        events_tx,
+        stop_rx,
+    ));
+    while let Some(event) = events.recv().await {
+        match event {
+            ServeEvent::Listening(addr) => println!("listening {addr}"),
+            ServeEvent::Synced { peer, stats } => println!("synced {peer} {stats:?}"),
+            ServeEvent::Failed { error, .. } => {
+                println!("failed: {}", error.replace(['\n', '\r'], " "))
+            }
+            _ => {}
+        }
+    }
+}
+
+/// `n` characters of text that does not compress (CJK ideographs from a xorshift).
+fn incompressible(n: usize, seed: u64) -> String {
+    let mut x = seed | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            char::from_u32(0x4e00 + (x % 20_000) as u32).unwrap()
+        })
+        .collect()
+}
+
+/// M asks the station again and again for sixty large visits of its grid (each answer a
+/// full 3 MiB `Fetched`), granting no flow-control credit: it never reads. The station
+/// builds an answer only when its writer can take it, ends the session at the second
+/// `Fetch` sent before the first was answered, and its memory stays near its normal
+/// size; it serves B during the flood and A after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_flood_from_a_member_that_does_not_read() {
+    let mut w = world();
+    let large: Vec<NewVisit> = (0..60)
+        .map(|i| NewVisit {
+            household: format!("和平里 {i} 号楼"),
+            grid: Some(GRID.into()),
+            // ~60 KB each, ~3.5 MB in all.
+            note: Some(incompressible(20_000, i + 1)),
+            ..NewVisit::default()
+        })
+        .collect();
+    let mut docs = w.station.node.add_visits(&large).unwrap();
+    docs.sort();
+    let before = snapshot(&w.station);
+    let station = StationProcess::start(w.station.node.home());
+    let (endpoint, conn) = m_connects(&w, station.addr).await;
+    let start_mib = station.peak_mib();
+    // M's receiving half is never read.
+    let (mut send, _recv) = conn.connection.open_bi().await.unwrap();
+    let fetch = Message::Fetch(Fetch {
+        docs: docs.iter().map(|d| (*d, vec![])).collect(),
+    })
+    .encode();
+    let hello = m_hello(&w);
+    let flood = async move {
+        yizhan_node::net::write_frame(&mut send, &hello).await?;
+        yizhan_node::net::write_frame(&mut send, &m_pull()).await?;
+        for _ in 0..100 {
+            yizhan_node::net::write_frame(&mut send, &fetch).await?;
+        }
+        Ok::<_, yizhan_node::net::NetError>(send)
+    };
+    // B syncs while the flood comes (and gets the sixty visits). (The station may stop
+    // reading M: the flood may not all be delivered.)
+    let b_home = w.b.node.home_handle();
+    let honest = tokio::time::timeout(
+        Duration::from_secs(120),
+        yizhan_node::daemon::sync_once(&b_home, station.addr),
+    );
+    let (held, during) = tokio::join!(tokio::time::timeout(Duration::from_secs(30), flood), honest);
+    let during = during
+        .expect("B's sync during the flood stalled")
+        .expect("B's sync during the flood");
+    assert!(during.stats.received >= 60, "{:?}", during.stats);
+    let failure = station.failure_within(Duration::from_secs(30));
+    // A hundred answers held at once would be 300 MiB.
+    let grew = station.peak_mib().saturating_sub(start_mib);
+    assert!(
+        grew < 100,
+        "the station grew by {grew} MiB (from {start_mib} MiB) under the flood"
+    );
+    let failure = failure.expect("the station ends the flooding session");
+    assert!(failure.contains("unexpected Fetch"), "{failure}");
+    drop(held);
+    endpoint.close().await;
+    w.station.reopen();
+    assert_eq!(snapshot(&w.station), before);
+    still_serves_over_quic(&mut w, station.addr).await;
+    assert!(station.peak_mib() < start_mib + 100);
+}
+
+/// M sends ten rosters of ten thousand certificates each (about 2 MB each, every one
+/// claiming the station's signature and carrying a bad one) before any data. The station
+/// checks the first (one signature check per certificate, outside its write transaction)
+/// and ends the session at the second; its CPU time for all of it stays small, and it
+/// keeps serving A.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roster_flood() {
+    let mut w = world();
+    let before = snapshot(&w.station);
+    let members = |n: &TestNode| -> i64 {
+        open_db(&n.node.home().join("store.db"))
+            .query_row("SELECT COUNT(*) FROM members", [], |r| r.get(0))
+            .unwrap()
+    };
+    let members_before = members(&w.station);
+    let station = StationProcess::start(w.station.node.home());
+    let (endpoint, conn) = m_connects(&w, station.addr).await;
+    let (mut send, _recv) = conn.connection.open_bi().await.unwrap();
+    let genuine = w.m.node.identity().cert.clone().unwrap();
+    let certs: Vec<Signed<Certificate>> = (0..yizhan_protocol::wire::MAX_ROSTER as u64)
+        .map(|i| {
+            let mut junk = genuine.clone();
+            junk.signature[..8].copy_from_slice(&i.to_le_bytes());
+            junk
+        })
+        .collect();
+    let roster = Message::Roster(Roster {
+        certs,
+        revocations: vec![],
+    })
+    .encode();
+    assert!(roster.len() > 1_000_000);
+    let cpu_before = station.cpu();
+    let hello = m_hello(&w);
+    let flood = async move {
+        yizhan_node::net::write_frame(&mut send, &hello).await?;
+        yizhan_node::net::write_frame(&mut send, &m_pull()).await?;
+        for _ in 0..10 {
+            yizhan_node::net::write_frame(&mut send, &roster).await?;
+        }
+        Ok::<_, yizhan_node::net::NetError>(send)
+    };
+    let held = tokio::time::timeout(Duration::from_secs(60), flood).await;
+    let failure = station
+        .failure_within(Duration::from_secs(60))
+        .expect("the station ends the flooding session");
+    assert!(failure.contains("unexpected Roster"), "{failure}");
+    // One roster's signatures (10,000 checks) and two rosters decoded; ten rosters took
+    // ten times that.
+    let cpu = station.cpu() - cpu_before;
+    assert!(
+        cpu < Duration::from_secs(4),
+        "the flood cost {cpu:?} of CPU"
+    );
+    drop(held);
+    endpoint.close().await;
+    w.station.reopen();
+    assert_eq!(snapshot(&w.station), before);
+    // Nothing of the junk was kept: the station's roster is as it was.
+    assert_eq!(members(&w.station), members_before);
+    still_serves_over_quic(&mut w, station.addr).await;
+}
+
+/// A device that is no member of the site connects and sends a `Refuse` whose reason
+/// holds terminal escapes, before any `Hello`; and a hostile listener answers A's sync
+/// the same way. Neither the station's log nor A's sync error shows the stranger's words,
+/// and the station keeps serving A.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refuse_before_hello() {
+    let mut w = world();
+    let before = snapshot(&w.station);
+    let words = "\u{1b}]0;pwned\u{7}\u{1b}[2J 驿站已关闭，请到 evil.example 重新登记";
+    let refuse = Message::Refuse(words.into()).encode();
+    let mut served = serve(&w.station, 64).await;
+    // A stranger's device, not enrolled anywhere.
+    let stranger = DeviceKey::from_seed([77; 32]);
+    let endpoint = yizhan_node::net::Endpoint::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        &stranger,
+        &yizhan_node::net::NetConfig::default(),
+    )
+    .unwrap();
+    let conn = endpoint.connect(served.addr).await.unwrap();
+    let (mut send, _recv) = conn.connection.open_bi().await.unwrap();
+    yizhan_node::net::write_frame(&mut send, &refuse)
+        .await
+        .unwrap();
+    let _ = send.finish();
+    let logged = served.next_failure().await;
+    assert!(logged.contains("not been accepted"), "{logged}");
+    assert!(
+        !logged.contains("evil") && !logged.contains('\u{1b}'),
+        "{logged:?}"
+    );
+    endpoint.close().await;
+
+    // A listener that refuses A before introducing itself.
+    let listener = yizhan_node::net::Endpoint::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        &stranger,
+        &yizhan_node::net::NetConfig::default(),
+    )
+    .unwrap();
+    let at = listener.local_addr().unwrap();
+    let hostile = tokio::spawn(async move {
+        let conn = listener.accept().await.unwrap().unwrap();
+        let (mut send, _recv) = conn.connection.accept_bi().await.unwrap();
+        yizhan_node::net::write_frame(&mut send, &refuse)
+            .await
+            .unwrap();
+        let _ = send.finish();
+        let _ = tokio::time::timeout(Duration::from_secs(10), conn.connection.closed()).await;
+    });
+    let err = tokio::time::timeout(
+        Duration::from_secs(60),
+        yizhan_node::daemon::sync_once(&w.a.node.home_handle(), at),
+    )
+    .await
+    .expect("the sync ends")
+    .expect_err("a refusal is an error");
+    let shown = err.to_string();
+    assert!(shown.contains("not been accepted"), "{shown}");
+    assert!(
+        !shown.contains("evil") && !shown.contains('\u{1b}'),
+        "{shown:?}"
+    );
+    hostile.await.unwrap();
+    assert_eq!(snapshot(&w.station), before);
+    still_serves_over_quic(&mut w, served.addr).await;
+    served.stop().await;
 }
