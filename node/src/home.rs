@@ -470,6 +470,22 @@ impl Identity {
         grid.clone().or_else(|| self.grids.first().cloned())
     }
 
+    /// Refuses a grid this node may not write records in: a volunteer writes only in its
+    /// own grids (every receiving node refuses the change too, `rules::record_model`); a
+    /// station, and a node of no site yet, in any.
+    fn may_write_grid(&self, grid: Option<&str>) -> Result<(), WriteError> {
+        match grid {
+            Some(g) if self.role == Role::Volunteer && !self.grids.iter().any(|m| m == g) => {
+                Err(WriteError::NotAllowed(format!(
+                    "grid '{g}' is not one of this volunteer's grids ({}): a volunteer may \
+                     write records only in its own grids",
+                    self.grids.join(", ")
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
     fn new_header(&self, kind: RecordKind) -> DocHeader {
         DocHeader {
             kind,
@@ -690,6 +706,9 @@ impl Node {
                 grid: self.identity.default_grid(&v.grid),
                 ..v.clone()
             };
+            self.identity
+                .may_write_grid(v.grid.as_deref())
+                .map_err(in_batch)?;
             let header = self.identity.new_header(RecordKind::Visit);
             let at = v.visited_at.unwrap_or_else(Time::now);
             local_change(&tx, &self.key, &self.identity, header, None, |doc| {
@@ -738,6 +757,9 @@ impl Node {
                 grid: self.identity.default_grid(&t.grid),
                 ..t.clone()
             };
+            self.identity
+                .may_write_grid(t.grid.as_deref())
+                .map_err(in_batch)?;
             let header = self.identity.new_header(RecordKind::Ticket);
             let at = t.opened_at.unwrap_or_else(Time::now);
             local_change(&tx, &self.key, &self.identity, header, None, |doc| {
@@ -1046,8 +1068,19 @@ impl Node {
         }
         let site = self.identity.site_id;
         let roster = crate::site::RosterView::load(conn, site)?;
+        // A revoked device's change that reached this volunteer from anyone but a station
+        // (directly from the device, before the revocation did) was never judged by a
+        // station: it is reported until then (`design.md`, "Quarantine").
+        let unvouched = |signer: DeviceId, origin: Option<Vec<u8>>| {
+            let origin = origin.and_then(|o| DeviceId::from_slice(&o).ok())?;
+            let vouched = roster.is_station(origin) && !roster.is_revoked(origin);
+            (self.identity.role != Role::Station && roster.is_revoked(signer) && !vouched).then(
+                || format!("its author was revoked, and it came from {origin}, not from a station"),
+            )
+        };
         let mut stmt = conn.prepare(
-            "SELECT doc_id, hash, signer, signature, bytes, actor, seq FROM changes ORDER BY rowid",
+            "SELECT doc_id, hash, signer, signature, bytes, actor, seq, origin FROM changes
+             ORDER BY rowid",
         )?;
         let mut rows = stmt.query([])?;
         while let Some(row) = rows.next()? {
@@ -1061,6 +1094,7 @@ impl Node {
                     Ok(env) if site.is_some() && roster.role(env.signer).is_none() => {
                         Some("its author is not a member of this site".to_string())
                     }
+                    Ok(env) if let Some(why) = unvouched(env.signer, row.get(7)?) => Some(why),
                     Ok(env) => match env.verify(site) {
                         Err(e) => Some(e.to_string()),
                         Ok(v) => {
@@ -1169,6 +1203,7 @@ pub(crate) fn edit_visit_in(
             "only the visit's author or a station may change a visit log".into(),
         ));
     }
+    identity.may_write_grid(edit.grid.as_deref())?;
     local_change(tx, key, identity, header, Some(id), |doc| {
         records::write_visit_edit(doc, edit)
     })
@@ -1182,6 +1217,7 @@ pub(crate) fn update_ticket_in(
     update: &TicketUpdate,
 ) -> Result<(), WriteError> {
     let header = load_header(tx, id)?;
+    identity.may_write_grid(update.grid.as_deref())?;
     local_change(tx, key, identity, header, Some(id), |doc| {
         records::write_ticket_update(doc, update)
     })
@@ -1253,7 +1289,9 @@ impl IngestContext {
 ///   certificate from it) and not revoked, unless the change comes from a station, which
 ///   only holds a revoked device's changes if it accepted them;
 /// - a document is started only by its header's author;
-/// - a visit log is changed only by its author or by a station.
+/// - a visit log is changed only by its author or by a station;
+/// - what the change writes keeps the record's shape, leaves other members' comments
+///   alone and keeps a volunteer's records in its grids (`rules::record_model`).
 fn may_write(
     ctx: &IngestContext,
     header: &DocHeader,
@@ -1273,6 +1311,13 @@ fn may_write(
     if header.kind == RecordKind::Visit && signer != header.author && !signer_is_station {
         return Err("only the visit's author or a station may change a visit log".into());
     }
+    // What it writes: the record model, who wrote what, and a volunteer's grids (rules.rs).
+    let grids = if ctx.site.is_some() && !signer_is_station {
+        Some(ctx.roster.grids(signer).unwrap_or_default())
+    } else {
+        None
+    };
+    crate::rules::record_model(header.kind, v.envelope.doc, &v.change, grids)?;
     if ctx.site.is_some()
         && ctx.roster.is_revoked(signer)
         && !ctx.origin_is_station
@@ -1636,10 +1681,18 @@ fn build_fresh(
             return None;
         }
         sort_causally(&mut doc, &mut kept);
+        // What is stored must load back as this document (`rules::loads_back`); a
+        // document of one change is stored as that change, but it must save and load back
+        // too, for the snapshot the next change brings.
+        let prepared = prepare(&header, &mut doc);
+        crate::rules::loads_back(&mut doc, &prepared.snapshot).ok()?;
         Some(match kept.as_slice() {
             // A document of one change is that change: its snapshot is not stored twice.
-            [_] => prepared_with(&header, &mut doc, Vec::new()),
-            _ => prepare(&header, &mut doc),
+            [_] => Prepared {
+                snapshot: Vec::new(),
+                ..prepared
+            },
+            _ => prepared,
         })
     }));
     match built {
@@ -1803,20 +1856,22 @@ fn apply_group(
         return Ok(());
     }
     sort_causally(&mut doc, &mut stored);
-    report.accepted += stored.len();
-    let saved = catch_unwind(AssertUnwindSafe(|| {
-        persist_from(tx, &header, &mut doc, &stored, ctx.origin)
-    }));
-    match saved {
-        Ok(result) => result?,
-        Err(_) => {
-            return Err(WriteError::Damaged(
-                doc_id,
-                "the merged document cannot be saved".into(),
-            ));
+    let Ok(prepared) = catch_unwind(AssertUnwindSafe(|| prepare(&header, &mut doc))) else {
+        return Err(WriteError::Damaged(
+            doc_id,
+            "the merged document cannot be saved".into(),
+        ));
+    };
+    // The new snapshot must load back as this document, or the record would be unreadable
+    // on every node that stores it: nothing of this document in the batch is stored.
+    if let Err(why) = crate::rules::loads_back(&mut doc, &prepared.snapshot) {
+        for c in stored {
+            reject(tx, ctx, report, &c.env, &why)?;
         }
+        return Ok(());
     }
-    Ok(())
+    report.accepted += stored.len();
+    store_prepared(tx, &header, &prepared, &stored, ctx.origin)
 }
 
 /// Holds a change back in quarantine until the station accepts or rejects it.

@@ -14,6 +14,9 @@
 //! | `title`, `status`, `priority`, `assignee`, `opened_at` | str | | yes |
 //! | `comments` | list of map {author, text, at} | | yes |
 //!
+//! A comment is shown as written by the device that made its map (the actor of the map's
+//! object id, bound to the signer of the change), not by its `author` field, and ingest
+//! refuses any change by another device that writes to it (`rules::record_model`).
 //! Scalar fields are registers: two concurrent writes of one field are both kept by
 //! Automerge, one wins for display, and both are reported under `conflicts`. The author of a
 //! visit and the opener of a ticket are not fields: they are the document header's author,
@@ -812,8 +815,15 @@ pub fn read_comments(doc: &impl ReadDoc) -> Vec<Comment> {
         .filter_map(|item| match Value::from(item.value.clone()) {
             Value::Object(ObjType::Map) => {
                 let id = item.id();
+                // The comment's author is the device that made its map (the actor of its
+                // object id, which is the signer of the change that made it), never what
+                // a field says.
+                let author = match &id {
+                    automerge::ObjId::Id(_, actor, _) => hex::encode(actor.to_bytes()),
+                    automerge::ObjId::Root => String::new(),
+                };
                 Some(Comment {
-                    author: get_str(doc, &id, "author").unwrap_or_default(),
+                    author,
                     text: get_str(doc, &id, "text").unwrap_or_default(),
                     at: get_str(doc, &id, "at").unwrap_or_default(),
                 })
