@@ -1289,9 +1289,10 @@ impl IngestContext {
 ///   certificate from it) and not revoked, unless the change comes from a station, which
 ///   only holds a revoked device's changes if it accepted them;
 /// - a document is started only by its header's author;
-/// - a visit log is changed only by its author or by a station;
-/// - what the change writes keeps the record's shape, leaves other members' comments
-///   alone and keeps a volunteer's records in its grids (`rules::record_model`).
+/// - a visit log is changed only by its author or by a station.
+///
+/// What a change it merges writes is judged next, by [`model_grids`] and
+/// `rules::record_model`.
 fn may_write(
     ctx: &IngestContext,
     header: &DocHeader,
@@ -1311,13 +1312,6 @@ fn may_write(
     if header.kind == RecordKind::Visit && signer != header.author && !signer_is_station {
         return Err("only the visit's author or a station may change a visit log".into());
     }
-    // What it writes: the record model, who wrote what, and a volunteer's grids (rules.rs).
-    let grids = if ctx.site.is_some() && !signer_is_station {
-        Some(ctx.roster.grids(signer).unwrap_or_default())
-    } else {
-        None
-    };
-    crate::rules::record_model(header.kind, v.envelope.doc, &v.change, grids)?;
     if ctx.site.is_some()
         && ctx.roster.is_revoked(signer)
         && !ctx.origin_is_station
@@ -1329,6 +1323,26 @@ fn may_write(
         return Err("its author was revoked".into());
     }
     Ok(Verdict::Merge)
+}
+
+/// The grids `signer` may write records in, for `rules::record_model`: a volunteer's
+/// (none if the roster names none), or `None` (any grid) for a station and outside a site.
+fn model_grids(ctx: &IngestContext, signer: DeviceId) -> Option<&[String]> {
+    if ctx.site.is_none() || ctx.roster.is_station(signer) {
+        return None;
+    }
+    Some(ctx.roster.grids(signer).unwrap_or_default())
+}
+
+/// Why a change [`may_write`] merges must be refused for what it writes, if so
+/// (`rules::record_model`).
+fn check_model(
+    ctx: &IngestContext,
+    header: &DocHeader,
+    v: &yizhan_protocol::VerifiedChange,
+) -> Result<(), String> {
+    let grids = model_grids(ctx, v.envelope.signer);
+    crate::rules::record_model(header.kind, v.envelope.doc, &v.change, grids)
 }
 
 /// What to do with a change that passed the checks.
@@ -1624,8 +1638,9 @@ struct Built {
 ///
 /// The checks are those of [`apply_group`] for a document the store does not hold:
 /// [`may_write`], the author's membership expiry, no two changes with one
-/// `(actor, seq)`, and the nesting rule (`rules.rs`); a group that fails any of them goes
-/// to [`apply_group`], which refuses (and records) what it must.
+/// `(actor, seq)`, the record model, the nesting rule and loading back (`rules.rs`); a
+/// group that fails any of them goes to [`apply_group`], which refuses (and records) what
+/// it must.
 fn build_fresh(
     ctx: &IngestContext,
     expiries: &std::collections::HashMap<DeviceId, Option<i64>>,
@@ -1655,10 +1670,20 @@ fn build_fresh(
         changes.push(v.change);
     }
     let built = catch_unwind(AssertUnwindSafe(|| {
+        // What each change writes (`rules::record_model`), its operations decoded once: a
+        // change that fails goes back to `apply_group`, which refuses it alone.
+        let mut decoded = Vec::with_capacity(changes.len());
+        for (c, change) in kept.iter().zip(&changes) {
+            let expanded = change.decode();
+            let grids = model_grids(ctx, c.env.signer);
+            crate::rules::record_model_of(header.kind, c.env.doc, change, &expanded, grids).ok()?;
+            decoded.push(expanded);
+        }
         // Most new documents are one simple change: read it without building the document
         // (the same record as Automerge would make of it, see `Root::of_first_change`).
-        if let ([only], [change]) = (kept.as_slice(), changes.as_slice())
-            && let Some(root) = records::Root::of_first_change(change)
+        if let ([only], [change], [expanded]) =
+            (kept.as_slice(), changes.as_slice(), decoded.as_slice())
+            && let Some(root) = records::Root::of_expanded(change, expanded)
         {
             return Some(Prepared {
                 snapshot: Vec::new(),
@@ -1666,6 +1691,7 @@ fn build_fresh(
                 row: index_row_of(&header, &root),
             });
         }
+        drop(decoded);
         let mut doc = AutoCommit::new();
         doc.apply_changes(changes).ok()?;
         if !doc.get_missing_deps(&[]).is_empty() {
@@ -1765,7 +1791,10 @@ fn apply_group(
             Ok(v) => match gate
                 .check(tx, ctx.origin, &v)?
                 .map_or_else(|| may_write(ctx, &header, &v), Err)
-            {
+                .and_then(|verdict| match verdict {
+                    Verdict::Merge => check_model(ctx, &header, &v).map(|()| verdict),
+                    Verdict::Quarantine => Ok(verdict), // judged whole when accepted
+                }) {
                 Ok(Verdict::Merge) => verified.push(v),
                 Ok(Verdict::Quarantine) => hold(
                     tx,

@@ -650,18 +650,26 @@ impl Root {
     ///
     /// Such a document nests objects one deep and has no conflicts.
     pub fn of_first_change(change: &automerge::Change) -> Option<Root> {
+        Root::of_expanded(change, &change.decode())
+    }
+
+    /// [`Root::of_first_change`] on the change's operations, decoded once by the caller
+    /// (`change.decode()`).
+    pub fn of_expanded(
+        change: &automerge::Change,
+        expanded: &automerge::ExpandedChange,
+    ) -> Option<Root> {
         use automerge::legacy::{ElementId, Key, ObjectId, OpId, OpType};
         if change.seq() != 1 || !change.deps().is_empty() || change.start_op().get() != 1 {
             return None;
         }
-        let expanded = change.decode();
         let actor = change.actor_id();
         let mut fields: std::collections::HashMap<String, Field> =
             std::collections::HashMap::with_capacity(expanded.operations.len());
         // Objects made by the change: their op id → (root key, type, last inserted element).
         let mut made: std::collections::HashMap<u64, (String, ObjType, Option<OpId>)> =
             std::collections::HashMap::new();
-        for (i, op) in expanded.operations.into_iter().enumerate() {
+        for (i, op) in expanded.operations.iter().enumerate() {
             let counter = i as u64 + 1;
             if !op.pred.is_empty() {
                 return None;
@@ -671,7 +679,7 @@ impl Root {
                 OpType::Make(ObjType::List | ObjType::Map) => None,
                 _ => return None,
             };
-            match (op.obj, op.key) {
+            match (&op.obj, &op.key) {
                 (ObjectId::Root, Key::Map(key)) => {
                     if op.insert || key.is_empty() || fields.contains_key(key.as_str()) {
                         return None;
@@ -702,7 +710,7 @@ impl Root {
                     let items = &mut fields.get_mut(root_key.as_str())?.items;
                     match (*kind, key) {
                         (ObjType::Map, Key::Map(k)) if !op.insert && !k.is_empty() => {
-                            if items.iter().any(|have| *have == k) {
+                            if items.iter().any(|have| *have == *k) {
                                 return None;
                             }
                             items.push(k.to_string());

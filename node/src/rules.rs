@@ -303,7 +303,8 @@ impl Node {
 /// - **Who wrote what.** A comment is a map inserted into `comments` with `author`,
 ///   `text` and `at`; only the device that inserted it (the actor of its object id, which
 ///   is the change's signer) may write to it, and `author` must be that device. Nothing
-///   is ever deleted or incremented.
+///   is deleted or incremented, except that a field's value may be deleted (settling a
+///   conflict on the value that already shows deletes the others).
 /// - **Causality.** An operation's id is above the ids of the object, element and values
 ///   it refers to, as in every change Automerge makes.
 /// - **Grids.** `grids` is `Some` for a volunteer: a `grid` it writes must be one of them
@@ -312,6 +313,18 @@ pub fn record_model(
     kind: RecordKind,
     doc: DocId,
     change: &automerge::Change,
+    grids: Option<&[String]>,
+) -> Result<(), String> {
+    record_model_of(kind, doc, change, &change.decode(), grids)
+}
+
+/// [`record_model`] on the change's operations, decoded once by the caller
+/// (`change.decode()`), who may read them again (`Root::of_expanded`).
+pub fn record_model_of(
+    kind: RecordKind,
+    doc: DocId,
+    change: &automerge::Change,
+    expanded: &automerge::ExpandedChange,
     grids: Option<&[String]>,
 ) -> Result<(), String> {
     use automerge::legacy::{ElementId, Key, ObjectId, OpType};
@@ -326,7 +339,6 @@ pub fn record_model(
     let actor = change.actor_id();
     let start = change.start_op().get();
     let genesis = change.deps().is_empty();
-    let expanded = change.decode();
     let mut made: HashMap<u64, Made> = HashMap::new();
     for (i, op) in expanded.operations.iter().enumerate() {
         let counter = start + i as u64;
@@ -339,6 +351,15 @@ pub fn record_model(
         let value = match &op.action {
             OpType::Put(v) => Some(v),
             OpType::Make(_) => None,
+            // Settling a conflict on the value that already shows deletes the others.
+            OpType::Delete
+                if op.obj == ObjectId::Root
+                    && !op.insert
+                    && !op.pred.is_empty()
+                    && matches!(&op.key, Key::Map(k) if records::fields_of(kind).contains(&k.as_str())) =>
+            {
+                continue;
+            }
             OpType::Delete => return Err("it deletes part of the record".into()),
             _ => return Err("it writes an operation a record does not use".into()),
         };
