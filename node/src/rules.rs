@@ -627,6 +627,91 @@ mod tests {
         assert_eq!(check_depth(&b, 5), Err(6));
     }
 
+    /// Every change the node's own writers make fits the record model; a volunteer's grid
+    /// is judged by its grids; a comment is written only by its maker.
+    #[test]
+    fn the_record_model_takes_what_nodes_write() {
+        use crate::model::{Category, Priority, Status, Time};
+        use crate::records::{self, NewTicket, NewVisit, TicketUpdate, VisitEdit};
+        let me = automerge::ActorId::from([7u8; 32].as_slice());
+        let other = automerge::ActorId::from([9u8; 32].as_slice());
+        let id = DocId::from_bytes([1; 16]);
+        let grids = vec!["和平里".to_string()];
+        let last = |am: &mut AutoCommit| {
+            am.commit();
+            am.get_last_local_change().unwrap().clone()
+        };
+        let ok = |kind, c: &automerge::Change| record_model(kind, id, c, Some(&grids));
+
+        let mut visit = AutoCommit::new().with_actor(me.clone());
+        let new = NewVisit {
+            household: "和平里 1 号".into(),
+            grid: Some("和平里".into()),
+            category: Some(Category::ALL[1]),
+            note: Some("独居".into()),
+            residents: vec!["王秀英".into()],
+            needs: Some("送药".into()),
+            tickets: vec![DocId::from_bytes([2; 16])],
+            ..NewVisit::default()
+        };
+        records::write_new_visit(&mut visit, id, &new, Time::now()).unwrap();
+        assert_eq!(ok(RecordKind::Visit, &last(&mut visit)), Ok(()));
+        let edit = VisitEdit {
+            residents: Some(vec!["李建国".into()]),
+            link_tickets: vec![DocId::from_bytes([3; 16])],
+            note: Some("好转".into()),
+            ..VisitEdit::default()
+        };
+        records::write_visit_edit(&mut visit, &edit).unwrap();
+        assert_eq!(ok(RecordKind::Visit, &last(&mut visit)), Ok(()));
+        let away = VisitEdit {
+            grid: Some("光明街".into()),
+            ..VisitEdit::default()
+        };
+        records::write_visit_edit(&mut visit, &away).unwrap();
+        let moved = last(&mut visit);
+        assert!(ok(RecordKind::Visit, &moved).is_err());
+        assert_eq!(record_model(RecordKind::Visit, id, &moved, None), Ok(()));
+
+        let mut ticket = AutoCommit::new().with_actor(me.clone());
+        let new = NewTicket {
+            title: "路灯".into(),
+            grid: Some("和平里".into()),
+            priority: Some(Priority::High),
+            status: Some(Status::Open),
+            ..NewTicket::default()
+        };
+        records::write_new_ticket(&mut ticket, id, &new, Time::now()).unwrap();
+        assert_eq!(ok(RecordKind::Ticket, &last(&mut ticket)), Ok(()));
+        let mut theirs = ticket.fork().with_actor(other.clone());
+        // The model compares a comment's `author` with the actor, as text.
+        let author_hex = "09".repeat(32);
+        records::write_ticket_update(
+            &mut theirs,
+            &TicketUpdate {
+                status: Some(Status::Resolved),
+                ..TicketUpdate::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(ok(RecordKind::Ticket, &last(&mut theirs)), Ok(()));
+        let (_, list) = theirs.get(ROOT, "comments").unwrap().unwrap();
+        let c = theirs.insert_object(&list, 0, ObjType::Map).unwrap();
+        theirs.put(&c, "author", author_hex.as_str()).unwrap();
+        theirs.put(&c, "text", "修好了").unwrap();
+        theirs.put(&c, "at", Time::now().to_rfc3339()).unwrap();
+        assert_eq!(ok(RecordKind::Ticket, &last(&mut theirs)), Ok(()));
+        // The opener may not touch it.
+        ticket.merge(&mut theirs).unwrap();
+        let (_, list) = ticket.get(ROOT, "comments").unwrap().unwrap();
+        let (_, c) = ticket.get(&list, 0).unwrap().unwrap();
+        ticket.put(&c, "text", "没修好").unwrap();
+        assert_eq!(
+            ok(RecordKind::Ticket, &last(&mut ticket)),
+            Err("it alters a comment another member wrote".into())
+        );
+    }
+
     #[test]
     fn equivocation_detail_names_both_changes() {
         let d = equivocation_detail(
