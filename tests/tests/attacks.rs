@@ -1822,15 +1822,20 @@ fn a_change_that_would_leave_its_record_unreadable() {
     let mut w = world();
     let ticket = station_ticket(&w);
     // A valid field, a valid value, and a signature by a member who may write tickets; but
-    // the value claims to replace an operation that is not there: at another key (the
-    // title), or nowhere. Automerge takes such a change in, and saves the document so that
-    // it no longer loads ("mismatching heads"), on every node that stored it.
+    // the value claims to replace an operation that is not there (at another key, the
+    // title, or nowhere), or its operation ids start below those it builds on. Automerge
+    // takes such a change in, and saves the document so that it no longer loads
+    // ("mismatching heads", "max_op is lower than start_op"), on every node that stored it.
     let title = op_of(&w.m, ticket, "title");
     let nowhere = automerge::legacy::OpId::new(1, &actor(w.m.id()));
-    for pred in [title, nowhere] {
-        let (header, env) = m_crafted(&w, &w.m, ticket, put_note("看不见的备注"), |e| {
-            e.operations[0].pred = vec![pred.clone()].into_iter().collect();
-        });
+    type Craft = Box<dyn Fn(&mut automerge::ExpandedChange)>;
+    let crafts: [Craft; 3] = [
+        Box::new(move |e| e.operations[0].pred = vec![title.clone()].into_iter().collect()),
+        Box::new(move |e| e.operations[0].pred = vec![nowhere.clone()].into_iter().collect()),
+        Box::new(|e| e.start_op = std::num::NonZeroU64::MIN),
+    ];
+    for craft in crafts {
+        let (header, env) = m_crafted(&w, &w.m, ticket, put_note("看不见的备注"), craft);
         let before = snapshot(&w.station);
         let before_a = snapshot(&w.a);
         let out = m_sends(&mut w, true, vec![vec![wire_doc(header, vec![wire(&env)])]]);
