@@ -542,3 +542,47 @@ fn a_reader_that_stops_reading_ends_the_command_quietly() {
     assert_ne!(out.status.code(), Some(101), "stderr: {stderr}");
     assert!(!stderr.contains("panicked"), "stderr: {stderr}");
 }
+
+/// A volunteer of 和平里 writes records only in 和平里: another grid, or a typo of one, is
+/// exit 1 with one line, at `visit add`, `ticket open`, `visit edit --grid` and `ticket
+/// update --grid`, and nothing is written. The station writes in any grid.
+#[test]
+fn a_volunteer_writing_outside_its_grids_is_refused() {
+    let station = Home::station();
+    let volunteer = Home::new();
+    let token = station.json(&[
+        "enroll",
+        volunteer.device_id.as_str(),
+        "--name",
+        "王芳",
+        "--grid",
+        "和平里",
+    ])["token"]
+        .as_str()
+        .expect("enroll printed a token")
+        .to_string();
+    volunteer.json(&["join", token.as_str(), "--station", "127.0.0.1:9"]);
+    let v = volunteer.add_visit("和平里1号楼", &[]);
+    let t = volunteer.open_ticket("楼道灯坏了", &["--grid", "和平里"]);
+    for grid in ["光明街", "不存在的网格"] {
+        let cases = [
+            case(&["visit", "add", "--household", "和平里1号楼", "--grid", grid]),
+            case(&["ticket", "open", "--title", "路灯", "--grid", grid]),
+            case(&["visit", "edit", &v, "--grid", grid]),
+            case(&["ticket", "update", &t, "--grid", grid]),
+        ];
+        let before = state(&volunteer);
+        for args in &cases {
+            let line = volunteer.error(args);
+            assert!(line.contains(grid), "{line}");
+            assert!(line.contains("its own grids"), "{line}");
+        }
+        assert_eq!(
+            state(&volunteer),
+            before,
+            "a refused command changed the store"
+        );
+    }
+    assert_eq!(volunteer.visits()[0]["grid"], "和平里");
+    station.add_visit("光明街2号楼", &["--grid", "光明街"]);
+}

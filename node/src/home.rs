@@ -470,6 +470,22 @@ impl Identity {
         grid.clone().or_else(|| self.grids.first().cloned())
     }
 
+    /// Refuses a grid this node may not write records in: a volunteer writes only in its
+    /// own grids (every receiving node refuses the change too, `rules::record_model`); a
+    /// station, and a node of no site yet, in any.
+    fn may_write_grid(&self, grid: Option<&str>) -> Result<(), WriteError> {
+        match grid {
+            Some(g) if self.role == Role::Volunteer && !self.grids.iter().any(|m| m == g) => {
+                Err(WriteError::NotAllowed(format!(
+                    "grid '{g}' is not one of this volunteer's grids ({}): a volunteer may \
+                     write records only in its own grids",
+                    self.grids.join(", ")
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
     fn new_header(&self, kind: RecordKind) -> DocHeader {
         DocHeader {
             kind,
@@ -690,6 +706,9 @@ impl Node {
                 grid: self.identity.default_grid(&v.grid),
                 ..v.clone()
             };
+            self.identity
+                .may_write_grid(v.grid.as_deref())
+                .map_err(in_batch)?;
             check_ticket_links(&tx, &v.tickets).map_err(in_batch)?;
             let header = self.identity.new_header(RecordKind::Visit);
             let at = v.visited_at.unwrap_or_else(Time::now);
@@ -739,6 +758,9 @@ impl Node {
                 grid: self.identity.default_grid(&t.grid),
                 ..t.clone()
             };
+            self.identity
+                .may_write_grid(t.grid.as_deref())
+                .map_err(in_batch)?;
             let header = self.identity.new_header(RecordKind::Ticket);
             let at = t.opened_at.unwrap_or_else(Time::now);
             local_change(&tx, &self.key, &self.identity, header, None, |doc| {
@@ -1048,8 +1070,19 @@ impl Node {
         }
         let site = self.identity.site_id;
         let roster = crate::site::RosterView::load(conn, site)?;
+        // A revoked device's change that reached this volunteer from anyone but a station
+        // (directly from the device, before the revocation did) was never judged by a
+        // station: it is reported until then (`design.md`, "Quarantine").
+        let unvouched = |signer: DeviceId, origin: Option<Vec<u8>>| {
+            let origin = origin.and_then(|o| DeviceId::from_slice(&o).ok())?;
+            let vouched = roster.is_station(origin) && !roster.is_revoked(origin);
+            (self.identity.role != Role::Station && roster.is_revoked(signer) && !vouched).then(
+                || format!("its author was revoked, and it came from {origin}, not from a station"),
+            )
+        };
         let mut stmt = conn.prepare(
-            "SELECT doc_id, hash, signer, signature, bytes, actor, seq FROM changes ORDER BY rowid",
+            "SELECT doc_id, hash, signer, signature, bytes, actor, seq, origin FROM changes
+             ORDER BY rowid",
         )?;
         let mut rows = stmt.query([])?;
         while let Some(row) = rows.next()? {
@@ -1063,6 +1096,7 @@ impl Node {
                     Ok(env) if site.is_some() && roster.role(env.signer).is_none() => {
                         Some("its author is not a member of this site".to_string())
                     }
+                    Ok(env) if let Some(why) = unvouched(env.signer, row.get(7)?) => Some(why),
                     Ok(env) => match env.verify(site) {
                         Err(e) => Some(e.to_string()),
                         Ok(v) => {
@@ -1171,6 +1205,7 @@ pub(crate) fn edit_visit_in(
             "only the visit's author or a station may change a visit log".into(),
         ));
     }
+    identity.may_write_grid(edit.grid.as_deref())?;
     check_ticket_links(tx, &edit.link_tickets)?;
     local_change(tx, key, identity, header, Some(id), |doc| {
         records::write_visit_edit(doc, edit)
@@ -1202,6 +1237,7 @@ pub(crate) fn update_ticket_in(
     update: &TicketUpdate,
 ) -> Result<(), WriteError> {
     let header = load_header(tx, id)?;
+    identity.may_write_grid(update.grid.as_deref())?;
     local_change(tx, key, identity, header, Some(id), |doc| {
         records::write_ticket_update(doc, update)
     })
@@ -1274,6 +1310,9 @@ impl IngestContext {
 ///   only holds a revoked device's changes if it accepted them;
 /// - a document is started only by its header's author;
 /// - a visit log is changed only by its author or by a station.
+///
+/// What a change it merges writes is judged next, by [`model_grids`] and
+/// `rules::record_model`.
 fn may_write(
     ctx: &IngestContext,
     header: &DocHeader,
@@ -1304,6 +1343,26 @@ fn may_write(
         return Err("its author was revoked".into());
     }
     Ok(Verdict::Merge)
+}
+
+/// The grids `signer` may write records in, for `rules::record_model`: a volunteer's
+/// (none if the roster names none), or `None` (any grid) for a station and outside a site.
+fn model_grids(ctx: &IngestContext, signer: DeviceId) -> Option<&[String]> {
+    if ctx.site.is_none() || ctx.roster.is_station(signer) {
+        return None;
+    }
+    Some(ctx.roster.grids(signer).unwrap_or_default())
+}
+
+/// Why a change [`may_write`] merges must be refused for what it writes, if so
+/// (`rules::record_model`).
+fn check_model(
+    ctx: &IngestContext,
+    header: &DocHeader,
+    v: &yizhan_protocol::VerifiedChange,
+) -> Result<(), String> {
+    let grids = model_grids(ctx, v.envelope.signer);
+    crate::rules::record_model(header.kind, v.envelope.doc, &v.change, grids)
 }
 
 /// What to do with a change that passed the checks.
@@ -1599,8 +1658,9 @@ struct Built {
 ///
 /// The checks are those of [`apply_group`] for a document the store does not hold:
 /// [`may_write`], the author's membership expiry, no two changes with one
-/// `(actor, seq)`, and the nesting rule (`rules.rs`); a group that fails any of them goes
-/// to [`apply_group`], which refuses (and records) what it must.
+/// `(actor, seq)`, the record model, the nesting rule and loading back (`rules.rs`); a
+/// group that fails any of them goes to [`apply_group`], which refuses (and records) what
+/// it must.
 fn build_fresh(
     ctx: &IngestContext,
     expiries: &std::collections::HashMap<DeviceId, Option<i64>>,
@@ -1630,10 +1690,20 @@ fn build_fresh(
         changes.push(v.change);
     }
     let built = catch_unwind(AssertUnwindSafe(|| {
+        // What each change writes (`rules::record_model`), its operations decoded once: a
+        // change that fails goes back to `apply_group`, which refuses it alone.
+        let mut decoded = Vec::with_capacity(changes.len());
+        for (c, change) in kept.iter().zip(&changes) {
+            let expanded = change.decode();
+            let grids = model_grids(ctx, c.env.signer);
+            crate::rules::record_model_of(header.kind, c.env.doc, change, &expanded, grids).ok()?;
+            decoded.push(expanded);
+        }
         // Most new documents are one simple change: read it without building the document
         // (the same record as Automerge would make of it, see `Root::of_first_change`).
-        if let ([only], [change]) = (kept.as_slice(), changes.as_slice())
-            && let Some(root) = records::Root::of_first_change(change)
+        if let ([only], [change], [expanded]) =
+            (kept.as_slice(), changes.as_slice(), decoded.as_slice())
+            && let Some(root) = records::Root::of_expanded(change, expanded)
         {
             return Some(Prepared {
                 snapshot: Vec::new(),
@@ -1641,6 +1711,7 @@ fn build_fresh(
                 row: index_row_of(&header, &root),
             });
         }
+        drop(decoded);
         let mut doc = AutoCommit::new();
         doc.apply_changes(changes).ok()?;
         if !doc.get_missing_deps(&[]).is_empty() {
@@ -1656,10 +1727,18 @@ fn build_fresh(
             return None;
         }
         sort_causally(&mut doc, &mut kept);
+        // What is stored must load back as this document (`rules::loads_back`); a
+        // document of one change is stored as that change, but it must save and load back
+        // too, for the snapshot the next change brings.
+        let prepared = prepare(&header, &mut doc);
+        crate::rules::loads_back(&mut doc, &prepared.snapshot).ok()?;
         Some(match kept.as_slice() {
             // A document of one change is that change: its snapshot is not stored twice.
-            [_] => prepared_with(&header, &mut doc, Vec::new()),
-            _ => prepare(&header, &mut doc),
+            [_] => Prepared {
+                snapshot: Vec::new(),
+                ..prepared
+            },
+            _ => prepared,
         })
     }));
     match built {
@@ -1732,7 +1811,10 @@ fn apply_group(
             Ok(v) => match gate
                 .check(tx, ctx.origin, &v)?
                 .map_or_else(|| may_write(ctx, &header, &v), Err)
-            {
+                .and_then(|verdict| match verdict {
+                    Verdict::Merge => check_model(ctx, &header, &v).map(|()| verdict),
+                    Verdict::Quarantine => Ok(verdict), // judged whole when accepted
+                }) {
                 Ok(Verdict::Merge) => verified.push(v),
                 Ok(Verdict::Quarantine) => hold(
                     tx,
@@ -1823,20 +1905,22 @@ fn apply_group(
         return Ok(());
     }
     sort_causally(&mut doc, &mut stored);
-    report.accepted += stored.len();
-    let saved = catch_unwind(AssertUnwindSafe(|| {
-        persist_from(tx, &header, &mut doc, &stored, ctx.origin)
-    }));
-    match saved {
-        Ok(result) => result?,
-        Err(_) => {
-            return Err(WriteError::Damaged(
-                doc_id,
-                "the merged document cannot be saved".into(),
-            ));
+    let Ok(prepared) = catch_unwind(AssertUnwindSafe(|| prepare(&header, &mut doc))) else {
+        return Err(WriteError::Damaged(
+            doc_id,
+            "the merged document cannot be saved".into(),
+        ));
+    };
+    // The new snapshot must load back as this document, or the record would be unreadable
+    // on every node that stores it: nothing of this document in the batch is stored.
+    if let Err(why) = crate::rules::loads_back(&mut doc, &prepared.snapshot) {
+        for c in stored {
+            reject(tx, ctx, report, &c.env, &why)?;
         }
+        return Ok(());
     }
-    Ok(())
+    report.accepted += stored.len();
+    store_prepared(tx, &header, &prepared, &stored, ctx.origin)
 }
 
 /// Holds a change back in quarantine until the station accepts or rejects it.

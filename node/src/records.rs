@@ -14,6 +14,9 @@
 //! | `title`, `status`, `priority`, `assignee`, `opened_at` | str | | yes |
 //! | `comments` | list of map {author, text, at} | | yes |
 //!
+//! A comment is shown as written by the device that made its map (the actor of the map's
+//! object id, bound to the signer of the change), not by its `author` field, and ingest
+//! refuses any change by another device that writes to it (`rules::record_model`).
 //! Scalar fields are registers: two concurrent writes of one field are both kept by
 //! Automerge, one wins for display, and both are reported under `conflicts`. The author of a
 //! visit and the opener of a ticket are not fields: they are the document header's author,
@@ -664,18 +667,26 @@ impl Root {
     ///
     /// Such a document nests objects one deep and has no conflicts.
     pub fn of_first_change(change: &automerge::Change) -> Option<Root> {
+        Root::of_expanded(change, &change.decode())
+    }
+
+    /// [`Root::of_first_change`] on the change's operations, decoded once by the caller
+    /// (`change.decode()`).
+    pub fn of_expanded(
+        change: &automerge::Change,
+        expanded: &automerge::ExpandedChange,
+    ) -> Option<Root> {
         use automerge::legacy::{ElementId, Key, ObjectId, OpId, OpType};
         if change.seq() != 1 || !change.deps().is_empty() || change.start_op().get() != 1 {
             return None;
         }
-        let expanded = change.decode();
         let actor = change.actor_id();
         let mut fields: std::collections::HashMap<String, Field> =
             std::collections::HashMap::with_capacity(expanded.operations.len());
         // Objects made by the change: their op id → (root key, type, last inserted element).
         let mut made: std::collections::HashMap<u64, (String, ObjType, Option<OpId>)> =
             std::collections::HashMap::new();
-        for (i, op) in expanded.operations.into_iter().enumerate() {
+        for (i, op) in expanded.operations.iter().enumerate() {
             let counter = i as u64 + 1;
             if !op.pred.is_empty() {
                 return None;
@@ -685,7 +696,7 @@ impl Root {
                 OpType::Make(ObjType::List | ObjType::Map) => None,
                 _ => return None,
             };
-            match (op.obj, op.key) {
+            match (&op.obj, &op.key) {
                 (ObjectId::Root, Key::Map(key)) => {
                     if op.insert || key.is_empty() || fields.contains_key(key.as_str()) {
                         return None;
@@ -716,7 +727,7 @@ impl Root {
                     let items = &mut fields.get_mut(root_key.as_str())?.items;
                     match (*kind, key) {
                         (ObjType::Map, Key::Map(k)) if !op.insert && !k.is_empty() => {
-                            if items.iter().any(|have| *have == k) {
+                            if items.iter().any(|have| *have == *k) {
                                 return None;
                             }
                             items.push(k.to_string());
@@ -829,8 +840,15 @@ pub fn read_comments(doc: &impl ReadDoc) -> Vec<Comment> {
         .filter_map(|item| match Value::from(item.value.clone()) {
             Value::Object(ObjType::Map) => {
                 let id = item.id();
+                // The comment's author is the device that made its map (the actor of its
+                // object id, which is the signer of the change that made it), never what
+                // a field says.
+                let author = match &id {
+                    automerge::ObjId::Id(_, actor, _) => hex::encode(actor.to_bytes()),
+                    automerge::ObjId::Root => String::new(),
+                };
                 Some(Comment {
-                    author: get_str(doc, &id, "author").unwrap_or_default(),
+                    author,
                     text: get_str(doc, &id, "text").unwrap_or_default(),
                     at: get_str(doc, &id, "at").unwrap_or_default(),
                 })

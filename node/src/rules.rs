@@ -25,9 +25,11 @@
 use std::collections::HashMap;
 
 use automerge::ObjId;
-use automerge::{ObjType, Prop, ROOT, ReadDoc, Value, ValueRef};
+use automerge::{ObjType, Prop, ROOT, ReadDoc, ScalarValue, Value, ValueRef};
 use rusqlite::{OptionalExtension, Transaction, params};
-use yizhan_protocol::{ChangeHash, DeviceId, DocId, VerifiedChange};
+use yizhan_protocol::{ChangeHash, DeviceId, DocId, RecordKind, VerifiedChange};
+
+use crate::records;
 
 use crate::home::{Node, ReadError};
 
@@ -284,6 +286,278 @@ impl Node {
     }
 }
 
+/// Why a change must be refused for what it writes, if so: every operation must keep the
+/// document a record of its kind as `records.rs` lays it out, leave what other members
+/// wrote as they wrote it, and keep a volunteer's records in its grids.
+///
+/// The rules, checked on the change's own operations (so one bad change is refused and
+/// the others of its batch are not, and no document is needed):
+///
+/// - **Known fields, right types.** At the root only the record's fields (`records.rs`)
+///   are written, each a string of its kind (a known category, status or priority, an
+///   RFC 3339 time, a 64-hex device id, non-empty where required, within the text
+///   limits); a visit's `residents` is a list of names and its `tickets` a map of ticket
+///   ids to `true`, a ticket's `comments` a list of comment maps. `kind` and `id` are
+///   written only by the change that starts the record, with its kind and id; so is a
+///   ticket's `comments` list (a later one would hide every comment).
+/// - **Who wrote what.** A comment is a map inserted into `comments` with `author`,
+///   `text` and `at`; only the device that inserted it (the actor of its object id, which
+///   is the change's signer) may write to it, and `author` must be that device. Nothing
+///   is deleted or incremented, except that a field's value may be deleted (settling a
+///   conflict on the value that already shows deletes the others).
+/// - **Causality.** An operation's id is above the ids of the object, element and values
+///   it refers to, as in every change Automerge makes.
+/// - **Grids.** `grids` is `Some` for a volunteer: a `grid` it writes must be one of them
+///   (a station, `None`, writes in any grid).
+pub fn record_model(
+    kind: RecordKind,
+    doc: DocId,
+    change: &automerge::Change,
+    grids: Option<&[String]>,
+) -> Result<(), String> {
+    record_model_of(kind, doc, change, &change.decode(), grids)
+}
+
+/// [`record_model`] on the change's operations, decoded once by the caller
+/// (`change.decode()`), who may read them again (`Root::of_expanded`).
+pub fn record_model_of(
+    kind: RecordKind,
+    doc: DocId,
+    change: &automerge::Change,
+    expanded: &automerge::ExpandedChange,
+    grids: Option<&[String]>,
+) -> Result<(), String> {
+    use automerge::legacy::{ElementId, Key, ObjectId, OpType};
+    /// What an object made by the change is.
+    #[derive(Clone, Copy)]
+    enum Made {
+        Residents,
+        Links,
+        Comments,
+        Comment,
+    }
+    let actor = change.actor_id();
+    let start = change.start_op().get();
+    let genesis = change.deps().is_empty();
+    let mut made: HashMap<u64, Made> = HashMap::new();
+    for (i, op) in expanded.operations.iter().enumerate() {
+        let counter = start + i as u64;
+        let refers_later = op.pred.iter().any(|p| p.counter() >= counter)
+            || matches!(&op.obj, ObjectId::Id(o) if o.counter() >= counter)
+            || matches!(&op.key, Key::Seq(ElementId::Id(e)) if e.counter() >= counter);
+        if refers_later {
+            return Err("an operation of it refers to a later one".into());
+        }
+        let value = match &op.action {
+            OpType::Put(v) => Some(v),
+            OpType::Make(_) => None,
+            // Settling a conflict on the value that already shows deletes the others.
+            OpType::Delete
+                if op.obj == ObjectId::Root
+                    && !op.insert
+                    && !op.pred.is_empty()
+                    && matches!(&op.key, Key::Map(k) if records::fields_of(kind).contains(&k.as_str())) =>
+            {
+                continue;
+            }
+            OpType::Delete => return Err("it deletes part of the record".into()),
+            _ => return Err("it writes an operation a record does not use".into()),
+        };
+        let text = |v: Option<&ScalarValue>| match v {
+            Some(ScalarValue::Str(s)) => Some(s.to_string()),
+            _ => None,
+        };
+        match &op.obj {
+            ObjectId::Root => {
+                let Key::Map(key) = &op.key else {
+                    return Err("it writes a list position into the record's root".into());
+                };
+                if op.insert {
+                    return Err("it inserts into the record's root".into());
+                }
+                match (&op.action, key.as_str(), kind) {
+                    (OpType::Put(_), field, _) => {
+                        let Some(v) = text(value) else {
+                            return Err(format!("it writes a value that is not text to `{field}`"));
+                        };
+                        root_field(kind, doc, field, &v, genesis, grids)?;
+                    }
+                    (OpType::Make(ObjType::List), "residents", RecordKind::Visit) => {
+                        made.insert(counter, Made::Residents);
+                    }
+                    (OpType::Make(ObjType::Map), "tickets", RecordKind::Visit) => {
+                        made.insert(counter, Made::Links);
+                    }
+                    (OpType::Make(ObjType::List), "comments", RecordKind::Ticket) if genesis => {
+                        made.insert(counter, Made::Comments);
+                    }
+                    (_, field, _) => {
+                        return Err(format!(
+                            "it makes an object at `{field}`, which a {} does not hold there",
+                            kind.name()
+                        ));
+                    }
+                }
+            }
+            ObjectId::Id(obj) => {
+                let own = obj.actor() == actor && obj.counter() >= start;
+                let role = if own {
+                    Some(
+                        *made
+                            .get(&obj.counter())
+                            .ok_or("it writes into an object it did not make")?,
+                    )
+                } else {
+                    None
+                };
+                let by_signer = obj.actor() == actor;
+                match (kind, role, &op.key, op.insert, &op.action) {
+                    (
+                        RecordKind::Visit,
+                        Some(Made::Residents),
+                        Key::Seq(_),
+                        true,
+                        OpType::Put(_),
+                    ) => {
+                        let name = text(value).ok_or("it lists a resident that is not text")?;
+                        if name.trim().is_empty() || name.len() > records::MAX_SHORT_TEXT {
+                            return Err("it lists an empty or over-long resident name".into());
+                        }
+                    }
+                    (
+                        RecordKind::Visit,
+                        Some(Made::Links) | None,
+                        Key::Map(k),
+                        false,
+                        OpType::Put(_),
+                    ) => {
+                        if !is_hex_id(k, 32) || value != Some(&ScalarValue::Boolean(true)) {
+                            return Err("it links something other than a ticket id".into());
+                        }
+                    }
+                    (
+                        RecordKind::Ticket,
+                        Some(Made::Comments) | None,
+                        Key::Seq(_),
+                        true,
+                        OpType::Make(ObjType::Map),
+                    ) => {
+                        made.insert(counter, Made::Comment);
+                    }
+                    (
+                        RecordKind::Ticket,
+                        Some(Made::Comment) | None,
+                        Key::Map(k),
+                        false,
+                        OpType::Put(_),
+                    ) => {
+                        if !by_signer {
+                            return Err("it alters a comment another member wrote".into());
+                        }
+                        let v = text(value).ok_or("it writes a comment field that is not text")?;
+                        comment_field(k, &v, actor)?;
+                    }
+                    (RecordKind::Ticket, None, _, _, _) if !by_signer => {
+                        return Err("it alters a comment another member wrote".into());
+                    }
+                    _ => {
+                        return Err(format!(
+                            "it writes into an object a {} does not hold",
+                            kind.name()
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Checks a root field's new value (see [`record_model`]).
+fn root_field(
+    kind: RecordKind,
+    doc: DocId,
+    field: &str,
+    v: &str,
+    genesis: bool,
+    grids: Option<&[String]>,
+) -> Result<(), String> {
+    use crate::model::{Category, Priority, Status, Time};
+    let bad = || Err(format!("it writes an invalid `{field}`"));
+    let ok = match field {
+        "kind" => genesis && v == kind.name(),
+        "id" => genesis && v == doc.to_string(),
+        f if !records::fields_of(kind).contains(&f) => {
+            return Err(format!(
+                "it writes `{f}`, which a {} does not have",
+                kind.name()
+            ));
+        }
+        "category" => Category::ALL.iter().any(|c| c.slug() == v),
+        "status" => Status::ALL.iter().any(|s| s.as_str() == v),
+        "priority" => Priority::ALL.iter().any(|p| p.as_str() == v),
+        "visited_at" | "opened_at" => v.parse::<Time>().is_ok(),
+        "assignee" => is_hex_id(v, 64),
+        "grid" => {
+            if v.trim().is_empty() || v.len() > records::MAX_SHORT_TEXT {
+                return bad();
+            }
+            if let Some(grids) = grids
+                && !grids.iter().any(|g| g == v)
+            {
+                return Err(format!(
+                    "a volunteer may write records only in its own grids, not in {v}"
+                ));
+            }
+            true
+        }
+        "household" | "title" => {
+            (field == "household" && kind == RecordKind::Ticket || !v.trim().is_empty())
+                && v.len() <= records::MAX_SHORT_TEXT
+        }
+        _ => v.len() <= records::MAX_LONG_TEXT, // note, needs
+    };
+    if ok { Ok(()) } else { bad() }
+}
+
+/// Checks a comment field written by its author (see [`record_model`]).
+fn comment_field(key: &str, v: &str, author: &automerge::ActorId) -> Result<(), String> {
+    let ok = match key {
+        "author" => v.len() == 64 && hex::decode(v).is_ok_and(|b| b == author.to_bytes()),
+        "text" => !v.trim().is_empty() && v.len() <= records::MAX_LONG_TEXT,
+        "at" => v.parse::<crate::model::Time>().is_ok(),
+        _ => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("it writes an invalid comment field `{key}`"))
+    }
+}
+
+/// Whether `s` is `len` lowercase hex digits (a record id is 32, a device id 64).
+fn is_hex_id(s: &str, len: usize) -> bool {
+    s.len() == len && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// Why the document a change produces would not load back as it is, if so: Automerge
+/// takes in some changes whose operations it later saves otherwise than they were signed
+/// (a value said to replace one that is not there, say), and such a document then fails to
+/// load with "mismatching heads" on every node that stored it. `snapshot` is what
+/// `doc.save()` gave; it must load and show the same heads.
+pub(crate) fn loads_back(doc: &mut automerge::AutoCommit, snapshot: &[u8]) -> Result<(), String> {
+    let refused = || "the record would not load back after it".to_string();
+    let loaded = std::panic::catch_unwind(|| automerge::AutoCommit::load(snapshot))
+        .map_err(|_| refused())?
+        .map_err(|_| refused())?;
+    let mut loaded = loaded;
+    if loaded.get_heads() == doc.get_heads() {
+        Ok(())
+    } else {
+        Err(refused())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -351,6 +625,91 @@ mod tests {
         b.merge(&mut c).unwrap();
         assert_eq!(b.get_all(ROOT, "f").unwrap().len(), 2);
         assert_eq!(check_depth(&b, 5), Err(6));
+    }
+
+    /// Every change the node's own writers make fits the record model; a volunteer's grid
+    /// is judged by its grids; a comment is written only by its maker.
+    #[test]
+    fn the_record_model_takes_what_nodes_write() {
+        use crate::model::{Category, Priority, Status, Time};
+        use crate::records::{self, NewTicket, NewVisit, TicketUpdate, VisitEdit};
+        let me = automerge::ActorId::from([7u8; 32].as_slice());
+        let other = automerge::ActorId::from([9u8; 32].as_slice());
+        let id = DocId::from_bytes([1; 16]);
+        let grids = vec!["和平里".to_string()];
+        let last = |am: &mut AutoCommit| {
+            am.commit();
+            am.get_last_local_change().unwrap().clone()
+        };
+        let ok = |kind, c: &automerge::Change| record_model(kind, id, c, Some(&grids));
+
+        let mut visit = AutoCommit::new().with_actor(me.clone());
+        let new = NewVisit {
+            household: "和平里 1 号".into(),
+            grid: Some("和平里".into()),
+            category: Some(Category::ALL[1]),
+            note: Some("独居".into()),
+            residents: vec!["王秀英".into()],
+            needs: Some("送药".into()),
+            tickets: vec![DocId::from_bytes([2; 16])],
+            ..NewVisit::default()
+        };
+        records::write_new_visit(&mut visit, id, &new, Time::now()).unwrap();
+        assert_eq!(ok(RecordKind::Visit, &last(&mut visit)), Ok(()));
+        let edit = VisitEdit {
+            residents: Some(vec!["李建国".into()]),
+            link_tickets: vec![DocId::from_bytes([3; 16])],
+            note: Some("好转".into()),
+            ..VisitEdit::default()
+        };
+        records::write_visit_edit(&mut visit, &edit).unwrap();
+        assert_eq!(ok(RecordKind::Visit, &last(&mut visit)), Ok(()));
+        let away = VisitEdit {
+            grid: Some("光明街".into()),
+            ..VisitEdit::default()
+        };
+        records::write_visit_edit(&mut visit, &away).unwrap();
+        let moved = last(&mut visit);
+        assert!(ok(RecordKind::Visit, &moved).is_err());
+        assert_eq!(record_model(RecordKind::Visit, id, &moved, None), Ok(()));
+
+        let mut ticket = AutoCommit::new().with_actor(me.clone());
+        let new = NewTicket {
+            title: "路灯".into(),
+            grid: Some("和平里".into()),
+            priority: Some(Priority::High),
+            status: Some(Status::Open),
+            ..NewTicket::default()
+        };
+        records::write_new_ticket(&mut ticket, id, &new, Time::now()).unwrap();
+        assert_eq!(ok(RecordKind::Ticket, &last(&mut ticket)), Ok(()));
+        let mut theirs = ticket.fork().with_actor(other.clone());
+        // The model compares a comment's `author` with the actor, as text.
+        let author_hex = "09".repeat(32);
+        records::write_ticket_update(
+            &mut theirs,
+            &TicketUpdate {
+                status: Some(Status::Resolved),
+                ..TicketUpdate::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(ok(RecordKind::Ticket, &last(&mut theirs)), Ok(()));
+        let (_, list) = theirs.get(ROOT, "comments").unwrap().unwrap();
+        let c = theirs.insert_object(&list, 0, ObjType::Map).unwrap();
+        theirs.put(&c, "author", author_hex.as_str()).unwrap();
+        theirs.put(&c, "text", "修好了").unwrap();
+        theirs.put(&c, "at", Time::now().to_rfc3339()).unwrap();
+        assert_eq!(ok(RecordKind::Ticket, &last(&mut theirs)), Ok(()));
+        // The opener may not touch it.
+        ticket.merge(&mut theirs).unwrap();
+        let (_, list) = ticket.get(ROOT, "comments").unwrap().unwrap();
+        let (_, c) = ticket.get(&list, 0).unwrap().unwrap();
+        ticket.put(&c, "text", "没修好").unwrap();
+        assert_eq!(
+            ok(RecordKind::Ticket, &last(&mut ticket)),
+            Err("it alters a comment another member wrote".into())
+        );
     }
 
     #[test]

@@ -110,6 +110,8 @@ pub(crate) struct RosterView {
     /// recompressing the key) would cost every sync a few µs a member. Bytes that are no
     /// device id can never equal a `DeviceId` looked up, so they simply never match.
     roles: HashMap<[u8; 32], MemberRole>,
+    /// Each volunteer's grids, from its newest certificate.
+    grids: HashMap<[u8; 32], Vec<String>>,
     revoked: HashSet<[u8; 32]>,
 }
 
@@ -125,15 +127,22 @@ impl RosterView {
         view.root = root
             .and_then(|r| r.parse().ok())
             .filter(|r| SiteId::for_root(*r) == site);
-        let mut stmt = conn.prepare("SELECT device, role FROM members")?;
+        let mut stmt = conn.prepare("SELECT device, role, grids FROM members")?;
         for row in stmt.query_map([], |r| {
-            Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, String>(1)?))
+            Ok((
+                r.get::<_, Vec<u8>>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+            ))
         })? {
-            let (device, role) = row?;
+            let (device, role, grids) = row?;
             if let Ok(d) = <[u8; 32]>::try_from(device.as_slice()) {
                 let role = if role == "station" {
                     MemberRole::Station
                 } else {
+                    // Grids that do not read as a list are no grids: nothing is in them.
+                    view.grids
+                        .insert(d, serde_json::from_str(&grids).unwrap_or_default());
                     MemberRole::Volunteer
                 };
                 view.roles.insert(d, role);
@@ -158,6 +167,15 @@ impl RosterView {
 
     pub(crate) fn is_station(&self, device: DeviceId) -> bool {
         self.role(device) == Some(MemberRole::Station)
+    }
+
+    /// The grids a volunteer may write records in (`None` for a station, which writes in
+    /// any grid, and for a device that is no member).
+    pub(crate) fn grids(&self, device: DeviceId) -> Option<&[String]> {
+        if self.root == Some(device) {
+            return None;
+        }
+        self.grids.get(device.as_bytes()).map(Vec::as_slice)
     }
 
     pub(crate) fn is_revoked(&self, device: DeviceId) -> bool {

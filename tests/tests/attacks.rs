@@ -1285,10 +1285,16 @@ fn deeply_nested_values() {
     let before = snapshot(&w.station);
     let out = m_sends(&mut w, true, vec![vec![wire_doc(header, vec![wire(&env)])]]);
     all_refused(&out, 1);
+    // A visit log holds no object there: the record model refuses it before any depth
+    // is measured (`rules::nesting` stays behind it).
     let reason = last_reason(&w.station);
-    assert!(reason.starts_with("it nests objects"), "{reason}");
+    assert_eq!(
+        reason,
+        "it makes an object at `deep`, which a visit does not hold there"
+    );
 
-    // The same depth spread over many small changes, one level each.
+    // The same depth spread over many small changes, one level each: each is refused for
+    // what it makes or where it writes.
     let mut envs = Vec::new();
     let mut obj = ROOT;
     for _ in 0..=yizhan_node::rules::MAX_OBJECT_DEPTH {
@@ -1306,29 +1312,15 @@ fn deeply_nested_values() {
         }])
         .unwrap();
     assert_eq!(report.accepted, 0);
-    assert_eq!(report.rejected.len(), envs.len());
-    // Up to the limit is fine (the record schema itself uses 2).
-    let report = w
-        .station
-        .node
-        .ingest(vec![DocChanges {
-            header,
-            changes: envs[..yizhan_node::rules::MAX_OBJECT_DEPTH].to_vec(),
-        }])
-        .unwrap();
-    assert_eq!(report.accepted, yizhan_node::rules::MAX_OBJECT_DEPTH);
-    let limit = snapshot(&w.station);
-    let report = w
-        .station
-        .node
-        .ingest(vec![DocChanges {
-            header,
-            changes: envs[yizhan_node::rules::MAX_OBJECT_DEPTH..].to_vec(),
-        }])
-        .unwrap();
-    assert_eq!(report.accepted, 0);
-    assert_eq!(snapshot(&w.station), limit);
-    assert_ne!(limit, before);
+    assert_eq!(report.rejected.len(), envs.len(), "{report:?}");
+    assert_eq!(
+        report.rejected[0].reason,
+        "it makes an object at `y`, which a visit does not hold there"
+    );
+    for r in &report.rejected[1..] {
+        assert_eq!(r.reason, "it writes into an object a visit does not hold");
+    }
+    assert_eq!(snapshot(&w.station), before);
     still_serves(&mut w.station, &mut w.a);
 }
 
@@ -1755,24 +1747,22 @@ fn hostile_new_documents_hidden_in_a_large_batch() {
     );
 
     let report = w.station.node.ingest(batch).unwrap();
-    assert_eq!(report.accepted, 100 + 2, "{report:?}");
-    assert_eq!(report.rejected.len(), 3, "{:?}", report.rejected);
+    // The honest visits, the deep document's first change, and the first two of the
+    // equivocating document.
+    assert_eq!(report.accepted, 100 + 1 + 2, "{report:?}");
+    assert_eq!(report.rejected.len(), 2, "{:?}", report.rejected);
     let reasons = rejected_reasons(&w.station);
-    assert_eq!(
-        reasons
-            .iter()
-            .filter(|r| r.starts_with("it nests objects"))
-            .count(),
-        2,
+    assert!(
+        reasons.contains(&"it makes an object at `deep`, which a visit does not hold there".into()),
         "{reasons:?}"
     );
     assert!(reasons.iter().any(|r| r.starts_with("equivocation")));
     let seen = w.station.node.misbehaviour().unwrap();
     assert_eq!(seen.len(), 1, "{seen:?}");
     assert_eq!(seen[0].device, w.m.id());
-    // Nothing of the deep document is stored; every honest one is, and is listed.
-    let stored = w.station.node.doc_changes(deep_header.doc_id());
-    assert!(!stored.is_ok_and(|d| !d.changes.is_empty()));
+    // The deep document's nested change is not stored; every honest one is, and is listed.
+    let stored = w.station.node.doc_changes(deep_header.doc_id()).unwrap();
+    assert_eq!(stored.changes.len(), 1);
     for id in &honest {
         assert_eq!(w.station.node.doc_changes(*id).unwrap().changes.len(), 1);
     }
@@ -2147,4 +2137,372 @@ async fn refuse_before_hello() {
     assert_eq!(snapshot(&w.station), before);
     still_serves_over_quic(&mut w, served.addr).await;
     served.stop().await;
+// What a change writes: the record model, who wrote what, grids (rules::record_model),
+// and a document that would not load back (rules::loads_back)
+// ---------------------------------------------------------------------------------------
+
+use automerge::ReadDoc;
+
+/// The ticket the station opened in `world()`.
+fn station_ticket(w: &World) -> DocId {
+    let tickets = w.station.node.list_tickets(&Default::default()).unwrap();
+    tickets[0].id.parse().unwrap()
+}
+
+/// A change by M to `doc` (held by `holder`): `edit` made on its copy with Automerge, then
+/// rewritten operation by operation with `craft`, re-encoded and signed by M.
+fn m_crafted(
+    w: &World,
+    holder: &TestNode,
+    doc: DocId,
+    edit: impl FnOnce(&mut AutoCommit),
+    craft: impl FnOnce(&mut automerge::ExpandedChange),
+) -> (DocHeader, SignedChange) {
+    let (header, mut am) = fork_of(holder, doc, w.m.id());
+    let change = commit(&mut am, now_ms(), edit);
+    let mut expanded = change.decode();
+    craft(&mut expanded);
+    let change = automerge::Change::from(expanded);
+    let env = SignedChange::sign(&w.m.node.device_key(), Some(site(w)), doc, &change);
+    (header, env)
+}
+
+/// The id of the operation that wrote `key` of the root of `doc` as `holder` has it.
+fn op_of(holder: &TestNode, doc: DocId, key: &str) -> automerge::legacy::OpId {
+    let (_, am) = fork_of(holder, doc, holder.id());
+    match am.get(ROOT, key).unwrap().unwrap().1 {
+        automerge::ObjId::Id(counter, actor, _) => automerge::legacy::OpId::new(counter, &actor),
+        automerge::ObjId::Root => unreachable!(),
+    }
+}
+
+#[test]
+fn a_change_that_would_leave_its_record_unreadable() {
+    let mut w = world();
+    let ticket = station_ticket(&w);
+    // A valid field, a valid value, and a signature by a member who may write tickets; but
+    // the value claims to replace an operation that is not there (at another key, the
+    // title, or nowhere), or its operation ids start below those it builds on. Automerge
+    // takes such a change in, and saves the document so that it no longer loads
+    // ("mismatching heads", "max_op is lower than start_op"), on every node that stored it.
+    let title = op_of(&w.m, ticket, "title");
+    let nowhere = automerge::legacy::OpId::new(1, &actor(w.m.id()));
+    type Craft = Box<dyn Fn(&mut automerge::ExpandedChange)>;
+    let crafts: [Craft; 3] = [
+        Box::new(move |e| e.operations[0].pred = vec![title.clone()].into_iter().collect()),
+        Box::new(move |e| e.operations[0].pred = vec![nowhere.clone()].into_iter().collect()),
+        Box::new(|e| e.start_op = std::num::NonZeroU64::MIN),
+    ];
+    for craft in crafts {
+        let (header, env) = m_crafted(&w, &w.m, ticket, put_note("看不见的备注"), craft);
+        let before = snapshot(&w.station);
+        let before_a = snapshot(&w.a);
+        let out = m_sends(&mut w, true, vec![vec![wire_doc(header, vec![wire(&env)])]]);
+        all_refused(&out, 1);
+        assert_eq!(
+            last_reason(&w.station),
+            "the record would not load back after it"
+        );
+        let out = m_sends(
+            &mut w,
+            false,
+            vec![vec![wire_doc(header, vec![wire(&env)])]],
+        );
+        all_refused(&out, 1);
+        assert_eq!(snapshot(&w.station), before);
+        assert_eq!(snapshot(&w.a), before_a);
+        for n in [&w.station, &w.a] {
+            let shown = n
+                .node
+                .show_ticket(ticket)
+                .expect("the ticket stays readable");
+            assert_eq!(shown.ticket.note, None);
+        }
+    }
+    still_serves(&mut w.station, &mut w.a);
+    still_serves(&mut w.a, &mut w.b);
+}
+
+#[test]
+fn changes_outside_the_record_model_are_refused_one_by_one() {
+    let mut w = world();
+    let s = Some(site(&w));
+    let key = w.m.node.device_key();
+    // New visits of M's own, each with one thing a visit log does not hold, among honest
+    // ones in the same page.
+    type Spoil = fn(&mut AutoCommit);
+    let spoilt: [(Spoil, &str); 7] = [
+        (
+            |am| am.put(ROOT, "evil", "x").map(drop).unwrap(),
+            "it writes `evil`, which a visit does not have",
+        ),
+        (
+            |am| am.put(ROOT, "category", "bogus").map(drop).unwrap(),
+            "it writes an invalid `category`",
+        ),
+        (
+            |am| am.put(ROOT, "visited_at", "昨天").map(drop).unwrap(),
+            "it writes an invalid `visited_at`",
+        ),
+        (
+            |am| am.put(ROOT, "note", 42).map(drop).unwrap(),
+            "it writes a value that is not text to `note`",
+        ),
+        (
+            |am| am.put(ROOT, "kind", "ticket").map(drop).unwrap(),
+            "it writes an invalid `kind`",
+        ),
+        (
+            |am| am.put_object(ROOT, "note", ObjType::Map).map(drop).unwrap(),
+            "it makes an object at `note`, which a visit does not hold there",
+        ),
+        (
+            |am| {
+                let l = am.put_object(ROOT, "residents", ObjType::List).unwrap();
+                am.insert_object(&l, 0, ObjType::Map).unwrap();
+            },
+            "it writes into an object a visit does not hold",
+        ),
+    ];
+    let mut page = Vec::new();
+    let mut bad = Vec::new();
+    for (spoil, _) in &spoilt {
+        let header = DocHeader {
+            kind: RecordKind::Visit,
+            author: w.m.id(),
+            nonce: rand::random(),
+        };
+        let id = header.doc_id();
+        let mut am = AutoCommit::new().with_actor(actor(w.m.id()));
+        let change = commit(&mut am, now_ms(), |am| {
+            records::write_new_visit(
+                am,
+                id,
+                &NewVisit {
+                    household: "和平里 坏".into(),
+                    grid: Some(GRID.into()),
+                    ..NewVisit::default()
+                },
+                Time::now(),
+            )
+            .unwrap();
+            spoil(am);
+        });
+        bad.push(id);
+        page.push(wire_doc(
+            header,
+            vec![wire(&SignedChange::sign(&key, s, id, &change))],
+        ));
+    }
+    let mut good = Vec::new();
+    for i in 0..3 {
+        let (header, _, env) = new_visit_by(&key, s, &format!("和平里 好 {i}"), now_ms());
+        good.push(header.doc_id());
+        page.insert(2 * i, wire_doc(header, vec![wire(&env)]));
+    }
+    let before = snapshot(&w.station);
+    let out = m_sends(&mut w, true, vec![page]);
+    let stats = out.victim.as_ref().expect("the station completes the sync");
+    assert_eq!((stats.received, stats.rejected), (3, 7), "{out:?}");
+    let mut reasons = rejected_reasons(&w.station);
+    let mut expected: Vec<String> = spoilt.iter().map(|(_, r)| r.to_string()).collect();
+    reasons.sort();
+    expected.sort();
+    assert_eq!(reasons, expected);
+    for id in &bad {
+        assert!(!holds(&w.station, *id));
+    }
+    for id in &good {
+        assert!(holds(&w.station, *id));
+    }
+    assert_eq!(snapshot(&w.station).heads.len(), before.heads.len() + 3);
+    still_serves(&mut w.station, &mut w.a);
+}
+
+#[test]
+fn altering_a_comment_another_member_wrote() {
+    let mut w = world();
+    let ticket = station_ticket(&w);
+    w.a.node.comment_ticket(ticket, "灯还是不亮").unwrap();
+    sync_until_ok(&mut w.a, &mut w.station, 1);
+    sync_until_ok(&mut w.m, &mut w.station, 1);
+    let station_id = w.station.id().to_string();
+    let comment = |am: &AutoCommit| {
+        let (_, list) = am.get(ROOT, "comments").unwrap().unwrap();
+        am.get(&list, 0).unwrap().unwrap().1
+    };
+    type Edit = Box<dyn FnOnce(&mut AutoCommit)>;
+    let attempts: Vec<(Edit, &str)> = vec![
+        (
+            Box::new(move |am: &mut AutoCommit| {
+                let c = comment(am);
+                am.put(&c, "author", station_id).unwrap();
+            }),
+            "it alters a comment another member wrote",
+        ),
+        (
+            Box::new(move |am: &mut AutoCommit| {
+                let c = comment(am);
+                am.put(&c, "text", "灯已经修好了").unwrap();
+            }),
+            "it alters a comment another member wrote",
+        ),
+        (
+            Box::new(|am: &mut AutoCommit| {
+                let (_, list) = am.get(ROOT, "comments").unwrap().unwrap();
+                am.delete(&list, 0).unwrap();
+            }),
+            "it deletes part of the record",
+        ),
+        (
+            Box::new(|am: &mut AutoCommit| {
+                am.put_object(ROOT, "comments", ObjType::List).unwrap();
+            }),
+            "it makes an object at `comments`, which a ticket does not hold there",
+        ),
+    ];
+    let shown = |n: &TestNode| {
+        let t = n.node.show_ticket(ticket).unwrap();
+        (t.comments, snapshot(n))
+    };
+    let before = shown(&w.station);
+    let before_a = shown(&w.a);
+    assert_eq!(before.0.len(), 1);
+    assert_eq!(before.0[0].author, w.a.id().to_string());
+    for (edit, reason) in attempts {
+        let (header, mut am) = fork_of(&w.m, ticket, w.m.id());
+        let change = commit(&mut am, now_ms(), edit);
+        let env = SignedChange::sign(&w.m.node.device_key(), Some(site(&w)), ticket, &change);
+        let out = m_sends(&mut w, true, vec![vec![wire_doc(header, vec![wire(&env)])]]);
+        all_refused(&out, 1);
+        assert_eq!(last_reason(&w.station), reason);
+        let out = m_sends(
+            &mut w,
+            false,
+            vec![vec![wire_doc(header, vec![wire(&env)])]],
+        );
+        all_refused(&out, 1);
+        assert_eq!(last_reason(&w.a), reason);
+    }
+    assert_eq!(shown(&w.station), before);
+    assert_eq!(shown(&w.a), before_a);
+    // M's own comment still goes through, shown as M's.
+    w.m.node.comment_ticket(ticket, "我也看到了").unwrap();
+    sync_until_ok(&mut w.m, &mut w.station, 1);
+    let comments = w.station.node.show_ticket(ticket).unwrap().comments;
+    assert_eq!(comments.len(), 2);
+    assert_eq!(comments[1].author, w.m.id().to_string());
+    still_serves(&mut w.station, &mut w.a);
+}
+
+#[test]
+fn records_written_or_moved_into_another_grid() {
+    let mut w = world();
+    let key = w.m.node.device_key();
+    let s = Some(site(&w));
+    // A new visit of M's in a grid M is not enrolled for.
+    let header = DocHeader {
+        kind: RecordKind::Visit,
+        author: w.m.id(),
+        nonce: rand::random(),
+    };
+    let id = header.doc_id();
+    let mut am = AutoCommit::new().with_actor(actor(w.m.id()));
+    let change = commit(&mut am, now_ms(), |am| {
+        records::write_new_visit(
+            am,
+            id,
+            &NewVisit {
+                household: "光明街 1 号".into(),
+                grid: Some("光明街".into()),
+                ..NewVisit::default()
+            },
+            Time::now(),
+        )
+        .unwrap();
+    });
+    let new_elsewhere = (header, SignedChange::sign(&key, s, id, &change));
+    // M's own visit, and the station's ticket, moved there.
+    let move_to = |am: &mut AutoCommit| {
+        am.put(ROOT, "grid", "光明街").unwrap();
+    };
+    let moved_visit = m_crafted(&w, &w.m, w.m_visit, move_to, |_| {});
+    let moved_ticket = m_crafted(&w, &w.m, station_ticket(&w), move_to, |_| {});
+    let reason = "a volunteer may write records only in its own grids, not in 光明街";
+    for (header, env) in [new_elsewhere, moved_visit, moved_ticket] {
+        let before = snapshot(&w.station);
+        let before_a = snapshot(&w.a);
+        let out = m_sends(&mut w, true, vec![vec![wire_doc(header, vec![wire(&env)])]]);
+        all_refused(&out, 1);
+        assert_eq!(last_reason(&w.station), reason);
+        let out = m_sends(
+            &mut w,
+            false,
+            vec![vec![wire_doc(header, vec![wire(&env)])]],
+        );
+        all_refused(&out, 1);
+        assert_eq!(last_reason(&w.a), reason);
+        assert_eq!(snapshot(&w.station), before);
+        assert_eq!(snapshot(&w.a), before_a);
+    }
+    // The station writes in any grid; a volunteer holding a ticket of another grid (it is
+    // assigned to it) may change its other fields, and that reaches the station.
+    let elsewhere = w
+        .station
+        .node
+        .open_ticket(&NewTicket {
+            title: "光明街 路灯".into(),
+            grid: Some("光明街".into()),
+            assignee: Some(w.m.id()),
+            ..NewTicket::default()
+        })
+        .unwrap();
+    sync_until_ok(&mut w.m, &mut w.station, 1);
+    w.m.node
+        .update_ticket(
+            elsewhere,
+            &records::TicketUpdate {
+                note: Some("明天去看".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let refused = w.m.node.update_ticket(
+        elsewhere,
+        &records::TicketUpdate {
+            grid: Some("光明街".into()),
+            ..Default::default()
+        },
+    );
+    assert!(refused.is_err_and(|e| e.to_string().contains("only in its own grids")));
+    sync_until_ok(&mut w.m, &mut w.station, 1);
+    let t = w.station.node.show_ticket(elsewhere).unwrap();
+    assert_eq!(t.ticket.note.as_deref(), Some("明天去看"));
+    assert_eq!(t.ticket.grid.as_deref(), Some("光明街"));
+    still_serves(&mut w.station, &mut w.a);
+}
+
+#[test]
+fn a_revoked_devices_changes_merged_before_the_revocation_arrived() {
+    let mut w = world();
+    let mut r = TestNode::new("被撤销");
+    enroll(&mut w.station, &mut r, &[GRID]);
+    w.station.node.revoke(r.id(), "设备丢失").unwrap();
+    // R, revoked, writes and syncs straight with A, who has not heard of it yet.
+    let made = visit(&mut r, "和平里 撤销之后");
+    sync_until_ok(&mut r, &mut w.a, 1);
+    assert!(holds(&w.a, made));
+    // Once A learns of the revocation, its store says what it holds unjudged.
+    sync_until_ok(&mut w.a, &mut w.station, 1);
+    let report = w.a.node.verify().unwrap();
+    assert_eq!(report.bad, 1, "{:?}", report.problems);
+    assert!(
+        report.problems[0].contains("its author was revoked"),
+        "{:?}",
+        report.problems
+    );
+    // The station held it back from A's relay for its decision.
+    assert_eq!(w.station.node.quarantine_list().unwrap().len(), 1);
+    assert!(!holds(&w.station, made));
+    assert_eq!(w.station.node.verify().unwrap().bad, 0);
 }

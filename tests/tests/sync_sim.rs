@@ -468,7 +468,11 @@ fn changes_built_on_a_held_change_wait_with_it_and_never_stall_the_sync() {
         assert_eq!(out.b.as_ref().unwrap().received, 0, "{out:?}");
     }
     assert!(w.quarantine_empty());
-    verify_clean(&[&w.station, &w.b]);
+    verify_clean(&[&w.station]);
+    // B still holds A's change, which no station vouched for: its `verify` says so.
+    let report = w.b.node.verify().unwrap();
+    assert_eq!(report.bad, 1, "{:?}", report.problems);
+    assert!(report.problems[0].contains("its author was revoked"));
 }
 
 #[test]
