@@ -2137,6 +2137,9 @@ async fn refuse_before_hello() {
     assert_eq!(snapshot(&w.station), before);
     still_serves_over_quic(&mut w, served.addr).await;
     served.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------
 // What a change writes: the record model, who wrote what, grids (rules::record_model),
 // and a document that would not load back (rules::loads_back)
 // ---------------------------------------------------------------------------------------
