@@ -338,6 +338,11 @@ const MIGRATIONS: &[&str] = &[
             VALUES (OLD.docno, (SELECT COALESCE(MAX(lseq), 0) FROM changes), OLD.grid,
                     OLD.assignee);
     END;
+    -- The records a volunteer dropped because they left its scope (`purge.rs`): only a
+    -- station gives one back, since another volunteer's copy may not have the move yet.
+    CREATE TABLE purged (
+        doc_id BLOB PRIMARY KEY
+    ) WITHOUT ROWID;
     -- Addresses are remembered only where a peer listens (protocol.md §6.1). Those noted
     -- before may be the ephemeral ports of one-shot syncs, dialed back in vain: forgotten.
     -- A peer's listening address is noted again when this node dials it or it dials from
