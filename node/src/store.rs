@@ -800,7 +800,8 @@ mod tests {
             // The store as migration 9 left it, with a peer noted where its sync came from.
             let c = Connection::open(home.join(STORE_FILE)).unwrap();
             c.execute_batch(
-                "DROP TRIGGER record_moved; DROP TABLE moves; PRAGMA user_version = 9;
+                "DROP TRIGGER record_moved; DROP TABLE moves; DROP TABLE purged;
+                 PRAGMA user_version = 9;
                  INSERT INTO peers(device, addr, last_sync) VALUES (x'01', '127.0.0.1:53124', 1);",
             )
             .unwrap();
@@ -813,10 +814,14 @@ mod tests {
             })
             .unwrap();
         assert_eq!(addr, None);
-        let moves: i64 = conn
-            .query_row("SELECT COUNT(*) FROM moves", [], |r| r.get(0))
+        let made: i64 = conn
+            .query_row(
+                "SELECT (SELECT COUNT(*) FROM moves) + (SELECT COUNT(*) FROM purged)",
+                [],
+                |r| r.get(0),
+            )
             .unwrap();
-        assert_eq!(moves, 0);
+        assert_eq!(made, 0);
     }
 
     #[test]
