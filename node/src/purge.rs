@@ -12,7 +12,10 @@
 //! yet is kept until it does: a volunteer's own change that moves a record out of its
 //! scope must reach the station first.
 
+use std::collections::HashSet;
+
 use rusqlite::{OptionalExtension, params};
+use yizhan_protocol::DocId;
 
 use crate::home::{Node, ReadError, Role};
 use crate::store::set_meta;
@@ -126,6 +129,7 @@ impl Node {
                 tx.execute("DELETE FROM doc_ids WHERE doc_id = ?1", [doc_id])?;
                 tx.execute("DELETE FROM doc_ids_new WHERE doc_id = ?1", [doc_id])?;
                 tx.execute("DELETE FROM rejected WHERE doc_id = ?1", [doc_id])?;
+                tx.execute("INSERT OR IGNORE INTO purged(doc_id) VALUES (?1)", [doc_id])?;
             }
             set_meta(&tx, PURGED, &total.to_string())?;
             set_meta(&tx, PURGE_DEFERRED, if deferred { "1" } else { "0" })?;
@@ -149,6 +153,23 @@ impl Node {
             "dropped records that left this node's scope"
         );
         Ok(gone.len() as u64)
+    }
+
+    /// The records this node dropped and does not hold again: only a station may give
+    /// them back (another volunteer's copy may lack the change that moved them).
+    pub(crate) fn purged_and_not_held(&self) -> Result<HashSet<DocId>, ReadError> {
+        let mut stmt = self.store().conn().prepare(
+            "SELECT p.doc_id FROM purged p
+             WHERE NOT EXISTS (SELECT 1 FROM doc_index i WHERE i.doc_id = p.doc_id)",
+        )?;
+        let rows = stmt.query_map([], |r| r.get::<_, Vec<u8>>(0))?;
+        let mut out = HashSet::new();
+        for row in rows {
+            if let Some(id) = DocId::from_slice(&row?) {
+                out.insert(id);
+            }
+        }
+        Ok(out)
     }
 
     /// The station receipt's position in this node's log and the changes it refused (hex

@@ -222,6 +222,9 @@ pub struct SyncEngine {
     peer_addr: Option<String>,
     /// This node took on a new certificate of its own in this sync (other grids, say).
     scope_changed: bool,
+    /// The records this volunteer dropped and does not hold (read at the first page from
+    /// a peer that is not a station).
+    purged: Option<std::collections::HashSet<DocId>>,
 }
 
 /// The scope key of a position in a log: the puller's certificate digest, then the
@@ -302,6 +305,7 @@ impl SyncEngine {
             ids: Default::default(),
             receipt_to_keep: None,
             scope_changed: false,
+            purged: None,
         })
     }
 
@@ -742,6 +746,22 @@ impl SyncEngine {
                     run_of.insert(wd.doc, runs.len());
                     runs.push((wd.doc, header, wd.changes));
                 }
+            }
+        }
+        // A volunteer takes a record it dropped (it left its scope) back only from a
+        // station: another volunteer's copy may not have the change that moved it yet.
+        if self.my_cert.role == MemberRole::Volunteer
+            && self
+                .peer
+                .as_ref()
+                .is_some_and(|p| p.cert.role != MemberRole::Station)
+        {
+            if self.purged.is_none() {
+                self.purged = Some(self.node.purged_and_not_held()?);
+            }
+            let purged = self.purged.as_ref().expect("just loaded");
+            if !purged.is_empty() {
+                runs.retain(|(doc, _, _)| !purged.contains(doc));
             }
         }
         let mut headed = Vec::with_capacity(runs.len());

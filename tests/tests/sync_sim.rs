@@ -666,3 +666,53 @@ fn a_record_that_left_a_scope_stays_until_the_station_holds_its_own_changes() {
     assert!(w.a.node.show_ticket(t).is_err());
     verify_clean(&[&w.station, &w.a, &w.c]);
 }
+
+/// A volunteer that has dropped a record (it left its grid) does not take it back from
+/// another volunteer who has not heard of the move: that copy lacks the move. The other
+/// volunteer's change reaches the station and the new grid, and it drops the record too.
+#[test]
+fn a_dropped_record_is_not_taken_back_from_a_volunteer_who_missed_the_move() {
+    let mut w = world();
+    let t = w
+        .station
+        .node
+        .open_ticket(&NewTicket {
+            title: "楼道堆物".into(),
+            grid: Some("和平里".into()),
+            ..NewTicket::default()
+        })
+        .unwrap();
+    sync_until_ok(&mut w.a, &mut w.station, 1);
+    sync_until_ok(&mut w.b, &mut w.station, 1);
+    w.station
+        .node
+        .update_ticket(
+            t,
+            &TicketUpdate {
+                grid: Some("幸福路".into()),
+                ..TicketUpdate::default()
+            },
+        )
+        .unwrap();
+    sync_until_ok(&mut w.a, &mut w.station, 1);
+    assert!(
+        w.a.node.show_ticket(t).is_err(),
+        "A still holds the moved ticket"
+    );
+    // B missed the move, comments, and meets A.
+    w.b.node.comment_ticket(t, "已清理一半").unwrap();
+    assert!(sync_until_ok(&mut w.a, &mut w.b, 1).ok());
+    assert!(w.a.node.show_ticket(t).is_err(), "B gave A the ticket back");
+    assert!(sync_until_ok(&mut w.a, &mut w.station, 1).ok());
+    assert!(w.a.node.show_ticket(t).is_err());
+    assert_eq!(w.a.node.pending_to_station().unwrap(), 0);
+    // B's comment reaches the station and 幸福路; then B drops the ticket as well.
+    assert!(sync_until_ok(&mut w.b, &mut w.station, 1).ok());
+    assert!(w.b.node.show_ticket(t).is_err());
+    assert!(sync_until_ok(&mut w.c, &mut w.station, 1).ok());
+    assert_eq!(
+        w.c.node.show_ticket(t).unwrap().comments[0].text,
+        "已清理一半"
+    );
+    verify_clean(&[&w.station, &w.a, &w.b, &w.c]);
+}
