@@ -32,6 +32,11 @@ pub const MAX_SHORT_TEXT: usize = 1024;
 pub const MAX_LONG_TEXT: usize = 64 * 1024;
 /// Most residents one visit may name.
 pub const MAX_RESIDENTS: usize = 100;
+/// Most tickets one visit may link in one change (`visit add`, `visit edit`, a row of
+/// `import`). With it, the largest change a node writes (a new visit: 8 fields, 101
+/// operations of residents, 257 of ticket links) stays within the protocol's
+/// `MAX_CHANGE_OPS`, which every receiver enforces.
+pub const MAX_LINKED_TICKETS: usize = 256;
 
 /// The scalar fields of a visit log, in display order.
 pub const VISIT_FIELDS: &[&str] = &[
@@ -299,6 +304,13 @@ fn check_residents(residents: &[String]) -> Result<(), FieldError> {
     Ok(())
 }
 
+fn check_links(tickets: &[DocId]) -> Result<(), FieldError> {
+    if tickets.len() > MAX_LINKED_TICKETS {
+        return Err(FieldError::TooMany("linked tickets", MAX_LINKED_TICKETS));
+    }
+    Ok(())
+}
+
 fn check_opt(field: &'static str, value: &Option<String>, max: usize) -> Result<(), FieldError> {
     value
         .as_deref()
@@ -319,6 +331,7 @@ impl NewVisit {
         check_grid(&self.grid)?;
         check_opt("note", &self.note, MAX_LONG_TEXT)?;
         check_opt("needs", &self.needs, MAX_LONG_TEXT)?;
+        check_links(&self.tickets)?;
         check_residents(&self.residents)
     }
 }
@@ -335,6 +348,7 @@ impl VisitEdit {
         if let Some(r) = &self.residents {
             check_residents(r)?;
         }
+        check_links(&self.link_tickets)?;
         let nothing = self.household.is_none()
             && self.grid.is_none()
             && self.category.is_none()
