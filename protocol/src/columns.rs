@@ -108,6 +108,9 @@ impl Column {
 pub struct ChangeLayout {
     /// The chunk's body (after the header's length), as a range of the chunk.
     pub body: Range<usize>,
+    /// The column metadata (the column count, then each spec and length), as a range of
+    /// the chunk; the columns' data follows it.
+    pub meta: Range<usize>,
     /// Its columns, in the order of the metadata.
     pub columns: Vec<Column>,
 }
@@ -183,6 +186,7 @@ pub fn change_layout(chunk: &[u8]) -> Result<ChangeLayout, OpCountError> {
         let actor = r.uleb()?;
         r.skip(actor)?;
     }
+    let meta_start = chunk.len() - r.bytes.len();
     let ncols = r.uleb()?;
     let mut specs = Vec::new();
     for _ in 0..ncols {
@@ -191,7 +195,8 @@ pub fn change_layout(chunk: &[u8]) -> Result<ChangeLayout, OpCountError> {
         let len = r.uleb()?;
         specs.push((spec, len));
     }
-    let mut offset = chunk.len() - r.bytes.len();
+    let meta = meta_start..chunk.len() - r.bytes.len();
+    let mut offset = meta.end;
     let mut columns = Vec::with_capacity(specs.len());
     for (spec, len) in specs {
         let len = usize::try_from(len).map_err(|_| OpCountError::Truncated)?;
@@ -205,7 +210,11 @@ pub fn change_layout(chunk: &[u8]) -> Result<ChangeLayout, OpCountError> {
         });
         offset = end;
     }
-    Ok(ChangeLayout { body, columns })
+    Ok(ChangeLayout {
+        body,
+        meta,
+        columns,
+    })
 }
 
 /// Counts the rows a column's data declares, refusing more than `limit` as soon as the
@@ -528,8 +537,8 @@ mod tests {
         }
         let mut deflated = b.clone();
         let layout = change_layout(&deflated).unwrap();
-        // The specs and lengths are one byte each here: set the first spec's deflate bit.
-        let at = layout.columns[0].data.start - 2 * layout.columns.len();
+        // The first spec follows the column count (one byte here): set its deflate bit.
+        let at = layout.meta.start + 1;
         assert_eq!(deflated[at], 0x15);
         deflated[at] |= 8;
         assert!(matches!(
