@@ -522,6 +522,52 @@ mod tests {
         }
     }
 
+    /// What the count costs on an ordinary change, against Automerge's decoding of it
+    /// alone: printed, not asserted (`cargo test -p yizhan-protocol cost_of -- --nocapture`;
+    /// with `CARGO_PROFILE_DEV_OPT_LEVEL=2` this crate is optimised as its dependencies are).
+    #[test]
+    fn cost_of_the_count_against_decoding() {
+        let mut doc = AutoCommit::new().with_actor(ActorId::from([3u8; 32]));
+        doc.put(ROOT, "kind", "visit").unwrap();
+        doc.put(ROOT, "household", "和平里 3-2-101").unwrap();
+        doc.put(ROOT, "note", "独居老人，需要定期探访").unwrap();
+        doc.put(ROOT, "visited_at", "2026-12-07T15:00:00+08:00")
+            .unwrap();
+        let list = doc.put_object(ROOT, "residents", ObjType::List).unwrap();
+        doc.insert(&list, 0, "张大爷").unwrap();
+        doc.insert(&list, 1, "张奶奶").unwrap();
+        doc.commit();
+        let change = doc.get_last_local_change().unwrap();
+        let bytes = change.raw_bytes().to_vec();
+        let rounds = 20_000;
+        let time = |f: &dyn Fn()| {
+            let start = std::time::Instant::now();
+            for _ in 0..rounds {
+                f();
+            }
+            start.elapsed()
+        };
+        let count = time(&|| {
+            std::hint::black_box(declared_ops(std::hint::black_box(&bytes), MAX_CHANGE_OPS))
+                .unwrap();
+        });
+        let decode = time(&|| {
+            std::hint::black_box(automerge::Change::try_from(std::hint::black_box(
+                &bytes[..],
+            )))
+            .unwrap();
+        });
+        println!(
+            "a change of {} operations, {} bytes: count {:?}, decode {:?} a change; \
+             count / decode = {:.3}",
+            change.len(),
+            bytes.len(),
+            count / rounds,
+            decode / rounds,
+            count.as_secs_f64() / decode.as_secs_f64()
+        );
+    }
+
     #[test]
     fn the_layout_is_read_and_bad_framing_refused() {
         let b = bomb(3);
