@@ -1270,22 +1270,26 @@ fn undecodable_frame() {
 fn deeply_nested_values() {
     let mut w = world();
     let key = w.m.node.device_key();
-    // One change nesting maps 100,000 deep in M's own visit (M may write it).
+    // One change nesting maps 100,000 deep in M's own visit (M may write it): too many
+    // operations, refused before it is decoded; 1,000 deep: refused for its depth.
     let (header, mut am) = fork_of(&w.m, w.m_visit, w.m.id());
     let mut spread = am.fork().with_actor(actor(w.m.id()));
-    let deep = commit(&mut am, now_ms(), |am| {
-        let mut obj = am.put_object(ROOT, "deep", ObjType::Map).unwrap();
-        for _ in 0..100_000 {
-            obj = am.put_object(&obj, "x", ObjType::Map).unwrap();
-        }
-    });
-    assert!(deep.raw_bytes().len() < yizhan_protocol::envelope::MAX_CHANGE_BYTES);
-    let env = SignedChange::sign(&key, Some(site(&w)), w.m_visit, &deep);
     let before = snapshot(&w.station);
-    let out = m_sends(&mut w, true, vec![vec![wire_doc(header, vec![wire(&env)])]]);
-    all_refused(&out, 1);
-    let reason = last_reason(&w.station);
-    assert!(reason.starts_with("it nests objects"), "{reason}");
+    for (depth, why) in [(100_000, TOO_MANY_OPS), (1_000, "it nests objects")] {
+        let mut am = am.fork().with_actor(actor(w.m.id()));
+        let deep = commit(&mut am, now_ms(), |am| {
+            let mut obj = am.put_object(ROOT, "deep", ObjType::Map).unwrap();
+            for _ in 0..depth {
+                obj = am.put_object(&obj, "x", ObjType::Map).unwrap();
+            }
+        });
+        assert!(deep.raw_bytes().len() < yizhan_protocol::envelope::MAX_CHANGE_BYTES);
+        let env = SignedChange::sign(&key, Some(site(&w)), w.m_visit, &deep);
+        let out = m_sends(&mut w, true, vec![vec![wire_doc(header, vec![wire(&env)])]]);
+        all_refused(&out, 1);
+        let reason = last_reason(&w.station);
+        assert!(reason.starts_with(why), "{reason}");
+    }
 
     // The same depth spread over many small changes, one level each.
     let mut envs = Vec::new();
