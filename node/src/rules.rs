@@ -388,6 +388,13 @@ mod tests {
             tickets: tickets.clone(),
         };
         new_visit.check().unwrap();
+        // One more linked ticket is refused at the command, before anything is written.
+        let mut over = new_visit.clone();
+        over.tickets.push(DocId::from_bytes([0xee; 16]));
+        assert_eq!(
+            over.check().unwrap_err().to_string(),
+            "too many linked tickets (at most 256)"
+        );
         records::write_new_visit(
             &mut visit,
             DocId::from_bytes([1; 16]),
