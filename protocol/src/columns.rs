@@ -187,7 +187,9 @@ pub fn change_layout(chunk: &[u8]) -> Result<ChangeLayout, OpCountError> {
         let actor = r.uleb()?;
         r.skip(actor)?;
     }
-    let meta_start = chunk.len() - r.bytes.len();
+    // Offsets in the chunk: the body reader holds a suffix of the body, which may be
+    // followed by bytes that are not part of it.
+    let meta_start = body.end - r.bytes.len();
     let ncols = r.uleb()?;
     let mut specs = Vec::new();
     for _ in 0..ncols {
@@ -196,7 +198,7 @@ pub fn change_layout(chunk: &[u8]) -> Result<ChangeLayout, OpCountError> {
         let len = r.uleb()?;
         specs.push((spec, len));
     }
-    let meta = meta_start..chunk.len() - r.bytes.len();
+    let meta = meta_start..body.end - r.bytes.len();
     let mut offset = meta.end;
     let mut columns = Vec::with_capacity(specs.len());
     for (spec, len) in specs {
@@ -587,6 +589,11 @@ mod tests {
         let b = bomb(3);
         let layout = change_layout(&b).unwrap();
         assert_eq!(layout.body.end, b.len());
+        // Bytes after the body (Automerge refuses them) move nothing of the layout.
+        let mut trailing = b.clone();
+        trailing.extend_from_slice(&[0x7f; 40]);
+        assert_eq!(change_layout(&trailing), Ok(layout.clone()));
+        assert_eq!(declared_ops(&trailing, MAX_CHANGE_OPS), Ok(3));
         let ids: Vec<u32> = layout.columns.iter().map(Column::id).collect();
         assert_eq!(ids, [1, 3, 4, 5, 7]);
         for cut in [0, 8, 9, b.len() - 1] {
