@@ -662,7 +662,13 @@ impl Root {
     /// Such a document nests objects one deep and has no conflicts.
     pub fn of_first_change(change: &automerge::Change) -> Option<Root> {
         use automerge::legacy::{ElementId, Key, ObjectId, OpId, OpType};
-        if change.seq() != 1 || !change.deps().is_empty() || change.start_op().get() != 1 {
+        // A first change names no other actor: nothing but its own operations exists yet
+        // (Automerge cannot apply one that does, to an empty document).
+        if change.seq() != 1
+            || !change.deps().is_empty()
+            || change.start_op().get() != 1
+            || !change.other_actor_ids().is_empty()
+        {
             return None;
         }
         let expanded = change.decode();
