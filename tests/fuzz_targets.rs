@@ -32,6 +32,7 @@ use yizhan_node::home::{InitConfig, InitSeed, TicketFilter, VisitFilter};
 use yizhan_node::records::{NewTicket, NewVisit, TicketUpdate, VisitEdit};
 use yizhan_node::site::EnrollRequest;
 use yizhan_node::sync::{SyncConfig, SyncEngine};
+use yizhan_protocol::columns::MAX_CHANGE_OPS;
 use yizhan_protocol::envelope::{MAX_CHANGE_BYTES, decode_change, signing_message};
 use yizhan_protocol::identity::{DeviceIdCache, KeyCache};
 use yizhan_protocol::signed::Signed;
@@ -512,6 +513,146 @@ impl Driver {
 // envelope
 // ---------------------------------------------------------------------------------------
 
+/// The row counts a structure-aware mutation writes into a change's run headers: none,
+/// small, around the per-change limit, and far over it.
+const RUN_COUNTS: [u64; 8] = [
+    0,
+    1,
+    2,
+    MAX_CHANGE_OPS - 1,
+    MAX_CHANGE_OPS,
+    MAX_CHANGE_OPS + 1,
+    1 << 24,
+    i64::MAX as u64,
+];
+
+/// Which columns [`shape_change`] rewrites the first run of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Runs {
+    /// Every column (the raw value column has no runs).
+    All,
+    /// The action column: the number of operations.
+    Action,
+    /// Every column but the action column.
+    Others,
+    /// The first column.
+    First,
+}
+
+/// Shapes fuzzed change bytes so that they get past the chunk framing to the column
+/// counter, Automerge's decoder and `apply`: with `rewrite`, the first run header of the
+/// chosen columns is made to declare that many rows (each column's length in the metadata
+/// following); then, with `repair`, the chunk is framed anew: the body's length and the
+/// checksum (so the hash the signature covers) made right for the body it has. Bytes that
+/// are not an uncompressed change chunk are left as they are.
+pub fn shape_change(bytes: &[u8], rewrite: Option<(u64, Runs)>, repair: bool) -> Vec<u8> {
+    let mut out = bytes.to_vec();
+    if let Some((count, which)) = rewrite
+        && let Some(rewritten) = rewrite_runs(bytes, count, which)
+    {
+        out = rewritten;
+    }
+    if repair && out.len() > 9 && out[8] == 1 {
+        let mut rest = &out[9..];
+        if leb128::read::unsigned(&mut rest).is_ok() {
+            out = yizhan_protocol::columns::frame_change(rest).0;
+        }
+    }
+    out
+}
+
+fn rewrite_runs(bytes: &[u8], count: u64, which: Runs) -> Option<Vec<u8>> {
+    let layout = yizhan_protocol::columns::change_layout(bytes).ok()?;
+    let mut body = bytes[layout.body.start..layout.meta.start].to_vec();
+    let mut datas = Vec::new();
+    for (i, col) in layout.columns.iter().enumerate() {
+        let data = &bytes[col.data.clone()];
+        let action = col.id() == 4 && col.col_type() == 2;
+        let chosen = match which {
+            Runs::All => true,
+            Runs::Action => action,
+            Runs::Others => !action,
+            Runs::First => i == 0,
+        };
+        datas.push(if chosen {
+            rewrite_first_run(col.col_type(), data, count)
+        } else {
+            data.to_vec()
+        });
+    }
+    let leb = |out: &mut Vec<u8>, n: u64| {
+        leb128::write::unsigned(out, n).expect("writes to a Vec");
+    };
+    leb(&mut body, layout.columns.len() as u64);
+    for (col, data) in layout.columns.iter().zip(&datas) {
+        leb(&mut body, u64::from(col.spec));
+        leb(&mut body, data.len() as u64);
+    }
+    for data in &datas {
+        body.extend_from_slice(data);
+    }
+    let end = layout
+        .columns
+        .last()
+        .map_or(layout.meta.end, |c| c.data.end);
+    body.extend_from_slice(&bytes[end..layout.body.end]);
+    Some(yizhan_protocol::columns::frame_change(&body).0)
+}
+
+/// A column's data with its first run header declaring `count` rows (a run of values, or
+/// of nulls when the first run is one; the first run of `false` in a boolean column).
+fn rewrite_first_run(col_type: u8, data: &[u8], count: u64) -> Vec<u8> {
+    let mut rest = data;
+    let mut out = Vec::new();
+    match col_type {
+        7 => return data.to_vec(),
+        4 => {
+            if leb128::read::unsigned(&mut rest).is_err() {
+                return data.to_vec();
+            }
+            leb128::write::unsigned(&mut out, count).expect("writes to a Vec");
+        }
+        _ => {
+            let Ok(n) = leb128::read::signed(&mut rest) else {
+                return data.to_vec();
+            };
+            if n == 0 {
+                if leb128::read::unsigned(&mut rest).is_err() {
+                    return data.to_vec();
+                }
+                out.push(0);
+                leb128::write::unsigned(&mut out, count).expect("writes to a Vec");
+            } else {
+                let count = i64::try_from(count).unwrap_or(i64::MAX);
+                leb128::write::signed(&mut out, count).expect("writes to a Vec");
+            }
+        }
+    }
+    out.extend_from_slice(rest);
+    out
+}
+
+/// The hash Automerge gives a well-framed change chunk (SHA-256 of everything after the
+/// checksum), computed without decoding it, so that a change refused before decoding can
+/// still carry a right signature.
+fn chunk_hash(bytes: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    bytes
+        .get(8..)
+        .map_or([0; 32], |b| sha2::Sha256::digest(b).into())
+}
+
+/// What every decoded change must satisfy: its operations are the ones counted from its
+/// run headers, within the limit.
+fn count_agrees(bytes: &[u8], change: &automerge::Change) {
+    let counted = yizhan_protocol::columns::declared_ops(bytes, MAX_CHANGE_OPS);
+    assert_eq!(
+        counted,
+        Ok(change.len() as u64),
+        "the operations counted before decoding are not the ones Automerge decoded"
+    );
+}
+
 /// `envelope`: byte 0 holds options, the rest is an Automerge change chunk, as it would
 /// arrive in a `WireChange`. The change is rebuilt into an envelope (decoded, panics
 /// contained), verified strictly, and if it verifies, applied to an empty document, saved
@@ -519,17 +660,29 @@ impl Driver {
 ///
 /// Option bits 0-1 pick the signature: 0 the key of the change's actor when it is one of
 /// the test keys (so the signature is right and verification reaches the end), 1 a test
-/// key by bits 2-3, 2 and 3 all zeros. Bit 4 signs with no site.
+/// key by bits 2-3, 2 and 3 all zeros. Bit 4 signs with no site. The bytes are shaped
+/// ([`shape_change`]) first: bits 6-7 rewrite the first run of every column (1), of the
+/// action column (2) or of every other column (3) to declare `1`, `MAX_CHANGE_OPS`, one
+/// more, or `i64::MAX` rows (by bits 2-3); and the framing is repaired unless bit 5 is set.
 pub fn envelope(data: &[u8]) {
     install_panic_hook();
     let mut input = Input(data);
     let opts = input.u8();
-    let bytes = input.bytes(usize::MAX).to_vec();
+    let count =
+        [1, MAX_CHANGE_OPS, MAX_CHANGE_OPS + 1, i64::MAX as u64][usize::from(opts >> 2 & 3)];
+    let rewrite = match opts >> 6 {
+        0 => None,
+        1 => Some((count, Runs::All)),
+        2 => Some((count, Runs::Action)),
+        _ => Some((count, Runs::Others)),
+    };
+    let bytes = shape_change(input.bytes(usize::MAX), rewrite, opts & 0x20 == 0);
     let doc = DocId::from_bytes([0x5a; 16]);
     let sign_site = (opts & 0x10 == 0).then(site);
     let all = keys::all();
     let decoded = decode_change(&bytes);
     if let Ok(change) = &decoded {
+        count_agrees(&bytes, change);
         first_change_agrees(change);
     }
     let signature = match opts & 3 {
@@ -543,7 +696,9 @@ pub fn envelope(data: &[u8]) {
                         .find(|k| k.device_id().as_bytes().as_slice() == c.actor_id().to_bytes())
                 })
                 .unwrap_or(&all[usize::from(opts >> 2) & 3]);
-            let hash = decoded.as_ref().map_or([0; 32], |c| c.hash().0);
+            let hash = decoded
+                .as_ref()
+                .map_or_else(|_| chunk_hash(&bytes), |c| c.hash().0);
             key.sign(&signing_message(
                 sign_site,
                 doc,
@@ -859,7 +1014,11 @@ pub struct CaseChange {
     /// Who signs: `0..=3` a test key; otherwise the key of the change's actor when it is a
     /// test key (the lawful case), else volunteer A.
     pub signer: u8,
-    /// `0` signs for the station's site, `1` with no site, `2` leaves the signature zero.
+    /// Bits 0-1: `0` signs for the station's site, `1` with no site, `2` and `3` leave the
+    /// signature zero. Bit 2 leaves the chunk's framing as it came (else it is repaired,
+    /// [`shape_change`]); bits 3-5 pick a count of `RUN_COUNTS` (0: no rewrite) that
+    /// bits 6-7 write into the first run of every column, the action column, every other
+    /// column, or the first column.
     pub how: u8,
     /// The raw Automerge change.
     pub bytes: Vec<u8>,
@@ -949,8 +1108,18 @@ pub fn ingest(data: &[u8]) {
         }
         let mut changes = Vec::new();
         for c in &d.changes {
-            let decoded = decode_change(&c.bytes).ok();
-            let hash = decoded.as_ref().map_or([0; 32], |ch| ch.hash().0);
+            let count = RUN_COUNTS[usize::from(c.how >> 3 & 7)];
+            let which =
+                [Runs::All, Runs::Action, Runs::Others, Runs::First][usize::from(c.how >> 6)];
+            let rewrite = (c.how >> 3 & 7 != 0).then_some((count, which));
+            let bytes = shape_change(&c.bytes, rewrite, c.how & 4 == 0);
+            let decoded = decode_change(&bytes).ok();
+            if let Some(change) = &decoded {
+                count_agrees(&bytes, change);
+            }
+            let hash = decoded
+                .as_ref()
+                .map_or_else(|| chunk_hash(&bytes), |ch| ch.hash().0);
             let key = if c.signer < 4 {
                 &all[usize::from(c.signer)]
             } else {
@@ -964,7 +1133,7 @@ pub fn ingest(data: &[u8]) {
                     .unwrap_or(&all[1])
             };
             let hash = yizhan_protocol::ChangeHash(hash);
-            let signature = match c.how % 3 {
+            let signature = match c.how & 3 {
                 0 => key.sign(&signing_message(Some(site()), doc, hash)),
                 1 => key.sign(&signing_message(None, doc, hash)),
                 _ => [0; 64],
@@ -974,7 +1143,7 @@ pub fn ingest(data: &[u8]) {
                 hash,
                 signer: key.device_id(),
                 signature,
-                bytes: c.bytes.clone(),
+                bytes,
             });
         }
         total += changes.len();
@@ -1006,6 +1175,21 @@ pub fn ingest(data: &[u8]) {
     let _ = node
         .list_tickets(&TicketFilter::default())
         .expect("list tickets");
+    for h in &headers {
+        // No record holds more operations than its budget.
+        if let Ok(stored) = node.doc_changes(h.doc_id()) {
+            let ops: u64 = stored
+                .changes
+                .iter()
+                .filter_map(|c| decode_change(&c.bytes).ok())
+                .map(|c| c.len() as u64)
+                .sum();
+            assert!(
+                ops <= yizhan_node::rules::MAX_RECORD_OPS,
+                "a record holds {ops} operations, over its budget"
+            );
+        }
+    }
     for h in headers {
         let _ = match h.kind {
             RecordKind::Visit => node.show_visit(h.doc_id()).map(|_| ()),
@@ -1137,6 +1321,20 @@ pub fn seeds() -> Vec<Seed> {
             add("envelope", format!("change-opts-{opts:02x}"), v);
         }
     }
+    // Run lengths rewritten: every column, the action column, the others; at 1, at the
+    // limit, one over, i64::MAX; on a one-operation change (a note edited) and on a first
+    // change.
+    for (tag, env) in [
+        ("edit", all_changes.first().and_then(|d| d.changes.get(1))),
+        ("first", all_changes.first().and_then(|d| d.changes.first())),
+    ] {
+        let Some(env) = env else { continue };
+        for opts in [0x44u8, 0x48, 0x4c, 0x40, 0x88, 0xc4] {
+            let mut v = vec![opts];
+            v.extend_from_slice(&env.bytes);
+            add("envelope", format!("change-runs-{tag}-{opts:02x}"), v);
+        }
+    }
 
     // ingest: each document's history with its header; the revoked author's visit (the
     // station holds it in quarantine); a batch of everything; a misfiled change.
@@ -1182,6 +1380,15 @@ pub fn seeds() -> Vec<Seed> {
         let mut tail = first.clone();
         tail.changes.remove(0);
         add("ingest", "no-history".into(), encode_ingest(&[tail]));
+        // The history with its later changes' runs rewritten (see `CaseChange::how`):
+        // every column at the limit, one over, at 2^24; the action column alone one under.
+        for how in [0x20u8, 0x28, 0x30, 0x58] {
+            let mut runs = first.clone();
+            for c in runs.changes.iter_mut().skip(1) {
+                c.how = how;
+            }
+            add("ingest", format!("runs-{how:02x}"), encode_ingest(&[runs]));
+        }
     }
 
     // token and statement: the enrolment tokens and their certificates.

@@ -1658,7 +1658,8 @@ struct Built {
 ///
 /// The checks are those of [`apply_group`] for a document the store does not hold:
 /// [`may_write`], the author's membership expiry, no two changes with one
-/// `(actor, seq)`, the record model, the nesting rule and loading back (`rules.rs`); a
+/// `(actor, seq)`, the record's operation budget, the record model, the nesting rule and
+/// loading back (`rules.rs`); a
 /// group that fails any of them goes to [`apply_group`], which refuses (and records) what
 /// it must.
 fn build_fresh(
@@ -1668,15 +1669,18 @@ fn build_fresh(
     results: Vec<Checked>,
 ) -> Work {
     let mut claimed = std::collections::HashSet::new();
-    let mergeable = results.iter().all(|r| {
-        r.as_ref().is_ok_and(|v| {
-            let signer = v.envelope.signer;
-            let expiry = expiries.get(&signer).copied().flatten();
-            crate::rules::made_after_expiry(expiry, v.change.timestamp()).is_none()
-                && claimed.insert((signer, v.change.seq()))
-                && matches!(may_write(ctx, &header, v), Ok(Verdict::Merge))
-        })
-    });
+    let mergeable =
+        results.iter().all(|r| {
+            r.as_ref().is_ok_and(|v| {
+                let signer = v.envelope.signer;
+                let expiry = expiries.get(&signer).copied().flatten();
+                crate::rules::made_after_expiry(expiry, v.change.timestamp()).is_none()
+                    && claimed.insert((signer, v.change.seq()))
+                    && matches!(may_write(ctx, &header, v), Ok(Verdict::Merge))
+            })
+        }) && crate::rules::op_budget(0, results.iter().flatten().map(|v| v.change.len()))
+            .iter()
+            .all(Result::is_ok);
     if !mergeable || results.is_empty() {
         return Work::Checked(header, results);
     }
@@ -1837,12 +1841,22 @@ fn apply_group(
         Err(WriteError::NotAllowed(_)) => AutoCommit::new(), // a new document
         Err(e) => return Err(e),
     };
+    // The record's budget of operations, before Automerge materialises any (rules.rs).
+    let held = automerge::ReadDoc::stats(&doc).num_ops;
+    let budget = crate::rules::op_budget(held, verified.iter().map(|v| v.change.len()));
     // Move the decoded changes into Automerge; keep what is needed of them afterwards.
     let mut kept = Vec::with_capacity(verified.len());
     let mut changes = Vec::with_capacity(verified.len());
-    for v in verified {
+    for (v, admitted) in verified.into_iter().zip(budget) {
+        if let Err(why) = admitted {
+            reject(tx, ctx, report, &v.envelope, &why)?;
+            continue;
+        }
         kept.push((v.envelope, v.change.seq(), v.change.deps().to_vec()));
         changes.push(v.change);
+    }
+    if kept.is_empty() {
+        return Ok(());
     }
     let applied = catch_unwind(AssertUnwindSafe(|| doc.apply_changes(changes)));
     if !matches!(applied, Ok(Ok(()))) {

@@ -35,6 +35,11 @@ pub const MAX_SHORT_TEXT: usize = 1024;
 pub const MAX_LONG_TEXT: usize = 64 * 1024;
 /// Most residents one visit may name.
 pub const MAX_RESIDENTS: usize = 100;
+/// Most tickets one visit may link in one change (`visit add`, `visit edit`, a row of
+/// `import`). With it, the largest change a node writes (a new visit: 8 fields, 101
+/// operations of residents, 257 of ticket links) stays within the protocol's
+/// `MAX_CHANGE_OPS`, which every receiver enforces.
+pub const MAX_LINKED_TICKETS: usize = 256;
 
 /// The scalar fields of a visit log, in display order.
 pub const VISIT_FIELDS: &[&str] = &[
@@ -305,6 +310,13 @@ fn check_residents(residents: &[String]) -> Result<(), FieldError> {
     Ok(())
 }
 
+fn check_links(tickets: &[DocId]) -> Result<(), FieldError> {
+    if tickets.len() > MAX_LINKED_TICKETS {
+        return Err(FieldError::TooMany("linked tickets", MAX_LINKED_TICKETS));
+    }
+    Ok(())
+}
+
 fn check_opt(field: &'static str, value: &Option<String>, max: usize) -> Result<(), FieldError> {
     value
         .as_deref()
@@ -337,6 +349,7 @@ impl NewVisit {
         check_opt("note", &self.note, MAX_LONG_TEXT)?;
         check_opt("needs", &self.needs, MAX_LONG_TEXT)?;
         check_happened("visited_at", self.visited_at)?;
+        check_links(&self.tickets)?;
         check_residents(&self.residents)
     }
 }
@@ -354,6 +367,7 @@ impl VisitEdit {
             check_residents(r)?;
         }
         check_happened("visited_at", self.visited_at)?;
+        check_links(&self.link_tickets)?;
         let nothing = self.household.is_none()
             && self.grid.is_none()
             && self.category.is_none()
@@ -677,7 +691,13 @@ impl Root {
         expanded: &automerge::ExpandedChange,
     ) -> Option<Root> {
         use automerge::legacy::{ElementId, Key, ObjectId, OpId, OpType};
-        if change.seq() != 1 || !change.deps().is_empty() || change.start_op().get() != 1 {
+        // A first change names no other actor: nothing but its own operations exists yet
+        // (Automerge cannot apply one that does, to an empty document).
+        if change.seq() != 1
+            || !change.deps().is_empty()
+            || change.start_op().get() != 1
+            || !change.other_actor_ids().is_empty()
+        {
             return None;
         }
         let actor = change.actor_id();

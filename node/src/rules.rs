@@ -19,6 +19,14 @@
 //!   rejected and the stored document is left as it was. This keeps every reader of a
 //!   document (which may walk it recursively) away from unbounded depth.
 //!
+//! - **Operations.** A record holds at most [`MAX_RECORD_OPS`] Automerge operations over its
+//!   whole history. Before a batch's changes are applied, each is admitted in order while
+//!   the record's operations plus the admitted changes' stay within the budget; a change
+//!   that would go over is refused ("the record would hold ... operations"), nothing of it
+//!   stored. Each change is already at most `MAX_CHANGE_OPS` (refused before decoding by
+//!   `decode_change`); this bounds what a record, and every node that holds it, must
+//!   materialise when it is loaded.
+//!
 //! The checks are pure functions (unit-tested below) and a per-document [`Gate`] that
 //! ingest asks once per verified change.
 
@@ -36,6 +44,14 @@ use crate::home::{Node, ReadError};
 /// The deepest an object may sit below a record document's root (the root's own fields
 /// are depth 1). The record schema uses 2.
 pub const MAX_OBJECT_DEPTH: usize = 8;
+
+/// The most Automerge operations one record may hold, over its whole history.
+///
+/// Sized from the record model: a new visit is at most 366 operations, an edit that
+/// replaces the residents 108 plus its ticket links, a ticket 12, a comment 4, a field
+/// update 1 each. 65,536 is a ticket with 16,000 comments, or a visit whose 100 residents
+/// were rewritten 600 times. Loading a record of this size takes Automerge about 20 MB.
+pub const MAX_RECORD_OPS: u64 = 1 << 16;
 
 /// Most misbehaviour records kept; older ones are dropped.
 const MAX_MISBEHAVIOUR_KEPT: i64 = 1000;
@@ -112,6 +128,29 @@ pub fn nesting(doc: &impl ReadDoc) -> Result<(), String> {
     check_depth(doc, MAX_OBJECT_DEPTH).map_err(|depth| {
         format!("it nests objects {depth} deep, over the limit of {MAX_OBJECT_DEPTH}")
     })
+}
+
+/// Which of a batch's changes to a record its operation budget admits (see the module
+/// docs). `held` is the number of operations the record holds, `incoming` each change's,
+/// in the order they are to be applied. A change is admitted while the total stays within
+/// [`MAX_RECORD_OPS`]; one that would go over gets the reason it is refused, and a later,
+/// smaller one may still fit.
+pub fn op_budget(held: u64, incoming: impl IntoIterator<Item = usize>) -> Vec<Result<(), String>> {
+    let mut total = held;
+    incoming
+        .into_iter()
+        .map(|ops| {
+            let after = total.saturating_add(ops as u64);
+            if after > MAX_RECORD_OPS {
+                Err(format!(
+                    "the record would hold {after} operations, over the limit of {MAX_RECORD_OPS}"
+                ))
+            } else {
+                total = after;
+                Ok(())
+            }
+        })
+        .collect()
 }
 
 /// The per-document checks of one ingest batch: expiry and equivocation.
@@ -589,6 +628,123 @@ mod tests {
         assert_eq!(check_depth(&nested(4), 3), Err(4));
         assert!(nesting(&nested(MAX_OBJECT_DEPTH)).is_ok());
         assert!(nesting(&nested(MAX_OBJECT_DEPTH + 1)).is_err());
+    }
+
+    /// The largest change of each kind a node writes, with every field at its longest:
+    /// what `MAX_CHANGE_OPS` and [`MAX_RECORD_OPS`] were sized from.
+    #[test]
+    fn the_largest_lawful_changes_fit_the_limits_with_a_margin() {
+        use crate::model::{Category, Priority, Status, Time};
+        use crate::records::{self, MAX_LINKED_TICKETS, MAX_LONG_TEXT, MAX_RESIDENTS};
+        use yizhan_protocol::columns::{MAX_CHANGE_OPS, declared_ops};
+        let long = "话".repeat(MAX_LONG_TEXT / 3);
+        let short = "户".repeat(records::MAX_SHORT_TEXT / 3);
+        let tickets: Vec<DocId> = (0..MAX_LINKED_TICKETS)
+            .map(|i| DocId::from_bytes([i as u8; 16]))
+            .collect();
+        let device = yizhan_protocol::DeviceKey::from_seed([9; 32]).device_id();
+        let ops = |doc: &mut AutoCommit| {
+            doc.commit();
+            let change = doc.get_last_local_change().unwrap();
+            let declared = declared_ops(change.raw_bytes(), MAX_CHANGE_OPS).unwrap();
+            assert_eq!(declared, change.len() as u64);
+            declared
+        };
+        let mut visit = AutoCommit::new();
+        let new_visit = records::NewVisit {
+            household: short.clone(),
+            grid: Some(short.clone()),
+            category: Some(Category::ALL[0]),
+            note: Some(long.clone()),
+            residents: vec![short.clone(); MAX_RESIDENTS],
+            needs: Some(long.clone()),
+            visited_at: None,
+            tickets: tickets.clone(),
+        };
+        new_visit.check().unwrap();
+        // One more linked ticket is refused at the command, before anything is written.
+        let mut over = new_visit.clone();
+        over.tickets.push(DocId::from_bytes([0xee; 16]));
+        assert_eq!(
+            over.check().unwrap_err().to_string(),
+            "too many linked tickets (at most 256)"
+        );
+        records::write_new_visit(
+            &mut visit,
+            DocId::from_bytes([1; 16]),
+            &new_visit,
+            Time::now(),
+        )
+        .unwrap();
+        let new_visit_ops = ops(&mut visit);
+        // Every field changed (Automerge writes nothing for a value put again unchanged)
+        // and as many other tickets linked.
+        let other = "家".repeat(records::MAX_SHORT_TEXT / 3);
+        let edit = records::VisitEdit {
+            household: Some(other.clone()),
+            grid: Some(other.clone()),
+            category: Some(Category::ALL[1]),
+            note: Some("记".repeat(MAX_LONG_TEXT / 3)),
+            residents: Some(vec![other.clone(); MAX_RESIDENTS]),
+            needs: Some("需".repeat(MAX_LONG_TEXT / 3)),
+            visited_at: Some(Time::from_millis(0)),
+            link_tickets: (0..MAX_LINKED_TICKETS)
+                .map(|i| {
+                    let mut id = [i as u8; 16];
+                    id[15] = id[15].wrapping_add(1);
+                    DocId::from_bytes(id)
+                })
+                .collect(),
+        };
+        edit.check().unwrap();
+        records::write_visit_edit(&mut visit, &edit).unwrap();
+        let edit_ops = ops(&mut visit);
+        let mut ticket = AutoCommit::new();
+        let t = records::NewTicket {
+            title: short.clone(),
+            category: Some(Category::ALL[0]),
+            household: Some(short.clone()),
+            grid: Some(short.clone()),
+            priority: Some(Priority::Urgent),
+            status: Some(Status::Open),
+            assignee: Some(device),
+            note: Some(long.clone()),
+            opened_at: None,
+        };
+        records::write_new_ticket(&mut ticket, DocId::from_bytes([2; 16]), &t, Time::now())
+            .unwrap();
+        let ticket_ops = ops(&mut ticket);
+        records::write_comment(&mut ticket, device, &long, Time::now()).unwrap();
+        let comment_ops = ops(&mut ticket);
+        println!(
+            "largest changes: new visit {new_visit_ops}, visit edit {edit_ops}, \
+             new ticket {ticket_ops}, comment {comment_ops} operations; \
+             limit {MAX_CHANGE_OPS} a change, {MAX_RECORD_OPS} a record"
+        );
+        assert_eq!(
+            new_visit_ops,
+            8 + 1 + MAX_RESIDENTS as u64 + 1 + MAX_LINKED_TICKETS as u64
+        );
+        let largest = new_visit_ops.max(edit_ops).max(ticket_ops).max(comment_ops);
+        assert!(largest * 2 < MAX_CHANGE_OPS, "margin of at least two");
+        // A record's budget holds a ticket with 16,000 comments, or 100 full visit edits.
+        assert!(ticket_ops + 16_000 * comment_ops <= MAX_RECORD_OPS);
+        assert!(new_visit_ops + 100 * edit_ops <= MAX_RECORD_OPS);
+    }
+
+    #[test]
+    fn the_op_budget_admits_changes_in_order_while_they_fit() {
+        let max = MAX_RECORD_OPS as usize;
+        assert!(op_budget(0, [max]).iter().all(Result::is_ok));
+        assert!(op_budget(1, [max])[0].is_err());
+        // Over, then a small one that still fits, then one that no longer does.
+        let v = op_budget(MAX_RECORD_OPS - 10, [5, 20, 5, 1]);
+        assert_eq!(
+            v.iter().map(Result::is_ok).collect::<Vec<_>>(),
+            [true, false, true, false]
+        );
+        assert!(v[1].as_ref().unwrap_err().contains("65551 operations"));
+        assert!(op_budget(u64::MAX, [usize::MAX])[0].is_err());
         // A very deep document is measured without recursion and stops at the limit.
         assert_eq!(check_depth(&nested(50_000), 8), Err(9));
     }

@@ -126,6 +126,10 @@ pub enum VerifyError {
     /// The signature does not verify strictly.
     #[error("bad signature")]
     BadSignature,
+    /// The change declares more operations (or rows of any column) than
+    /// [`MAX_CHANGE_OPS`](crate::columns::MAX_CHANGE_OPS); refused before decoding.
+    #[error("change declares more than {0} operations")]
+    TooManyOps(u64),
 }
 
 /// An envelope that did not verify, handed back with the reason.
@@ -325,6 +329,13 @@ impl SignedChange {
 /// change; but a change that waits for its dependencies is saved, as it came, in the
 /// document's snapshot, and loading a snapshot does check it. Found by fuzzing (see
 /// `docs/fuzzing.md`).
+///
+/// Then the chunk's cost is bounded before Automerge decodes it: the rows every column
+/// declares are counted from the run headers ([`crate::columns::declared_ops`]), and a
+/// change declaring more than [`MAX_CHANGE_OPS`](crate::columns::MAX_CHANGE_OPS)
+/// operations, or more rows in any column, is [`VerifyError::TooManyOps`]. Otherwise a
+/// chunk of two hundred bytes could make Automerge walk, and a document materialise,
+/// millions of operations.
 pub fn decode_change(bytes: &[u8]) -> Result<automerge::Change, VerifyError> {
     /// The chunk type of an uncompressed change (at offset 8, after magic and checksum).
     const CHANGE_CHUNK: u8 = 1;
@@ -332,6 +343,12 @@ pub fn decode_change(bytes: &[u8]) -> Result<automerge::Change, VerifyError> {
         return Err(VerifyError::Malformed(
             "not an uncompressed change chunk".into(),
         ));
+    }
+    use crate::columns::{MAX_CHANGE_OPS, OpCountError, declared_ops};
+    match declared_ops(bytes, MAX_CHANGE_OPS) {
+        Ok(_) => {}
+        Err(OpCountError::TooMany { limit, .. }) => return Err(VerifyError::TooManyOps(limit)),
+        Err(e) => return Err(VerifyError::Malformed(e.to_string())),
     }
     let change = match catch_unwind(AssertUnwindSafe(|| automerge::Change::try_from(bytes))) {
         Ok(Ok(change)) => change,

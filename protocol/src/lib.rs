@@ -9,6 +9,8 @@
 //!   [`DeviceId`]s, and [`SiteId`]s.
 //! - [`doc`]: record documents: [`DocId`] is derived from a [`DocHeader`] (kind, author,
 //!   nonce), so that a record's kind and author cannot be changed after it is made.
+//! - [`columns`]: the operations a change declares, counted from its column headers
+//!   before it is decoded.
 //! - [`envelope`]: [`SignedChange`], an Automerge change signed by its author's device key,
 //!   and the rule that binds the change's Automerge actor to that key.
 //! - [`signed`] and [`membership`]: statements signed by a site's root station:
@@ -19,6 +21,7 @@
 //! The wire format and the signing rule are specified in `docs/protocol.md`.
 #![deny(missing_docs)]
 
+pub mod columns;
 pub mod doc;
 pub mod envelope;
 pub mod identity;

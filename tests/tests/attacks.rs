@@ -1271,27 +1271,31 @@ fn undecodable_frame() {
 fn deeply_nested_values() {
     let mut w = world();
     let key = w.m.node.device_key();
-    // One change nesting maps 100,000 deep in M's own visit (M may write it).
+    // One change nesting maps 100,000 deep in M's own visit (M may write it): too many
+    // operations, refused before it is decoded; 1,000 deep: a visit log holds no object
+    // there, so the record model refuses it before any depth is measured
+    // (`rules::nesting` stays behind it).
     let (header, mut am) = fork_of(&w.m, w.m_visit, w.m.id());
     let mut spread = am.fork().with_actor(actor(w.m.id()));
-    let deep = commit(&mut am, now_ms(), |am| {
-        let mut obj = am.put_object(ROOT, "deep", ObjType::Map).unwrap();
-        for _ in 0..100_000 {
-            obj = am.put_object(&obj, "x", ObjType::Map).unwrap();
-        }
-    });
-    assert!(deep.raw_bytes().len() < yizhan_protocol::envelope::MAX_CHANGE_BYTES);
-    let env = SignedChange::sign(&key, Some(site(&w)), w.m_visit, &deep);
     let before = snapshot(&w.station);
-    let out = m_sends(&mut w, true, vec![vec![wire_doc(header, vec![wire(&env)])]]);
-    all_refused(&out, 1);
-    // A visit log holds no object there: the record model refuses it before any depth
-    // is measured (`rules::nesting` stays behind it).
-    let reason = last_reason(&w.station);
-    assert_eq!(
-        reason,
-        "it makes an object at `deep`, which a visit does not hold there"
-    );
+    for (depth, why) in [
+        (100_000, TOO_MANY_OPS),
+        (1_000, "it makes an object at `deep`, which a visit does not hold there"),
+    ] {
+        let mut am = am.fork().with_actor(actor(w.m.id()));
+        let deep = commit(&mut am, now_ms(), |am| {
+            let mut obj = am.put_object(ROOT, "deep", ObjType::Map).unwrap();
+            for _ in 0..depth {
+                obj = am.put_object(&obj, "x", ObjType::Map).unwrap();
+            }
+        });
+        assert!(deep.raw_bytes().len() < yizhan_protocol::envelope::MAX_CHANGE_BYTES);
+        let env = SignedChange::sign(&key, Some(site(&w)), w.m_visit, &deep);
+        let out = m_sends(&mut w, true, vec![vec![wire_doc(header, vec![wire(&env)])]]);
+        all_refused(&out, 1);
+        let reason = last_reason(&w.station);
+        assert!(reason.starts_with(why), "{reason}");
+    }
 
     // The same depth spread over many small changes, one level each: each is refused for
     // what it makes or where it writes.
@@ -2508,4 +2512,445 @@ fn a_revoked_devices_changes_merged_before_the_revocation_arrived() {
     assert_eq!(w.station.node.quarantine_list().unwrap().len(), 1);
     assert!(!holds(&w.station, made));
     assert_eq!(w.station.node.verify().unwrap().bad, 0);
+}
+
+// ---------------------------------------------------------------------------------------
+// Operation bombs: a change's operations counted before it is decoded, a record's budget
+// ---------------------------------------------------------------------------------------
+
+fn leb(out: &mut Vec<u8>, n: u64) {
+    leb128::write::unsigned(out, n).unwrap();
+}
+
+fn sleb(out: &mut Vec<u8>, n: i64) {
+    leb128::write::signed(out, n).unwrap();
+}
+
+/// A hand-made change chunk by `actor` on top of `deps`: its header, then `columns`
+/// (`(spec, data)`, in Automerge's order), framed with a right checksum. Returns the chunk
+/// and its hash.
+fn chunk(
+    actor: DeviceId,
+    seq: u64,
+    start_op: u64,
+    deps: &[automerge::ChangeHash],
+    columns: &[(u32, Vec<u8>)],
+) -> (Vec<u8>, ChangeHash) {
+    let mut body = Vec::new();
+    leb(&mut body, deps.len() as u64);
+    for d in deps {
+        body.extend_from_slice(&d.0);
+    }
+    leb(&mut body, 32);
+    body.extend_from_slice(actor.as_bytes());
+    leb(&mut body, seq);
+    leb(&mut body, start_op);
+    sleb(&mut body, now_ms());
+    leb(&mut body, 0); // no message
+    leb(&mut body, 0); // no other actors
+    leb(&mut body, columns.len() as u64);
+    for (spec, data) in columns {
+        leb(&mut body, u64::from(*spec));
+        leb(&mut body, data.len() as u64);
+    }
+    for (_, data) in columns {
+        body.extend_from_slice(data);
+    }
+    let (bytes, hash) = yizhan_protocol::columns::frame_change(&body);
+    (bytes, ChangeHash(hash))
+}
+
+/// One run of `n` equal unsigned values in a run-length column.
+fn run(n: u64, value: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    sleb(&mut out, n as i64);
+    leb(&mut out, value);
+    out
+}
+
+/// The next change M may make to `am` (a fork with M's actor): its seq, start op, deps.
+fn next_of(am: &mut AutoCommit, m: DeviceId) -> (u64, u64, Vec<automerge::ChangeHash>) {
+    let changes = am.get_changes(&[]);
+    let seq = changes.iter().filter(|c| c.actor_id() == &actor(m)).count() as u64 + 1;
+    let start = changes.iter().map(|c| c.max_op()).max().unwrap_or(0) + 1;
+    (seq, start, am.get_heads())
+}
+
+/// A change by M to its own visit (M may write it) of `n` operations `note = true`, each
+/// column a single run: under a hundred bytes whatever `n`, signed by M for the site.
+fn m_bomb(w: &World, n: u64) -> (DocHeader, SignedChange) {
+    let (header, mut am) = fork_of(&w.m, w.m_visit, w.m.id());
+    let (seq, start, deps) = next_of(&mut am, w.m.id());
+    let mut key = Vec::new();
+    sleb(&mut key, n as i64);
+    leb(&mut key, 4);
+    key.extend_from_slice(b"note");
+    let mut insert = Vec::new();
+    leb(&mut insert, n); // n times false
+    let columns = [
+        (0x15, key),       // key string
+        (0x34, insert),    // insert
+        (0x42, run(n, 1)), // action: set
+        (0x56, run(n, 2)), // value metadata: true (no bytes)
+        (0x70, run(n, 0)), // predecessors: none
+    ];
+    let (bytes, hash) = chunk(w.m.id(), seq, start, &deps, &columns);
+    (header, m_signs(w, bytes, hash))
+}
+
+fn m_signs(w: &World, bytes: Vec<u8>, hash: ChangeHash) -> SignedChange {
+    let key = w.m.node.device_key();
+    SignedChange {
+        doc: w.m_visit,
+        hash,
+        signer: w.m.id(),
+        signature: key.sign(&signing_message(Some(site(w)), w.m_visit, hash)),
+        bytes,
+    }
+}
+
+const TOO_MANY_OPS: &str = "change declares more than 1024 operations";
+
+#[test]
+fn operation_bomb() {
+    let mut w = world();
+    // The hand-made layout is a change Automerge takes: a small one is stored.
+    let (header, small) = m_bomb(&w, 3);
+    let report = w
+        .station
+        .node
+        .ingest(vec![DocChanges {
+            header,
+            changes: vec![small],
+        }])
+        .unwrap();
+    assert_eq!(report.accepted, 1, "{report:?}");
+    // Ten and twenty million operations in under a hundred bytes, each validly signed.
+    for n in [10_000_000, 20_000_000, u64::from(u32::MAX) * 4] {
+        let (header, env) = m_bomb(&w, n);
+        assert!(env.bytes.len() < 200, "{} bytes", env.bytes.len());
+        for to_station in [true, false] {
+            let victim = if to_station { &w.station } else { &w.a };
+            let before = snapshot(victim);
+            let out = m_sends(
+                &mut w,
+                to_station,
+                vec![vec![wire_doc(header, vec![wire(&env)])]],
+            );
+            all_refused(&out, 1);
+            let victim = if to_station { &w.station } else { &w.a };
+            assert_eq!(last_reason(victim), TOO_MANY_OPS);
+            assert_eq!(snapshot(victim), before);
+        }
+        // And through ingest, as a relayed change would come.
+        let before = snapshot(&w.station);
+        let report = w
+            .station
+            .node
+            .ingest(vec![DocChanges {
+                header,
+                changes: vec![env],
+            }])
+            .unwrap();
+        assert_eq!((report.accepted, report.rejected.len()), (0, 1));
+        assert_eq!(snapshot(&w.station), before);
+    }
+    still_serves(&mut w.station, &mut w.b);
+    still_serves(&mut w.a, &mut w.b);
+}
+
+/// The operations are few, but another column declares millions of rows: the predecessors
+/// of one operation (Automerge reads as many as the group column says), or the key strings.
+#[test]
+fn operation_bomb_in_the_columns_around_the_action() {
+    let mut w = world();
+    let (header, mut am) = fork_of(&w.m, w.m_visit, w.m.id());
+    let (seq, start, deps) = next_of(&mut am, w.m.id());
+    let mut note = Vec::new();
+    sleb(&mut note, 1);
+    leb(&mut note, 4);
+    note.extend_from_slice(b"note");
+    let mut one_false = Vec::new();
+    leb(&mut one_false, 1);
+    let n = 10_000_000u64;
+    let mut pred_counter = Vec::new();
+    sleb(&mut pred_counter, n as i64);
+    sleb(&mut pred_counter, 0);
+    let many_preds = [
+        (0x15, note.clone()),
+        (0x34, one_false.clone()),
+        (0x42, run(1, 1)),
+        (0x56, run(1, 2)),
+        (0x70, run(1, n)),    // one operation with n predecessors
+        (0x71, run(n, 0)),    // their actors
+        (0x73, pred_counter), // their counters
+    ];
+    let mut keys = Vec::new();
+    sleb(&mut keys, n as i64);
+    leb(&mut keys, 4);
+    keys.extend_from_slice(b"note");
+    let many_keys = [
+        (0x15, keys),
+        (0x34, one_false),
+        (0x42, run(1, 1)),
+        (0x56, run(1, 2)),
+        (0x70, run(1, 0)),
+    ];
+    let mut envs = Vec::new();
+    for columns in [&many_preds[..], &many_keys[..]] {
+        let (bytes, hash) = chunk(w.m.id(), seq, start, &deps, columns);
+        envs.push(m_signs(&w, bytes, hash));
+    }
+    let before = snapshot(&w.station);
+    let out = m_sends(
+        &mut w,
+        true,
+        vec![vec![wire_doc(header, envs.iter().map(wire).collect())]],
+    );
+    all_refused(&out, 2);
+    let reasons = rejected_reasons(&w.station);
+    assert_eq!(reasons[reasons.len() - 2..], [TOO_MANY_OPS, TOO_MANY_OPS]);
+    assert_eq!(snapshot(&w.station), before);
+    still_serves(&mut w.station, &mut w.a);
+}
+
+/// A full page (`MAX_CHANGES_PER_MESSAGE`) of bombs, each declaring the most operations an
+/// `i64` run can: every one is refused from its run headers, none decoded.
+#[test]
+fn a_page_of_operation_bombs() {
+    let mut w = world();
+    let n = yizhan_protocol::wire::MAX_CHANGES_PER_MESSAGE;
+    let (header, env) = m_bomb(&w, i64::MAX as u64);
+    let page = vec![wire_doc(header, vec![wire(&env); n])];
+    assert!(
+        Message::Changes(Changes {
+            from: 0,
+            upto: 1,
+            last: true,
+            docs: page.clone()
+        })
+        .encode()
+        .len()
+            < yizhan_protocol::wire::MAX_FRAME
+    );
+    let before = snapshot(&w.station);
+    let out = m_sends(&mut w, true, vec![page]);
+    let stats = out.victim.as_ref().expect("the victim completes the sync");
+    assert_eq!(stats.received, 0, "{out:?}");
+    assert!(stats.rejected >= 1, "{out:?}");
+    assert!(
+        rejected_reasons(&w.station)
+            .iter()
+            .all(|r| r == TOO_MANY_OPS)
+    );
+    assert_eq!(snapshot(&w.station), before);
+    still_serves(&mut w.station, &mut w.a);
+}
+
+/// Changes each within the per-change limit add up, in one record, past the record's
+/// budget: those that would take it over are refused, the record stays as it was before
+/// them and still loads.
+#[test]
+fn record_over_its_operation_budget() {
+    let mut w = world();
+    let s = Some(site(&w));
+    let key = w.m.node.device_key();
+    let header = DocHeader {
+        kind: RecordKind::Ticket,
+        author: w.m.id(),
+        nonce: rand::random(),
+    };
+    let id = header.doc_id();
+    let mut am = AutoCommit::new().with_actor(actor(w.m.id()));
+    let genesis = commit(&mut am, now_ms(), |am| {
+        records::write_new_ticket(
+            am,
+            id,
+            &NewTicket {
+                title: "很多评论".into(),
+                grid: Some(GRID.into()),
+                ..NewTicket::default()
+            },
+            Time::now(),
+        )
+        .unwrap();
+    });
+    let mut changes = vec![SignedChange::sign(&key, s, id, &genesis)];
+    let mut total = genesis.len() as u64;
+    // 250 comments (1,000 operations) a change, until the record is past its budget.
+    while total <= yizhan_node::rules::MAX_RECORD_OPS {
+        let c = commit(&mut am, now_ms(), |am| {
+            for i in 0..250 {
+                records::write_comment(am, w.m.id(), &format!("第 {i} 条"), Time::now()).unwrap();
+            }
+        });
+        assert!(c.len() as u64 <= yizhan_protocol::columns::MAX_CHANGE_OPS);
+        total += c.len() as u64;
+        changes.push(SignedChange::sign(&key, s, id, &c));
+    }
+    let last = changes.last().unwrap().hash;
+    let report = w
+        .station
+        .node
+        .ingest(vec![DocChanges {
+            header,
+            changes: changes.clone(),
+        }])
+        .unwrap();
+    assert_eq!(report.accepted, changes.len() - 1, "{report:?}");
+    assert_eq!(report.rejected.len(), 1, "{report:?}");
+    assert_eq!(report.rejected[0].hash, last);
+    let reason = last_reason(&w.station);
+    assert!(reason.starts_with("the record would hold"), "{reason}");
+    let shown = w.station.node.show_ticket(id).unwrap();
+    assert_eq!(shown.comments.len(), 250 * (changes.len() - 2));
+    // Sent again on its own, the last change is refused again: nothing more is stored.
+    let before = snapshot(&w.station);
+    let report = w
+        .station
+        .node
+        .ingest(vec![DocChanges {
+            header,
+            changes: vec![changes.pop().unwrap()],
+        }])
+        .unwrap();
+    assert_eq!((report.accepted, report.rejected.len()), (0, 1));
+    assert_eq!(snapshot(&w.station), before);
+    still_serves(&mut w.station, &mut w.a);
+}
+
+/// This process's peak resident memory since the last reset, in KiB, and a reset.
+fn peak_rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+fn reset_peak_rss() {
+    std::fs::write("/proc/self/clear_refs", "5").expect("reset the peak RSS");
+}
+
+/// How much the peak resident memory of this process grows while `f` runs, in MiB.
+fn peak_growth_mib(f: impl FnOnce()) -> u64 {
+    let rss = || {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+        line.split_whitespace()
+            .nth(1)
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+    };
+    reset_peak_rss();
+    let base = rss();
+    f();
+    peak_rss_kib().saturating_sub(base) / 1024
+}
+
+/// The most a bomb may make the victim's peak memory grow, in MiB.
+const BOMB_MEMORY_MIB: u64 = 64;
+
+/// Run alone in a child process by [`operation_bombs_leave_memory_bounded`], so that its
+/// peak memory is its own: M's bombs reach the station through a real sync session. A
+/// bomb of a million operations (the station's peak grew by 570 MB for it before it was
+/// refused before decoding), then a page of bombs at the most an `i64` run declares, then a
+/// page of changes at the per-change limit each in a new record.
+#[test]
+#[ignore = "run by operation_bombs_leave_memory_bounded in a process of its own"]
+fn operation_bombs_memory_child() {
+    let mut w = world();
+    let (header, env) = m_bomb(&w, 1_000_000);
+    let grew = peak_growth_mib(|| {
+        let out = m_sends(&mut w, true, vec![vec![wire_doc(header, vec![wire(&env)])]]);
+        all_refused(&out, 1);
+    });
+    println!("one bomb of 1,000,000 operations: peak memory grew {grew} MiB");
+    assert!(
+        grew <= BOMB_MEMORY_MIB,
+        "one bomb: peak memory grew {grew} MiB"
+    );
+
+    let (header, env) = m_bomb(&w, i64::MAX as u64);
+    let page = vec![wire_doc(header, vec![wire(&env); 8192])];
+    let grew = peak_growth_mib(|| {
+        let out = m_sends(&mut w, true, vec![page]);
+        assert_eq!(out.victim.unwrap().received, 0);
+    });
+    println!("a page of 8,192 bombs: peak memory grew {grew} MiB");
+    assert!(
+        grew <= BOMB_MEMORY_MIB,
+        "a page of bombs: peak memory grew {grew} MiB"
+    );
+
+    // 1,000 new records of M's, each one change of 1,024 operations (at the limit): all
+    // lawful by their size, each record within its budget.
+    let key = w.m.node.device_key();
+    let s = Some(site(&w));
+    let mut docs = Vec::new();
+    for _ in 0..1000 {
+        let (header, mut am, genesis) = new_visit_by(&key, s, "和平里 大", now_ms());
+        let (seq, start, deps) = next_of(&mut am, w.m.id());
+        let n = yizhan_protocol::columns::MAX_CHANGE_OPS;
+        let mut k = Vec::new();
+        sleb(&mut k, n as i64);
+        leb(&mut k, 4);
+        k.extend_from_slice(b"note");
+        let mut insert = Vec::new();
+        leb(&mut insert, n);
+        let columns = [
+            (0x15, k),
+            (0x34, insert),
+            (0x42, run(n, 1)),
+            (0x56, run(n, 2)),
+            (0x70, run(n, 0)),
+        ];
+        let (bytes, hash) = chunk(w.m.id(), seq, start, &deps, &columns);
+        let id = header.doc_id();
+        let env = SignedChange {
+            doc: id,
+            hash,
+            signer: w.m.id(),
+            signature: key.sign(&signing_message(s, id, hash)),
+            bytes,
+        };
+        docs.push(wire_doc(header, vec![wire(&genesis), wire(&env)]));
+    }
+    let started = Instant::now();
+    let grew = peak_growth_mib(|| {
+        let out = m_sends(&mut w, true, vec![docs]);
+        out.victim.unwrap();
+    });
+    println!(
+        "1,000 records of 1,024 operations each: peak memory grew {grew} MiB, {:?}",
+        started.elapsed()
+    );
+    assert!(
+        grew <= BOMB_MEMORY_MIB,
+        "records at the limit: peak memory grew {grew} MiB"
+    );
+    still_serves(&mut w.station, &mut w.a);
+}
+
+/// The station's peak memory, measured in a process of its own (tests in one process share
+/// their memory), stays within [`BOMB_MEMORY_MIB`] of its normal use under the bombs of
+/// [`operation_bombs_memory_child`].
+#[test]
+fn operation_bombs_leave_memory_bounded() {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "operation_bombs_memory_child",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stdout}");
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "the child failed: {stdout}\n{stderr}"
+    );
 }
