@@ -1698,7 +1698,7 @@ fn build_fresh(
         // change that fails goes back to `apply_group`, which refuses it alone.
         let mut decoded = Vec::with_capacity(changes.len());
         for (c, change) in kept.iter().zip(&changes) {
-            let expanded = change.decode();
+            let expanded = crate::rules::expand(change).ok()?;
             let grids = model_grids(ctx, c.env.signer);
             crate::rules::record_model_of(header.kind, c.env.doc, change, &expanded, grids).ok()?;
             decoded.push(expanded);

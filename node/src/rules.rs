@@ -354,7 +354,15 @@ pub fn record_model(
     change: &automerge::Change,
     grids: Option<&[String]>,
 ) -> Result<(), String> {
-    record_model_of(kind, doc, change, &change.decode(), grids)
+    record_model_of(kind, doc, change, &expand(change)?, grids)
+}
+
+/// A change's operations, decoded. Automerge panics on a change whose operations name an
+/// actor the change does not list (`Change::decode` unwraps the lookup); such a change is
+/// refused here instead.
+pub fn expand(change: &automerge::Change) -> Result<automerge::ExpandedChange, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| change.decode()))
+        .map_err(|_| "Automerge could not read its operations".to_string())
 }
 
 /// [`record_model`] on the change's operations, decoded once by the caller
