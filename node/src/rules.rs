@@ -695,7 +695,7 @@ mod tests {
             note: Some("记".repeat(MAX_LONG_TEXT / 3)),
             residents: Some(vec![other.clone(); MAX_RESIDENTS]),
             needs: Some("需".repeat(MAX_LONG_TEXT / 3)),
-            visited_at: Some(Time::from_millis(0)),
+            visited_at: Some(Time::now()),
             link_tickets: (0..MAX_LINKED_TICKETS)
                 .map(|i| {
                     let mut id = [i as u8; 16];

@@ -1280,7 +1280,10 @@ fn deeply_nested_values() {
     let before = snapshot(&w.station);
     for (depth, why) in [
         (100_000, TOO_MANY_OPS),
-        (1_000, "it makes an object at `deep`, which a visit does not hold there"),
+        (
+            1_000,
+            "it makes an object at `deep`, which a visit does not hold there",
+        ),
     ] {
         let mut am = am.fork().with_actor(actor(w.m.id()));
         let deep = commit(&mut am, now_ms(), |am| {
@@ -2591,7 +2594,7 @@ fn m_bomb(w: &World, n: u64) -> (DocHeader, SignedChange) {
         (0x15, key),       // key string
         (0x34, insert),    // insert
         (0x42, run(n, 1)), // action: set
-        (0x56, run(n, 2)), // value metadata: true (no bytes)
+        (0x56, run(n, 6)), // value metadata: an empty string (no bytes)
         (0x70, run(n, 0)), // predecessors: none
     ];
     let (bytes, hash) = chunk(w.m.id(), seq, start, &deps, &columns);
