@@ -43,7 +43,7 @@ def visits(n, grid, label):
 
 def tickets(n, grid, label):
     w = csv.writer(sys.stdout, lineterminator="\n")
-    w.writerow(["title", "category", "priority", "household", "grid", "note"])
+    w.writerow(["title", "category", "priority", "household", "grid", "note", "opened_at"])
     for i in range(n):
         w.writerow([
             f"{label} 工单{i + 1}：楼道灯坏了",
@@ -52,6 +52,7 @@ def tickets(n, grid, label):
             f"{HOUSEHOLDS[i % 4]} {i % 9 + 1} 号楼",
             grid,
             "已报物业维修",
+            f"2026-11-{1 + i % 28:02d}T{9 + i % 9:02d}:{i % 60:02d}:00+08:00",
         ])
 
 
