@@ -670,13 +670,7 @@ mod tests {
         );
         // Done before this node served the peer's pull.
         let mut s = Session::new(c.clone(), PULL, now);
-        let hello = Message::Hello(Hello {
-            version: PROTOCOL_VERSION,
-            site: c.site,
-            cert: c.cert.clone(),
-            roster_digest: [0; 32],
-            epoch: [0; 16],
-        });
+        let hello = hello_of(&c);
         s.handle_frame(&hello.encode(), now).unwrap();
         let _ = answer(&mut s);
         let done = Message::Done(Done { receipt: None });
@@ -732,6 +726,17 @@ mod tests {
         ));
     }
 
+    /// The `Hello` a peer with config `c` sends: this protocol version, empty roster and log.
+    fn hello_of(c: &SessionConfig) -> Message {
+        Message::Hello(Hello {
+            version: PROTOCOL_VERSION,
+            site: c.site,
+            cert: c.cert.clone(),
+            roster_digest: [0; 32],
+            epoch: [0; 16],
+        })
+    }
+
     /// A session past the peer's accepted Hello (and its Pull), as a node that serves
     /// nothing yet; with the peer's config.
     fn running(now: Instant) -> (Session, SessionConfig) {
@@ -739,13 +744,7 @@ mod tests {
         let c = config(&root, &DeviceKey::from_seed([2; 32]));
         let peer = config(&root, &DeviceKey::from_seed([3; 32]));
         let mut s = Session::new(c, PULL, now);
-        let hello = Message::Hello(Hello {
-            version: PROTOCOL_VERSION,
-            site: peer.site,
-            cert: peer.cert.clone(),
-            roster_digest: [0; 32],
-            epoch: [0; 16],
-        });
+        let hello = hello_of(&peer);
         s.handle_frame(&hello.encode(), now).unwrap();
         assert!(matches!(s.poll_event(), Some(Event::PeerHello(_))));
         s.accept(None).unwrap();
@@ -836,18 +835,9 @@ mod tests {
     #[test]
     fn every_message_but_changes_comes_a_bounded_number_of_times() {
         let now = Instant::now();
-        let hello = |peer: &SessionConfig| {
-            Message::Hello(Hello {
-                version: PROTOCOL_VERSION,
-                site: peer.site,
-                cert: peer.cert.clone(),
-                roster_digest: [0; 32],
-                epoch: [0; 16],
-            })
-        };
         let (mut s, peer) = running(now);
         assert_eq!(
-            s.handle_frame(&hello(&peer).encode(), now),
+            s.handle_frame(&hello_of(&peer).encode(), now),
             Err(SessionError::Unexpected("Hello"))
         );
         let (mut s, _) = running(now);
@@ -905,13 +895,7 @@ mod tests {
         // While the node decides on the Hello, then refuses it: never shown either.
         let (_, peer) = running(now);
         let mut s = Session::new(c, PULL, now);
-        let hello = Message::Hello(Hello {
-            version: PROTOCOL_VERSION,
-            site: peer.site,
-            cert: peer.cert.clone(),
-            roster_digest: [0; 32],
-            epoch: [0; 16],
-        });
+        let hello = hello_of(&peer);
         s.handle_frame(&hello.encode(), now).unwrap();
         s.handle_frame(&refuse, now).unwrap();
         s.refuse("not a member");
