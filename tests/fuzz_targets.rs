@@ -28,10 +28,10 @@ use std::time::{Duration, Instant};
 use automerge::AutoCommit;
 use tempfile::TempDir;
 use yizhan_node::Node;
-use yizhan_node::home::{InitConfig, InitSeed, TicketFilter, VisitFilter};
+use yizhan_node::members::EnrollRequest;
 use yizhan_node::records::{NewTicket, NewVisit, TicketUpdate, VisitEdit};
-use yizhan_node::site::EnrollRequest;
 use yizhan_node::sync::{SyncConfig, SyncEngine};
+use yizhan_node::{InitConfig, InitSeed, TicketFilter, VisitFilter};
 use yizhan_protocol::columns::MAX_CHANGE_OPS;
 use yizhan_protocol::envelope::{MAX_CHANGE_BYTES, decode_change, signing_message};
 use yizhan_protocol::identity::{DeviceIdCache, KeyCache};
@@ -793,7 +793,7 @@ fn first_change_agrees(change: &automerge::Change) {
     );
     assert!(automerge::ReadDoc::get_missing_deps(&doc, &[]).is_empty());
     assert_eq!(root, Root::read(&doc), "a first change read differently");
-    assert!(yizhan_node::rules::nesting(&doc).is_ok());
+    assert!(yizhan_node::ingest::rules::nesting(&doc).is_ok());
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1148,7 +1148,7 @@ pub fn ingest(data: &[u8]) {
         }
         total += changes.len();
         headers.push(header);
-        batch.push(yizhan_node::home::DocChanges { header, changes });
+        batch.push(yizhan_node::DocChanges { header, changes });
     }
 
     let dir = scratch_dir();
@@ -1185,7 +1185,7 @@ pub fn ingest(data: &[u8]) {
                 .map(|c| c.len() as u64)
                 .sum();
             assert!(
-                ops <= yizhan_node::rules::MAX_RECORD_OPS,
+                ops <= yizhan_node::ingest::rules::MAX_RECORD_OPS,
                 "a record holds {ops} operations, over its budget"
             );
         }

@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 use yizhan_node::Node;
-use yizhan_node::home::{InitConfig, InitSeed};
-use yizhan_node::site::EnrollRequest;
+use yizhan_node::members::EnrollRequest;
 use yizhan_node::sync::{SyncConfig, SyncEngine, SyncStats};
+use yizhan_node::{InitConfig, InitSeed};
 use yizhan_protocol::{DeviceId, DocId, MemberRole};
 
 /// A node in a temporary home that is removed when the node is dropped.

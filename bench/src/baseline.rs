@@ -63,7 +63,7 @@ pub fn automerge_sync(laptop: &Path, station: &Path, focus: &HashSet<DocId>) -> 
     let lconn = open_store(laptop)?;
     let sconn = open_store(station)?;
     // What loads as each document (a document of one change is stored as that change).
-    const DOC: &str = yizhan_node::home::DOCUMENT_BYTES_SQL;
+    const DOC: &str = yizhan_node::store::DOCUMENT_BYTES_SQL;
     let mut theirs = sconn.prepare(&format!(
         "SELECT {DOC} FROM docs d
              WHERE d.docno = (SELECT docno FROM doc_index WHERE doc_id = ?1)"

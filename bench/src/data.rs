@@ -22,11 +22,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use yizhan_node::Node;
-use yizhan_node::home::{InitConfig, InitSeed};
+use yizhan_node::members::EnrollRequest;
 use yizhan_node::model::Category;
 use yizhan_node::records::NewVisit;
-use yizhan_node::site::EnrollRequest;
 use yizhan_node::sync::{SyncConfig, SyncEngine};
+use yizhan_node::{InitConfig, InitSeed};
 use yizhan_protocol::MemberRole;
 
 /// Grids the station's documents are spread over, and laptops per evening set.

@@ -23,10 +23,11 @@ use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OpenFlags};
 use serde_json::Value;
 use yizhan_node::Node;
-use yizhan_node::home::{InitConfig, InitSeed, STORE_FILE, VisitFilter};
+use yizhan_node::home::STORE_FILE;
+use yizhan_node::members::EnrollRequest;
 use yizhan_node::records::NewVisit;
-use yizhan_node::site::EnrollRequest;
 use yizhan_node::store::Passphrase;
+use yizhan_node::{InitConfig, InitSeed, VisitFilter};
 use yizhan_protocol::MemberRole;
 
 use crate::procs::Yizhan;

@@ -8,11 +8,11 @@ use anyhow::{Context, anyhow, bail};
 use serde_json::json;
 use yizhan_node::Node;
 use yizhan_node::exchange::{self, Format};
-use yizhan_node::home::{Home, InitConfig, InitSeed, TicketFilter, VisitFilter};
+use yizhan_node::members::{EnrollRequest, SiteError};
 use yizhan_node::model::{Category, Priority, Status, Time};
 use yizhan_node::records::{NewTicket, NewVisit, TicketUpdate, VisitEdit};
-use yizhan_node::site::{EnrollRequest, SiteError};
 use yizhan_node::store::Passphrase;
+use yizhan_node::{Home, InitConfig, InitSeed, TicketFilter, VisitFilter};
 use yizhan_protocol::{DocId, MemberRole, RecordKind, Token};
 
 use crate::args::*;

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use anyhow::bail;
 use serde_json::json;
 use yizhan_node::Node;
-use yizhan_node::home::ResolveError;
+use yizhan_node::ResolveError;
 use yizhan_protocol::{DocId, RecordKind};
 
 use crate::args::ResolveArgs;

@@ -19,12 +19,11 @@ use serde::{Deserialize, Serialize};
 use yizhan_protocol::{DocId, RecordKind};
 
 use crate::Node;
-use crate::home::{
-    ReadError, ResolveError, WriteError, edit_visit_in, load_doc, load_header_conn,
-    update_ticket_in,
-};
+use crate::error::{ReadError, ResolveError, WriteError};
 use crate::model::{Category, Priority, Status, Time, UnknownValue};
 use crate::records::{FieldError, TicketUpdate, VisitEdit, fields_of, scalar_text};
+use crate::store::docs::{load_doc, load_header_conn};
+use crate::write::{edit_visit_in, update_ticket_in};
 
 /// One of the concurrent values of a field.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -19,7 +19,9 @@ use yizhan_protocol::DeviceId;
 use yizhan_protocol::wire::MAX_FRAME;
 
 use crate::discovery::{Discovery, Neighbours};
-use crate::home::{Home, Node, OpenError, ReadError, Role};
+use crate::error::{OpenError, ReadError};
+use crate::home::{Home, Node};
+use crate::identity::Role;
 use crate::net::{Endpoint, NetConfig, NetError, PeerConnection, read_frame, write_frame};
 use crate::sync::{SyncConfig, SyncEngine, SyncError, SyncStats};
 
@@ -40,7 +42,7 @@ pub enum DaemonError {
     Read(#[from] ReadError),
     /// Writing node state failed.
     #[error(transparent)]
-    Write(#[from] crate::home::WriteError),
+    Write(#[from] crate::error::WriteError),
     /// A QUIC stream failed.
     #[error("connection lost: {0}")]
     Stream(String),
@@ -626,7 +628,7 @@ async fn keep_syncing_with_peers(
     loop {
         tokio::time::sleep(config.resync).await;
         let known = blocking(
-            || -> Option<(Vec<crate::sync::PeerInfo>, Option<String>, Option<DeviceId>)> {
+            || -> Option<(Vec<crate::status::PeerInfo>, Option<String>, Option<DeviceId>)> {
                 let node = home.checkout().ok()?;
                 let ident = node.identity().clone();
                 let peers = node.peers();

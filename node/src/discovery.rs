@@ -28,7 +28,8 @@ use tokio::sync::{mpsc, watch};
 use yizhan_protocol::{DeviceId, SiteId};
 
 use crate::daemon::{DaemonError, ServeConfig, ServeEvent, sync_on};
-use crate::home::{Home, Role};
+use crate::home::Home;
+use crate::identity::Role;
 use crate::net::{Endpoint, PeerConnection};
 use crate::sync::SyncConfig;
 

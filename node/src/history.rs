@@ -11,24 +11,14 @@ use std::collections::HashMap;
 
 use automerge::legacy::{Key, ObjectId, OpId, OpType};
 use automerge::{ActorId, ObjType, ScalarValue};
-use serde::{Deserialize, Serialize};
+
 use yizhan_protocol::DocId;
 use yizhan_protocol::envelope::decode_change;
 
-use crate::home::{Identity, ReadError};
+use crate::error::ReadError;
+use crate::identity::Identity;
 use crate::model::Time;
-use crate::records::HistoryEntry;
-
-/// One field a change set, with its new value.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct FieldChange {
-    /// The field: a record field (`status`, `note`, ...), or `residents` (the new list),
-    /// `tickets` (ticket ids linked), `comment` (the comment's text).
-    pub field: String,
-    /// The new value: text for scalar fields, `null` for a removed field, an array for
-    /// `residents` and `tickets`.
-    pub value: serde_json::Value,
-}
+use crate::records::{FieldChange, HistoryEntry};
 
 /// The history of record `id`, oldest first, read from its stored signed changes.
 pub(crate) fn read(

@@ -17,7 +17,9 @@ use std::collections::HashSet;
 use rusqlite::{OptionalExtension, params};
 use yizhan_protocol::DocId;
 
-use crate::home::{Node, ReadError, Role};
+use crate::error::ReadError;
+use crate::home::Node;
+use crate::identity::Role;
 use crate::store::set_meta;
 
 /// The `meta` key of how many records this node has purged, in all.

@@ -4,9 +4,10 @@
 use rusqlite::params;
 use yizhan_protocol::{ChangeHash, DeviceId, DocHeader, DocId, RecordKind, SignedChange};
 
-use crate::home::{
-    DocChanges, IngestContext, Node, ReadError, ResolveError, Role, WriteError, ingest_in,
-};
+use crate::error::{ReadError, ResolveError, WriteError};
+use crate::home::Node;
+use crate::identity::Role;
+use crate::ingest::{DocChanges, IngestContext, ingest_in};
 
 /// One held change, as `quarantine list` prints it.
 #[derive(Clone, Debug, serde::Serialize)]

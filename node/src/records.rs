@@ -115,6 +115,17 @@ pub struct Ticket {
     pub note: Option<String>,
 }
 
+/// One field a change set, with its new value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FieldChange {
+    /// The field: a record field (`status`, `note`, ...), or `residents` (the new list),
+    /// `tickets` (ticket ids linked), `comment` (the comment's text).
+    pub field: String,
+    /// The new value: text for scalar fields, `null` for a removed field, an array for
+    /// `residents` and `tickets`.
+    pub value: serde_json::Value,
+}
+
 /// One entry of a record's history: one signed change (see [`crate::history`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HistoryEntry {
@@ -129,7 +140,7 @@ pub struct HistoryEntry {
     /// The change's message (`update ticket: status`, ...).
     pub message: String,
     /// The fields it set, with their new values, read from the change's operations.
-    pub changes: Vec<crate::history::FieldChange>,
+    pub changes: Vec<FieldChange>,
 }
 
 /// A field with concurrent values.

@@ -17,8 +17,11 @@ use automerge::{AutoCommit, ChangeHash, ROOT, ReadDoc, ScalarValue, Value};
 use serde::{Deserialize, Serialize};
 use yizhan_protocol::DocId;
 
-use crate::home::{Node, ReadError, Role, WriteError, load_doc};
+use crate::error::{ReadError, WriteError};
+use crate::home::Node;
+use crate::identity::Role;
 use crate::model::{Category, Time};
+use crate::store::docs::load_doc;
 
 /// A volunteer counts as not synced when its last sync with this node is older than this
 /// many days before the window's end (or when it never synced).
@@ -846,7 +849,7 @@ mod tests {
     }
     #[test]
     fn volunteers_not_synced_for_a_week_before_until() {
-        use crate::site::EnrollRequest;
+        use crate::members::EnrollRequest;
         use yizhan_protocol::MemberRole;
         let dir = tempfile::tempdir().unwrap();
         let mut node = station(dir.path());

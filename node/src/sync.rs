@@ -40,14 +40,14 @@ use yizhan_protocol::wire::{
 };
 use yizhan_protocol::{ChangeHash, DeviceId, DocHeader, DocId, RecordKind, Signed, SiteId};
 
-use crate::group::{Job, Seen, run_alone};
-use crate::home::{
-    Decoded, DocChanges, IngestReport, Node, ReadError, Role, WriteError, load_doc,
-    load_header_conn,
-};
+use crate::error::{ReadError, WriteError};
+use crate::home::Node;
+use crate::identity::Role;
+use crate::ingest::group::{Job, Seen, run_alone};
+use crate::ingest::{Decoded, DocChanges, IngestReport};
 use crate::model::Time;
 use crate::site::{RosterView, check_roster, load_roster, roster_digest, store_roster};
-use crate::store::set_meta;
+use crate::store::docs::{load_doc, load_header_conn};
 use yizhan_protocol::identity::DeviceIdCache;
 
 /// Most changes in one page of the log.
@@ -244,14 +244,6 @@ fn scope_key(a: &Signed<Certificate>, b: &Signed<Certificate>) -> [u8; 32] {
         .into()
 }
 
-fn epoch_of(node: &Node) -> Result<[u8; 16], SyncError> {
-    let text = node.store().meta("log_epoch")?.unwrap_or_default();
-    let mut epoch = [0u8; 16];
-    hex::decode_to_slice(text, &mut epoch)
-        .map_err(|_| SyncError::Read(ReadError::Index("malformed log epoch".into())))?;
-    Ok(epoch)
-}
-
 impl SyncEngine {
     /// Starts a sync with `peer`, the device the transport authenticated.
     pub fn new(
@@ -267,7 +259,7 @@ impl SyncEngine {
         let my_cert = cert
             .open()
             .map_err(|_| SyncError::Read(ReadError::Index("malformed own certificate".into())))?;
-        let my_epoch = epoch_of(&node)?;
+        let my_epoch = node.store().log_epoch()?;
         // Ask for the peer's log from where this node left off, right behind the Hello.
         let stored = stored_cursor(node.store().conn(), peer)?;
         let pull = match stored {
@@ -477,7 +469,7 @@ impl SyncEngine {
         // the receipt is written now, as it would have been with the session's end.
         if let Some(receipt) = self.receipt_to_keep.take() {
             let tx = self.node.store_mut().write()?;
-            keep_station_receipt(&tx, &receipt)?;
+            crate::site::keep_station_receipt(&tx, &receipt)?;
             tx.commit()?;
         }
         Ok(())
@@ -803,8 +795,8 @@ impl SyncEngine {
             cursor: page.map(|range| (range, cursor)),
         };
         let done = match gate {
-            Some(gate) => gate.run(&mut self.node, job)?,
-            None => run_alone(&mut self.node, job)?,
+            Some(gate) => gate.run(self.node.store_mut(), job)?,
+            None => run_alone(self.node.store_mut(), job)?,
         };
         if done.cursor_moved
             && let Some((_, upto)) = page
@@ -1030,7 +1022,7 @@ impl SyncEngine {
         };
         identity.cert = Some(signed.clone());
         let tx = self.node.store_mut().write()?;
-        crate::home::save_identity(&tx, &identity)?;
+        crate::identity::save_identity(&tx, &identity)?;
         if let Some(peer) = self.peer.as_mut() {
             // The position now being reached in the peer's log is under the new scope.
             peer.scope_key = scope_key(&signed, &peer.signed_cert);
@@ -1080,8 +1072,8 @@ impl SyncEngine {
             addr: self.peer_addr.clone(),
         };
         match self.node.ingest_gate.clone() {
-            Some(gate) => gate.run(&mut self.node, seen)?,
-            None => run_alone(&mut self.node, seen)?,
+            Some(gate) => gate.run(self.node.store_mut(), seen)?,
+            None => run_alone(self.node.store_mut(), seen)?,
         };
         // Records that left this volunteer's scope go, once the station holds its own
         // changes to them (`purge.rs`). Looked for only when something may have moved:
@@ -1183,31 +1175,6 @@ fn open_part(
     opened
 }
 
-/// A peer as `status` shows it.
-#[derive(Clone, Debug)]
-pub struct PeerInfo {
-    /// The peer.
-    pub device: DeviceId,
-    /// Its name from its certificate.
-    pub name: Option<String>,
-    /// Where it was last reached.
-    pub addr: Option<String>,
-    /// When the last sync with it completed (ms since the epoch).
-    pub last_sync_ms: Option<i64>,
-}
-
-/// The `meta` key of the station's latest receipt for this node (hex of its signed bytes).
-const STATION_RECEIPT: &str = "station_receipt";
-
-/// Keeps `signed` as the station's latest receipt for this node
-/// ([`Node::station_receipt`] reads it back).
-pub(crate) fn keep_station_receipt(
-    tx: &rusqlite::Transaction<'_>,
-    signed: &Signed<Receipt>,
-) -> rusqlite::Result<()> {
-    set_meta(tx, STATION_RECEIPT, &hex::encode(signed.to_bytes()))
-}
-
 /// A peer's row: its log epoch, this node's position in its log, the scope key, and the
 /// peer's name.
 type CursorRow = (Option<Vec<u8>>, i64, Option<Vec<u8>>, Option<String>);
@@ -1223,112 +1190,6 @@ fn stored_cursor(
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
     )
     .optional()
-}
-
-impl Node {
-    /// The station's latest receipt for this node, checked when it was received.
-    pub fn station_receipt(&self) -> Result<Option<Receipt>, ReadError> {
-        Ok(self.station_receipt_signed()?.map(|(_, r)| r))
-    }
-
-    /// The station's latest receipt with the station that signed it.
-    pub fn station_receipt_signed(&self) -> Result<Option<(DeviceId, Receipt)>, ReadError> {
-        Ok(self
-            .store()
-            .meta(STATION_RECEIPT)?
-            .filter(|s| !s.is_empty())
-            .and_then(|s| hex::decode(s).ok())
-            .and_then(|b| Signed::<Receipt>::from_bytes(&b).ok())
-            .and_then(|s| s.open().ok().map(|r| (s.signer, r))))
-    }
-
-    /// How many changes this node holds that no station is yet known to hold: those in
-    /// its log after the station receipt's position, less those that came from a station.
-    pub fn pending_to_station(&self) -> Result<u64, ReadError> {
-        if self.identity().role == Role::Station {
-            return Ok(0);
-        }
-        let epoch = epoch_of(self).map_err(|e| ReadError::Index(e.to_string()))?;
-        let (covers, refused) = match self.station_receipt()? {
-            Some(r) if r.epoch == epoch => (r.covers as i64, r.refused),
-            _ => (0, Vec::new()),
-        };
-        let root = self.identity().root.map(|r| r.as_bytes().to_vec());
-        // Not from a station, and either after the receipt's position or refused by it.
-        let count: i64 = self.store().conn().query_row(
-            "SELECT COUNT(*) FROM changes c WHERE
-                 (c.lseq > ?1 OR lower(hex(c.hash)) IN (SELECT value FROM json_each(?3)))
-                 AND NOT (c.origin IS NOT NULL AND (c.origin = ?2 OR c.origin IN
-                     (SELECT device FROM members WHERE role = 'station')))",
-            params![
-                covers,
-                root,
-                serde_json::to_string(&refused.iter().map(|h| h.to_string()).collect::<Vec<_>>())
-                    .expect("strings serialise")
-            ],
-            |r| r.get(0),
-        )?;
-        Ok(count as u64)
-    }
-
-    /// The peers this node has synced with or reached.
-    pub fn peers(&self) -> Result<Vec<PeerInfo>, ReadError> {
-        let mut stmt = self
-            .store()
-            .conn()
-            .prepare("SELECT device, name, addr, last_sync FROM peers ORDER BY last_sync DESC")?;
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, Vec<u8>>(0)?,
-                r.get::<_, Option<String>>(1)?,
-                r.get::<_, Option<String>>(2)?,
-                r.get::<_, Option<i64>>(3)?,
-            ))
-        })?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (d, name, addr, last) = row?;
-            if let Ok(device) = DeviceId::from_slice(&d) {
-                out.push(PeerInfo {
-                    device,
-                    name,
-                    addr,
-                    last_sync_ms: last,
-                });
-            }
-        }
-        Ok(out)
-    }
-
-    /// Remembers where a peer was reached (nothing is written, and nothing committed, when
-    /// it was reached there before).
-    pub fn note_peer_addr(&mut self, peer: DeviceId, addr: &str) -> Result<(), ReadError> {
-        self.store().conn().execute(
-            "INSERT INTO peers(device, addr) VALUES (?1, ?2)
-             ON CONFLICT(device) DO UPDATE SET addr = excluded.addr
-                 WHERE addr IS NOT excluded.addr",
-            params![peer.as_bytes().as_slice(), addr],
-        )?;
-        Ok(())
-    }
-
-    /// Counts for `status`: (fields in conflict, rejected changes kept).
-    pub fn conflict_and_rejected_counts(&self) -> Result<(u64, u64), ReadError> {
-        Ok(self.store().conn().query_row(
-            "SELECT (SELECT COALESCE(SUM(conflicts), 0) FROM records), (SELECT COUNT(*) FROM rejected)",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?)
-    }
-
-    /// The highest position in this node's change log (0 when empty).
-    pub fn log_end(&self) -> Result<u64, ReadError> {
-        let max: Option<i64> =
-            self.store()
-                .conn()
-                .query_row("SELECT MAX(lseq) FROM changes", [], |r| r.get(0))?;
-        Ok(max.unwrap_or(0) as u64)
-    }
 }
 
 impl Node {

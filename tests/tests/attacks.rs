@@ -27,8 +27,8 @@ use curve25519_dalek::edwards::CompressedEdwardsY;
 use curve25519_dalek::scalar::Scalar;
 use curve25519_dalek::traits::IsIdentity;
 use sha2::Digest;
+use yizhan_node::DocChanges;
 use yizhan_node::Node;
-use yizhan_node::home::DocChanges;
 use yizhan_node::model::Time;
 use yizhan_node::records::{self, NewTicket, NewVisit};
 use yizhan_node::sync::{SyncConfig, SyncEngine, SyncStats};
@@ -1304,7 +1304,7 @@ fn deeply_nested_values() {
     // what it makes or where it writes.
     let mut envs = Vec::new();
     let mut obj = ROOT;
-    for _ in 0..=yizhan_node::rules::MAX_OBJECT_DEPTH {
+    for _ in 0..=yizhan_node::ingest::rules::MAX_OBJECT_DEPTH {
         let change = commit(&mut spread, now_ms(), |am| {
             obj = am.put_object(&obj, "y", ObjType::Map).unwrap();
         });
@@ -1726,7 +1726,7 @@ fn hostile_new_documents_hidden_in_a_large_batch() {
     let (deep_header, mut deep_doc, deep_genesis) = new_visit_by(&m_key, s, "深", now_ms());
     let deep = commit(&mut deep_doc, now_ms(), |am| {
         let mut obj = am.put_object(ROOT, "deep", ObjType::Map).unwrap();
-        for _ in 0..yizhan_node::rules::MAX_OBJECT_DEPTH {
+        for _ in 0..yizhan_node::ingest::rules::MAX_OBJECT_DEPTH {
             obj = am.put_object(&obj, "x", ObjType::Map).unwrap();
         }
     });
@@ -2781,7 +2781,7 @@ fn record_over_its_operation_budget() {
     let mut changes = vec![SignedChange::sign(&key, s, id, &genesis)];
     let mut total = genesis.len() as u64;
     // 250 comments (1,000 operations) a change, until the record is past its budget.
-    while total <= yizhan_node::rules::MAX_RECORD_OPS {
+    while total <= yizhan_node::ingest::rules::MAX_RECORD_OPS {
         let c = commit(&mut am, now_ms(), |am| {
             for i in 0..250 {
                 records::write_comment(am, w.m.id(), &format!("第 {i} 条"), Time::now()).unwrap();

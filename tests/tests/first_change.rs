@@ -182,7 +182,7 @@ fn random_first_changes_are_read_as_automerge_reads_them_or_left_to_it() {
                     "case {case}: {:?}",
                     change.decode()
                 );
-                assert!(yizhan_node::rules::nesting(&full).is_ok());
+                assert!(yizhan_node::ingest::rules::nesting(&full).is_ok());
             }
             None => slow += 1,
         }

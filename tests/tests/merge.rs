@@ -112,7 +112,7 @@ fn bad_changes_in_a_batch_do_not_stop_the_good_ones() {
 #[test]
 fn one_change_signed_for_two_documents_is_stored_for_both() {
     use automerge::transaction::Transactable;
-    use yizhan_node::home::DocChanges;
+    use yizhan_node::DocChanges;
     use yizhan_protocol::{DocHeader, RecordKind, SignedChange};
 
     let a = TestNode::new("王芳");

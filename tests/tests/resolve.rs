@@ -2,7 +2,7 @@
 //! look-up (a range over the stored document ids) finds exactly the records whose id starts
 //! with it, of the kind asked for.
 
-use yizhan_node::home::ResolveError;
+use yizhan_node::ResolveError;
 use yizhan_node::records::{NewTicket, NewVisit};
 use yizhan_protocol::RecordKind;
 use yizhan_tests::TestNode;

@@ -477,7 +477,7 @@ fn changes_built_on_a_held_change_wait_with_it_and_never_stall_the_sync() {
 
 #[test]
 fn a_re_enrolment_takes_effect_at_the_next_sync_without_a_new_token() {
-    use yizhan_node::site::EnrollRequest;
+    use yizhan_node::members::EnrollRequest;
     let mut w = world();
     visit(&mut w.c, "幸福路 2 号");
     sync_until_ok(&mut w.c, &mut w.station, 1);
@@ -507,7 +507,7 @@ fn a_re_enrolment_takes_effect_at_the_next_sync_without_a_new_token() {
 /// wildcard address a station listening on every interface (the default) is bound to.
 #[test]
 fn tokens_name_a_dialable_station_address_only() {
-    use yizhan_node::site::EnrollRequest;
+    use yizhan_node::members::EnrollRequest;
     let mut station = TestNode::station("幸福驿站");
     let device = TestNode::new("王芳").id();
     let request = EnrollRequest {
@@ -530,7 +530,7 @@ fn tokens_name_a_dialable_station_address_only() {
 /// the newest token can be used again.
 #[test]
 fn an_older_token_does_not_undo_a_newer_membership() {
-    use yizhan_node::site::{EnrollRequest, SiteError};
+    use yizhan_node::members::{EnrollRequest, SiteError};
     let mut station = TestNode::station("幸福驿站");
     let mut a = TestNode::new("王芳");
     let request = |grids: &[&str]| EnrollRequest {

@@ -391,35 +391,7 @@ pub fn index_new_doc(tx: &Transaction<'_>, doc_id: &[u8], docno: i64) -> rusqlit
     Ok(())
 }
 
-/// Why a store could not be opened.
-#[derive(Debug, thiserror::Error)]
-pub enum OpenError {
-    /// The file exists but is not a SQLite database.
-    #[error("{0} is not a yizhan store (unreadable or not a database)")]
-    NotADatabase(String),
-    /// The file is a SQLite database of some other program.
-    #[error("{0} is not a yizhan store (it belongs to another program)")]
-    Foreign(String),
-    /// The passphrase does not open the encrypted store.
-    #[error("wrong passphrase")]
-    WrongPassphrase,
-    /// An empty passphrase was given (SQLCipher would take it as "no key").
-    #[error("the passphrase must not be empty")]
-    EmptyPassphrase,
-    /// The store was written by a newer yizhan.
-    #[error("the store has schema version {0}, newer than this yizhan understands")]
-    TooNew(i64),
-    /// Migrating left a row that refers to a row that does not exist (in this table); the
-    /// store is left as it was.
-    #[error("cannot migrate the store: a row of {0} refers to a missing row")]
-    BrokenReference(String),
-    /// The new store file could not be made private to its owner.
-    #[error("cannot make {0} private: {1}")]
-    Permissions(String, std::io::Error),
-    /// SQLite failed.
-    #[error("cannot open the store: {0}")]
-    Sqlite(#[from] rusqlite::Error),
-}
+pub use crate::error::StoreOpenError as OpenError;
 
 /// An open store.
 pub struct Store {
@@ -458,6 +430,17 @@ enum Keying {
 }
 
 impl Store {
+    /// The epoch of this node's change log: a random id made with the store, which a peer
+    /// keeps with its position in the log so that a store made anew is never taken for the
+    /// same log.
+    pub(crate) fn log_epoch(&self) -> Result<[u8; 16], crate::error::ReadError> {
+        let text = self.meta("log_epoch")?.unwrap_or_default();
+        let mut epoch = [0u8; 16];
+        hex::decode_to_slice(text, &mut epoch)
+            .map_err(|_| crate::error::ReadError::Index("malformed log epoch".into()))?;
+        Ok(epoch)
+    }
+
     /// Creates a new, empty store at `path` (which must not exist).
     pub fn create(path: &Path) -> Result<Store, OpenError> {
         Self::create_keyed(path, None)
@@ -697,8 +680,9 @@ fn is_not_a_database(e: &rusqlite::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::home::{InitConfig, InitSeed, Node, STORE_FILE, TicketFilter, VisitFilter};
+    use crate::home::{InitConfig, InitSeed, Node, STORE_FILE};
     use crate::model::Status;
+    use crate::query::{TicketFilter, VisitFilter};
     use crate::records::{NewTicket, NewVisit, TicketUpdate};
     use yizhan_protocol::RecordKind;
 
@@ -972,3 +956,5 @@ mod tests {
         assert_eq!(node.verify().unwrap().bad, 0);
     }
 }
+pub(crate) mod docs;
+pub use docs::DOCUMENT_BYTES_SQL;

@@ -39,8 +39,6 @@ use yizhan_protocol::{ChangeHash, DeviceId, DocId, RecordKind, VerifiedChange};
 
 use crate::records;
 
-use crate::home::{Node, ReadError};
-
 /// The deepest an object may sit below a record document's root (the root's own fields
 /// are depth 1). The record schema uses 2.
 pub const MAX_OBJECT_DEPTH: usize = 8;
@@ -290,39 +288,6 @@ pub struct Misbehaviour {
     pub from_peer: Option<DeviceId>,
     /// When this node recorded it (ms since the Unix epoch).
     pub at_ms: i64,
-}
-
-impl Node {
-    /// The misbehaviour this node has recorded, newest first.
-    pub fn misbehaviour(&self) -> Result<Vec<Misbehaviour>, ReadError> {
-        let mut stmt = self.store().conn().prepare(
-            "SELECT device, kind, detail, from_peer, at FROM misbehaviour ORDER BY id DESC",
-        )?;
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, Vec<u8>>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, Option<Vec<u8>>>(3)?,
-                r.get::<_, i64>(4)?,
-            ))
-        })?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (device, kind, detail, from_peer, at_ms) = row?;
-            let Ok(device) = DeviceId::from_slice(&device) else {
-                continue;
-            };
-            out.push(Misbehaviour {
-                device,
-                kind,
-                detail,
-                from_peer: from_peer.and_then(|p| DeviceId::from_slice(&p).ok()),
-                at_ms,
-            });
-        }
-        Ok(out)
-    }
 }
 
 /// Why a change must be refused for what it writes, if so: every operation must keep the

@@ -26,10 +26,11 @@ use rusqlite::{Transaction, params};
 use yizhan_protocol::wire::WireChange;
 use yizhan_protocol::{ChangeHash, DeviceId, DocId, Receipt, Signed, SignedChange};
 
-use crate::home::{
-    Decoded, DocChanges, Identity, IngestContext, IngestReport, Node, WriteError, ingest_in,
-    keep_rejected,
-};
+use crate::error::WriteError;
+use crate::identity::Identity;
+use crate::ingest::hold::keep_rejected;
+use crate::ingest::{Decoded, DocChanges, IngestContext, IngestReport, ingest_in};
+use crate::store::Store;
 
 /// The most changes one group takes; the first job is always taken whole.
 pub(crate) const MAX_GROUP_CHANGES: usize = 16_000;
@@ -231,9 +232,9 @@ impl IngestGate {
     }
 
     /// Stores `job`, in a group with the jobs of other syncs waiting at the same time, on
-    /// `node`'s connection if this sync leads. Blocks until the group that held it has
+    /// the store's connection if this sync leads. Blocks until the group that held it has
     /// committed.
-    pub(crate) fn run(&self, node: &mut Node, job: impl Into<Task>) -> Result<Done, WriteError> {
+    pub(crate) fn run(&self, store: &mut Store, job: impl Into<Task>) -> Result<Done, WriteError> {
         let job = job.into();
         let (reply, turns) = sync_channel(1);
         let lead_now = {
@@ -242,12 +243,12 @@ impl IngestGate {
             !std::mem::replace(&mut q.leading, true)
         };
         if lead_now {
-            self.lead(node);
+            self.lead(store);
         }
         loop {
             match turns.recv() {
                 Ok(Turn::Done(outcome)) => return outcome,
-                Ok(Turn::Lead) => self.lead(node),
+                Ok(Turn::Lead) => self.lead(store),
                 // Only the queue holds the sender, and every waiting job gets an answer.
                 Err(_) => return Err(WriteError::Shared("the storing sync stopped".into())),
             }
@@ -255,7 +256,7 @@ impl IngestGate {
     }
 
     /// Runs one group, answers its jobs, and passes the lead on.
-    fn lead(&self, node: &mut Node) {
+    fn lead(&self, store: &mut Store) {
         let group = {
             let mut q = self.lock();
             let mut group = Vec::new();
@@ -275,7 +276,7 @@ impl IngestGate {
         let _pass_on = PassOn(self);
         let (jobs, replies): (Vec<Task>, Vec<SyncSender<Turn>>) =
             group.into_iter().map(|w| (w.job, w.reply)).unzip();
-        let outcomes = run_group(node, jobs);
+        let outcomes = run_group(store, jobs);
         for (reply, outcome) in replies.into_iter().zip(outcomes) {
             // A sync that stopped waiting no longer needs its answer.
             let _ = reply.send(Turn::Done(outcome));
@@ -307,16 +308,16 @@ impl Drop for PassOn<'_> {
     }
 }
 
-/// Stores `jobs` in one transaction on `node`'s connection; one outcome per job, in order.
+/// Stores `jobs` in one transaction on `store`'s connection; one outcome per job, in order.
 ///
 /// A job whose ingest fails gets its error, and the group is stored again without it (in
 /// a new transaction): one job's failure does not cost the others their turn. (A
 /// savepoint per job would isolate it too, but an open savepoint makes SQLite journal
 /// every statement: a fifth of the station's time went there.)
-fn run_group(node: &mut Node, jobs: Vec<Task>) -> Vec<Result<Done, WriteError>> {
+fn run_group(store: &mut Store, jobs: Vec<Task>) -> Vec<Result<Done, WriteError>> {
     let count = jobs.len();
     let started = Instant::now();
-    let tx = match node.store_mut().write() {
+    let tx = match store.write() {
         Ok(tx) => tx,
         Err(e) => return shared_failure(count, WriteError::from(e)),
     };
@@ -343,7 +344,7 @@ fn run_group(node: &mut Node, jobs: Vec<Task>) -> Vec<Result<Done, WriteError>> 
             drop(tx); // rolls the whole group back
             let mut rest = jobs;
             rest.remove(i);
-            let mut outcomes = run_group(node, rest);
+            let mut outcomes = run_group(store, rest);
             outcomes.insert(i, Err(e));
             return outcomes;
         }
@@ -398,7 +399,7 @@ fn run_job(tx: &Transaction<'_>, task: Task) -> Result<(IngestReport, bool), Wri
                 )?;
             }
             if let Some(receipt) = &seen.receipt {
-                crate::sync::keep_station_receipt(tx, receipt)?;
+                crate::site::keep_station_receipt(tx, receipt)?;
             }
             return Ok((IngestReport::default(), false));
         }
@@ -431,8 +432,8 @@ fn run_job(tx: &Transaction<'_>, task: Task) -> Result<(IngestReport, bool), Wri
 }
 
 /// For a caller that has no gate (a node not from a [`Home`]): one job, one transaction.
-pub(crate) fn run_alone(node: &mut Node, job: impl Into<Task>) -> Result<Done, WriteError> {
-    run_group(node, vec![job.into()])
+pub(crate) fn run_alone(store: &mut Store, job: impl Into<Task>) -> Result<Done, WriteError> {
+    run_group(store, vec![job.into()])
         .pop()
         .expect("one outcome per job")
 }
@@ -440,7 +441,7 @@ pub(crate) fn run_alone(node: &mut Node, job: impl Into<Task>) -> Result<Done, W
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::home::{Home, InitConfig, InitSeed};
+    use crate::home::{Home, InitConfig, InitSeed, Node};
     use crate::records::NewVisit;
 
     fn node(dir: &std::path::Path, name: &str) -> Node {
@@ -503,7 +504,7 @@ mod tests {
         }
         gate.lock().leading = true;
         assert!(!gate.is_idle());
-        gate.lead(&mut station);
+        gate.lead(station.store_mut());
         for (n, turn) in turns {
             let Ok(Turn::Done(Ok(done))) = turn.try_recv() else {
                 panic!("no outcome for the job of {n}");
@@ -537,12 +538,12 @@ mod tests {
             turns.push(turn);
         }
         gate.lock().leading = true;
-        gate.lead(&mut station);
+        gate.lead(station.store_mut());
         // The first was stored alone; the second sync is told to lead, and stores its own.
         assert!(matches!(turns[0].try_recv(), Ok(Turn::Done(Ok(d))) if d.group == 1));
         assert!(matches!(turns[1].try_recv(), Ok(Turn::Lead)));
         assert!(!gate.is_idle());
-        gate.lead(&mut station);
+        gate.lead(station.store_mut());
         assert!(matches!(turns[1].try_recv(), Ok(Turn::Done(Ok(d))) if d.report.accepted == 3));
         assert!(gate.is_idle());
     }
@@ -595,7 +596,7 @@ mod tests {
             turns.push(turn);
         }
         gate.lock().leading = true;
-        gate.lead(&mut station);
+        gate.lead(station.store_mut());
         for turn in turns {
             assert!(matches!(turn.try_recv(), Ok(Turn::Done(Ok(d))) if d.group == 3));
         }
@@ -621,7 +622,7 @@ mod tests {
         let (dir, _home, mut station) = station();
         let gate = IngestGate::default();
         let job = job(dir.path(), "王芳", 4, &station);
-        let done = gate.run(&mut station, job).unwrap();
+        let done = gate.run(station.store_mut(), job).unwrap();
         assert_eq!((done.group, done.report.accepted), (1, 4));
         assert!(gate.is_idle());
     }

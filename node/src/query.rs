@@ -1,0 +1,480 @@
+//! Reads: finding a record by a prefix of its id, listing and showing records from the
+//! materialised index and their documents, and `verify`, which re-checks every stored
+//! change, document and index row against the rules a receiving node applies.
+
+use automerge::AutoCommit;
+use rusqlite::params;
+use yizhan_protocol::{DeviceId, DocHeader, DocId, RecordKind};
+
+use crate::model::Time;
+use crate::records::{self};
+
+use crate::error::{ReadError, ResolveError, WriteError};
+use crate::home::Node;
+use crate::identity::Role;
+use crate::ingest::DocChanges;
+use crate::ingest::rules::Misbehaviour;
+use crate::store::docs::{
+    index_row, load_doc, load_header_conn, row_to_envelope, stored_index_row,
+};
+
+/// Filters for [`Node::list_visits`]; every `Some` must match.
+#[derive(Clone, Debug, Default)]
+pub struct VisitFilter {
+    /// Grid.
+    pub grid: Option<String>,
+    /// Author.
+    pub by: Option<DeviceId>,
+    /// Visited at or after.
+    pub since: Option<Time>,
+    /// Category.
+    pub category: Option<crate::model::Category>,
+}
+
+/// Filters for [`Node::list_tickets`]; every `Some` must match.
+#[derive(Clone, Debug, Default)]
+pub struct TicketFilter {
+    /// Status.
+    pub status: Option<crate::model::Status>,
+    /// Category.
+    pub category: Option<crate::model::Category>,
+    /// Grid.
+    pub grid: Option<String>,
+    /// Assignee.
+    pub assignee: Option<DeviceId>,
+    /// Opened at or after.
+    pub since: Option<Time>,
+}
+
+/// What `verify` found.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct VerifyReport {
+    /// Changes checked.
+    pub changes: u64,
+    /// Problems found (bad changes, damaged documents, failed integrity check).
+    pub bad: u64,
+    /// One line per problem.
+    #[serde(skip)]
+    pub problems: Vec<String>,
+}
+
+impl Node {
+    /// Finds the one record of `kind` whose id starts with `prefix` (at least 6 hex
+    /// characters, or the whole id).
+    pub fn resolve(&self, kind: RecordKind, prefix: &str) -> Result<DocId, ResolveError> {
+        let what = kind.name();
+        let p = prefix.trim().to_ascii_lowercase();
+        if p.len() > 32 || !p.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(ResolveError::Malformed(prefix.to_string(), what));
+        }
+        if p.len() < 6 {
+            return Err(ResolveError::TooShort(prefix.to_string()));
+        }
+        // The ids starting with `p`: from `p` followed by zeros, up to the next prefix of
+        // the same length (none past `ff…`).
+        let free_bits = 4 * (32 - p.len() as u32);
+        let low = u128::from_str_radix(&p, 16)
+            .map_err(|_| ResolveError::Malformed(prefix.to_string(), what))?
+            << free_bits;
+        let high = low.checked_add(1u128 << free_bits);
+        let mut stmt = self
+            .store
+            .conn()
+            .prepare_cached(
+                "SELECT i.doc_id FROM doc_index i JOIN docs d ON d.docno = i.docno
+                 WHERE i.doc_id >= ?2 AND (?3 IS NULL OR i.doc_id < ?3) AND d.kind = ?1
+                 LIMIT 101",
+            )
+            .map_err(|e| ResolveError::Sqlite(e.to_string()))?;
+        let high = high.map(|h| h.to_be_bytes().to_vec());
+        let found: Vec<Vec<u8>> = stmt
+            .query_map(
+                params![kind.code(), low.to_be_bytes().to_vec(), high],
+                |r| r.get(0),
+            )
+            .and_then(|rows| rows.collect())
+            .map_err(|e| ResolveError::Sqlite(e.to_string()))?;
+        match found.as_slice() {
+            [] => Err(ResolveError::NotFound(prefix.to_string(), what)),
+            [one] => DocId::from_slice(one)
+                .ok_or_else(|| ResolveError::Sqlite("malformed record id in the index".into())),
+            many => Err(ResolveError::Ambiguous(
+                prefix.to_string(),
+                many.len(),
+                what,
+            )),
+        }
+    }
+
+    /// Finds the one device whose id starts with `prefix`: a whole 64-hex device id, or a
+    /// prefix (at least 6 characters) of a device this node knows of.
+    pub fn resolve_device(&self, prefix: &str) -> Result<DeviceId, ResolveError> {
+        let p = prefix.trim().to_ascii_lowercase();
+        if p.len() > 64 || !p.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(ResolveError::Malformed(prefix.to_string(), "device"));
+        }
+        if p.len() == 64 {
+            return p
+                .parse()
+                .map_err(|_| ResolveError::Malformed(prefix.to_string(), "device"));
+        }
+        if p.len() < 6 {
+            return Err(ResolveError::TooShort(prefix.to_string()));
+        }
+        let mut known = self
+            .known_devices()
+            .map_err(|e| ResolveError::Sqlite(e.to_string()))?;
+        known.retain(|d| d.to_string().starts_with(&p));
+        match known.as_slice() {
+            [] => Err(ResolveError::NotFound(prefix.to_string(), "device")),
+            [one] => Ok(*one),
+            many => Err(ResolveError::Ambiguous(
+                prefix.to_string(),
+                many.len(),
+                "device",
+            )),
+        }
+    }
+
+    /// Every device this node has seen: itself, the members of its roster, and the authors
+    /// and assignees of records.
+    pub fn known_devices(&self) -> rusqlite::Result<Vec<DeviceId>> {
+        let mut stmt = self.store.conn().prepare(
+            "SELECT author FROM records UNION SELECT assignee FROM records
+             WHERE assignee IS NOT NULL UNION SELECT lower(hex(device)) FROM members",
+        )?;
+        let mut out: Vec<DeviceId> = stmt
+            .query_map([], |r| r.get::<_, String>(0))?
+            .filter_map(|r| r.ok().and_then(|s| s.parse().ok()))
+            .collect();
+        out.push(self.identity.device_id);
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
+    /// Visit logs matching `filter`, oldest first, from the index (no document is loaded).
+    pub fn list_visits(&self, filter: &VisitFilter) -> Result<Vec<records::Visit>, ReadError> {
+        let mut sql = String::from("SELECT summary FROM records WHERE kind = 1");
+        let mut args: Vec<rusqlite::types::Value> = Vec::new();
+        push_filter(&mut sql, &mut args, "grid = ?", filter.grid.clone());
+        push_filter(
+            &mut sql,
+            &mut args,
+            "author = ?",
+            filter.by.map(|d| d.to_string()),
+        );
+        push_filter(
+            &mut sql,
+            &mut args,
+            "at_ms >= ?",
+            filter.since.map(|t| t.millis()),
+        );
+        push_filter(
+            &mut sql,
+            &mut args,
+            "category = ?",
+            filter.category.map(|c| c.slug().to_string()),
+        );
+        self.query_summaries(sql, args)
+    }
+
+    /// Tickets matching `filter`, oldest first, from the index (no document is loaded).
+    pub fn list_tickets(&self, filter: &TicketFilter) -> Result<Vec<records::Ticket>, ReadError> {
+        let mut sql = String::from("SELECT summary FROM records WHERE kind = 2");
+        let mut args: Vec<rusqlite::types::Value> = Vec::new();
+        push_filter(
+            &mut sql,
+            &mut args,
+            "status = ?",
+            filter.status.map(|s| s.as_str().to_string()),
+        );
+        push_filter(
+            &mut sql,
+            &mut args,
+            "category = ?",
+            filter.category.map(|c| c.slug().to_string()),
+        );
+        push_filter(&mut sql, &mut args, "grid = ?", filter.grid.clone());
+        push_filter(
+            &mut sql,
+            &mut args,
+            "assignee = ?",
+            filter.assignee.map(|d| d.to_string()),
+        );
+        push_filter(
+            &mut sql,
+            &mut args,
+            "at_ms >= ?",
+            filter.since.map(|t| t.millis()),
+        );
+        self.query_summaries(sql, args)
+    }
+
+    pub(crate) fn query_summaries<T: serde::de::DeserializeOwned>(
+        &self,
+        mut sql: String,
+        args: Vec<rusqlite::types::Value>,
+    ) -> Result<Vec<T>, ReadError> {
+        sql.push_str(" ORDER BY at_ms, doc_id");
+        let mut stmt = self.store.conn().prepare(&sql)?;
+        let rows = stmt.query_map(rusqlite::params_from_iter(args), |r| r.get::<_, String>(0))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let json = row?;
+            out.push(serde_json::from_str(&json).map_err(|e| ReadError::Index(e.to_string()))?);
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn load(&self, id: DocId) -> Result<(DocHeader, AutoCommit), ReadError> {
+        let tx = self.store.conn();
+        let header = load_header_conn(tx, id)?;
+        let doc = load_doc(tx, id).map_err(|e| match e {
+            WriteError::Damaged(id, why) => ReadError::Damaged(id, why),
+            WriteError::Sqlite(e) => ReadError::Sqlite(e),
+            other => ReadError::Damaged(id, other.to_string()),
+        })?;
+        Ok((header, doc))
+    }
+
+    /// A visit log with its history and conflicts.
+    pub fn show_visit(&self, id: DocId) -> Result<records::VisitDetail, ReadError> {
+        let (header, doc) = self.load(id)?;
+        Ok(records::VisitDetail {
+            visit: records::read_visit(&doc, &header),
+            conflicts: records::read_conflicts(&doc, RecordKind::Visit),
+            history: crate::history::read(self.store.conn(), &self.identity, id)?,
+        })
+    }
+
+    /// A ticket with its comments, linked visits, history and conflicts.
+    pub fn show_ticket(&self, id: DocId) -> Result<records::TicketDetail, ReadError> {
+        let (header, doc) = self.load(id)?;
+        let mut stmt = self
+            .store
+            .conn()
+            .prepare_cached("SELECT visit FROM links WHERE ticket = ?1 ORDER BY visit")?;
+        let visits = stmt
+            .query_map([id.to_string()], |r| r.get(0))?
+            .collect::<rusqlite::Result<Vec<String>>>()?;
+        Ok(records::TicketDetail {
+            ticket: records::read_ticket(&doc, &header),
+            comments: records::read_comments(&doc),
+            visits,
+            conflicts: records::read_conflicts(&doc, RecordKind::Ticket),
+            history: crate::history::read(self.store.conn(), &self.identity, id)?,
+        })
+    }
+
+    /// How many records of each kind the store holds: (tickets, visits).
+    pub fn record_counts(&self) -> rusqlite::Result<(u64, u64)> {
+        self.store.conn().query_row(
+            "SELECT COALESCE(SUM(kind = 2), 0), COALESCE(SUM(kind = 1), 0) FROM records",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+    }
+
+    /// The header and every stored signed change of one document, in the order stored (by
+    /// log position: a `VACUUM` may renumber the rowids of `changes`).
+    pub fn doc_changes(&self, id: DocId) -> Result<DocChanges, ReadError> {
+        let header = load_header_conn(self.store.conn(), id)?;
+        let mut stmt = self.store.conn().prepare_cached(
+            "SELECT hash, signer, signature, bytes FROM changes
+             WHERE docno = (SELECT docno FROM doc_index WHERE doc_id = ?1) ORDER BY lseq",
+        )?;
+        let rows = stmt.query_map([id.as_bytes().as_slice()], row_to_envelope(id))?;
+        let mut changes = Vec::new();
+        for row in rows {
+            changes.push(row?.map_err(ReadError::Index)?);
+        }
+        Ok(DocChanges { header, changes })
+    }
+
+    /// Re-checks every stored change (size, decoding, hash, actor binding, strict
+    /// signature), every document snapshot against its changes, and SQLite's integrity.
+    pub fn verify(&self) -> Result<VerifyReport, ReadError> {
+        // One read transaction: a concurrent writer cannot make the checks disagree.
+        let tx = self.store.conn().unchecked_transaction()?;
+        let conn: &rusqlite::Connection = &tx;
+        let mut report = VerifyReport::default();
+        let integrity: Vec<String> = conn
+            .prepare("PRAGMA integrity_check")?
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        if integrity != ["ok"] {
+            report.bad += 1;
+            report
+                .problems
+                .push(format!("SQLite integrity check: {}", integrity.join("; ")));
+        }
+        let site = self.identity.site_id;
+        let roster = crate::site::RosterView::load(conn, site)?;
+        // A revoked device's change that reached this volunteer from anyone but a station
+        // (directly from the device, before the revocation did) was never judged by a
+        // station: it is reported until then (`design.md`, "Quarantine").
+        let unvouched = |signer: DeviceId, origin: Option<Vec<u8>>| {
+            let origin = origin.and_then(|o| DeviceId::from_slice(&o).ok())?;
+            let vouched = roster.is_station(origin) && !roster.is_revoked(origin);
+            (self.identity.role != Role::Station && roster.is_revoked(signer) && !vouched).then(
+                || format!("its author was revoked, and it came from {origin}, not from a station"),
+            )
+        };
+        let mut stmt = conn.prepare(
+            "SELECT doc_id, hash, signer, signature, bytes, actor, seq, origin FROM changes
+             ORDER BY rowid",
+        )?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            report.changes += 1;
+            let doc: Vec<u8> = row.get(0)?;
+            let hash: Vec<u8> = row.get(1)?;
+            let problem = match DocId::from_slice(&doc) {
+                None => Some("malformed document id".to_string()),
+                Some(doc_id) => match row_to_envelope(doc_id)(row)? {
+                    Err(e) => Some(e),
+                    Ok(env) if site.is_some() && roster.role(env.signer).is_none() => {
+                        Some("its author is not a member of this site".to_string())
+                    }
+                    Ok(env) if let Some(why) = unvouched(env.signer, row.get(7)?) => Some(why),
+                    Ok(env) => match env.verify(site) {
+                        Err(e) => Some(e.to_string()),
+                        Ok(v) => {
+                            let actor: Vec<u8> = row.get(5)?;
+                            let seq: i64 = row.get(6)?;
+                            (actor != v.change.actor_id().to_bytes()
+                                || seq != v.change.seq() as i64)
+                                .then(|| "stored actor or seq does not match the change".into())
+                        }
+                    },
+                },
+            };
+            if let Some(p) = problem {
+                report.bad += 1;
+                report
+                    .problems
+                    .push(format!("change {}: {p}", hex::encode(&hash)));
+            }
+        }
+        // Every document: it is found by its id (once), its id derives from its header, its
+        // snapshot holds exactly the changes stored for it, and its index row and links are
+        // what the document says.
+        let mut stmt = conn.prepare("SELECT doc_id, docno FROM docs")?;
+        let docs = stmt
+            .query_map([], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?)))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let mut found = conn.prepare("SELECT docno FROM doc_index WHERE doc_id = ?1")?;
+        let mut hashes = conn.prepare("SELECT hash FROM changes WHERE docno = ?1")?;
+        let indexed: i64 = conn.query_row("SELECT COUNT(*) FROM doc_index", [], |r| r.get(0))?;
+        if indexed != docs.len() as i64 {
+            report.bad += 1;
+            report.problems.push(format!(
+                "the index of record ids holds {indexed} ids for {} records",
+                docs.len()
+            ));
+        }
+        for (raw, docno) in docs {
+            let Some(id) = DocId::from_slice(&raw) else {
+                report.bad += 1;
+                report.problems.push("malformed document id".into());
+                continue;
+            };
+            let numbers: Vec<i64> = found
+                .query_map([&raw], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            if numbers != [docno] {
+                report.bad += 1;
+                report.problems.push(format!(
+                    "record {id}: the index of record ids does not find it"
+                ));
+                continue;
+            }
+            let stored: std::collections::BTreeSet<Vec<u8>> = hashes
+                .query_map([docno], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            let header = match load_header_conn(conn, id) {
+                Ok(h) => h,
+                Err(e) => {
+                    report.bad += 1;
+                    report.problems.push(e.to_string());
+                    continue;
+                }
+            };
+            let mut doc = match load_doc(conn, id) {
+                Ok(doc) => doc,
+                Err(e) => {
+                    report.bad += 1;
+                    report.problems.push(e.to_string());
+                    continue;
+                }
+            };
+            let held: std::collections::BTreeSet<Vec<u8>> = doc
+                .get_changes(&[])
+                .iter()
+                .map(|c| c.hash().0.to_vec())
+                .collect();
+            if held != stored {
+                report.bad += 1;
+                report.problems.push(format!(
+                    "record {id}: its snapshot does not match its stored changes"
+                ));
+            }
+            let mut expected = index_row(&header, &doc);
+            expected.links.sort();
+            if stored_index_row(conn, id)?.as_ref() != Some(&expected) {
+                report.bad += 1;
+                report.problems.push(format!(
+                    "record {id}: its index row does not match its document"
+                ));
+            }
+        }
+        Ok(report)
+    }
+}
+
+pub(crate) fn push_filter<T: Into<rusqlite::types::Value>>(
+    sql: &mut String,
+    args: &mut Vec<rusqlite::types::Value>,
+    clause: &str,
+    value: Option<T>,
+) {
+    if let Some(v) = value {
+        sql.push_str(" AND ");
+        sql.push_str(clause);
+        args.push(v.into());
+    }
+}
+
+impl Node {
+    /// The misbehaviour this node has recorded, newest first.
+    pub fn misbehaviour(&self) -> Result<Vec<Misbehaviour>, ReadError> {
+        let mut stmt = self.store().conn().prepare(
+            "SELECT device, kind, detail, from_peer, at FROM misbehaviour ORDER BY id DESC",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, Vec<u8>>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, Option<Vec<u8>>>(3)?,
+                r.get::<_, i64>(4)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (device, kind, detail, from_peer, at_ms) = row?;
+            let Ok(device) = DeviceId::from_slice(&device) else {
+                continue;
+            };
+            out.push(Misbehaviour {
+                device,
+                kind,
+                detail,
+                from_peer: from_peer.and_then(|p| DeviceId::from_slice(&p).ok()),
+                at_ms,
+            });
+        }
+        Ok(out)
+    }
+}
