@@ -261,7 +261,7 @@ pub struct Served {
     pub addr: std::net::SocketAddr,
     events: tokio::sync::mpsc::UnboundedReceiver<yizhan_node::daemon::ServeEvent>,
     stop: tokio::sync::watch::Sender<bool>,
-    task: tokio::task::JoinHandle<Result<(), yizhan_node::daemon::DaemonError>>,
+    task: tokio::task::JoinHandle<Result<(), yizhan_node::link::DaemonError>>,
 }
 
 /// Starts `daemon::serve` for `node` with at most `max_peers` peers, and waits until it

@@ -202,7 +202,7 @@ fn join(node: &mut Node, out: &Out, args: JoinArgs) -> anyhow::Result<()> {
     let token =
         Token::from_text(&args.token).map_err(|e| anyhow!("the token is not valid: {e}"))?;
     if let Some(addr) = &args.station {
-        crate::daemon::parse_addr(addr)?;
+        crate::config::parse_addr(addr)?;
     }
     node.join(&token, args.station)?;
     let ident = node.identity();

@@ -95,11 +95,11 @@ pub fn settings(
         |key: &str, value: &str| format!("the config file {}, {key} = {value:?}", path.display());
     for (key, value) in [("listen", &cfg.listen), ("station", &cfg.station)] {
         if let Some(v) = value {
-            crate::daemon::parse_addr(v).with_context(|| bad(key, v))?;
+            parse_addr(v).with_context(|| bad(key, v))?;
         }
     }
     for p in cfg.peers.iter().flatten() {
-        crate::daemon::parse_addr(p).with_context(|| bad("peers", p))?;
+        parse_addr(p).with_context(|| bad("peers", p))?;
     }
     let station = match (&flags.station, &cfg.station, stored_station) {
         (Some(s), _, _) => Setting {
@@ -137,7 +137,7 @@ pub fn for_node(home: &Path, node: &Node, flags: &ServeArgs) -> anyhow::Result<S
 impl Settings {
     /// What `serve` runs with.
     pub fn serve_config(&self) -> anyhow::Result<ServeConfig> {
-        let addr = |a: &str| crate::daemon::parse_addr(a);
+        let addr = |a: &str| parse_addr(a);
         let peers = self
             .peers
             .value
@@ -217,7 +217,12 @@ pub fn station_for_sync(node: &Node) -> anyhow::Result<SocketAddr> {
         no_discovery: false,
     };
     match for_node(home.dir(), node, &flags)?.station.value {
-        Some(addr) => crate::daemon::parse_addr(&addr),
-        None => Err(yizhan_node::daemon::DaemonError::NoStation.into()),
+        Some(addr) => parse_addr(&addr),
+        None => Err(yizhan_node::link::DaemonError::NoStation.into()),
     }
+}
+
+/// Checks a HOST:PORT address.
+pub fn parse_addr(addr: &str) -> anyhow::Result<std::net::SocketAddr> {
+    Ok(yizhan_node::link::resolve(addr)?)
 }

@@ -7,6 +7,7 @@ use serde_json::json;
 use tokio::sync::{mpsc, watch};
 use yizhan_node::Node;
 use yizhan_node::daemon::{self, ServeEvent};
+use yizhan_node::link;
 
 use crate::args::{ServeArgs, SyncArgs};
 use crate::output::Out;
@@ -21,19 +22,11 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-/// Checks a HOST:PORT address.
-pub fn parse_addr(addr: &str) -> anyhow::Result<std::net::SocketAddr> {
-    Ok(daemon::resolve(addr)?)
-}
-
 pub fn sync_once(node: Node, out: &Out, args: SyncArgs) -> anyhow::Result<()> {
     let addr = match &args.peer {
-        Some(a) => parse_addr(a)?,
+        Some(a) => crate::config::parse_addr(a)?,
         None => crate::config::station_for_sync(&node)?,
     };
-    // The sync reuses this node's store connection rather than opening its own.
-    let home = node.home_handle();
-    home.give_back(node);
     let spinner = Progress::spinner(out, &format!("syncing with {addr}"));
     let config = SyncConfig {
         progress: spinner.handle().map(|bar| {
@@ -46,7 +39,7 @@ pub fn sync_once(node: Node, out: &Out, args: SyncArgs) -> anyhow::Result<()> {
         }),
         ..SyncConfig::default()
     };
-    let report = runtime()?.block_on(daemon::sync_once_with(&home, addr, &config));
+    let report = runtime()?.block_on(link::sync_once(node, addr, config));
     spinner.finish();
     let report = report?;
     let s = &report.stats;

@@ -18,8 +18,8 @@ use automerge::{AutoCommit, ObjId as ExId, ROOT, ReadDoc};
 use serde::{Deserialize, Serialize};
 use yizhan_protocol::{DocId, RecordKind};
 
-use crate::Node;
 use crate::error::{ReadError, ResolveError, WriteError};
+use crate::home::Node;
 use crate::model::{Category, Priority, Status, Time, UnknownValue};
 use crate::records::{FieldError, TicketUpdate, VisitEdit, fields_of, scalar_text};
 use crate::store::docs::{load_doc, load_header_conn};

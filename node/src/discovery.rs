@@ -20,18 +20,12 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Mutex;
+use std::time::Duration;
 
 use mdns_sd::{IfKind, ServiceDaemon, ServiceEvent, ServiceInfo};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use yizhan_protocol::{DeviceId, SiteId};
-
-use crate::daemon::{DaemonError, ServeConfig, ServeEvent, sync_on};
-use crate::home::Home;
-use crate::identity::Role;
-use crate::net::{Endpoint, PeerConnection};
-use crate::sync::SyncConfig;
 
 /// The DNS-SD service type yizhan nodes advertise.
 pub const SERVICE_TYPE: &str = "_yizhan._udp.local.";
@@ -358,25 +352,6 @@ impl Neighbours {
     }
 }
 
-/// Dials `device` at the first of `addrs` that answers; the handshake must prove `device`.
-pub async fn dial(
-    endpoint: &Endpoint,
-    device: DeviceId,
-    addrs: &[SocketAddr],
-) -> Result<(PeerConnection, SocketAddr), DaemonError> {
-    let mut last = None;
-    for &addr in addrs {
-        match endpoint.connect_to(addr, device).await {
-            Ok(conn) => return Ok((conn, addr)),
-            Err(e) => last = Some(e),
-        }
-    }
-    Err(last.map_or_else(
-        || DaemonError::Stream("no address to dial".into()),
-        Into::into,
-    ))
-}
-
 /// Waits until a new candidate is found or `at_most` has passed.
 pub async fn wait_for_news(neighbours: Option<&Neighbours>, at_most: Duration) {
     match neighbours {
@@ -387,135 +362,6 @@ pub async fn wait_for_news(neighbours: Option<&Neighbours>, at_most: Duration) {
         }
         None => tokio::time::sleep(at_most).await,
     }
-}
-
-/// Reads sightings until the browser stops: records candidates in `neighbours` and
-/// reports what was found and what was ignored (each advertisement once, until it
-/// changes).
-pub async fn watch_network(
-    discovery: Arc<Discovery>,
-    neighbours: Arc<Neighbours>,
-    events: mpsc::UnboundedSender<ServeEvent>,
-) {
-    let mut ignored: HashMap<String, Ignored> = HashMap::new();
-    while let Some(sighting) = discovery.next().await {
-        match sighting {
-            Sighting::Found(c) => {
-                // The instance name is derived from the device id.
-                let instance = format!("{}.{SERVICE_TYPE}", instance_name(c.device));
-                ignored.remove(&instance);
-                if neighbours.insert(&instance, c.clone()) {
-                    let _ = events.send(ServeEvent::Discovered {
-                        peer: c.device,
-                        addrs: c.addrs,
-                    });
-                }
-            }
-            Sighting::Ignored {
-                instance,
-                device,
-                reason,
-            } => {
-                if ignored.get(&instance) != Some(&reason) {
-                    let _ = events.send(ServeEvent::Ignored {
-                        device,
-                        reason: reason.to_string(),
-                    });
-                    ignored.insert(instance, reason);
-                }
-            }
-            Sighting::Gone { instance } => {
-                neighbours.remove_instance(&instance);
-                ignored.remove(&instance);
-            }
-        }
-    }
-}
-
-/// Keeps syncing with the nodes of this site found on the network (each dialled as the
-/// device it advertised) and with the configured peer addresses: as soon as one is found,
-/// whenever this node's log grows, and every `resync`; backs off from those that fail.
-/// The station is left to its own loop on a volunteer.
-pub async fn keep_syncing_with_neighbours(
-    home: &Home,
-    endpoint: &Endpoint,
-    neighbours: Option<Arc<Neighbours>>,
-    config: &ServeConfig,
-    events: &mpsc::UnboundedSender<ServeEvent>,
-) {
-    let sync_config = SyncConfig::default();
-    let mut next_try: HashMap<String, (Instant, Duration)> = HashMap::new();
-    let mut known: HashMap<DeviceId, Vec<SocketAddr>> = HashMap::new();
-    let mut last_end = None;
-    let mut last_round = Instant::now() - config.resync;
-    let Ok(mut watcher) = blocking(|| home.open()) else {
-        return;
-    };
-    loop {
-        let (root, skip_root) = {
-            let ident = watcher.identity();
-            (ident.root, ident.role != Role::Station)
-        };
-        let end = blocking(|| watcher.log_end().ok());
-        let found = neighbours.as_ref().map(|n| n.all()).unwrap_or_default();
-        let news = found.iter().any(|c| known.get(&c.device) != Some(&c.addrs));
-        if news || end != last_end || last_round.elapsed() >= config.resync {
-            let mut targets: Vec<(String, Option<DeviceId>, Vec<SocketAddr>)> = found
-                .iter()
-                .filter(|c| !(skip_root && Some(c.device) == root))
-                .map(|c| (c.device.to_string(), Some(c.device), c.addrs.clone()))
-                .collect();
-            targets.extend(config.peers.iter().map(|a| (a.to_string(), None, vec![*a])));
-            for c in &found {
-                if known.get(&c.device) != Some(&c.addrs) {
-                    // Found anew or moved: try it now, whatever its back-off.
-                    next_try.remove(&c.device.to_string());
-                }
-            }
-            known = found.into_iter().map(|c| (c.device, c.addrs)).collect();
-            for (key, device, addrs) in targets {
-                let now = Instant::now();
-                if next_try.get(&key).is_some_and(|(at, _)| *at > now) {
-                    continue;
-                }
-                let result = async {
-                    let (conn, addr) = match device {
-                        Some(d) => dial(endpoint, d, &addrs).await?,
-                        None => (endpoint.connect(addrs[0]).await?, addrs[0]),
-                    };
-                    let stats = sync_on(home, &conn, &sync_config).await;
-                    conn.connection.close(0u32.into(), b"done");
-                    Ok::<_, DaemonError>((conn.peer, addr, stats?))
-                }
-                .await;
-                match result {
-                    Ok((peer, addr, stats)) => {
-                        next_try.remove(&key);
-                        let _ = blocking(|| watcher.note_peer_addr(peer, &addr.to_string()));
-                        let _ = events.send(ServeEvent::Synced { peer, stats });
-                    }
-                    Err(e) => {
-                        let _ = events.send(ServeEvent::Failed {
-                            peer: device,
-                            error: format!("peer at {}: {e}", addrs[0]),
-                        });
-                        let wait = next_try.get(&key).map_or(config.resync, |(_, w)| {
-                            (*w * 2).min(Duration::from_secs(3600))
-                        });
-                        next_try.insert(key, (now + wait, wait));
-                    }
-                }
-            }
-            last_round = Instant::now();
-            // Our own syncs may have grown the log: count from after them.
-            last_end = blocking(|| watcher.log_end().ok());
-        }
-        wait_for_news(neighbours.as_deref(), config.poll).await;
-    }
-}
-
-fn blocking<T>(f: impl FnOnce() -> T) -> T {
-    tokio::task::block_in_place(f)
 }
 
 #[cfg(test)]

@@ -1561,7 +1561,11 @@ async fn still_serves_over_quic(w: &mut World, addr: std::net::SocketAddr) {
         .unwrap();
     let report = tokio::time::timeout(
         Duration::from_secs(120),
-        yizhan_node::daemon::sync_once(&w.a.node.home_handle(), addr),
+        yizhan_node::link::sync_once(
+            w.a.node.home_handle().open().unwrap(),
+            addr,
+            Default::default(),
+        ),
     )
     .await
     .expect("the honest sync stalled")
@@ -1990,7 +1994,7 @@ async fn fetch_flood_from_a_member_that_does_not_read() {
     let b_home = w.b.node.home_handle();
     let honest = tokio::time::timeout(
         Duration::from_secs(120),
-        yizhan_node::daemon::sync_once(&b_home, station.addr),
+        yizhan_node::link::sync_once(b_home.open().unwrap(), station.addr, Default::default()),
     );
     let (held, during) = tokio::join!(tokio::time::timeout(Duration::from_secs(30), flood), honest);
     let during = during
@@ -2129,7 +2133,11 @@ async fn refuse_before_hello() {
     });
     let err = tokio::time::timeout(
         Duration::from_secs(60),
-        yizhan_node::daemon::sync_once(&w.a.node.home_handle(), at),
+        yizhan_node::link::sync_once(
+            w.a.node.home_handle().open().unwrap(),
+            at,
+            Default::default(),
+        ),
     )
     .await
     .expect("the sync ends")

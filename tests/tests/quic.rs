@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use yizhan_node::daemon::{self, ServeConfig};
+use yizhan_node::daemon::ServeConfig;
 use yizhan_node::records::NewVisit;
 use yizhan_tests::{TestNode, enroll, serve};
 
@@ -41,7 +41,11 @@ async fn a_sync_with_much_to_send_both_ways_completes() {
     let addr = served.addr;
     let report = tokio::time::timeout(
         Duration::from_secs(300),
-        daemon::sync_once(&a.node.home_handle(), addr),
+        yizhan_node::link::sync_once(
+            a.node.home_handle().open().unwrap(),
+            addr,
+            Default::default(),
+        ),
     )
     .await
     .expect("the sync stalled")
@@ -90,7 +94,11 @@ async fn stalled_handshakes_hold_up_no_one() {
 
     let report = tokio::time::timeout(
         Duration::from_secs(120),
-        daemon::sync_once(&a.node.home_handle(), addr),
+        yizhan_node::link::sync_once(
+            a.node.home_handle().open().unwrap(),
+            addr,
+            Default::default(),
+        ),
     )
     .await
     .expect("the sync stalled")
@@ -123,7 +131,9 @@ async fn a_whole_site_syncing_at_once_is_let_in_and_stored() {
         .iter()
         .map(|n| {
             let home = n.node.home_handle();
-            tokio::spawn(async move { daemon::sync_once(&home, addr).await })
+            tokio::spawn(async move {
+                yizhan_node::link::sync_once(home.open().unwrap(), addr, Default::default()).await
+            })
         })
         .collect();
     for (i, sync) in syncs.into_iter().enumerate() {
