@@ -1,4 +1,4 @@
-//! What encryption at rest costs (issue 5, promise 7): the same workload on a plain home
+//! What encryption at rest costs: the same workload on a plain home
 //! (the baseline) and on an encrypted one (`yizhan init --encrypt`: SQLCipher, keyed by a
 //! passphrase), measured one after the other in this process, runs of the two interleaved
 //! so that the shared machine's load falls on both alike.

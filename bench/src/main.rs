@@ -1,4 +1,4 @@
-//! `yizhan-bench`: the scale benchmarks of issue 4, run against the real `yizhan` binary.
+//! `yizhan-bench`: the scale benchmarks, run against the real `yizhan` binary.
 //!
 //! ```sh
 //! cargo run --release -p yizhan-bench -- all                 # N = 10,000 and 100,000

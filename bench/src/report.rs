@@ -9,7 +9,7 @@ use comfy_table::{Table, presets};
 use crate::encryption::EncryptionResult;
 use crate::scenario::{Ingest, SizeResult};
 
-/// The size the issue states targets 3's absolute figures for (20 × 1,000 visits).
+/// The size target 3's absolute figures are stated for (20 × 1,000 visits).
 const EVENING_SIZE: usize = 100_000;
 const KIB: u64 = 1024;
 
