@@ -1,20 +1,18 @@
 //! A node's home directory, and [`Node`]: a device key, an open store and the identity.
 //!
-//! A home holds two files:
+//! A home holds:
 //!
-//! - `device.key`: the 32-byte ed25519 secret seed as 64 hex characters, mode 0600, written once, atomically
-//!   (temporary file, fsync, rename, fsync of the directory).
+//! - `device.key`: the 32-byte ed25519 secret seed as 64 hex characters, mode 0600,
+//!   written once, atomically (temporary file, fsync, rename, fsync of the directory). An
+//!   encrypted home has no key file: its seed is kept inside the encrypted store.
 //! - `store.db`: the SQLite store ([`crate::store`]), with the node's name, role, site and
 //!   grids in its `meta` table.
 //!
-//! Every write is one `BEGIN IMMEDIATE` transaction: load the document's latest snapshot,
-//! make the Automerge change with this device's actor, sign it, store the change, the new
-//! snapshot and the record's index row, commit. Nothing is reported as saved before the
-//! commit returns, and the commit is fsynced (`synchronous=FULL`).
-//!
-//! This module opens and makes homes and hands out [`Node`]s; what a node does lives by
-//! responsibility: local writes in [`crate::write`], reads and `verify` in [`crate::query`],
-//! received changes in [`crate::ingest`], membership in [`crate::site`].
+//! This module makes and opens homes and hands out [`Node`]s, one per command or, in the
+//! daemon, from a small pool of open ones per sync. What a node does lives by
+//! responsibility: local writes in [`crate::write`], reads and `verify` in
+//! [`crate::query`], received changes in [`crate::ingest`], membership in
+//! [`crate::members`], sync in [`crate::sync`].
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
@@ -22,11 +20,10 @@ use std::path::{Path, PathBuf};
 
 use yizhan_protocol::DeviceKey;
 
-use crate::store::{Passphrase, Store, set_meta};
-
 use crate::error::{InitError, OpenError, WriteError};
 use crate::identity::{Identity, Role, load_identity, save_identity};
 use crate::ingest::{Decoded, DocChanges, IngestContext, IngestReport, ingest_in};
+use crate::store::{Passphrase, Store, set_meta};
 
 /// The file name of the device key inside a home.
 pub const KEY_FILE: &str = "device.key";
@@ -134,7 +131,7 @@ impl Home {
     }
 
     /// Returns a node taken with [`Home::checkout`] for reuse. A node in the middle of a
-    /// transaction, or beyond the [`MAX_POOLED`] idle ones, is closed instead.
+    /// transaction, or beyond the `MAX_POOLED` idle ones, is closed instead.
     pub fn give_back(&self, node: Node) {
         if !node.store.conn().is_autocommit() {
             return;
@@ -382,7 +379,7 @@ impl Node {
     }
 
     /// Stores changes that came from elsewhere (a test harness, an import of relayed
-    /// changes), with the checks of [`ingest_in`]. Accepted changes commit in one
+    /// changes), with the checks of `ingest_in`. Accepted changes commit in one
     /// transaction; refused ones are reported and never stop the others.
     pub fn ingest(&mut self, batch: Vec<DocChanges>) -> Result<IngestReport, WriteError> {
         let tx = self.store.write()?;

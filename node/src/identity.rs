@@ -5,9 +5,8 @@
 use rusqlite::Transaction;
 use yizhan_protocol::{DeviceId, DeviceKey, DocHeader, RecordKind, SiteId};
 
-use crate::store::{Store, set_meta};
-
 use crate::error::{OpenError, WriteError};
+use crate::store::{Store, set_meta};
 
 /// What a node is in its site.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -17,7 +17,7 @@
 //! | 5 | [`site`] | the site's trust data: roster, certificates, revocations, receipts |
 //! | 6 | [`ingest`] | the gate every received change passes: admission rules, the pipeline, quarantine, group commit |
 //! | 7 | [`home`] | home directories, the key file, the pool, and [`Node`] itself |
-//! | 8 | [`write`], [`history`] | local writes; a record's history from its signed changes |
+//! | 8 | [`write`](mod@write), [`history`] | local writes; a record's history from its signed changes |
 //! | 9 | [`query`], [`conflicts`], [`members`], [`purge`], [`quarantine`], [`report`], [`status`], [`exchange`] | what commands read and do with a node |
 //! | 10 | [`sync`] | the sync engine: a `protocol::Session` driven with this node's store |
 //! | 11 | [`link`] | one sync over a QUIC stream |

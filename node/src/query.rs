@@ -6,14 +6,13 @@ use automerge::AutoCommit;
 use rusqlite::params;
 use yizhan_protocol::{DeviceId, DocHeader, DocId, RecordKind};
 
-use crate::model::Time;
-use crate::records::{self};
-
 use crate::error::{ReadError, ResolveError, WriteError};
 use crate::home::Node;
 use crate::identity::Role;
 use crate::ingest::DocChanges;
 use crate::ingest::rules::Misbehaviour;
+use crate::model::Time;
+use crate::records;
 use crate::store::docs::{
     index_row, load_doc, load_header_conn, row_to_envelope, stored_index_row,
 };

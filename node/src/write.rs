@@ -12,12 +12,11 @@ use automerge::{ActorId, AutoCommit};
 use rusqlite::Transaction;
 use yizhan_protocol::{DeviceKey, DocHeader, DocId, RecordKind, SignedChange};
 
-use crate::model::Time;
-use crate::records::{self, FieldError, NewTicket, NewVisit, TicketUpdate, VisitEdit};
-
 use crate::error::WriteError;
 use crate::home::Node;
 use crate::identity::{Identity, Role};
+use crate::model::Time;
+use crate::records::{self, FieldError, NewTicket, NewVisit, TicketUpdate, VisitEdit};
 use crate::store::docs::{NewChange, load_doc, load_header, persist};
 
 impl Node {

@@ -5,18 +5,18 @@
 //!
 //! 1. **Bounds and shape** (`protocol::envelope`): the envelope decodes within its byte and
 //!    operation bounds, and its document id derives from its header.
-//! 2. **Signature and membership** ([`pipeline`]): the envelope verifies strictly for this
-//!    node's site; its signer's certificate is known and unexpired ([`IngestContext`]).
-//! 3. **Write rules** ([`may_write`], [`rules`]): the signer may write this record (author,
+//! 2. **Signature and membership** (`pipeline`): the envelope verifies strictly for this
+//!    node's site; its signer's certificate is known and unexpired (`IngestContext`).
+//! 3. **Write rules** (`may_write`, `rules`): the signer may write this record (author,
 //!    station, grid), the change stays inside the record model and the record's operation
 //!    budget, and the merged document loads back to the same heads.
 //! 4. **Causality**: every dependency is present; documents whose history is missing are
 //!    listed to fetch.
 //! 5. **Store** (`store::docs`): the change, the new snapshot and the index row.
 //!
-//! Changes of a revoked author are held back for the station ([`hold`]); refused ones are
+//! Changes of a revoked author are held back for the station (`hold`); refused ones are
 //! reported and kept, bounded, for inspection. Concurrent syncs of one process share one
-//! transaction and one commit through the [`group`] gate.
+//! transaction and one commit through the `group` gate.
 //!
 //! Layering: ingest uses `store`, `site` (the roster) and `identity`; it knows nothing of
 //! `Node`, syncs or the network.
@@ -57,7 +57,7 @@ pub struct Rejection {
     pub reason: String,
 }
 
-/// What [`Node::ingest`] did.
+/// What `Node::ingest` did.
 #[derive(Clone, Debug, Default)]
 pub struct IngestReport {
     /// Changes newly stored.

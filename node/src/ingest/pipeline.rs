@@ -8,13 +8,12 @@ use automerge::AutoCommit;
 use rusqlite::Transaction;
 use yizhan_protocol::{DeviceId, DocHeader, DocId, SignedChange};
 
-use crate::records::{self};
-
 use crate::error::WriteError;
 use crate::ingest::hold::{depends_on_held, hold, reject};
 use crate::ingest::{
     IngestContext, IngestReport, Unchecked, Verdict, check_model, may_write, model_grids,
 };
+use crate::records;
 use crate::store::docs::{
     NewChange, Prepared, has_doc, index_row_of, load_doc, prepare, sort_causally, store_new_doc,
     store_prepared,

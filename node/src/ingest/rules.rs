@@ -27,7 +27,7 @@
 //!   `decode_change`); this bounds what a record, and every node that holds it, must
 //!   materialise when it is loaded.
 //!
-//! The checks are pure functions (unit-tested below) and a per-document [`Gate`] that
+//! The checks are pure functions (unit-tested below) and a per-document `Gate` that
 //! ingest asks once per verified change.
 
 use std::collections::HashMap;

@@ -8,11 +8,10 @@ use automerge::AutoCommit;
 use rusqlite::{OptionalExtension, Transaction, params};
 use yizhan_protocol::{ChangeHash, DeviceId, DocHeader, DocId, RecordKind, SignedChange};
 
-use crate::model::Time;
-use crate::records::{self};
-use crate::store::{self};
-
 use crate::error::{ReadError, WriteError};
+use crate::model::Time;
+use crate::records;
+use crate::store;
 
 /// One change made on this node, ready to store.
 pub(crate) struct NewChange {

@@ -379,7 +379,7 @@ pub fn settle_doc_ids(tx: &Transaction<'_>) -> rusqlite::Result<usize> {
 }
 
 /// Records that document number `docno` (just inserted into `docs`) has id `doc_id`, and
-/// settles the new ids when `docno` is a multiple of [`settle_every`]. The caller has
+/// settles the new ids when `docno` is a multiple of `settle_every`. The caller has
 /// checked, in the same transaction, that no document has this id (`doc_index` does not
 /// enforce it across its two tables).
 pub fn index_new_doc(tx: &Transaction<'_>, doc_id: &[u8], docno: i64) -> rusqlite::Result<()> {
@@ -607,7 +607,7 @@ impl Store {
     /// net far beyond the usual one, so that commits on the sync path do not copy pages
     /// back.
     ///
-    /// It also sets SQLite's process-wide soft heap limit ([`DAEMON_HEAP_LIMIT`]): however
+    /// It also sets SQLite's process-wide soft heap limit (`DAEMON_HEAP_LIMIT`): however
     /// many peers sync at once, their connections' page caches together give pages back
     /// beyond it, so the station's memory does not grow with the number of peers.
     pub fn tune_for_daemon(&self) -> rusqlite::Result<()> {
