@@ -32,11 +32,11 @@ fn station_cert() -> &'static Signed<Certificate> {
 }
 
 /// `message`: the first byte chooses how the node answers; the rest is a stream of
-/// frames (as for [`frame`]) that a real `Session` receives one by one, 10 ms apart on a
-/// virtual clock. The node answers every event as the sync engine would: accept or refuse
-/// the `Hello` (with a roster or not), serve pages, fetch the documents of a page, answer
-/// fetches, finish. Every frame the session sends must decode, a misuse error means the
-/// session refused a lawful answer, and a failed session must stay failed.
+/// frames (as for [`frame`](fn@super::frame)) that a real `Session` receives one by one,
+/// 10 ms apart on a virtual clock. The node answers every event as the sync engine would:
+/// accept or refuse the `Hello` (with a roster or not), serve pages, fetch the documents
+/// of a page, answer fetches, finish. Every frame the session sends must decode, a misuse
+/// error means the session refused a lawful answer, and a failed session must stay failed.
 ///
 /// Option bits: 0 refuse the peer, 1 send a roster on accept, 2 serve two pages (else one),
 /// 3 fetch the documents of each page, 4 answer a fetch with documents, 5 time out in the
