@@ -42,6 +42,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, Serve
 use rustls::server::ParsedCertificate;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme};
+use yizhan_protocol::frame::{self, FrameDecoder, FrameError, PayloadTooLarge};
 use yizhan_protocol::{DeviceId, DeviceKey};
 
 /// The ALPN protocol name of yizhan's sync protocol, version 1.
@@ -544,11 +545,9 @@ fn authenticated_peer(
 
 /// Writes one frame: the payload's length as a big-endian `u32`, then the payload.
 pub async fn write_frame(send: &mut quinn::SendStream, payload: &[u8]) -> Result<(), NetError> {
-    let len = u32::try_from(payload.len())
-        .map_err(|_| NetError::PayloadTooLarge { len: payload.len() })?;
-    send.write_all(&len.to_be_bytes())
-        .await
-        .map_err(NetError::Write)?;
+    let prefix = frame::length_prefix(payload.len())
+        .map_err(|PayloadTooLarge { len }| NetError::PayloadTooLarge { len })?;
+    send.write_all(&prefix).await.map_err(NetError::Write)?;
     send.write_all(payload).await.map_err(NetError::Write)
 }
 
@@ -561,27 +560,28 @@ pub async fn read_frame(
     recv: &mut quinn::RecvStream,
     max_len: usize,
 ) -> Result<Option<Vec<u8>>, NetError> {
-    let mut header = [0u8; 4];
-    match recv.read_exact(&mut header).await {
-        Ok(()) => {}
-        Err(quinn::ReadExactError::FinishedEarly(0)) => return Ok(None),
-        Err(quinn::ReadExactError::FinishedEarly(received)) => {
-            return Err(NetError::TruncatedFrame { received });
+    // Never more than the frame in progress needs: the next frame stays on the stream.
+    let mut decoder = FrameDecoder::new(max_len);
+    loop {
+        match recv
+            .read_chunk(decoder.needed(), true)
+            .await
+            .map_err(NetError::Read)?
+        {
+            Some(chunk) => decoder.handle_bytes(&chunk.bytes),
+            None => decoder.handle_end(),
         }
-        Err(quinn::ReadExactError::ReadError(error)) => return Err(NetError::Read(error)),
-    }
-    let len = u32::from_be_bytes(header);
-    let size = usize::try_from(len)
-        .ok()
-        .filter(|&size| size <= max_len)
-        .ok_or(NetError::FrameTooLarge { len, max: max_len })?;
-    let mut payload = vec![0u8; size];
-    match recv.read_exact(&mut payload).await {
-        Ok(()) => Ok(Some(payload)),
-        Err(quinn::ReadExactError::FinishedEarly(received)) => Err(NetError::TruncatedFrame {
-            received: header.len() + received,
-        }),
-        Err(quinn::ReadExactError::ReadError(error)) => Err(NetError::Read(error)),
+        match decoder.poll_frame() {
+            Ok(Some(payload)) => return Ok(Some(payload)),
+            Ok(None) if decoder.is_finished() => return Ok(None),
+            Ok(None) => {}
+            Err(FrameError::TooLarge { len, max }) => {
+                return Err(NetError::FrameTooLarge { len, max });
+            }
+            Err(FrameError::Truncated { received }) => {
+                return Err(NetError::TruncatedFrame { received });
+            }
+        }
     }
 }
 

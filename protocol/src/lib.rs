@@ -17,6 +17,8 @@
 //!   membership certificates, revocations, enrolment tokens and station receipts.
 //! - [`wire`] and [`sync`]: the sync messages and [`sync::Session`], the sans-IO state
 //!   machine of one sync.
+//! - [`frame`]: the length-prefixed frames messages travel in on a stream: the prefix,
+//!   and [`frame::FrameDecoder`], which cuts arriving bytes into frames.
 //!
 //! The wire format and the signing rule are specified in `docs/protocol.md`.
 #![deny(missing_docs)]
@@ -24,6 +26,7 @@
 pub mod columns;
 pub mod doc;
 pub mod envelope;
+pub mod frame;
 pub mod identity;
 pub mod membership;
 pub mod signed;

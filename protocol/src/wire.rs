@@ -1,7 +1,8 @@
 //! The sync messages as they travel: one [`Message`] per frame, postcard-encoded.
 //!
 //! On a QUIC stream each frame is a 4-byte big-endian length followed by that many bytes
-//! (at most [`MAX_FRAME`]). See `docs/protocol.md` for the full specification.
+//! (at most [`MAX_FRAME`]; see [`crate::frame`]). See `docs/protocol.md` for the full
+//! specification.
 
 use serde::{Deserialize, Serialize};
 
