@@ -1,3 +1,8 @@
+// A test binary of its own, not a module of `it`: it SIGKILLs `yizhan` processes at
+// moments drawn from 0–110 ms, which is where a sync or a write is under way on an
+// otherwise quiet machine. Beside the `it` tests, each starting `yizhan` processes of its
+// own, the kills would land mostly before the work they aim at.
+
 //! Crash safety of writers and of both ends of a sync (issue 5, promise 1).
 //!
 //! One station (`serve`) and two volunteer laptops, enrolled for the station's grid, keep
@@ -26,6 +31,10 @@
 //! and `YIZHAN_CRASH_SEED=S` replays a run's choices (the kill moments race real processes,
 //! so a replay is the same mix, not the same interleaving).
 
+// The helpers of `it`, where all of them are used (and dead code is caught); this
+// binary uses a few.
+#[allow(dead_code)]
+#[path = "it/util.rs"]
 mod util;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};

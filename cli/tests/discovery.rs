@@ -1,3 +1,7 @@
+// A test binary of its own, not a module of `it`: it makes and deletes network namespaces
+// (state of the whole machine, needing root), so that it can be run, or left out, by
+// itself: `cargo test -p yizhan-cli --test discovery`.
+
 //! Local network discovery (mDNS), black-box: `yizhan serve` processes run inside a
 //! network namespace made for the test (only its own loopback, so no packet leaves it and
 //! no other test's nodes are seen), and find each other with no peer or station address
@@ -6,6 +10,10 @@
 //! Making a namespace needs root and `ip netns`. Without them the tests print why and
 //! pass, unless `YIZHAN_REQUIRE_NETNS=1` (CI sets it), which turns that into a failure.
 
+// The helpers of `it`, where all of them are used (and dead code is caught); this
+// binary uses a few.
+#[allow(dead_code)]
+#[path = "it/util.rs"]
 mod util;
 
 use std::io::{BufRead, BufReader};

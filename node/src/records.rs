@@ -625,7 +625,7 @@ fn get_str(doc: &impl ReadDoc, obj: &automerge::ObjId, key: &str) -> Option<Stri
 ///
 /// It is read from an Automerge document ([`Root::read`]) or, for a new document made by one
 /// simple change, from that change's operations ([`Root::of_first_change`]); both give the
-/// same `Root` for such a document (`tests/tests/first_change.rs`).
+/// same `Root` for such a document (`tests/tests/it/first_change.rs`).
 #[derive(Debug, PartialEq)]
 pub struct Root {
     fields: std::collections::HashMap<String, Field>,

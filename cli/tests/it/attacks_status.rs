@@ -1,9 +1,7 @@
 //! `yizhan status` shows the misbehaviour a node recorded (the attack corpus itself is
-//! `tests/tests/attacks.rs`; there the station records M's equivocation through ingest).
+//! `tests/tests/it/attacks.rs`; there the station records M's equivocation through ingest).
 
-mod util;
-
-use util::Home;
+use crate::util::Home;
 
 #[test]
 fn status_shows_recorded_misbehaviour() {

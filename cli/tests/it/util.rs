@@ -3,7 +3,6 @@
 //! Every test gets its own [`Home`]: a fresh temporary directory passed as `--home DIR`, with
 //! `HOME`/`XDG_DATA_HOME` pointed inside it as well, so that no test can ever touch a real
 //! user's data directory, and `TZ=UTC` so that dates are deterministic.
-#![allow(dead_code)]
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};

@@ -2,13 +2,11 @@
 //! the station stored at join comes after the file, a bad file is one error line and exit
 //! 1, and `config --json` is one object.
 
-mod util;
-
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 
+use crate::util::*;
 use serde_json::Value;
-use util::*;
 
 const KEYS: [&str; 5] = [
     "listen",

@@ -1,9 +1,7 @@
 //! Identity (`init`, `id`) and records (`visit ...`, `ticket ...`) through the CLI.
 
-mod util;
-
+use crate::util::*;
 use serde_json::{Value, json};
-use util::*;
 
 const HOUSEHOLD: &str = "幸福里社区3号楼2单元201室";
 const GRID: &str = "第三网格";

@@ -1,11 +1,9 @@
 //! `verify` re-checks every stored change: a flipped byte anywhere in a change's bytes,
 //! signature or hash makes it exit 1 with `bad` > 0.
 
-mod util;
-
+use crate::util::*;
 use rusqlite::{Connection, params};
 use serde_json::Value;
-use util::*;
 
 /// A home with a few visits, tickets, edits and comments.
 fn populated() -> Home {

@@ -1,9 +1,7 @@
 //! `init --encrypt`: a stolen laptop's home gives nothing away, and every command needs
 //! the passphrase.
 
-mod util;
-
-use util::{Home, assert_one_error_line};
+use crate::util::{Home, assert_one_error_line};
 
 const PASS: &str = "芝麻开门 open sesame";
 

@@ -2,10 +2,8 @@
 //! changes: each entry says who (device id and name), when (RFC 3339), and what changed
 //! (each field set, with its new value).
 
-mod util;
-
+use crate::util::*;
 use serde_json::{Value, json};
-use util::*;
 
 /// The `history` array of a shown record, each entry checked for its keys, author and time.
 fn history(home: &Home, shown: &Value) -> Vec<Value> {

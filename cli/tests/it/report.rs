@@ -12,14 +12,12 @@
 //! bar of every chart must be there, in its colour, with a length in proportion to its
 //! count.
 
-mod util;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use crate::util::*;
 use serde_json::{Value, json};
-use util::*;
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/report");
 const DAY: i64 = 86_400;

@@ -3,11 +3,9 @@
 //! one JSON value and stderr is empty. Under a pseudo-terminal (`script`), a long import
 //! draws its bar on the terminal.
 
-mod util;
-
 use std::process::Command;
 
-use util::*;
+use crate::util::*;
 
 const ROWS: usize = 3000;
 

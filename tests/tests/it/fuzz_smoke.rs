@@ -256,8 +256,8 @@ fn other_chunk_types_are_refused_before_decoding() {
 }
 
 /// Writes the seeds into `fuzz/corpus/<target>/seed-*`, as `cargo run --bin seeds` in
-/// `fuzz/` does, without building the fuzz crate: `cargo test -p yizhan-tests --test
-/// fuzz_smoke write_seeds -- --ignored`.
+/// `fuzz/` does, without building the fuzz crate: `cargo test -p yizhan-tests --test it
+/// fuzz_smoke::write_seeds -- --ignored`.
 #[test]
 #[ignore = "writes into fuzz/corpus; run on demand"]
 fn write_seeds() {

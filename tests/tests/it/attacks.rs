@@ -1805,12 +1805,21 @@ struct StationProcess {
 
 const STATION_HOME_VAR: &str = "YIZHAN_ATTACKS_STATION_HOME";
 
+/// The name libtest gives this module's test `test`, as `--exact` needs it when this test
+/// binary runs one of its own tests in a child process: the module's path in the crate.
+fn libtest_name(test: &str) -> String {
+    match module_path!().split_once("::") {
+        Some((_crate, module)) => format!("{module}::{test}"),
+        None => test.to_string(),
+    }
+}
+
 impl StationProcess {
     fn start(home: &std::path::Path) -> StationProcess {
         use std::io::BufRead;
         let mut child = std::process::Command::new(std::env::current_exe().unwrap())
             .args([
-                "station_process",
+                &libtest_name("station_process"),
                 "--exact",
                 "--ignored",
                 "--nocapture",
@@ -2949,7 +2958,7 @@ fn operation_bombs_memory_child() {
 fn operation_bombs_leave_memory_bounded() {
     let out = std::process::Command::new(std::env::current_exe().unwrap())
         .args([
-            "operation_bombs_memory_child",
+            &libtest_name("operation_bombs_memory_child"),
             "--exact",
             "--ignored",
             "--nocapture",

@@ -1,9 +1,7 @@
 //! Sync over real QUIC between real `yizhan` processes on loopback: a station and volunteers,
-//! each in its own temporary home. The same scenarios as `tests/tests/sync_sim.rs`, seen from
+//! each in its own temporary home. The same scenarios as `tests/tests/it/sync_sim.rs`, seen from
 //! the outside: what moves, what stays within a volunteer's grids, who is refused, what a
 //! forged or cut sync leaves behind, and how `serve` starts and stops.
-
-mod util;
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read};
@@ -12,10 +10,10 @@ use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use crate::util::*;
 use rand::Rng;
 use rusqlite::{Connection, params};
 use serde_json::Value;
-use util::*;
 
 /// How long `serve` may take to print its first line (a debug build on a busy machine).
 const START_TIMEOUT: Duration = Duration::from_secs(30);

@@ -1,12 +1,10 @@
 //! Bad input: every refused command exits 1 (2 for usage errors) with one `error: ` line
 //! on stderr, nothing on stdout under `--json`, and leaves the store exactly as it was.
 
-mod util;
-
 use std::collections::BTreeSet;
 
+use crate::util::*;
 use serde_json::Value;
-use util::*;
 
 /// A home with one visit and one ticket (with a comment, so there is some history).
 fn populated() -> (Home, String, String) {

@@ -3,14 +3,12 @@
 //! two laptops is listed on every node with both values and their authors; `resolve` on one
 //! node settles it everywhere once synced. Bad input is one line, exit 1, nothing changed.
 
-mod util;
-
 use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use crate::util::*;
 use serde_json::Value;
-use util::*;
 
 const HEPING: &str = "和平里";
 /// How long `serve` may take to print its first line, or a sync to finish.

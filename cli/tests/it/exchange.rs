@@ -1,13 +1,11 @@
 //! `export` and `import`: CSV and JSON, round trips between homes, all-or-nothing imports.
 
-mod util;
-
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Instant;
 
+use crate::util::*;
 use serde_json::{Value, json};
-use util::*;
 
 const NOTE: &str = "张阿姨说：\"楼道灯坏了\"，已报修,\n明天再来看看";
 

@@ -1,9 +1,7 @@
 //! Shell integration generated from the clap definitions: completion scripts for each shell
 //! and the man page name every command, and need no home.
 
-mod util;
-
-use util::*;
+use crate::util::*;
 
 /// The subcommands `yizhan --help` lists (clap's own `help` left out).
 fn subcommands(home: &Home) -> Vec<String> {
