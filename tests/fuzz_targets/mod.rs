@@ -1,5 +1,5 @@
 //! The bodies of the fuzz targets, shared by the `cargo fuzz` binaries in `fuzz/` and the
-//! stable smoke test (`tests/tests/fuzz_smoke.rs`), and the generator of their seed corpora.
+//! stable smoke test (`tests/tests/it/fuzz_smoke.rs`), and the generator of their seed corpora.
 //!
 //! Each body takes arbitrary bytes, as a hostile peer could send them, and must never
 //! panic: a panic that escapes a body is a finding. Panics that the code under test
