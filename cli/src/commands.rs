@@ -623,7 +623,7 @@ fn export(node: &Node, out: &Out, args: ExportArgs) -> anyhow::Result<()> {
             Ok(())
         }
         Some(path) => {
-            write_atomically(&path, &buf)
+            output::write_atomically(&path, &buf)
                 .with_context(|| format!("cannot write {}", path.display()))?;
             out.emit(
                 &json!({ "exported": count, "out": path.display().to_string() }),
@@ -631,40 +631,6 @@ fn export(node: &Node, out: &Out, args: ExportArgs) -> anyhow::Result<()> {
             )
         }
     }
-}
-
-/// Writes `bytes` to a temporary file beside `path`, fsyncs it, and renames it over `path`,
-/// so that `path` is either the old file or the whole new one.
-pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = path
-        .file_name()
-        .ok_or_else(|| std::io::Error::other("not a file name"))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = (|| {
-        // Exports hold residents' personal data: owner-only, like the store.
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        std::fs::File::open(&dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }
 
 fn import(node: &mut Node, out: &Out, args: ImportArgs) -> anyhow::Result<()> {
