@@ -287,118 +287,66 @@ fn quarantine(node: &mut Node, out: &Out, cmd: QuarantineCommand) -> anyhow::Res
 }
 
 fn status(node: &Node, out: &Out) -> anyhow::Result<()> {
-    let ident = node.identity();
-    let (tickets, visits) = node.record_counts()?;
-    let pending = node.pending_to_station()?;
-    let receipt = node.station_receipt_signed()?;
-    let (conflicts, rejected) = node.conflict_and_rejected_counts()?;
-    let purged = node.purged_count()?;
-    let peers = node.peers()?;
-    let misbehaviour = node.misbehaviour()?;
-    let misbehaviour_json: Vec<_> = misbehaviour
-        .iter()
-        .map(|m| {
-            json!({
-                "device_id": m.device.to_string(),
-                "kind": m.kind,
-                "detail": m.detail,
-                "at": Time::from_millis(m.at_ms).to_rfc3339(),
-            })
-        })
-        .collect();
-    let at = |ms: i64| Time::from_millis(ms).to_rfc3339();
-    let receipt_json = receipt.as_ref().map(|(station, r)| {
-        json!({
-            "station": station.to_string(),
-            "covers": r.covers,
-            "station_changes": r.station_changes,
-            "at": at(r.at_ms),
-        })
-    });
-    let peers_json: Vec<_> = peers
-        .iter()
-        .map(|p| {
-            json!({
-                "device_id": p.device.to_string(),
-                "name": p.name,
-                "addr": p.addr,
-                "last_sync": p.last_sync_ms.map(at),
-            })
-        })
-        .collect();
-    out.emit(
-        &json!({
-            "device_id": ident.device_id.to_string(),
-            "name": ident.name,
-            "role": ident.role.as_str(),
-            "site_id": ident.site_id.map(|s| s.to_string()),
-            "records": { "tickets": tickets, "visits": visits },
-            "pending_to_station": pending,
-            "station_receipt": receipt_json,
-            "peers": peers_json,
-            "conflicts": conflicts,
-            "rejected": rejected,
-            "purged": purged,
-            "misbehaviour": misbehaviour_json,
-        }),
-        || {
-            print_fields(&[
-                ("device", ident.device_id.to_string()),
-                ("name", ident.name.clone()),
-                ("role", ident.role.as_str().to_string()),
-                (
-                    "site",
-                    ident.site_id.map(|s| s.to_string()).unwrap_or("-".into()),
+    let st = node.status()?;
+    out.emit(&st, || {
+        let pending = st.pending_to_station;
+        print_fields(&[
+            ("device", st.device_id.clone()),
+            ("name", st.name.clone()),
+            ("role", st.role.as_str().to_string()),
+            ("site", st.site_id.clone().unwrap_or("-".into())),
+            (
+                "records",
+                format!(
+                    "{} visits, {} tickets",
+                    st.records.visits, st.records.tickets
                 ),
-                ("records", format!("{visits} visits, {tickets} tickets")),
-                (
-                    "at the station",
-                    match (&receipt, ident.role) {
-                        (_, yizhan_node::Role::Station) => "this is the station".into(),
-                        (None, _) => format!("not yet confirmed; {pending} changes pending"),
-                        (Some((_, r)), _) => {
-                            format!("confirmed {}; {pending} changes pending", at(r.at_ms))
-                        }
-                    },
-                ),
-                ("conflicts", conflicts.to_string()),
-                ("rejected", rejected.to_string()),
-                (
-                    "dropped",
-                    match purged {
-                        0 => "none".into(),
-                        n => format!("{n} records that left this laptop's grids were removed"),
-                    },
-                ),
-                (
-                    "misbehaviour",
-                    match misbehaviour.first() {
-                        None => "none".into(),
-                        Some(m) => format!(
-                            "{} recorded; latest: {} by {} ({})",
-                            misbehaviour.len(),
-                            m.kind,
-                            output::short(&m.device.to_string()),
-                            m.detail
-                        ),
-                    },
-                ),
-            ]);
-            if !peers.is_empty() {
-                println!("\nPeers:");
-                let mut t = table(&["DEVICE", "NAME", "ADDRESS", "LAST SYNC"]);
-                for p in &peers {
-                    t.add_row(vec![
-                        output::short(&p.device.to_string()),
-                        p.name.clone().unwrap_or_default(),
-                        p.addr.clone().unwrap_or("-".into()),
-                        p.last_sync_ms.map(at).unwrap_or("never".into()),
-                    ]);
-                }
-                print_table(&t, "");
+            ),
+            (
+                "at the station",
+                match (&st.station_receipt, st.role) {
+                    (_, yizhan_node::Role::Station) => "this is the station".into(),
+                    (None, _) => format!("not yet confirmed; {pending} changes pending"),
+                    (Some(r), _) => format!("confirmed {}; {pending} changes pending", r.at),
+                },
+            ),
+            ("conflicts", st.conflicts.to_string()),
+            ("rejected", st.rejected.to_string()),
+            (
+                "dropped",
+                match st.purged {
+                    0 => "none".into(),
+                    n => format!("{n} records that left this laptop's grids were removed"),
+                },
+            ),
+            (
+                "misbehaviour",
+                match st.misbehaviour.first() {
+                    None => "none".into(),
+                    Some(m) => format!(
+                        "{} recorded; latest: {} by {} ({})",
+                        st.misbehaviour.len(),
+                        m.kind,
+                        output::short(&m.device_id),
+                        m.detail
+                    ),
+                },
+            ),
+        ]);
+        if !st.peers.is_empty() {
+            println!("\nPeers:");
+            let mut t = table(&["DEVICE", "NAME", "ADDRESS", "LAST SYNC"]);
+            for p in &st.peers {
+                t.add_row(vec![
+                    output::short(&p.device_id),
+                    p.name.clone().unwrap_or_default(),
+                    p.addr.clone().unwrap_or("-".into()),
+                    p.last_sync.clone().unwrap_or("never".into()),
+                ]);
             }
-        },
-    )
+            print_table(&t, "");
+        }
+    })
 }
 
 fn tickets(node: &Node, ids: &[String]) -> anyhow::Result<Vec<DocId>> {
@@ -675,7 +623,7 @@ fn export(node: &Node, out: &Out, args: ExportArgs) -> anyhow::Result<()> {
             Ok(())
         }
         Some(path) => {
-            write_atomically(&path, &buf)
+            output::write_atomically(&path, &buf)
                 .with_context(|| format!("cannot write {}", path.display()))?;
             out.emit(
                 &json!({ "exported": count, "out": path.display().to_string() }),
@@ -683,40 +631,6 @@ fn export(node: &Node, out: &Out, args: ExportArgs) -> anyhow::Result<()> {
             )
         }
     }
-}
-
-/// Writes `bytes` to a temporary file beside `path`, fsyncs it, and renames it over `path`,
-/// so that `path` is either the old file or the whole new one.
-pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = path
-        .file_name()
-        .ok_or_else(|| std::io::Error::other("not a file name"))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = (|| {
-        // Exports hold residents' personal data: owner-only, like the store.
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        std::fs::File::open(&dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }
 
 fn import(node: &mut Node, out: &Out, args: ImportArgs) -> anyhow::Result<()> {

@@ -6,6 +6,9 @@
 //! holding `ESC ] 0 ; … BEL` retitles the window, `ESC [ 2 J` clears it. Everything
 //! printed for people goes through [`clean`]: the tables and fields here, the error line
 //! in `main`, `serve`'s lines and the report. `--json` carries text unchanged.
+//!
+//! A command that writes a file (`export`, `report --out`) writes it whole or not at all,
+//! through [`write_atomically`].
 
 use std::borrow::Cow;
 use std::io::Write;
@@ -135,4 +138,38 @@ pub fn say(line: &str) {
 /// A device id shortened for tables (still a usable prefix).
 pub fn short(device: &str) -> String {
     device.chars().take(12).collect()
+}
+
+/// Writes `bytes` to a temporary file beside `path`, fsyncs it, and renames it over `path`,
+/// so that `path` is either the old file or the whole new one.
+pub fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::other("not a file name"))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let result = (|| {
+        // Exports hold residents' personal data: owner-only, like the store.
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        std::fs::File::open(&dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
 }

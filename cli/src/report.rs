@@ -53,7 +53,7 @@ pub fn run(node: &Node, out: &Out, args: ReportArgs) -> anyhow::Result<()> {
     // Names and grids are other members' text; the HTML escapes its markup already.
     let text = crate::output::clean(&text).into_owned();
     if let Some(path) = &args.out {
-        crate::commands::write_atomically(path, text.as_bytes())
+        crate::output::write_atomically(path, text.as_bytes())
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
     if out.json {

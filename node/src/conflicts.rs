@@ -21,7 +21,9 @@ use yizhan_protocol::{DocId, RecordKind};
 use crate::error::{ReadError, ResolveError, WriteError};
 use crate::home::Node;
 use crate::model::{Category, Priority, Status, Time, UnknownValue};
-use crate::records::{FieldError, TicketUpdate, VisitEdit, fields_of, scalar_text};
+use crate::records::{
+    Field, FieldError, TicketUpdate, VisitEdit, fields_of, scalar_field, scalar_text,
+};
 use crate::store::docs::{load_doc, load_header_conn};
 use crate::write::{edit_visit_in, update_ticket_in};
 
@@ -182,7 +184,7 @@ pub fn read_field_conflicts(
                 Some(ConflictValue { value, author, at })
             })
             .collect();
-        out.push((field.to_string(), values));
+        out.push((field.as_str().to_string(), values));
     }
     out
 }
@@ -238,11 +240,12 @@ impl Node {
             }
             Err(e) => return Err(e.into()),
         };
-        let Some(field) = fields_of(kind).iter().copied().find(|f| *f == field) else {
+        let Some(field) = scalar_field(kind, field) else {
+            let fields: Vec<&str> = fields_of(kind).iter().map(|f| f.as_str()).collect();
             return Err(ConflictError::UnknownField {
                 kind: kind.name(),
                 field: field.to_string(),
-                fields: fields_of(kind).join(", "),
+                fields: fields.join(", "),
             });
         };
         let edit = self.parse_value(kind, field, value)?;
@@ -253,14 +256,14 @@ impl Node {
         let identity = self.identity().clone();
         let tx = self.store_mut().write()?;
         let conflicted = load_doc(&tx, id)?
-            .get_all(ROOT, field)
+            .get_all(ROOT, field.as_str())
             .map(|all| all.len() > 1)
             .unwrap_or(false);
         if !conflicted {
             return Err(ConflictError::NoConflict {
                 kind: kind.name(),
                 id,
-                field: field.to_string(),
+                field: field.as_str().to_string(),
             });
         }
         match &edit {
@@ -270,7 +273,7 @@ impl Node {
         // The new value stands alone now; if it does not (the change was empty), say so
         // rather than report a resolution that did not happen.
         let settled = load_doc(&tx, id)?
-            .get_all(ROOT, field)
+            .get_all(ROOT, field.as_str())
             .map(|all| all.len() == 1)
             .unwrap_or(false);
         if !settled {
@@ -282,7 +285,7 @@ impl Node {
         tx.commit()?;
         Ok(Resolved {
             id: id.to_string(),
-            field: field.to_string(),
+            field: field.as_str().to_string(),
             value: stored,
         })
     }
@@ -291,7 +294,7 @@ impl Node {
     fn parse_value(
         &self,
         kind: RecordKind,
-        field: &'static str,
+        field: Field,
         value: &str,
     ) -> Result<Edit, ConflictError> {
         let text = Some(value.to_string());
@@ -299,33 +302,33 @@ impl Node {
             RecordKind::Visit => {
                 let mut e = VisitEdit::default();
                 let stored = match field {
-                    "household" => {
+                    Field::Household => {
                         e.household = text;
                         value.to_string()
                     }
-                    "grid" => {
+                    Field::Grid => {
                         e.grid = text;
                         value.to_string()
                     }
-                    "note" => {
+                    Field::Note => {
                         e.note = text;
                         value.to_string()
                     }
-                    "needs" => {
+                    Field::Needs => {
                         e.needs = text;
                         value.to_string()
                     }
-                    "category" => {
+                    Field::Category => {
                         let c: Category = value.parse()?;
                         e.category = Some(c);
                         c.slug().to_string()
                     }
-                    "visited_at" => {
+                    Field::VisitedAt => {
                         let t: Time = value.parse()?;
                         e.visited_at = Some(t);
                         t.to_rfc3339()
                     }
-                    other => return Err(ConflictError::Fixed(other.to_string())),
+                    other => return Err(ConflictError::Fixed(other.as_str().to_string())),
                 };
                 e.check()?;
                 Edit::Visit(e, stored)
@@ -333,43 +336,43 @@ impl Node {
             RecordKind::Ticket => {
                 let mut u = TicketUpdate::default();
                 let stored = match field {
-                    "title" => {
+                    Field::Title => {
                         u.title = text;
                         value.to_string()
                     }
-                    "household" => {
+                    Field::Household => {
                         u.household = text;
                         value.to_string()
                     }
-                    "grid" => {
+                    Field::Grid => {
                         u.grid = text;
                         value.to_string()
                     }
-                    "note" => {
+                    Field::Note => {
                         u.note = text;
                         value.to_string()
                     }
-                    "status" => {
+                    Field::Status => {
                         let s: Status = value.parse()?;
                         u.status = Some(s);
                         s.as_str().to_string()
                     }
-                    "priority" => {
+                    Field::Priority => {
                         let p: Priority = value.parse()?;
                         u.priority = Some(p);
                         p.as_str().to_string()
                     }
-                    "category" => {
+                    Field::Category => {
                         let c: Category = value.parse()?;
                         u.category = Some(c);
                         c.slug().to_string()
                     }
-                    "assignee" => {
+                    Field::Assignee => {
                         let d = self.resolve_device(value)?;
                         u.assignee = Some(d);
                         d.to_string()
                     }
-                    other => return Err(ConflictError::Fixed(other.to_string())),
+                    other => return Err(ConflictError::Fixed(other.as_str().to_string())),
                 };
                 u.check()?;
                 Edit::Ticket(u, stored)

@@ -18,7 +18,7 @@ use yizhan_protocol::envelope::decode_change;
 use crate::error::ReadError;
 use crate::identity::Identity;
 use crate::model::Time;
-use crate::records::{FieldChange, HistoryEntry};
+use crate::records::{CommentField, Field, FieldChange, HistoryEntry};
 
 /// The history of record `id`, oldest first, read from its stored signed changes.
 pub(crate) fn read(
@@ -118,9 +118,22 @@ fn causal_order(changes: &[(String, automerge::Change)]) -> Vec<usize> {
 /// list and each comment), and the operations that hold each root field's value now.
 #[derive(Default)]
 struct Labels {
-    objects: HashMap<(u64, ActorId), &'static str>,
+    objects: HashMap<(u64, ActorId), Object>,
     live: HashMap<String, Vec<(OpId, serde_json::Value)>>,
 }
+
+/// An object a record holds: a root field's list or map, or one comment's map.
+#[derive(Clone, Copy, PartialEq)]
+enum Object {
+    /// The object at this root field.
+    Root(Field),
+    /// A comment's map, in the `comments` list.
+    Comment,
+}
+
+/// What a change that writes a comment's text is shown as setting: not a record field (a
+/// comment is an item of `comments`), so it is named here.
+const COMMENT: &str = "comment";
 
 fn json_of(value: &ScalarValue) -> serde_json::Value {
     match value {
@@ -132,7 +145,7 @@ fn json_of(value: &ScalarValue) -> serde_json::Value {
 }
 
 impl Labels {
-    fn label(&self, obj: &ObjectId) -> Option<&'static str> {
+    fn label(&self, obj: &ObjectId) -> Option<Object> {
         match obj {
             ObjectId::Root => None,
             ObjectId::Id(OpId(counter, actor)) => {
@@ -159,7 +172,8 @@ impl Labels {
             }
             match (&op.obj, &op.key, &op.action) {
                 // The record's own bookkeeping, not fields a person set.
-                (ObjectId::Root, Key::Map(k), _) if k == "kind" || k == "id" => {}
+                (ObjectId::Root, Key::Map(k), _)
+                    if matches!(Field::parse(k), Some(Field::Kind | Field::Id)) => {}
                 (ObjectId::Root, Key::Map(k), OpType::Put(v)) => out.push(FieldChange {
                     field: k.to_string(),
                     value: json_of(v),
@@ -176,38 +190,38 @@ impl Labels {
                         .map_or(serde_json::Value::Null, |(_, v)| v.clone()),
                 }),
                 (ObjectId::Root, Key::Map(k), OpType::Make(kind)) => {
-                    let label = match (k.as_str(), kind) {
-                        ("residents", ObjType::List) => "residents",
-                        ("tickets", ObjType::Map) => "tickets",
-                        ("comments", ObjType::List) => "comments",
+                    let field = match (Field::parse(k), kind) {
+                        (Some(f @ (Field::Residents | Field::Comments)), ObjType::List) => f,
+                        (Some(f @ Field::Tickets), ObjType::Map) => f,
                         _ => continue,
                     };
-                    self.objects.insert(op_id, label);
-                    if label == "residents" {
+                    self.objects.insert(op_id, Object::Root(field));
+                    if field == Field::Residents {
                         // A new list replaces the residents, even when it stays empty.
-                        push_item(&mut out, "residents", None);
+                        push_item(&mut out, Field::Residents.as_str(), None);
                     }
                 }
                 (obj, _, action) => match (self.label(obj), action) {
-                    (Some("residents"), OpType::Put(v)) if op.insert => {
-                        push_item(&mut out, "residents", Some(json_of(v)));
+                    (Some(Object::Root(Field::Residents)), OpType::Put(v)) if op.insert => {
+                        push_item(&mut out, Field::Residents.as_str(), Some(json_of(v)));
                     }
-                    (Some("tickets"), OpType::Put(_)) => {
+                    (Some(Object::Root(Field::Tickets)), OpType::Put(_)) => {
                         if let Key::Map(ticket) = &op.key {
                             push_item(
                                 &mut out,
-                                "tickets",
+                                Field::Tickets.as_str(),
                                 Some(serde_json::Value::String(ticket.to_string())),
                             );
                         }
                     }
-                    (Some("comments"), OpType::Make(ObjType::Map)) => {
-                        self.objects.insert(op_id, "comment");
+                    (Some(Object::Root(Field::Comments)), OpType::Make(ObjType::Map)) => {
+                        self.objects.insert(op_id, Object::Comment);
                     }
-                    (Some("comment"), OpType::Put(v)) => {
-                        if matches!(&op.key, Key::Map(k) if k == "text") {
+                    (Some(Object::Comment), OpType::Put(v)) => {
+                        if matches!(&op.key, Key::Map(k) if CommentField::parse(k) == Some(CommentField::Text))
+                        {
                             out.push(FieldChange {
-                                field: "comment".into(),
+                                field: COMMENT.into(),
                                 value: json_of(v),
                             });
                         }

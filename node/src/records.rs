@@ -14,6 +14,9 @@
 //! | `title`, `status`, `priority`, `assignee`, `opened_at` | str | | yes |
 //! | `comments` | list of map {author, text, at} | | yes |
 //!
+//! Code names these keys only through [`Field`] (and a comment's through [`CommentField`]),
+//! whose `as_str` is the key as stored.
+//!
 //! A comment is shown as written by the device that made its map (the actor of the map's
 //! object id, bound to the signer of the change), not by its `author` field, and ingest
 //! refuses any change by another device that writes to it (`rules::record_model`).
@@ -29,6 +32,9 @@ use yizhan_protocol::{DeviceId, DocHeader, DocId, RecordKind};
 
 use crate::model::{Category, Priority, Status, Time};
 
+mod field;
+pub use field::{CommentField, Field};
+
 /// Longest accepted short text field (household, title, grid, names), in bytes.
 pub const MAX_SHORT_TEXT: usize = 1024;
 /// Longest accepted long text field (note, needs, comment), in bytes.
@@ -42,25 +48,25 @@ pub const MAX_RESIDENTS: usize = 100;
 pub const MAX_LINKED_TICKETS: usize = 256;
 
 /// The scalar fields of a visit log, in display order.
-pub const VISIT_FIELDS: &[&str] = &[
-    "household",
-    "grid",
-    "category",
-    "note",
-    "needs",
-    "visited_at",
+pub const VISIT_FIELDS: &[Field] = &[
+    Field::Household,
+    Field::Grid,
+    Field::Category,
+    Field::Note,
+    Field::Needs,
+    Field::VisitedAt,
 ];
 /// The scalar fields of a ticket, in display order.
-pub const TICKET_FIELDS: &[&str] = &[
-    "title",
-    "status",
-    "category",
-    "priority",
-    "household",
-    "grid",
-    "assignee",
-    "note",
-    "opened_at",
+pub const TICKET_FIELDS: &[Field] = &[
+    Field::Title,
+    Field::Status,
+    Field::Category,
+    Field::Priority,
+    Field::Household,
+    Field::Grid,
+    Field::Assignee,
+    Field::Note,
+    Field::OpenedAt,
 ];
 
 /// A visit log as `visit list --json` prints it.
@@ -313,7 +319,10 @@ fn check_required(field: &'static str, value: &str) -> Result<(), FieldError> {
 
 fn check_residents(residents: &[String]) -> Result<(), FieldError> {
     if residents.len() > MAX_RESIDENTS {
-        return Err(FieldError::TooMany("residents", MAX_RESIDENTS));
+        return Err(FieldError::TooMany(
+            Field::Residents.as_str(),
+            MAX_RESIDENTS,
+        ));
     }
     for r in residents {
         check_required("resident name", r)?;
@@ -347,7 +356,7 @@ fn check_happened(field: &'static str, at: Option<Time>) -> Result<(), FieldErro
 
 fn check_grid(grid: &Option<String>) -> Result<(), FieldError> {
     match grid {
-        Some(g) => check_required("grid", g),
+        Some(g) => check_required(Field::Grid.as_str(), g),
         None => Ok(()),
     }
 }
@@ -355,11 +364,11 @@ fn check_grid(grid: &Option<String>) -> Result<(), FieldError> {
 impl NewVisit {
     /// Checks every field.
     pub fn check(&self) -> Result<(), FieldError> {
-        check_required("household", &self.household)?;
+        check_required(Field::Household.as_str(), &self.household)?;
         check_grid(&self.grid)?;
-        check_opt("note", &self.note, MAX_LONG_TEXT)?;
-        check_opt("needs", &self.needs, MAX_LONG_TEXT)?;
-        check_happened("visited_at", self.visited_at)?;
+        check_opt(Field::Note.as_str(), &self.note, MAX_LONG_TEXT)?;
+        check_opt(Field::Needs.as_str(), &self.needs, MAX_LONG_TEXT)?;
+        check_happened(Field::VisitedAt.as_str(), self.visited_at)?;
         check_links(&self.tickets)?;
         check_residents(&self.residents)
     }
@@ -369,15 +378,15 @@ impl VisitEdit {
     /// Checks every field, and that something changes.
     pub fn check(&self) -> Result<(), FieldError> {
         if let Some(h) = &self.household {
-            check_required("household", h)?;
+            check_required(Field::Household.as_str(), h)?;
         }
         check_grid(&self.grid)?;
-        check_opt("note", &self.note, MAX_LONG_TEXT)?;
-        check_opt("needs", &self.needs, MAX_LONG_TEXT)?;
+        check_opt(Field::Note.as_str(), &self.note, MAX_LONG_TEXT)?;
+        check_opt(Field::Needs.as_str(), &self.needs, MAX_LONG_TEXT)?;
         if let Some(r) = &self.residents {
             check_residents(r)?;
         }
-        check_happened("visited_at", self.visited_at)?;
+        check_happened(Field::VisitedAt.as_str(), self.visited_at)?;
         check_links(&self.link_tickets)?;
         let nothing = self.household.is_none()
             && self.grid.is_none()
@@ -397,11 +406,11 @@ impl VisitEdit {
 impl NewTicket {
     /// Checks every field.
     pub fn check(&self) -> Result<(), FieldError> {
-        check_required("title", &self.title)?;
+        check_required(Field::Title.as_str(), &self.title)?;
         check_grid(&self.grid)?;
-        check_opt("household", &self.household, MAX_SHORT_TEXT)?;
-        check_opt("note", &self.note, MAX_LONG_TEXT)?;
-        check_happened("opened_at", self.opened_at)
+        check_opt(Field::Household.as_str(), &self.household, MAX_SHORT_TEXT)?;
+        check_opt(Field::Note.as_str(), &self.note, MAX_LONG_TEXT)?;
+        check_happened(Field::OpenedAt.as_str(), self.opened_at)
     }
 }
 
@@ -409,11 +418,11 @@ impl TicketUpdate {
     /// Checks every field, and that something changes.
     pub fn check(&self) -> Result<(), FieldError> {
         if let Some(t) = &self.title {
-            check_required("title", t)?;
+            check_required(Field::Title.as_str(), t)?;
         }
         check_grid(&self.grid)?;
-        check_opt("household", &self.household, MAX_SHORT_TEXT)?;
-        check_opt("note", &self.note, MAX_LONG_TEXT)?;
+        check_opt(Field::Household.as_str(), &self.household, MAX_SHORT_TEXT)?;
+        check_opt(Field::Note.as_str(), &self.note, MAX_LONG_TEXT)?;
         let nothing = self.status.is_none()
             && self.assignee.is_none()
             && self.priority.is_none()
@@ -432,14 +441,14 @@ impl TicketUpdate {
 /// Collects the names of the fields a change sets, for its history message.
 #[derive(Default)]
 struct Edits {
-    doc_fields: Vec<&'static str>,
+    doc_fields: Vec<Field>,
 }
 
 impl Edits {
     fn put(
         &mut self,
         doc: &mut AutoCommit,
-        field: &'static str,
+        field: Field,
         value: Option<impl Into<String>>,
     ) -> Result<(), automerge::AutomergeError> {
         if let Some(v) = value {
@@ -453,7 +462,8 @@ impl Edits {
         if self.doc_fields.is_empty() {
             verb.to_string()
         } else {
-            format!("{verb}: {}", self.doc_fields.join(", "))
+            let fields: Vec<&str> = self.doc_fields.iter().map(|f| f.as_str()).collect();
+            format!("{verb}: {}", fields.join(", "))
         }
     }
 }
@@ -462,7 +472,7 @@ fn put_residents(
     doc: &mut AutoCommit,
     residents: &[String],
 ) -> Result<(), automerge::AutomergeError> {
-    let list = doc.put_object(ROOT, "residents", ObjType::List)?;
+    let list = doc.put_object(ROOT, Field::Residents, ObjType::List)?;
     for (i, r) in residents.iter().enumerate() {
         doc.insert(&list, i, r.as_str())?;
     }
@@ -470,9 +480,9 @@ fn put_residents(
 }
 
 fn link_tickets(doc: &mut AutoCommit, tickets: &[DocId]) -> Result<(), automerge::AutomergeError> {
-    let map = match doc.get(ROOT, "tickets")? {
+    let map = match doc.get(ROOT, Field::Tickets)? {
         Some((Value::Object(ObjType::Map), id)) => id,
-        _ => doc.put_object(ROOT, "tickets", ObjType::Map)?,
+        _ => doc.put_object(ROOT, Field::Tickets, ObjType::Map)?,
     };
     for t in tickets {
         doc.put(&map, t.to_string(), true)?;
@@ -488,16 +498,16 @@ pub fn write_new_visit(
     visited_at: Time,
 ) -> Result<String, automerge::AutomergeError> {
     let mut e = Edits::default();
-    doc.put(ROOT, "kind", RecordKind::Visit.name())?;
+    doc.put(ROOT, Field::Kind, RecordKind::Visit.name())?;
     // The record id makes the first change unique to this record, even when two records
     // with the same content are made in the same second.
-    doc.put(ROOT, "id", id.to_string())?;
-    e.put(doc, "household", Some(v.household.as_str()))?;
-    e.put(doc, "grid", v.grid.as_deref())?;
-    e.put(doc, "category", v.category.map(|c| c.slug()))?;
-    e.put(doc, "note", v.note.as_deref())?;
-    e.put(doc, "needs", v.needs.as_deref())?;
-    e.put(doc, "visited_at", Some(visited_at.to_rfc3339()))?;
+    doc.put(ROOT, Field::Id, id.to_string())?;
+    e.put(doc, Field::Household, Some(v.household.as_str()))?;
+    e.put(doc, Field::Grid, v.grid.as_deref())?;
+    e.put(doc, Field::Category, v.category.map(|c| c.slug()))?;
+    e.put(doc, Field::Note, v.note.as_deref())?;
+    e.put(doc, Field::Needs, v.needs.as_deref())?;
+    e.put(doc, Field::VisitedAt, Some(visited_at.to_rfc3339()))?;
     put_residents(doc, &v.residents)?;
     link_tickets(doc, &v.tickets)?;
     Ok("add visit".to_string())
@@ -509,19 +519,23 @@ pub fn write_visit_edit(
     edit: &VisitEdit,
 ) -> Result<String, automerge::AutomergeError> {
     let mut e = Edits::default();
-    e.put(doc, "household", edit.household.as_deref())?;
-    e.put(doc, "grid", edit.grid.as_deref())?;
-    e.put(doc, "category", edit.category.map(|c| c.slug()))?;
-    e.put(doc, "note", edit.note.as_deref())?;
-    e.put(doc, "needs", edit.needs.as_deref())?;
-    e.put(doc, "visited_at", edit.visited_at.map(|t| t.to_rfc3339()))?;
+    e.put(doc, Field::Household, edit.household.as_deref())?;
+    e.put(doc, Field::Grid, edit.grid.as_deref())?;
+    e.put(doc, Field::Category, edit.category.map(|c| c.slug()))?;
+    e.put(doc, Field::Note, edit.note.as_deref())?;
+    e.put(doc, Field::Needs, edit.needs.as_deref())?;
+    e.put(
+        doc,
+        Field::VisitedAt,
+        edit.visited_at.map(|t| t.to_rfc3339()),
+    )?;
     if let Some(r) = &edit.residents {
         put_residents(doc, r)?;
-        e.doc_fields.push("residents");
+        e.doc_fields.push(Field::Residents);
     }
     if !edit.link_tickets.is_empty() {
         link_tickets(doc, &edit.link_tickets)?;
-        e.doc_fields.push("tickets");
+        e.doc_fields.push(Field::Tickets);
     }
     Ok(e.message("edit visit"))
 }
@@ -534,26 +548,26 @@ pub fn write_new_ticket(
     opened_at: Time,
 ) -> Result<String, automerge::AutomergeError> {
     let mut e = Edits::default();
-    doc.put(ROOT, "kind", RecordKind::Ticket.name())?;
-    doc.put(ROOT, "id", id.to_string())?;
-    e.put(doc, "title", Some(t.title.as_str()))?;
+    doc.put(ROOT, Field::Kind, RecordKind::Ticket.name())?;
+    doc.put(ROOT, Field::Id, id.to_string())?;
+    e.put(doc, Field::Title, Some(t.title.as_str()))?;
     e.put(
         doc,
-        "status",
+        Field::Status,
         Some(t.status.unwrap_or(Status::Open).as_str()),
     )?;
     e.put(
         doc,
-        "priority",
+        Field::Priority,
         Some(t.priority.unwrap_or(Priority::Normal).as_str()),
     )?;
-    e.put(doc, "category", t.category.map(|c| c.slug()))?;
-    e.put(doc, "household", t.household.as_deref())?;
-    e.put(doc, "grid", t.grid.as_deref())?;
-    e.put(doc, "assignee", t.assignee.map(|a| a.to_string()))?;
-    e.put(doc, "note", t.note.as_deref())?;
-    e.put(doc, "opened_at", Some(opened_at.to_rfc3339()))?;
-    doc.put_object(ROOT, "comments", ObjType::List)?;
+    e.put(doc, Field::Category, t.category.map(|c| c.slug()))?;
+    e.put(doc, Field::Household, t.household.as_deref())?;
+    e.put(doc, Field::Grid, t.grid.as_deref())?;
+    e.put(doc, Field::Assignee, t.assignee.map(|a| a.to_string()))?;
+    e.put(doc, Field::Note, t.note.as_deref())?;
+    e.put(doc, Field::OpenedAt, Some(opened_at.to_rfc3339()))?;
+    doc.put_object(ROOT, Field::Comments, ObjType::List)?;
     Ok("open ticket".to_string())
 }
 
@@ -563,14 +577,14 @@ pub fn write_ticket_update(
     u: &TicketUpdate,
 ) -> Result<String, automerge::AutomergeError> {
     let mut e = Edits::default();
-    e.put(doc, "status", u.status.map(|s| s.as_str()))?;
-    e.put(doc, "assignee", u.assignee.map(|a| a.to_string()))?;
-    e.put(doc, "priority", u.priority.map(|p| p.as_str()))?;
-    e.put(doc, "title", u.title.as_deref())?;
-    e.put(doc, "category", u.category.map(|c| c.slug()))?;
-    e.put(doc, "household", u.household.as_deref())?;
-    e.put(doc, "grid", u.grid.as_deref())?;
-    e.put(doc, "note", u.note.as_deref())?;
+    e.put(doc, Field::Status, u.status.map(|s| s.as_str()))?;
+    e.put(doc, Field::Assignee, u.assignee.map(|a| a.to_string()))?;
+    e.put(doc, Field::Priority, u.priority.map(|p| p.as_str()))?;
+    e.put(doc, Field::Title, u.title.as_deref())?;
+    e.put(doc, Field::Category, u.category.map(|c| c.slug()))?;
+    e.put(doc, Field::Household, u.household.as_deref())?;
+    e.put(doc, Field::Grid, u.grid.as_deref())?;
+    e.put(doc, Field::Note, u.note.as_deref())?;
     Ok(e.message("update ticket"))
 }
 
@@ -581,24 +595,29 @@ pub fn write_comment(
     text: &str,
     at: Time,
 ) -> Result<String, automerge::AutomergeError> {
-    let list = match doc.get(ROOT, "comments")? {
+    let list = match doc.get(ROOT, Field::Comments)? {
         Some((Value::Object(ObjType::List), id)) => id,
-        _ => doc.put_object(ROOT, "comments", ObjType::List)?,
+        _ => doc.put_object(ROOT, Field::Comments, ObjType::List)?,
     };
     let len = doc.length(&list);
     let c = doc.insert_object(&list, len, ObjType::Map)?;
-    doc.put(&c, "author", author.to_string())?;
-    doc.put(&c, "text", text)?;
-    doc.put(&c, "at", at.to_rfc3339())?;
+    doc.put(&c, CommentField::Author, author.to_string())?;
+    doc.put(&c, CommentField::Text, text)?;
+    doc.put(&c, CommentField::At, at.to_rfc3339())?;
     Ok("comment".to_string())
 }
 
-/// The root fields a record of `kind` has.
-pub(crate) fn fields_of(kind: RecordKind) -> &'static [&'static str] {
+/// The scalar root fields a record of `kind` has, in display order.
+pub(crate) fn fields_of(kind: RecordKind) -> &'static [Field] {
     match kind {
         RecordKind::Visit => VISIT_FIELDS,
         RecordKind::Ticket => TICKET_FIELDS,
     }
+}
+
+/// The scalar root field of a record of `kind` stored under `key`, if it has one.
+pub(crate) fn scalar_field(kind: RecordKind, key: &str) -> Option<Field> {
+    fields_of(kind).iter().copied().find(|f| f.as_str() == key)
 }
 
 /// A scalar as text (`None` for null and for objects).
@@ -613,7 +632,7 @@ pub(crate) fn scalar_text(v: &Value<'_>) -> Option<String> {
     }
 }
 
-fn get_str(doc: &impl ReadDoc, obj: &automerge::ObjId, key: &str) -> Option<String> {
+fn get_str(doc: &impl ReadDoc, obj: &automerge::ObjId, key: CommentField) -> Option<String> {
     doc.get(obj, key)
         .ok()
         .flatten()
@@ -628,12 +647,12 @@ fn get_str(doc: &impl ReadDoc, obj: &automerge::ObjId, key: &str) -> Option<Stri
 /// same `Root` for such a document (`tests/tests/it/first_change.rs`).
 #[derive(Debug, PartialEq)]
 pub struct Root {
-    fields: std::collections::HashMap<String, Field>,
+    fields: std::collections::HashMap<String, Entry>,
 }
 
 /// One key of a record's root map.
 #[derive(Debug, PartialEq)]
-struct Field {
+struct Entry {
     /// The winning value.
     value: Value<'static>,
     /// A list's scalar items as text, in order, or a map's keys, in key order.
@@ -669,7 +688,7 @@ impl Root {
                         .filter_map(|(v, _)| scalar_text(v))
                         .collect()
                 });
-                let field = Field {
+                let field = Entry {
                     value,
                     items,
                     conflict,
@@ -712,7 +731,7 @@ impl Root {
             return None;
         }
         let actor = change.actor_id();
-        let mut fields: std::collections::HashMap<String, Field> =
+        let mut fields: std::collections::HashMap<String, Entry> =
             std::collections::HashMap::with_capacity(expanded.operations.len());
         // Objects made by the change: their op id → (root key, type, last inserted element).
         let mut made: std::collections::HashMap<u64, (String, ObjType, Option<OpId>)> =
@@ -742,7 +761,7 @@ impl Root {
                             Value::Object(kind)
                         }
                     };
-                    let field = Field {
+                    let field = Entry {
                         value,
                         items: Vec::new(),
                         conflict: None,
@@ -791,12 +810,14 @@ impl Root {
         Some(Root { fields })
     }
 
-    fn text(&self, key: &str) -> Option<String> {
-        self.fields.get(key).and_then(|f| scalar_text(&f.value))
+    fn text(&self, field: Field) -> Option<String> {
+        self.fields
+            .get(field.as_str())
+            .and_then(|f| scalar_text(&f.value))
     }
 
-    fn items(&self, key: &str, kind: ObjType) -> Vec<String> {
-        match self.fields.get(key) {
+    fn items(&self, field: Field, kind: ObjType) -> Vec<String> {
+        match self.fields.get(field.as_str()) {
             Some(f) if f.value == Value::Object(kind) => f.items.clone(),
             _ => Vec::new(),
         }
@@ -825,16 +846,16 @@ pub fn read_visit(doc: &impl ReadDoc, header: &DocHeader) -> Visit {
 
 /// Reads a visit log's list object from its root, read once.
 pub fn read_visit_from(root: &Root, header: &DocHeader) -> Visit {
-    let tickets = root.items("tickets", ObjType::Map);
+    let tickets = root.items(Field::Tickets, ObjType::Map);
     Visit {
         id: header.doc_id().to_string(),
-        household: root.text("household").unwrap_or_default(),
-        grid: root.text("grid"),
-        category: root.text("category"),
-        note: root.text("note"),
-        residents: root.items("residents", ObjType::List),
-        needs: root.text("needs"),
-        visited_at: root.text("visited_at").unwrap_or_default(),
+        household: root.text(Field::Household).unwrap_or_default(),
+        grid: root.text(Field::Grid),
+        category: root.text(Field::Category),
+        note: root.text(Field::Note),
+        residents: root.items(Field::Residents, ObjType::List),
+        needs: root.text(Field::Needs),
+        visited_at: root.text(Field::VisitedAt).unwrap_or_default(),
         author: header.author.to_string(),
         tickets,
     }
@@ -849,22 +870,26 @@ pub fn read_ticket(doc: &impl ReadDoc, header: &DocHeader) -> Ticket {
 pub fn read_ticket_from(root: &Root, header: &DocHeader) -> Ticket {
     Ticket {
         id: header.doc_id().to_string(),
-        title: root.text("title").unwrap_or_default(),
-        status: root.text("status").unwrap_or_else(|| "open".into()),
-        category: root.text("category"),
-        priority: root.text("priority").unwrap_or_else(|| "normal".into()),
-        household: root.text("household"),
-        grid: root.text("grid"),
-        assignee: root.text("assignee"),
+        title: root.text(Field::Title).unwrap_or_default(),
+        status: root
+            .text(Field::Status)
+            .unwrap_or_else(|| Status::Open.as_str().into()),
+        category: root.text(Field::Category),
+        priority: root
+            .text(Field::Priority)
+            .unwrap_or_else(|| Priority::Normal.as_str().into()),
+        household: root.text(Field::Household),
+        grid: root.text(Field::Grid),
+        assignee: root.text(Field::Assignee),
         opened_by: header.author.to_string(),
-        opened_at: root.text("opened_at").unwrap_or_default(),
-        note: root.text("note"),
+        opened_at: root.text(Field::OpenedAt).unwrap_or_default(),
+        note: root.text(Field::Note),
     }
 }
 
 /// Reads a ticket's comments, in list order.
 pub fn read_comments(doc: &impl ReadDoc) -> Vec<Comment> {
-    let Ok(Some((Value::Object(ObjType::List), list))) = doc.get(ROOT, "comments") else {
+    let Ok(Some((Value::Object(ObjType::List), list))) = doc.get(ROOT, Field::Comments) else {
         return Vec::new();
     };
     doc.list_range(&list, ..)
@@ -880,8 +905,8 @@ pub fn read_comments(doc: &impl ReadDoc) -> Vec<Comment> {
                 };
                 Some(Comment {
                     author,
-                    text: get_str(doc, &id, "text").unwrap_or_default(),
-                    at: get_str(doc, &id, "at").unwrap_or_default(),
+                    text: get_str(doc, &id, CommentField::Text).unwrap_or_default(),
+                    at: get_str(doc, &id, CommentField::At).unwrap_or_default(),
                 })
             }
             _ => None,
@@ -898,12 +923,16 @@ pub fn read_conflicts(doc: &impl ReadDoc, kind: RecordKind) -> Vec<Conflict> {
 pub fn read_conflicts_from(root: &Root, kind: RecordKind) -> Vec<Conflict> {
     let mut out = Vec::new();
     for field in fields_of(kind) {
-        let Some(all) = root.fields.get(*field).and_then(|f| f.conflict.as_ref()) else {
+        let Some(all) = root
+            .fields
+            .get(field.as_str())
+            .and_then(|f| f.conflict.as_ref())
+        else {
             continue;
         };
         if all.len() > 1 {
             // Show the winning value first, as `get` does.
-            let winner = root.text(field);
+            let winner = root.text(*field);
             let mut values = all.clone();
             if let Some(w) = winner
                 && let Some(pos) = values.iter().position(|v| *v == w)
@@ -911,7 +940,7 @@ pub fn read_conflicts_from(root: &Root, kind: RecordKind) -> Vec<Conflict> {
                 values.swap(0, pos);
             }
             out.push(Conflict {
-                field: field.to_string(),
+                field: field.as_str().to_string(),
                 values,
             });
         }

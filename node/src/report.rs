@@ -21,6 +21,7 @@ use crate::error::{ReadError, WriteError};
 use crate::home::Node;
 use crate::identity::Role;
 use crate::model::{Category, Time};
+use crate::records::Field;
 use crate::store::docs::load_doc;
 
 /// A volunteer counts as not synced when its last sync with this node is older than this
@@ -210,7 +211,7 @@ fn status_at(doc: &AutoCommit, heads: &[ChangeHash]) -> Option<String> {
     if heads.is_empty() {
         return None;
     }
-    match doc.get_at(ROOT, "status", heads) {
+    match doc.get_at(ROOT, Field::Status, heads) {
         Ok(Some((Value::Scalar(s), _))) => match s.as_ref() {
             ScalarValue::Str(s) => Some(s.to_string()),
             _ => None,

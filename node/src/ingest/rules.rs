@@ -38,6 +38,7 @@ use rusqlite::{OptionalExtension, Transaction, params};
 use yizhan_protocol::{ChangeHash, DeviceId, DocId, RecordKind, VerifiedChange};
 
 use crate::records;
+use crate::records::{CommentField, Field};
 
 /// The deepest an object may sit below a record document's root (the root's own fields
 /// are depth 1). The record schema uses 2.
@@ -368,7 +369,7 @@ pub fn record_model_of(
                 if op.obj == ObjectId::Root
                     && !op.insert
                     && !op.pred.is_empty()
-                    && matches!(&op.key, Key::Map(k) if records::fields_of(kind).contains(&k.as_str())) =>
+                    && matches!(&op.key, Key::Map(k) if records::scalar_field(kind, k).is_some()) =>
             {
                 continue;
             }
@@ -387,23 +388,26 @@ pub fn record_model_of(
                 if op.insert {
                     return Err("it inserts into the record's root".into());
                 }
-                match (&op.action, key.as_str(), kind) {
-                    (OpType::Put(_), field, _) => {
+                let field = key.as_str();
+                match (&op.action, Field::parse(field), kind) {
+                    (OpType::Put(_), _, _) => {
                         let Some(v) = text(value) else {
                             return Err(format!("it writes a value that is not text to `{field}`"));
                         };
                         root_field(kind, doc, field, &v, genesis, grids)?;
                     }
-                    (OpType::Make(ObjType::List), "residents", RecordKind::Visit) => {
+                    (OpType::Make(ObjType::List), Some(Field::Residents), RecordKind::Visit) => {
                         made.insert(counter, Made::Residents);
                     }
-                    (OpType::Make(ObjType::Map), "tickets", RecordKind::Visit) => {
+                    (OpType::Make(ObjType::Map), Some(Field::Tickets), RecordKind::Visit) => {
                         made.insert(counter, Made::Links);
                     }
-                    (OpType::Make(ObjType::List), "comments", RecordKind::Ticket) if genesis => {
+                    (OpType::Make(ObjType::List), Some(Field::Comments), RecordKind::Ticket)
+                        if genesis =>
+                    {
                         made.insert(counter, Made::Comments);
                     }
-                    (_, field, _) => {
+                    _ => {
                         return Err(format!(
                             "it makes an object at `{field}`, which a {} does not hold there",
                             kind.name()
@@ -494,25 +498,41 @@ fn root_field(
     genesis: bool,
     grids: Option<&[String]>,
 ) -> Result<(), String> {
-    use crate::model::{Category, Priority, Status, Time};
     let bad = || Err(format!("it writes an invalid `{field}`"));
-    let ok = match field {
-        "kind" => genesis && v == kind.name(),
-        "id" => genesis && v == doc.to_string(),
-        f if !records::fields_of(kind).contains(&f) => {
-            return Err(format!(
-                "it writes `{f}`, which a {} does not have",
-                kind.name()
-            ));
-        }
-        "category" => Category::ALL.iter().any(|c| c.slug() == v),
-        "status" => Status::ALL.iter().any(|s| s.as_str() == v),
-        "priority" => Priority::ALL.iter().any(|p| p.as_str() == v),
-        "visited_at" | "opened_at" => v.parse::<Time>().is_ok(),
-        "assignee" => is_hex_id(v, 64),
-        "grid" => {
+    let ok = match Field::parse(field) {
+        Some(Field::Kind) => genesis && v == kind.name(),
+        Some(Field::Id) => genesis && v == doc.to_string(),
+        _ => match records::scalar_field(kind, field) {
+            None => {
+                return Err(format!(
+                    "it writes `{field}`, which a {} does not have",
+                    kind.name()
+                ));
+            }
+            Some(f) => valid_scalar(kind, f, v, grids)?,
+        },
+    };
+    if ok { Ok(()) } else { bad() }
+}
+
+/// Whether `v` is a value a record of `kind` may hold in its scalar field `field`; an
+/// error when a volunteer writes outside its `grids`.
+fn valid_scalar(
+    kind: RecordKind,
+    field: Field,
+    v: &str,
+    grids: Option<&[String]>,
+) -> Result<bool, String> {
+    use crate::model::{Category, Priority, Status, Time};
+    Ok(match field {
+        Field::Category => Category::ALL.iter().any(|c| c.slug() == v),
+        Field::Status => Status::ALL.iter().any(|s| s.as_str() == v),
+        Field::Priority => Priority::ALL.iter().any(|p| p.as_str() == v),
+        Field::VisitedAt | Field::OpenedAt => v.parse::<Time>().is_ok(),
+        Field::Assignee => is_hex_id(v, 64),
+        Field::Grid => {
             if v.trim().is_empty() || v.len() > records::MAX_SHORT_TEXT {
-                return bad();
+                return Ok(false);
             }
             if let Some(grids) = grids
                 && !grids.iter().any(|g| g == v)
@@ -523,22 +543,25 @@ fn root_field(
             }
             true
         }
-        "household" | "title" => {
-            (field == "household" && kind == RecordKind::Ticket || !v.trim().is_empty())
+        Field::Household | Field::Title => {
+            (field == Field::Household && kind == RecordKind::Ticket || !v.trim().is_empty())
                 && v.len() <= records::MAX_SHORT_TEXT
         }
-        _ => v.len() <= records::MAX_LONG_TEXT, // note, needs
-    };
-    if ok { Ok(()) } else { bad() }
+        Field::Note | Field::Needs => v.len() <= records::MAX_LONG_TEXT,
+        // Not scalar fields: set once by the first change, or objects.
+        Field::Kind | Field::Id | Field::Residents | Field::Tickets | Field::Comments => false,
+    })
 }
 
 /// Checks a comment field written by its author (see [`record_model`]).
 fn comment_field(key: &str, v: &str, author: &automerge::ActorId) -> Result<(), String> {
-    let ok = match key {
-        "author" => v.len() == 64 && hex::decode(v).is_ok_and(|b| b == author.to_bytes()),
-        "text" => !v.trim().is_empty() && v.len() <= records::MAX_LONG_TEXT,
-        "at" => v.parse::<crate::model::Time>().is_ok(),
-        _ => false,
+    let ok = match CommentField::parse(key) {
+        Some(CommentField::Author) => {
+            v.len() == 64 && hex::decode(v).is_ok_and(|b| b == author.to_bytes())
+        }
+        Some(CommentField::Text) => !v.trim().is_empty() && v.len() <= records::MAX_LONG_TEXT,
+        Some(CommentField::At) => v.parse::<crate::model::Time>().is_ok(),
+        None => false,
     };
     if ok {
         Ok(())
@@ -824,17 +847,21 @@ mod tests {
         )
         .unwrap();
         assert_eq!(ok(RecordKind::Ticket, &last(&mut theirs)), Ok(()));
-        let (_, list) = theirs.get(ROOT, "comments").unwrap().unwrap();
+        let (_, list) = theirs.get(ROOT, Field::Comments).unwrap().unwrap();
         let c = theirs.insert_object(&list, 0, ObjType::Map).unwrap();
-        theirs.put(&c, "author", author_hex.as_str()).unwrap();
-        theirs.put(&c, "text", "修好了").unwrap();
-        theirs.put(&c, "at", Time::now().to_rfc3339()).unwrap();
+        theirs
+            .put(&c, CommentField::Author, author_hex.as_str())
+            .unwrap();
+        theirs.put(&c, CommentField::Text, "修好了").unwrap();
+        theirs
+            .put(&c, CommentField::At, Time::now().to_rfc3339())
+            .unwrap();
         assert_eq!(ok(RecordKind::Ticket, &last(&mut theirs)), Ok(()));
         // The opener may not touch it.
         ticket.merge(&mut theirs).unwrap();
-        let (_, list) = ticket.get(ROOT, "comments").unwrap().unwrap();
+        let (_, list) = ticket.get(ROOT, Field::Comments).unwrap().unwrap();
         let (_, c) = ticket.get(&list, 0).unwrap().unwrap();
-        ticket.put(&c, "text", "没修好").unwrap();
+        ticket.put(&c, CommentField::Text, "没修好").unwrap();
         assert_eq!(
             ok(RecordKind::Ticket, &last(&mut ticket)),
             Err("it alters a comment another member wrote".into())
