@@ -6,8 +6,8 @@ use std::sync::OnceLock;
 
 use tempfile::TempDir;
 use yizhan_node::Node;
-use yizhan_node::{TicketFilter, VisitFilter};
 use yizhan_node::members::EnrollRequest;
+use yizhan_node::{TicketFilter, VisitFilter};
 use yizhan_protocol::envelope::{decode_change, signing_message};
 use yizhan_protocol::{DeviceKey, DocHeader, DocId, MemberRole, RecordKind, SignedChange};
 
