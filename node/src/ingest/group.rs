@@ -421,6 +421,7 @@ fn run_job(tx: &Transaction<'_>, task: Task) -> Result<(IngestReport, bool), Wri
     if let Some(((from, upto), cursor)) = job.cursor
         && from == cursor
         && report.missing.is_empty()
+        && report.unknown_authors == 0
     {
         tx.execute(
             "UPDATE peers SET cursor = ?2 WHERE device = ?1",

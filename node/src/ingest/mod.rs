@@ -70,6 +70,11 @@ pub struct IngestReport {
     pub missing: Vec<DocId>,
     /// Changes held in quarantine (a station receiving a revoked author's changes).
     pub quarantined: usize,
+    /// Changes refused because this node holds no certificate of their author (neither a
+    /// member nor revoked): the peer's roster, which comes before its pages, did not
+    /// reach this node. The position in the peer's log does not move past them, so the
+    /// next sync, with the roster, brings them again.
+    pub unknown_authors: usize,
 }
 
 /// What ingest needs to know to judge changes: the site, who sent them, and the roster.

@@ -361,7 +361,16 @@ pub(crate) fn apply_group(
                     &v.envelope,
                     "its author was revoked before the station received it",
                 )?,
-                Err(why) => reject(tx, ctx, report, &v.envelope, &why)?,
+                Err(why) => {
+                    let signer = v.envelope.signer;
+                    if ctx.site.is_some()
+                        && ctx.roster.role(signer).is_none()
+                        && !ctx.roster.is_revoked(signer)
+                    {
+                        report.unknown_authors += 1;
+                    }
+                    reject(tx, ctx, report, &v.envelope, &why)?
+                }
             },
             Err(failed) => reject(tx, ctx, report, &failed.envelope, &failed.error.to_string())?,
         }
