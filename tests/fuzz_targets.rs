@@ -257,7 +257,11 @@ fn check_message(payload: &[u8]) -> Option<Message> {
         for c in wd.changes.iter().take(8) {
             if let Ok((env, change)) = c.clone().into_envelope(wd.doc, &mut ids) {
                 assert_eq!(env.hash, change.hash().into());
-                let _ = env.verify(Some(site()));
+                let _ = SignedChange::verify_many(
+                    vec![(env, Some(change))],
+                    Some(site()),
+                    &mut KeyCache::default(),
+                );
             }
         }
     }
@@ -734,23 +738,23 @@ pub fn envelope(data: &[u8]) {
         env.signer.as_bytes().as_slice(),
         change.actor_id().to_bytes()
     );
-    // The same check two ways: with and without the key cache.
-    let plain = env.clone().verify(Some(site()));
-    let cached = env
-        .clone()
-        .verify_cached(Some(site()), &mut KeyCache::default());
-    assert_eq!(plain.is_ok(), cached.is_ok());
-    // And four times over in one batch (`verify_many`), which must say the same of each.
-    let many = SignedChange::verify_many(
-        vec![(env.clone(), None); yizhan_protocol::identity::BATCH_MIN],
-        Some(site()),
-        &mut KeyCache::default(),
-    );
+    // The same check two ways: decoding the bytes, and taking the decoding just made.
+    let verify = |items: Vec<(SignedChange, Option<automerge::Change>)>| {
+        SignedChange::verify_many(items, Some(site()), &mut KeyCache::default())
+    };
+    let plain = verify(vec![(env.clone(), None)]).remove(0);
+    let decoded = verify(vec![(env.clone(), Some(change.clone()))]).remove(0);
+    assert_eq!(plain.is_ok(), decoded.is_ok());
+    // And four times over in one batch, which must say the same of each.
+    let many = verify(vec![
+        (env.clone(), None);
+        yizhan_protocol::identity::BATCH_MIN
+    ]);
     assert!(many.iter().all(|r| r.is_ok() == plain.is_ok()));
     // A claimed hash other than the real one is refused.
     let mut wrong = env.clone();
     wrong.hash.0[0] ^= 1;
-    assert!(wrong.verify(Some(site())).is_err());
+    assert!(verify(vec![(wrong, None)]).remove(0).is_err());
     let verified = match plain {
         Ok(v) => v,
         Err(e) => {

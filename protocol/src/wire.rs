@@ -156,7 +156,7 @@ impl WireChange {
 
     /// Rebuilds the envelope: decodes the change (panics contained) to learn its hash and
     /// its actor, which must be a valid device id. The signature is checked later, by
-    /// [`SignedChange::verify`] on the result. A change that is not an envelope is given
+    /// [`SignedChange::verify_many`] on the result (given with its decoding). A change that is not an envelope is given
     /// back with the reason (a receiver keeps what it refused).
     pub fn into_envelope(
         self,
