@@ -34,7 +34,7 @@ use yizhan_node::site::EnrollRequest;
 use yizhan_node::sync::{SyncConfig, SyncEngine};
 use yizhan_protocol::columns::MAX_CHANGE_OPS;
 use yizhan_protocol::envelope::{MAX_CHANGE_BYTES, decode_change, signing_message};
-use yizhan_protocol::identity::{DeviceIdCache, KeyCache};
+use yizhan_protocol::identity::KeyCache;
 use yizhan_protocol::signed::Signed;
 use yizhan_protocol::sync::{Event, Session, SessionConfig, SessionError};
 use yizhan_protocol::wire::{
@@ -249,13 +249,12 @@ fn check_message(payload: &[u8]) -> Option<Message> {
         Message::Fetched(f) => &f.docs,
         _ => &[],
     };
-    let mut ids = DeviceIdCache::default();
     for wd in docs.iter().take(4) {
         if let Some(h) = &wd.header {
             let _ = h.doc_id();
         }
         for c in wd.changes.iter().take(8) {
-            if let Ok((env, change)) = c.clone().into_envelope(wd.doc, &mut ids) {
+            if let Ok((env, change)) = c.clone().into_envelope(wd.doc) {
                 assert_eq!(env.hash, change.hash().into());
                 let _ = SignedChange::verify_many(
                     vec![(env, Some(change))],
@@ -715,8 +714,7 @@ pub fn envelope(data: &[u8]) {
         signature,
         bytes: bytes.clone(),
     };
-    let mut ids = DeviceIdCache::default();
-    let rebuilt = wire.clone().into_envelope(doc, &mut ids);
+    let rebuilt = wire.clone().into_envelope(doc);
     // What is refused comes back as it came (a receiver keeps it in its rejected table).
     if let Err(refused) = &rebuilt {
         assert_eq!(refused.change, wire, "a refused change came back altered");

@@ -48,7 +48,6 @@ use crate::home::{
 use crate::model::Time;
 use crate::site::{RosterView, check_roster, load_roster, roster_digest, store_roster};
 use crate::store::set_meta;
-use yizhan_protocol::identity::DeviceIdCache;
 
 /// Most changes in one page of the log.
 const PAGE_CHANGES: usize = 2000;
@@ -220,8 +219,6 @@ pub struct SyncEngine {
     stats: SyncStats,
     progress: Option<SyncProgress>,
     sent_since_receive: bool,
-    /// Authors' keys already checked in this sync.
-    ids: yizhan_protocol::identity::DeviceIdCache,
     /// The station's receipt, checked and not yet written: when the session finishes in the
     /// same turn, it is written in the same transaction as the time of the sync.
     receipt_to_keep: Option<Signed<Receipt>>,
@@ -309,7 +306,6 @@ impl SyncEngine {
             progress: config.progress.clone(),
             peer_addr: config.peer_addr.clone(),
             sent_since_receive: false,
-            ids: Default::default(),
             receipt_to_keep: None,
             scope_changed: false,
             purged: None,
@@ -779,7 +775,7 @@ impl SyncEngine {
                 None => missing.push(doc),
             }
         }
-        let opened = open_envelopes(headed, &mut self.ids, keep_decoded);
+        let opened = open_envelopes(headed, keep_decoded);
         let (batch, decoded) = (opened.batch, opened.decoded);
         refused.extend(opened.refused);
         let undecodable = refused.len() as u64;
@@ -1107,11 +1103,7 @@ struct Opened {
 /// Turns each document's wire changes back into envelopes: decodes each change (panics
 /// contained) to learn its hash and author, in the page's order. The decodings are kept
 /// when `keep`.
-fn open_envelopes(
-    docs: Vec<(DocHeader, Vec<WireChange>)>,
-    ids: &mut DeviceIdCache,
-    keep: bool,
-) -> Opened {
+fn open_envelopes(docs: Vec<(DocHeader, Vec<WireChange>)>, keep: bool) -> Opened {
     let kept = if keep {
         docs.iter().map(|(_, c)| c.len()).sum()
     } else {
@@ -1126,7 +1118,7 @@ fn open_envelopes(
         let doc = header.doc_id();
         let mut changes = Vec::with_capacity(wire.len());
         for c in wire {
-            match c.into_envelope(doc, ids) {
+            match c.into_envelope(doc) {
                 Ok((env, change)) => {
                     if keep {
                         opened.decoded.insert(env.hash, change);
@@ -1367,7 +1359,7 @@ mod tests {
                 (header.doc_id(), hashes)
             })
             .collect();
-        let opened = open_envelopes(docs.clone(), &mut DeviceIdCache::default(), true);
+        let opened = open_envelopes(docs.clone(), true);
         let batch: Vec<(DocId, Vec<ChangeHash>)> = opened
             .batch
             .iter()
@@ -1382,7 +1374,7 @@ mod tests {
         let refused: Vec<DocId> = opened.refused.iter().map(|(d, _, _)| *d).collect();
         assert_eq!(refused, [docs[3].0.doc_id(), docs[256].0.doc_id()]);
         assert_eq!(opened.decoded.len(), 298);
-        let unkept = open_envelopes(docs, &mut DeviceIdCache::default(), false);
+        let unkept = open_envelopes(docs, false);
         assert!(unkept.decoded.is_empty());
         assert_eq!(unkept.batch.len(), 300);
     }

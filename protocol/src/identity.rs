@@ -69,7 +69,7 @@ impl DeviceId {
     /// names a device: ids already accepted on this thread are remembered (at most
     /// [`CHECKED_IDS`] of them), so a page of a thousand changes by one author checks the
     /// author once. The answer for given bytes never changes, so remembering it changes no
-    /// result.
+    /// result. This is the one cache of accepted ids: callers keep none of their own.
     pub fn from_bytes(bytes: [u8; 32]) -> Result<Self, ParseIdError> {
         if CHECKED.with(|c| c.borrow().contains(&bytes)) {
             return Ok(DeviceId(bytes));
@@ -134,30 +134,6 @@ std::thread_local! {
     /// Device ids [`DeviceId::from_bytes`] accepted on this thread.
     static CHECKED: std::cell::RefCell<std::collections::HashSet<[u8; 32]>> =
         std::cell::RefCell::new(std::collections::HashSet::new());
-}
-
-/// Remembers device ids already checked, so that a batch of changes by a few authors
-/// decompresses each author's key once.
-#[derive(Debug, Default)]
-pub struct DeviceIdCache(std::collections::HashMap<[u8; 32], DeviceId>);
-
-impl DeviceIdCache {
-    /// The device id for `bytes`, checked the first time they are seen.
-    pub fn get(&mut self, bytes: &[u8]) -> Result<DeviceId, ParseIdError> {
-        let arr: [u8; 32] = bytes.try_into().map_err(|_| ParseIdError::Length {
-            what: "device id",
-            expected: 64,
-            got: bytes.len() * 2,
-        })?;
-        if let Some(id) = self.0.get(&arr) {
-            return Ok(*id);
-        }
-        let id = DeviceId::from_bytes(arr)?;
-        if self.0.len() < 4096 {
-            self.0.insert(arr, id);
-        }
-        Ok(id)
-    }
 }
 
 /// Decompressed verifying keys of devices already seen, so that checking many signatures

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::doc::{DocHeader, DocId};
 use crate::envelope::{ChangeHash, SignedChange, VerifyError, decode_change};
-use crate::identity::{DeviceIdCache, SiteId};
+use crate::identity::{DeviceId, SiteId};
 use crate::membership::{Certificate, Receipt, Revocation};
 use crate::signed::Signed;
 
@@ -161,7 +161,6 @@ impl WireChange {
     pub fn into_envelope(
         self,
         doc: DocId,
-        ids: &mut DeviceIdCache,
     ) -> Result<(SignedChange, automerge::Change), NotAnEnvelope> {
         let refuse = |change: WireChange, error: VerifyError| NotAnEnvelope { change, error };
         if self.bytes.len() > crate::envelope::MAX_CHANGE_BYTES {
@@ -172,7 +171,7 @@ impl WireChange {
             Ok(change) => change,
             Err(error) => return Err(refuse(self, error)),
         };
-        let signer = match ids.get(change.actor_id().to_bytes()) {
+        let signer = match DeviceId::from_slice(change.actor_id().to_bytes()) {
             Ok(signer) => signer,
             Err(_) => return Err(refuse(self, VerifyError::ActorNotSigner)),
         };
