@@ -244,23 +244,11 @@ impl PeerConnection {
         self.connection
             .close(VarInt::from_u32(CLOSE_NORMAL), b"done");
         let deadline = tokio::time::Instant::now() + wait;
-        let mut spins = 0u32;
         // The connection's driver (another task) writes the close packet as soon as it runs;
         // its datagram count moves when it has. A connection the peer already closed sends
-        // nothing, and the deadline ends the wait.
+        // nothing, and the deadline ends the wait. (The timer wakes at its 1 ms granularity.)
         while sent(&self.connection) == before && tokio::time::Instant::now() < deadline {
-            if spins < 64 {
-                spins += 1;
-                tokio::task::yield_now().await;
-            } else {
-                // The driver runs on another thread that may need waking: look again in
-                // 100 µs, not at the async timer's next 1 ms tick (a wait that every
-                // one-shot sync would pay).
-                let _ = tokio::task::spawn_blocking(|| {
-                    std::thread::sleep(Duration::from_micros(100));
-                })
-                .await;
-            }
+            tokio::time::sleep(Duration::from_micros(100)).await;
         }
     }
 }

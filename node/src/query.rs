@@ -4,7 +4,7 @@
 
 use automerge::AutoCommit;
 use rusqlite::params;
-use yizhan_protocol::{DeviceId, DocHeader, DocId, RecordKind};
+use yizhan_protocol::{DeviceId, DocHeader, DocId, RecordKind, SignedChange};
 
 use crate::error::{ReadError, ResolveError, WriteError};
 use crate::home::Node;
@@ -310,6 +310,7 @@ impl Node {
         }
         let site = self.identity.site_id;
         let roster = crate::site::RosterView::load(conn, site)?;
+        let mut keys = yizhan_protocol::identity::KeyCache::default();
         // A revoked device's change that reached this volunteer from anyone but a station
         // (directly from the device, before the revocation did) was never judged by a
         // station: it is reported until then (`design.md`, "Quarantine").
@@ -337,7 +338,11 @@ impl Node {
                         Some("its author is not a member of this site".to_string())
                     }
                     Ok(env) if let Some(why) = unvouched(env.signer, row.get(7)?) => Some(why),
-                    Ok(env) => match env.verify(site) {
+                    // One at a time: a change alone is checked with `verify_strict`, never
+                    // in a batch (`protocol.md` §3.5).
+                    Ok(env) => match SignedChange::verify_many(vec![(env, None)], site, &mut keys)
+                        .remove(0)
+                    {
                         Err(e) => Some(e.to_string()),
                         Ok(v) => {
                             let actor: Vec<u8> = row.get(5)?;

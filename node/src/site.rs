@@ -21,13 +21,10 @@ use crate::store::set_meta;
 #[derive(Debug, Default)]
 pub(crate) struct RosterView {
     root: Option<DeviceId>,
-    /// Keyed by the stored bytes: parsing each as a `DeviceId` (decompressing and
-    /// recompressing the key) would cost every sync a few µs a member. Bytes that are no
-    /// device id can never equal a `DeviceId` looked up, so they simply never match.
-    roles: HashMap<[u8; 32], MemberRole>,
+    roles: HashMap<DeviceId, MemberRole>,
     /// Each volunteer's grids, from its newest certificate.
-    grids: HashMap<[u8; 32], Vec<String>>,
-    revoked: HashSet<[u8; 32]>,
+    grids: HashMap<DeviceId, Vec<String>>,
+    revoked: HashSet<DeviceId>,
 }
 
 impl RosterView {
@@ -51,7 +48,7 @@ impl RosterView {
             ))
         })? {
             let (device, role, grids) = row?;
-            if let Ok(d) = <[u8; 32]>::try_from(device.as_slice()) {
+            if let Ok(d) = DeviceId::from_slice(&device) {
                 let role = if role == "station" {
                     MemberRole::Station
                 } else {
@@ -65,7 +62,7 @@ impl RosterView {
         }
         let mut stmt = conn.prepare("SELECT device FROM revocations")?;
         for row in stmt.query_map([], |r| r.get::<_, Vec<u8>>(0))? {
-            if let Ok(d) = <[u8; 32]>::try_from(row?.as_slice()) {
+            if let Ok(d) = DeviceId::from_slice(&row?) {
                 view.revoked.insert(d);
             }
         }
@@ -77,7 +74,7 @@ impl RosterView {
         if self.root == Some(device) {
             return Some(MemberRole::Station);
         }
-        self.roles.get(device.as_bytes()).copied()
+        self.roles.get(&device).copied()
     }
 
     pub(crate) fn is_station(&self, device: DeviceId) -> bool {
@@ -90,11 +87,11 @@ impl RosterView {
         if self.root == Some(device) {
             return None;
         }
-        self.grids.get(device.as_bytes()).map(Vec::as_slice)
+        self.grids.get(&device).map(Vec::as_slice)
     }
 
     pub(crate) fn is_revoked(&self, device: DeviceId) -> bool {
-        self.revoked.contains(device.as_bytes())
+        self.revoked.contains(&device)
     }
 }
 

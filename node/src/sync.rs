@@ -48,7 +48,6 @@ use crate::ingest::{Decoded, DocChanges, IngestReport};
 use crate::model::Time;
 use crate::site::{RosterView, check_roster, load_roster, roster_digest, store_roster};
 use crate::store::docs::{load_doc, load_header_conn};
-use yizhan_protocol::identity::DeviceIdCache;
 
 /// Most changes in one page of the log.
 const PAGE_CHANGES: usize = 2000;
@@ -220,8 +219,6 @@ pub struct SyncEngine {
     stats: SyncStats,
     progress: Option<SyncProgress>,
     sent_since_receive: bool,
-    /// Authors' keys already checked in this sync.
-    ids: yizhan_protocol::identity::DeviceIdCache,
     /// The station's receipt, checked and not yet written: when the session finishes in the
     /// same turn, it is written in the same transaction as the time of the sync.
     receipt_to_keep: Option<Signed<Receipt>>,
@@ -301,7 +298,6 @@ impl SyncEngine {
             progress: config.progress.clone(),
             peer_addr: config.peer_addr.clone(),
             sent_since_receive: false,
-            ids: Default::default(),
             receipt_to_keep: None,
             scope_changed: false,
             purged: None,
@@ -771,7 +767,7 @@ impl SyncEngine {
                 None => missing.push(doc),
             }
         }
-        let opened = open_envelopes(headed, &mut self.ids, keep_decoded);
+        let opened = open_envelopes(headed, keep_decoded);
         let (batch, decoded) = (opened.batch, opened.decoded);
         refused.extend(opened.refused);
         let undecodable = refused.len() as u64;
@@ -1096,56 +1092,10 @@ struct Opened {
     refused: Vec<(DocId, WireChange, String)>,
 }
 
-/// Below this many changes a page is decoded on one thread.
-const PARALLEL_DECODE_MIN: usize = 256;
-
 /// Turns each document's wire changes back into envelopes: decodes each change (panics
-/// contained) to learn its hash and author. A large page is decoded on two threads, each
-/// taking a contiguous half of its documents, so the decoding before the store's turn
-/// takes half the time; the result is in the page's order either way. The decodings are
-/// kept when `keep`.
-fn open_envelopes(
-    docs: Vec<(DocHeader, Vec<WireChange>)>,
-    ids: &mut DeviceIdCache,
-    keep: bool,
-) -> Opened {
-    let total: usize = docs.iter().map(|(_, c)| c.len()).sum();
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if total < PARALLEL_DECODE_MIN || cores < 2 {
-        return open_part(docs, ids, keep);
-    }
-    let mut first = docs;
-    let mut count = 0;
-    let split = first
-        .iter()
-        .position(|(_, c)| {
-            count += c.len();
-            count * 2 >= total
-        })
-        .map_or(first.len(), |i| i + 1);
-    let second = first.split_off(split);
-    let (mut a, b) = std::thread::scope(|scope| {
-        let other = scope.spawn(move || open_part(second, &mut DeviceIdCache::default(), keep));
-        let a = open_part(first, ids, keep);
-        // Decoding contains its panics; a panic elsewhere in the thread is a bug: re-raise.
-        (
-            a,
-            other
-                .join()
-                .unwrap_or_else(|p| std::panic::resume_unwind(p)),
-        )
-    });
-    a.batch.extend(b.batch);
-    a.decoded.extend(b.decoded);
-    a.refused.extend(b.refused);
-    a
-}
-
-fn open_part(
-    docs: Vec<(DocHeader, Vec<WireChange>)>,
-    ids: &mut DeviceIdCache,
-    keep: bool,
-) -> Opened {
+/// contained) to learn its hash and author, in the page's order. The decodings are kept
+/// when `keep`.
+fn open_envelopes(docs: Vec<(DocHeader, Vec<WireChange>)>, keep: bool) -> Opened {
     let kept = if keep {
         docs.iter().map(|(_, c)| c.len()).sum()
     } else {
@@ -1160,7 +1110,7 @@ fn open_part(
         let doc = header.doc_id();
         let mut changes = Vec::with_capacity(wire.len());
         for c in wire {
-            match c.into_envelope(doc, ids) {
+            match c.into_envelope(doc) {
                 Ok((env, change)) => {
                     if keep {
                         opened.decoded.insert(env.hash, change);
@@ -1253,30 +1203,40 @@ mod tests {
     }
 
     #[test]
-    fn a_large_page_opens_on_two_threads_as_on_one() {
-        let mut docs = page(PARALLEL_DECODE_MIN + 44);
-        // Spoil one change in each half.
-        for i in [3, PARALLEL_DECODE_MIN] {
+    fn a_page_opens_in_its_order_with_what_is_no_change_refused() {
+        let mut docs = page(300);
+        for i in [3, 256] {
             docs[i].1[0].bytes.truncate(10);
         }
-        let parallel = open_envelopes(docs.clone(), &mut DeviceIdCache::default(), true);
-        let serial = open_part(docs, &mut DeviceIdCache::default(), true);
-        let shape = |o: &Opened| {
-            let batch: Vec<(DocId, Vec<ChangeHash>)> = o
-                .batch
-                .iter()
-                .map(|d| {
-                    (
-                        d.header.doc_id(),
-                        d.changes.iter().map(|c| c.hash).collect(),
-                    )
-                })
-                .collect();
-            let refused: Vec<DocId> = o.refused.iter().map(|(d, _, _)| *d).collect();
-            (batch, refused, o.decoded.len())
-        };
-        assert_eq!(shape(&parallel), shape(&serial));
-        assert_eq!(parallel.refused.len(), 2);
-        assert_eq!(parallel.decoded.len(), PARALLEL_DECODE_MIN + 42);
+        // What each document should open to: its doc id and the hashes of its changes.
+        let expected: Vec<(DocId, Vec<ChangeHash>)> = docs
+            .iter()
+            .map(|(header, wire)| {
+                let hashes = wire
+                    .iter()
+                    .filter_map(|c| yizhan_protocol::envelope::decode_change(&c.bytes).ok())
+                    .map(|c| c.hash().into())
+                    .collect();
+                (header.doc_id(), hashes)
+            })
+            .collect();
+        let opened = open_envelopes(docs.clone(), true);
+        let batch: Vec<(DocId, Vec<ChangeHash>)> = opened
+            .batch
+            .iter()
+            .map(|d| {
+                (
+                    d.header.doc_id(),
+                    d.changes.iter().map(|c| c.hash).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(batch, expected);
+        let refused: Vec<DocId> = opened.refused.iter().map(|(d, _, _)| *d).collect();
+        assert_eq!(refused, [docs[3].0.doc_id(), docs[256].0.doc_id()]);
+        assert_eq!(opened.decoded.len(), 298);
+        let unkept = open_envelopes(docs, false);
+        assert!(unkept.decoded.is_empty());
+        assert_eq!(unkept.batch.len(), 300);
     }
 }

@@ -22,11 +22,12 @@
 //! signer's device id. A device therefore cannot write a change that claims another
 //! device's actor, and the `(actor, seq)` of a change names the device that made it.
 //!
-//! [`SignedChange::verify`] checks all of this, with `verify_strict`, and contains any panic
-//! Automerge raises on malformed bytes. [`SignedChange::verify_many`] checks many envelopes
-//! at once, their signatures in one batch where they may be
+//! [`SignedChange::verify_many`] checks all of this, for one envelope or many, and contains
+//! any panic Automerge raises on malformed bytes. The signatures of many are checked in one
+//! batch where they may be
 //! ([`KeyCache::verify_strict_many`](crate::identity::KeyCache::verify_strict_many), whose
-//! docs give the one kind of signature a batch may accept that `verify_strict` refuses).
+//! docs give the one kind of signature a batch may accept that `verify_strict` refuses);
+//! one alone is checked with `verify_strict`.
 
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -133,7 +134,8 @@ pub enum VerifyError {
 }
 
 /// An envelope that did not verify, handed back with the reason.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{error}")]
 pub struct Unverified {
     /// The envelope, as received.
     pub envelope: SignedChange,
@@ -175,74 +177,23 @@ impl SignedChange {
         self.signature = key.sign(&signing_message(site, self.doc, self.hash));
     }
 
-    /// Checks the envelope: size, well-formed change (panics contained), hash, actor
-    /// binding, and the strict signature for `site`.
-    pub fn verify(self, site: Option<SiteId>) -> Result<VerifiedChange, VerifyError> {
-        let change = self.check_bytes()?;
-        if !self
-            .signer
-            .verify_strict(&signing_message(site, self.doc, self.hash), &self.signature)
-        {
-            return Err(VerifyError::BadSignature);
-        }
-        Ok(VerifiedChange {
-            envelope: self,
-            change,
-        })
-    }
-
-    /// As [`SignedChange::verify`], with the signer's key from `keys`.
-    pub fn verify_cached(
-        self,
-        site: Option<SiteId>,
-        keys: &mut crate::identity::KeyCache,
-    ) -> Result<VerifiedChange, VerifyError> {
-        let change = self.check_bytes()?;
-        let message = signing_message(site, self.doc, self.hash);
-        if !keys.verify_strict(self.signer, &message, &self.signature) {
-            return Err(VerifyError::BadSignature);
-        }
-        Ok(VerifiedChange {
-            envelope: self,
-            change,
-        })
-    }
-
-    /// As [`SignedChange::verify_cached`], for an envelope whose bytes the caller has
-    /// already decoded into `change` (as [`crate::wire::WireChange::into_envelope`] does):
-    /// the decoding is not repeated. `change` must be the decoding of exactly these bytes
-    /// (compared byte for byte) with the claimed hash and actor; a `change` that is not is
-    /// [`VerifyError::HashMismatch`], as if the bytes had not matched the hash. On error the
-    /// envelope is handed back.
-    pub fn verify_decoded(
-        self,
-        change: automerge::Change,
-        site: Option<SiteId>,
-        keys: &mut crate::identity::KeyCache,
-    ) -> Result<VerifiedChange, Box<Unverified>> {
-        if let Err(error) = self.check_decoded(&change) {
-            return Err(Box::new(Unverified {
-                envelope: self,
-                error,
-            }));
-        }
-        let message = signing_message(site, self.doc, self.hash);
-        if !keys.verify_strict(self.signer, &message, &self.signature) {
-            return Err(Box::new(Unverified {
-                envelope: self,
-                error: VerifyError::BadSignature,
-            }));
-        }
-        Ok(VerifiedChange {
-            envelope: self,
-            change,
-        })
-    }
-
-    /// As [`SignedChange::verify_decoded`] for each envelope given with its decoding, and
-    /// [`SignedChange::verify_cached`] for each given without, with the signatures checked
-    /// together by [`KeyCache::verify_strict_many`](crate::identity::KeyCache::verify_strict_many).
-    /// The results are in the order of `items`.
+    /// Verifies envelopes for `site`: size, decoding (panics contained), hash, actor
+    /// binding, and the strict signature. This is the one way a change is checked; one
+    /// change is a batch of one.
+    ///
+    /// Each envelope comes with its decoding if the caller already made one (as
+    /// [`crate::wire::WireChange::into_envelope`] does), so that it is not decoded again.
+    /// That decoding must be of exactly the envelope's bytes (compared byte for byte), with
+    /// the claimed hash and actor: one that is not is [`VerifyError::HashMismatch`], as if
+    /// the bytes had not matched the hash.
+    ///
+    /// The signatures are checked through `keys`, each author's key decompressed once, by
+    /// [`KeyCache::verify_strict_many`](crate::identity::KeyCache::verify_strict_many):
+    /// together in one batch where they may be, and with `verify_strict` one by one when
+    /// there are fewer than [`BATCH_MIN`](crate::identity::BATCH_MIN) to check. A single
+    /// change is therefore always checked alone, strictly.
+    ///
+    /// The results are in the order of `items`; a refused envelope is handed back with why.
     pub fn verify_many(
         items: Vec<(SignedChange, Option<automerge::Change>)>,
         site: Option<SiteId>,
@@ -285,7 +236,8 @@ impl SignedChange {
             .collect()
     }
 
-    /// The checks of [`SignedChange::verify_decoded`] but the signature: size, and that
+    /// The checks of [`SignedChange::verify_many`] but the signature, for an envelope given
+    /// with its decoding: size, and that
     /// `change` is the decoding of exactly these bytes, with the claimed hash and actor.
     fn check_decoded(&self, change: &automerge::Change) -> Result<(), VerifyError> {
         if self.bytes.len() > MAX_CHANGE_BYTES {
@@ -367,6 +319,21 @@ mod tests {
     use automerge::transaction::Transactable;
     use automerge::{ActorId, AutoCommit, ROOT};
 
+    /// Verifies one envelope (a batch of one), with its decoding if given.
+    fn verify(
+        env: SignedChange,
+        decoded: Option<automerge::Change>,
+        site: Option<SiteId>,
+    ) -> Result<VerifiedChange, VerifyError> {
+        let mut results = SignedChange::verify_many(
+            vec![(env, decoded)],
+            site,
+            &mut crate::identity::KeyCache::default(),
+        );
+        assert_eq!(results.len(), 1);
+        results.remove(0).map_err(|refused| refused.error)
+    }
+
     fn change_by(key: &DeviceKey) -> automerge::Change {
         let mut doc = AutoCommit::new().with_actor(ActorId::from(key.device_id().as_bytes()));
         doc.put(ROOT, "household", "和平里 3-2-101").unwrap();
@@ -380,9 +347,9 @@ mod tests {
         let doc = DocId::from_bytes([1; 16]);
         let site = SiteId::from_bytes([2; 16]);
         let env = SignedChange::sign(&key, Some(site), doc, &change_by(&key));
-        assert!(env.clone().verify(Some(site)).is_ok());
+        assert!(verify(env.clone(), None, Some(site)).is_ok());
         assert_eq!(
-            env.clone().verify(None).unwrap_err(),
+            verify(env.clone(), None, None).unwrap_err(),
             VerifyError::BadSignature
         );
         let moved = SignedChange {
@@ -390,36 +357,74 @@ mod tests {
             ..env.clone()
         };
         assert_eq!(
-            moved.verify(Some(site)).unwrap_err(),
+            verify(moved, None, Some(site)).unwrap_err(),
             VerifyError::BadSignature
         );
     }
 
     #[test]
-    fn verify_decoded_takes_only_the_decoding_of_the_envelopes_own_bytes() {
+    fn a_given_decoding_is_taken_only_if_it_is_of_the_envelopes_own_bytes() {
         let key = DeviceKey::from_seed([5; 32]);
         let other = DeviceKey::from_seed([6; 32]);
         let doc = DocId::from_bytes([1; 16]);
         let site = Some(SiteId::from_bytes([2; 16]));
         let change = change_by(&key);
         let env = SignedChange::sign(&key, site, doc, &change);
-        let mut keys = crate::identity::KeyCache::default();
-        let verified = env
-            .clone()
-            .verify_decoded(change.clone(), site, &mut keys)
-            .unwrap();
+        let verified = verify(env.clone(), Some(change.clone()), site).unwrap();
         assert_eq!(verified.change.hash(), change.hash());
         // Another change than the one the bytes hold: refused, and the envelope comes back.
         let foreign = change_by(&other);
-        let refused = env
-            .clone()
-            .verify_decoded(foreign, site, &mut keys)
-            .unwrap_err();
+        let mut keys = crate::identity::KeyCache::default();
+        let refused =
+            SignedChange::verify_many(vec![(env.clone(), Some(foreign))], site, &mut keys)
+                .remove(0)
+                .unwrap_err();
         assert_eq!(refused.error, VerifyError::HashMismatch);
-        assert_eq!(refused.envelope.bytes, env.bytes);
-        // The right change under another site: the signature decides, as in `verify`.
-        let refused = env.verify_decoded(change, None, &mut keys).unwrap_err();
-        assert_eq!(refused.error, VerifyError::BadSignature);
+        assert_eq!(refused.envelope, env);
+        // The right change under another site: the signature decides, as without it.
+        assert_eq!(
+            verify(env, Some(change), None).unwrap_err(),
+            VerifyError::BadSignature
+        );
+    }
+
+    #[test]
+    fn a_batch_says_of_each_envelope_what_it_says_alone() {
+        // Good envelopes by two keys, with and without their decodings, among spoilt ones:
+        // enough to be checked as one batch, and each result where its envelope was.
+        let keys = [DeviceKey::from_seed([5; 32]), DeviceKey::from_seed([6; 32])];
+        let site = Some(SiteId::from_bytes([2; 16]));
+        let mut items = Vec::new();
+        for i in 0..12u8 {
+            let key = &keys[usize::from(i) % 2];
+            let mut doc = AutoCommit::new().with_actor(ActorId::from(key.device_id().as_bytes()));
+            doc.put(ROOT, "n", i64::from(i)).unwrap();
+            doc.commit();
+            let change = doc.get_last_local_change().unwrap();
+            let mut env = SignedChange::sign(key, site, DocId::from_bytes([i; 16]), &change);
+            match i {
+                3 => env.signature[40] ^= 1,
+                7 => env.hash.0[0] ^= 1,
+                9 => env.signature = [0; 64],
+                _ => {}
+            }
+            items.push((env, (i % 3 == 0).then_some(change)));
+        }
+        let alone: Vec<Result<ChangeHash, VerifyError>> = items
+            .iter()
+            .map(|(env, decoded)| {
+                verify(env.clone(), decoded.clone(), site).map(|v| v.envelope.hash)
+            })
+            .collect();
+        let together: Vec<Result<ChangeHash, VerifyError>> =
+            SignedChange::verify_many(items, site, &mut crate::identity::KeyCache::default())
+                .into_iter()
+                .map(|r| r.map(|v| v.envelope.hash).map_err(|refused| refused.error))
+                .collect();
+        assert_eq!(together, alone);
+        let refused: Vec<usize> = (0..alone.len()).filter(|&i| alone[i].is_err()).collect();
+        assert_eq!(refused, [3, 7, 9]);
+        assert_eq!(alone[7], Err(VerifyError::HashMismatch));
     }
 
     #[test]
@@ -430,14 +435,21 @@ mod tests {
         let mut env = SignedChange::sign(&key, None, doc, &change_by(&key));
         let last = env.bytes.len() - 1;
         env.bytes[last] ^= 0xff;
-        assert!(env.verify(None).is_err());
+        assert!(verify(env, None, None).is_err());
 
         // `other` signs a change whose actor is `key`'s device.
         let change = change_by(&key);
         let mut env = SignedChange::sign(&key, None, doc, &change);
         env.signer = other.device_id();
         env.signature = other.sign(&signing_message(None, doc, env.hash));
-        assert_eq!(env.verify(None).unwrap_err(), VerifyError::ActorNotSigner);
+        assert_eq!(
+            verify(env.clone(), None, None).unwrap_err(),
+            VerifyError::ActorNotSigner
+        );
+        assert_eq!(
+            verify(env, Some(change), None).unwrap_err(),
+            VerifyError::ActorNotSigner
+        );
     }
 
     #[test]

@@ -69,7 +69,7 @@ impl DeviceId {
     /// names a device: ids already accepted on this thread are remembered (at most
     /// [`CHECKED_IDS`] of them), so a page of a thousand changes by one author checks the
     /// author once. The answer for given bytes never changes, so remembering it changes no
-    /// result.
+    /// result. This is the one cache of accepted ids: callers keep none of their own.
     pub fn from_bytes(bytes: [u8; 32]) -> Result<Self, ParseIdError> {
         if CHECKED.with(|c| c.borrow().contains(&bytes)) {
             return Ok(DeviceId(bytes));
@@ -136,32 +136,9 @@ std::thread_local! {
         std::cell::RefCell::new(std::collections::HashSet::new());
 }
 
-/// Remembers device ids already checked, so that a batch of changes by a few authors
-/// decompresses each author's key once.
-#[derive(Debug, Default)]
-pub struct DeviceIdCache(std::collections::HashMap<[u8; 32], DeviceId>);
-
-impl DeviceIdCache {
-    /// The device id for `bytes`, checked the first time they are seen.
-    pub fn get(&mut self, bytes: &[u8]) -> Result<DeviceId, ParseIdError> {
-        let arr: [u8; 32] = bytes.try_into().map_err(|_| ParseIdError::Length {
-            what: "device id",
-            expected: 64,
-            got: bytes.len() * 2,
-        })?;
-        if let Some(id) = self.0.get(&arr) {
-            return Ok(*id);
-        }
-        let id = DeviceId::from_bytes(arr)?;
-        if self.0.len() < 4096 {
-            self.0.insert(arr, id);
-        }
-        Ok(id)
-    }
-}
-
 /// Decompressed verifying keys of devices already seen, so that checking many signatures
-/// by a few authors decompresses each author's key once.
+/// by a few authors decompresses each author's key once. The caller keeps it for as long
+/// as the authors are likely to recur (a page, an ingest).
 #[derive(Debug, Default)]
 pub struct KeyCache(std::collections::HashMap<DeviceId, CachedKey>);
 
@@ -171,32 +148,39 @@ struct CachedKey {
     key: VerifyingKey,
     /// The key is not of small order and has no small-order component, so that a batch
     /// equation over it says what `verify_strict` says (see [`KeyCache::verify_strict_many`]).
-    batchable: bool,
+    /// Learnt the first time the key's signatures are many enough for a batch: the check
+    /// costs about as much as a signature.
+    batchable: Option<bool>,
 }
+
+/// Most keys a [`KeyCache`] holds; it starts afresh when full.
+const CACHED_KEYS: usize = 4096;
 
 /// Fewest signatures [`KeyCache::verify_strict_many`] checks as one batch; fewer are
 /// checked one by one.
 pub const BATCH_MIN: usize = 4;
 
 impl KeyCache {
-    fn key(&mut self, device: DeviceId) -> CachedKey {
-        if self.0.len() >= 4096 {
+    fn key(&mut self, device: DeviceId) -> &mut CachedKey {
+        if self.0.len() >= CACHED_KEYS && !self.0.contains_key(&device) {
             self.0.clear();
         }
-        *self.0.entry(device).or_insert_with(|| {
-            let key = device.verifying_key();
-            let batchable = !key.is_weak() && key.to_edwards().is_torsion_free();
-            CachedKey { key, batchable }
+        self.0.entry(device).or_insert_with(|| CachedKey {
+            key: device.verifying_key(),
+            batchable: None,
         })
     }
 
-    /// Strictly verifies `signature` over `message` by `device`.
-    pub fn verify_strict(
-        &mut self,
-        device: DeviceId,
-        message: &[u8],
-        signature: &[u8; 64],
-    ) -> bool {
+    fn batchable(&mut self, device: DeviceId) -> Option<VerifyingKey> {
+        let cached = self.key(device);
+        let batchable = *cached.batchable.get_or_insert_with(|| {
+            !cached.key.is_weak() && cached.key.to_edwards().is_torsion_free()
+        });
+        batchable.then_some(cached.key)
+    }
+
+    /// Strictly verifies `signature` over `message` by `device`, alone.
+    fn verify_strict(&mut self, device: DeviceId, message: &[u8], signature: &[u8; 64]) -> bool {
         self.key(device)
             .key
             .verify_strict(message, &Signature::from_bytes(signature))
@@ -204,9 +188,11 @@ impl KeyCache {
     }
 
     /// Verifies many signatures, `(device, message, signature)`, and says for each whether
-    /// it holds. Those that may be are checked together with ed25519-dalek's
-    /// `verify_batch` (about a third of the cost each on this project's machine); if the
-    /// batch fails, every one of them is checked alone with `verify_strict`, which decides.
+    /// it holds. With fewer than [`BATCH_MIN`] (one alone, in particular), each is checked
+    /// alone with `verify_strict`. Otherwise those that may be are checked together with
+    /// ed25519-dalek's `verify_batch` (about a third of the cost each on this project's
+    /// machine); if the batch fails, every one of them is checked alone with
+    /// `verify_strict`, which decides.
     ///
     /// A signature goes into the batch only when its key is batchable (checked once per
     /// key) and its `R` is a canonical encoding of a point that is not of small order
@@ -218,24 +204,27 @@ impl KeyCache {
     /// `docs/protocol.md` ("Checking signatures in batches") says what that means.
     pub fn verify_strict_many(&mut self, items: &[(DeviceId, &[u8], &[u8; 64])]) -> Vec<bool> {
         let mut verdicts = vec![false; items.len()];
-        let mut batch: Vec<usize> = Vec::with_capacity(items.len());
-        let mut keys: Vec<VerifyingKey> = Vec::with_capacity(items.len());
-        for (i, (device, _, signature)) in items.iter().enumerate() {
-            let cached = self.key(*device);
-            if cached.batchable && plain_r(signature) {
-                batch.push(i);
-                keys.push(cached.key);
+        if items.len() >= BATCH_MIN {
+            let mut batch: Vec<usize> = Vec::with_capacity(items.len());
+            let mut keys: Vec<VerifyingKey> = Vec::with_capacity(items.len());
+            for (i, (device, _, signature)) in items.iter().enumerate() {
+                if let Some(key) = self.batchable(*device)
+                    && plain_r(signature)
+                {
+                    batch.push(i);
+                    keys.push(key);
+                }
             }
-        }
-        if batch.len() >= BATCH_MIN {
-            let messages: Vec<&[u8]> = batch.iter().map(|&i| items[i].1).collect();
-            let signatures: Vec<Signature> = batch
-                .iter()
-                .map(|&i| Signature::from_bytes(items[i].2))
-                .collect();
-            if ed25519_dalek::verify_batch(&messages, &signatures, &keys).is_ok() {
-                for &i in &batch {
-                    verdicts[i] = true;
+            if batch.len() >= BATCH_MIN {
+                let messages: Vec<&[u8]> = batch.iter().map(|&i| items[i].1).collect();
+                let signatures: Vec<Signature> = batch
+                    .iter()
+                    .map(|&i| Signature::from_bytes(items[i].2))
+                    .collect();
+                if ed25519_dalek::verify_batch(&messages, &signatures, &keys).is_ok() {
+                    for &i in &batch {
+                        verdicts[i] = true;
+                    }
                 }
             }
         }

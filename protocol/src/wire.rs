@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::doc::{DocHeader, DocId};
 use crate::envelope::{ChangeHash, SignedChange, VerifyError, decode_change};
-use crate::identity::{DeviceIdCache, SiteId};
+use crate::identity::{DeviceId, SiteId};
 use crate::membership::{Certificate, Receipt, Revocation};
 use crate::signed::Signed;
 
@@ -157,12 +157,11 @@ impl WireChange {
 
     /// Rebuilds the envelope: decodes the change (panics contained) to learn its hash and
     /// its actor, which must be a valid device id. The signature is checked later, by
-    /// [`SignedChange::verify`] on the result. A change that is not an envelope is given
+    /// [`SignedChange::verify_many`] on the result (given with its decoding). A change that is not an envelope is given
     /// back with the reason (a receiver keeps what it refused).
     pub fn into_envelope(
         self,
         doc: DocId,
-        ids: &mut DeviceIdCache,
     ) -> Result<(SignedChange, automerge::Change), NotAnEnvelope> {
         let refuse = |change: WireChange, error: VerifyError| NotAnEnvelope { change, error };
         if self.bytes.len() > crate::envelope::MAX_CHANGE_BYTES {
@@ -173,7 +172,7 @@ impl WireChange {
             Ok(change) => change,
             Err(error) => return Err(refuse(self, error)),
         };
-        let signer = match ids.get(change.actor_id().to_bytes()) {
+        let signer = match DeviceId::from_slice(change.actor_id().to_bytes()) {
             Ok(signer) => signer,
             Err(_) => return Err(refuse(self, VerifyError::ActorNotSigner)),
         };

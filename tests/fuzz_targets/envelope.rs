@@ -5,7 +5,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use automerge::AutoCommit;
 use yizhan_protocol::columns::MAX_CHANGE_OPS;
 use yizhan_protocol::envelope::{MAX_CHANGE_BYTES, decode_change, signing_message};
-use yizhan_protocol::identity::{DeviceIdCache, KeyCache};
+use yizhan_protocol::identity::KeyCache;
 use yizhan_protocol::wire::WireChange;
 use yizhan_protocol::{DeviceId, DocId, SignedChange};
 
@@ -70,8 +70,7 @@ pub fn envelope(data: &[u8]) {
         signature,
         bytes: bytes.clone(),
     };
-    let mut ids = DeviceIdCache::default();
-    let rebuilt = wire.clone().into_envelope(doc, &mut ids);
+    let rebuilt = wire.clone().into_envelope(doc);
     // What is refused comes back as it came (a receiver keeps it in its rejected table).
     if let Err(refused) = &rebuilt {
         assert_eq!(refused.change, wire, "a refused change came back altered");
@@ -93,23 +92,23 @@ pub fn envelope(data: &[u8]) {
         env.signer.as_bytes().as_slice(),
         change.actor_id().to_bytes()
     );
-    // The same check two ways: with and without the key cache.
-    let plain = env.clone().verify(Some(site()));
-    let cached = env
-        .clone()
-        .verify_cached(Some(site()), &mut KeyCache::default());
-    assert_eq!(plain.is_ok(), cached.is_ok());
-    // And four times over in one batch (`verify_many`), which must say the same of each.
-    let many = SignedChange::verify_many(
-        vec![(env.clone(), None); yizhan_protocol::identity::BATCH_MIN],
-        Some(site()),
-        &mut KeyCache::default(),
-    );
+    // The same check two ways: decoding the bytes, and taking the decoding just made.
+    let verify = |items: Vec<(SignedChange, Option<automerge::Change>)>| {
+        SignedChange::verify_many(items, Some(site()), &mut KeyCache::default())
+    };
+    let plain = verify(vec![(env.clone(), None)]).remove(0);
+    let decoded = verify(vec![(env.clone(), Some(change.clone()))]).remove(0);
+    assert_eq!(plain.is_ok(), decoded.is_ok());
+    // And four times over in one batch, which must say the same of each.
+    let many = verify(vec![
+        (env.clone(), None);
+        yizhan_protocol::identity::BATCH_MIN
+    ]);
     assert!(many.iter().all(|r| r.is_ok() == plain.is_ok()));
     // A claimed hash other than the real one is refused.
     let mut wrong = env.clone();
     wrong.hash.0[0] ^= 1;
-    assert!(wrong.verify(Some(site())).is_err());
+    assert!(verify(vec![(wrong, None)]).remove(0).is_err());
     let verified = match plain {
         Ok(v) => v,
         Err(e) => {

@@ -1,8 +1,9 @@
 //! The `frame` target: the bytes a peer writes on a sync stream, cut into frames by
 //! `yizhan_protocol::frame::FrameDecoder` (the decoder the node's `net::read_frame` runs).
 
+use yizhan_protocol::SignedChange;
 use yizhan_protocol::frame::{FrameDecoder, FrameError, LEN_PREFIX, encode_frame};
-use yizhan_protocol::identity::DeviceIdCache;
+use yizhan_protocol::identity::KeyCache;
 use yizhan_protocol::wire::{MAX_FRAME, Message, WireDoc};
 
 use super::common::{install_panic_hook, site};
@@ -133,15 +134,18 @@ pub(super) fn check_message(payload: &[u8]) -> Option<Message> {
         Message::Fetched(f) => &f.docs,
         _ => &[],
     };
-    let mut ids = DeviceIdCache::default();
     for wd in docs.iter().take(4) {
         if let Some(h) = &wd.header {
             let _ = h.doc_id();
         }
         for c in wd.changes.iter().take(8) {
-            if let Ok((env, change)) = c.clone().into_envelope(wd.doc, &mut ids) {
+            if let Ok((env, change)) = c.clone().into_envelope(wd.doc) {
                 assert_eq!(env.hash, change.hash().into());
-                let _ = env.verify(Some(site()));
+                let _ = SignedChange::verify_many(
+                    vec![(env, Some(change))],
+                    Some(site()),
+                    &mut KeyCache::default(),
+                );
             }
         }
     }

@@ -32,11 +32,7 @@ pub(crate) type Checked = Result<yizhan_protocol::VerifiedChange, Box<yizhan_pro
 /// Below this many changes, checking on one thread is quicker than starting others.
 pub(crate) const PARALLEL_VERIFY_MIN: usize = 64;
 
-/// How many batches pass 2 of [`ingest_in`] may have taken or finished beyond the one pass 3
-/// stores.
-pub(crate) const VERIFY_AHEAD: usize = 16;
-
-/// How many documents pass 2 hands over at once (so [`VERIFY_AHEAD`] batches of them).
+/// How many documents pass 2 hands over at once.
 /// Their signatures are checked as one batch: for new visits, 128 signatures at about
 /// 13 µs each on this project's machine, against 16 µs in batches of 32 (and 35 µs one by
 /// one); the evening set ran 2–7% faster with 128 than with 32.
@@ -44,12 +40,10 @@ pub(crate) const WORK_BATCH: usize = 128;
 
 /// Passes 2 and 3 of [`ingest_in`] on many changes: `workers` threads check signatures
 /// (and build new documents) [`WORK_BATCH`] groups at a time, each taking the next batch
-/// from one queue as it is free, while this thread stores the results in the original
-/// order of the groups.
-///
-/// Batches are taken, not dealt out in advance: a thread that got less of the cores (this
-/// one stores on them too) does not leave the other idle at the end while its own share
-/// waits. At most [`VERIFY_AHEAD`] batches are handed out beyond the one being stored.
+/// as it is free, while this thread stores the results in the original order of the
+/// groups. Each batch has a channel of its own for its result: a worker that panics drops
+/// its batch's sender, and the storing side stops there with an error (nothing of that
+/// batch or after it is stored, and the caller's transaction is not committed).
 pub(crate) fn store_checked(
     tx: &Transaction<'_>,
     ctx: &IngestContext,
@@ -58,45 +52,27 @@ pub(crate) fn store_checked(
     work: Vec<Group>,
     workers: usize,
 ) -> Result<(), WriteError> {
-    use std::sync::mpsc::{Receiver, Sender, channel};
+    use std::sync::mpsc::sync_channel;
     let site = ctx.site;
-    let mut batches: Vec<Vec<Group>> = Vec::new();
+    let mut jobs = Vec::new();
+    let mut results = Vec::new();
     let mut work = work.into_iter().peekable();
     while work.peek().is_some() {
-        batches.push(work.by_ref().take(WORK_BATCH).collect());
+        let (done, result) = sync_channel::<Vec<Work>>(1);
+        jobs.push((work.by_ref().take(WORK_BATCH).collect::<Vec<Group>>(), done));
+        results.push(result);
     }
-    let count = batches.len();
-    let mut pending = batches.into_iter().enumerate();
-    let (todo_tx, todo_rx) = channel::<(usize, Vec<Group>)>();
-    for batch in pending.by_ref().take(VERIFY_AHEAD) {
-        todo_tx.send(batch).expect("the receiver is held here");
-    }
-    let todo_rx = std::sync::Mutex::new(todo_rx);
-    // `Err` when a worker stopped without finishing its batch (it panicked).
-    let (done_tx, done_rx) = channel::<Result<(usize, Vec<Work>), ()>>();
-    /// Tells the storing side if its worker unwinds, so that it does not wait for a batch
-    /// that will never come.
-    struct Unwinding(Sender<Result<(usize, Vec<Work>), ()>>);
-    impl Drop for Unwinding {
-        fn drop(&mut self) {
-            if std::thread::panicking() {
-                let _ = self.0.send(Err(()));
-            }
-        }
-    }
-    let next_batch = |todo: &std::sync::Mutex<Receiver<(usize, Vec<Group>)>>| {
-        // The receiver stays usable if a worker panicked while holding it.
-        todo.lock().unwrap_or_else(|p| p.into_inner()).recv().ok()
-    };
-    std::thread::scope(|scope| -> Result<(), WriteError> {
+    let jobs = std::sync::Mutex::new(jobs.into_iter());
+    // The queue stays usable if a worker panicked while holding it.
+    let next = || jobs.lock().unwrap_or_else(|p| p.into_inner()).next();
+    std::thread::scope(|scope| {
         for _ in 0..workers {
-            let done = Unwinding(done_tx.clone());
-            let (todo_rx, next_batch) = (&todo_rx, &next_batch);
+            let next = &next;
             std::thread::Builder::new()
                 .name("yizhan-verify".into())
                 .spawn_scoped(scope, move || {
                     let mut keys = yizhan_protocol::identity::KeyCache::default();
-                    while let Some((i, batch)) = next_batch(todo_rx) {
+                    while let Some((batch, done)) = next() {
                         // The signatures of the whole batch are checked together.
                         let mut groups = Vec::with_capacity(batch.len());
                         let mut unchecked = Vec::new();
@@ -120,49 +96,28 @@ pub(crate) fn store_checked(
                                 }
                             })
                             .collect();
-                        if done.0.send(Ok((i, checked))).is_err() {
-                            return; // the storing side stopped on an error
-                        }
+                        // The storing side may have stopped on an error.
+                        let _ = done.send(checked);
                     }
                 })
                 .map_err(WriteError::Thread)?;
         }
-        drop(done_tx);
-        let stopped = || WriteError::Thread(std::io::Error::other("a verifying thread stopped"));
-        let result = (|| {
-            // Batches that came before their turn.
-            let mut early: std::collections::BTreeMap<usize, Vec<Work>> = Default::default();
-            for i in 0..count {
-                let batch = loop {
-                    if let Some(batch) = early.remove(&i) {
-                        break batch;
-                    }
-                    // A worker that ended early (it panicked) leaves its batch unchecked:
-                    // nothing is stored for it, and the caller's transaction is not
-                    // committed.
-                    match done_rx.recv() {
-                        Ok(Ok((j, batch))) => {
-                            early.insert(j, batch);
-                        }
-                        Ok(Err(())) | Err(_) => return Err(stopped()),
-                    }
-                };
-                if let Some(next) = pending.next() {
-                    // The workers stop only when `todo_tx` is dropped, below.
-                    let _ = todo_tx.send(next);
-                }
-                for work in batch {
-                    store_work(tx, ctx, report, work)?;
-                }
-            }
-            Ok(())
-        })();
-        // No more batches: the workers finish the one they hold and stop.
-        drop(todo_tx);
-        if result.is_err() {
-            drop(done_rx);
+        let stored = results.into_iter().try_for_each(|result| {
+            let batch = result.recv().map_err(|_| {
+                WriteError::Thread(std::io::Error::other("a verifying thread stopped"))
+            })?;
+            batch
+                .into_iter()
+                .try_for_each(|work| store_work(tx, ctx, report, work))
+        });
+        if stored.is_err() {
+            // The batches no worker has taken are not checked.
+            jobs.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .by_ref()
+                .for_each(drop);
         }
-        result
+        stored
     })
 }
 

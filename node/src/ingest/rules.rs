@@ -1,5 +1,5 @@
 //! Admission rules against forged and abusive peers, applied by ingest on top of the
-//! envelope checks (`SignedChange::verify`) and the write rules (`home::may_write`).
+//! envelope checks (`SignedChange::verify_many`) and the write rules (`ingest::may_write`).
 //!
 //! - **Expired members.** A change whose author's newest known certificate had expired
 //!   at the time the change claims to have been made is refused ("made after its
