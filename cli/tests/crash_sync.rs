@@ -3,7 +3,7 @@
 // otherwise quiet machine. Beside the `it` tests, each starting `yizhan` processes of its
 // own, the kills would land mostly before the work they aim at.
 
-//! Crash safety of writers and of both ends of a sync (issue 5, promise 1).
+//! Crash safety of writers and of both ends of a sync (security.md, promise 1).
 //!
 //! One station (`serve`) and two volunteer laptops, enrolled for the station's grid, keep
 //! their homes for the whole run, so state accumulates as over a real evening. Each trial,

@@ -1,4 +1,4 @@
-//! The attack corpus (issue 5, "Forged and abusive peers"): one test per attack class.
+//! The attack corpus (security.md, "Forged and abusive peers"): one test per attack class.
 //!
 //! Each test shows, with assertions that can fail,
 //!
