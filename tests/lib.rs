@@ -1,7 +1,7 @@
 //! Multi-node tests for yizhan, and the helpers they share.
 //!
-//! [`Site`] builds a station and enrolled volunteers, each a real `Node` in its own
-//! temporary home. [`Site::sync`] runs one sync between two of them through the real
+//! [`TestNode`] is a real `Node` in its own temporary home; [`enroll`] admits one to a
+//! station's site. [`sync`] runs one sync between two of them through the real
 //! `SyncEngine`s over an in-memory link with a virtual clock, where frames can be lost,
 //! duplicated and reordered ([`Faults`]).
 

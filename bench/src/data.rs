@@ -13,7 +13,7 @@
 //!   that holds nothing else, synced once (in memory, through the real `SyncEngine`s) so
 //!   that they are up to date with the station, then each given `N / 100` new visits.
 //!
-//! Every run works on copies (see [`Workspace`]), so the cache stays as generated.
+//! Every run works on copies (see [`working_copy`]), so the cache stays as generated.
 
 use std::collections::VecDeque;
 use std::fs;
