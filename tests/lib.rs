@@ -264,6 +264,15 @@ pub struct Served {
     task: tokio::task::JoinHandle<Result<(), yizhan_node::link::DaemonError>>,
 }
 
+/// What `yizhan sync HOST:PORT` does for the home at `home`: opens its own node and syncs
+/// once over real QUIC with the peer at `addr`.
+pub async fn sync_once(
+    home: &yizhan_node::Home,
+    addr: std::net::SocketAddr,
+) -> Result<yizhan_node::link::SyncReport, yizhan_node::link::DaemonError> {
+    yizhan_node::link::sync_once(home.open()?, addr, SyncConfig::default()).await
+}
+
 /// Starts `daemon::serve` for `node` with at most `max_peers` peers, and waits until it
 /// listens.
 pub async fn serve(node: &TestNode, max_peers: usize) -> Served {

@@ -81,8 +81,9 @@ pub fn resolve(addr: &str) -> Result<SocketAddr, DaemonError> {
         .ok_or_else(|| DaemonError::BadAddress(addr.to_string()))
 }
 
-fn blocking<T>(f: impl FnOnce() -> T) -> T {
-    // Store work is short and synchronous; let the runtime move other tasks meanwhile.
+/// Runs store work on this task's thread: it is short and synchronous, and the runtime
+/// moves the thread's other tasks elsewhere meanwhile.
+pub(crate) fn blocking<T>(f: impl FnOnce() -> T) -> T {
     tokio::task::block_in_place(f)
 }
 
@@ -270,12 +271,18 @@ pub async fn sync_on(
     conn: &PeerConnection,
     config: &SyncConfig,
 ) -> Result<SyncStats, DaemonError> {
-    let (send, recv) = conn
-        .connection
+    let (send, recv) = open_stream(conn).await?;
+    sync_stream(home, conn.peer, send, recv, config).await
+}
+
+/// Opens the bidirectional stream one sync runs on.
+async fn open_stream(
+    conn: &PeerConnection,
+) -> Result<(quinn::SendStream, quinn::RecvStream), DaemonError> {
+    conn.connection
         .open_bi()
         .await
-        .map_err(|e| DaemonError::Stream(e.to_string()))?;
-    sync_stream(home, conn.peer, send, recv, config).await
+        .map_err(|e| DaemonError::Stream(e.to_string()))
 }
 
 /// Connects to `addr` and syncs once with `node`, then closes. The byte counts are
@@ -302,11 +309,7 @@ pub async fn sync_once(
         ..config
     };
     let result = async {
-        let (send, recv) = conn
-            .connection
-            .open_bi()
-            .await
-            .map_err(|e| DaemonError::Stream(e.to_string()))?;
+        let (send, recv) = open_stream(&conn).await?;
         let mut engine = SyncEngine::new(node, conn.peer, &config, Instant::now())?;
         run(&mut engine, send, recv).await
     }

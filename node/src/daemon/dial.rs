@@ -17,16 +17,12 @@ use crate::discovery::{
 };
 use crate::home::Home;
 use crate::identity::Role;
-use crate::link::{DaemonError, resolve, station_addr, sync_on};
+use crate::link::{DaemonError, blocking, resolve, station_addr, sync_on};
 use crate::net::{Endpoint, PeerConnection};
 use crate::sync::SyncConfig;
 
 /// The longest a peer that cannot be reached waits between tries.
 const PEER_RETRY_MAX: Duration = Duration::from_secs(3600);
-
-fn blocking<T>(f: impl FnOnce() -> T) -> T {
-    tokio::task::block_in_place(f)
-}
 
 /// Every `resync`, syncs with each other peer this node knows an address for (members
 /// met before), backing off from those that cannot be reached.

@@ -21,7 +21,7 @@ use yizhan_protocol::DeviceId;
 use crate::discovery::{Discovery, Neighbours};
 use crate::home::{Home, Node};
 use crate::identity::Role;
-use crate::link::{DaemonError, sync_stream};
+use crate::link::{DaemonError, blocking, sync_stream};
 use crate::net::{Endpoint, NetConfig, PeerConnection};
 use crate::sync::{SyncConfig, SyncStats};
 
@@ -304,8 +304,4 @@ async fn serve_connection(
             return;
         }
     }
-}
-
-fn blocking<T>(f: impl FnOnce() -> T) -> T {
-    tokio::task::block_in_place(f)
 }

@@ -1561,11 +1561,7 @@ async fn still_serves_over_quic(w: &mut World, addr: std::net::SocketAddr) {
         .unwrap();
     let report = tokio::time::timeout(
         Duration::from_secs(120),
-        yizhan_node::link::sync_once(
-            w.a.node.home_handle().open().unwrap(),
-            addr,
-            Default::default(),
-        ),
+        yizhan_tests::sync_once(&w.a.node.home_handle(), addr),
     )
     .await
     .expect("the honest sync stalled")
@@ -2003,7 +1999,7 @@ async fn fetch_flood_from_a_member_that_does_not_read() {
     let b_home = w.b.node.home_handle();
     let honest = tokio::time::timeout(
         Duration::from_secs(120),
-        yizhan_node::link::sync_once(b_home.open().unwrap(), station.addr, Default::default()),
+        yizhan_tests::sync_once(&b_home, station.addr),
     );
     let (held, during) = tokio::join!(tokio::time::timeout(Duration::from_secs(30), flood), honest);
     let during = during
@@ -2142,11 +2138,7 @@ async fn refuse_before_hello() {
     });
     let err = tokio::time::timeout(
         Duration::from_secs(60),
-        yizhan_node::link::sync_once(
-            w.a.node.home_handle().open().unwrap(),
-            at,
-            Default::default(),
-        ),
+        yizhan_tests::sync_once(&w.a.node.home_handle(), at),
     )
     .await
     .expect("the sync ends")

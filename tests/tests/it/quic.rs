@@ -41,11 +41,7 @@ async fn a_sync_with_much_to_send_both_ways_completes() {
     let addr = served.addr;
     let report = tokio::time::timeout(
         Duration::from_secs(300),
-        yizhan_node::link::sync_once(
-            a.node.home_handle().open().unwrap(),
-            addr,
-            Default::default(),
-        ),
+        yizhan_tests::sync_once(&a.node.home_handle(), addr),
     )
     .await
     .expect("the sync stalled")
@@ -94,11 +90,7 @@ async fn stalled_handshakes_hold_up_no_one() {
 
     let report = tokio::time::timeout(
         Duration::from_secs(120),
-        yizhan_node::link::sync_once(
-            a.node.home_handle().open().unwrap(),
-            addr,
-            Default::default(),
-        ),
+        yizhan_tests::sync_once(&a.node.home_handle(), addr),
     )
     .await
     .expect("the sync stalled")
@@ -131,9 +123,7 @@ async fn a_whole_site_syncing_at_once_is_let_in_and_stored() {
         .iter()
         .map(|n| {
             let home = n.node.home_handle();
-            tokio::spawn(async move {
-                yizhan_node::link::sync_once(home.open().unwrap(), addr, Default::default()).await
-            })
+            tokio::spawn(async move { yizhan_tests::sync_once(&home, addr).await })
         })
         .collect();
     for (i, sync) in syncs.into_iter().enumerate() {
