@@ -373,6 +373,7 @@ fn visit(node: &mut Node, out: &Out, cmd: VisitCommand) -> anyhow::Result<()> {
                 needs: a.needs,
                 visited_at: parse_opt::<Time>(a.at)?,
                 tickets: tickets(node, &a.tickets)?,
+                household_id: None,
             };
             let id = node.add_visit(&visit)?;
             saved(out, "visit", id)
@@ -465,6 +466,7 @@ fn ticket(node: &mut Node, out: &Out, cmd: TicketCommand) -> anyhow::Result<()> 
                 household: a.household,
                 grid: a.grid,
                 note: a.note,
+                ..TicketUpdate::default()
             };
             node.update_ticket(id, &update)?;
             saved(out, "ticket", id)
@@ -480,7 +482,7 @@ fn ticket(node: &mut Node, out: &Out, cmd: TicketCommand) -> anyhow::Result<()> 
                 category: parse_opt::<Category>(a.category)?,
                 grid: a.grid,
                 assignee: a.assignee.map(|d| node.resolve_device(&d)).transpose()?,
-                since: None,
+                ..TicketFilter::default()
             };
             let tickets = node.list_tickets(&filter)?;
             out.emit(&tickets, || {

@@ -22,10 +22,10 @@ use crate::error::{ReadError, ResolveError, WriteError};
 use crate::home::Node;
 use crate::model::{Category, Priority, Status, Time, UnknownValue};
 use crate::records::{
-    Field, FieldError, TicketUpdate, VisitEdit, fields_of, scalar_field, scalar_text,
+    Field, FieldError, HouseholdEdit, TicketUpdate, VisitEdit, fields_of, scalar_field, scalar_text,
 };
 use crate::store::docs::{load_doc, load_header_conn};
-use crate::write::{edit_visit_in, update_ticket_in};
+use crate::write::{edit_household_in, edit_visit_in, set_policy_in, update_ticket_in};
 
 /// One of the concurrent values of a field.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -250,7 +250,8 @@ impl Node {
         };
         let edit = self.parse_value(kind, field, value)?;
         let stored = match &edit {
-            Edit::Visit(_, v) | Edit::Ticket(_, v) => v.clone(),
+            Edit::Visit(_, v) | Edit::Ticket(_, v) | Edit::Household(_, v) => v.clone(),
+            Edit::Policy(_, _, v) => v.clone(),
         };
         let key = self.device_key();
         let identity = self.identity().clone();
@@ -269,6 +270,8 @@ impl Node {
         match &edit {
             Edit::Visit(e, _) => edit_visit_in(&tx, &key, &identity, id, e)?,
             Edit::Ticket(u, _) => update_ticket_in(&tx, &key, &identity, id, u)?,
+            Edit::Household(e, _) => edit_household_in(&tx, &key, &identity, id, e)?,
+            Edit::Policy(f, days, _) => set_policy_in(&tx, &key, &identity, *f, *days)?,
         }
         // The new value stands alone now; if it does not (the change was empty), say so
         // rather than report a resolution that did not happen.
@@ -377,6 +380,63 @@ impl Node {
                 u.check()?;
                 Edit::Ticket(u, stored)
             }
+            RecordKind::Household => {
+                let mut e = HouseholdEdit::default();
+                let stored = match field {
+                    Field::Address => {
+                        e.address = text;
+                        value.to_string()
+                    }
+                    Field::Grid => {
+                        e.grid = text;
+                        value.to_string()
+                    }
+                    Field::Phone => {
+                        e.phone = text;
+                        value.to_string()
+                    }
+                    Field::Note => {
+                        e.note = text;
+                        value.to_string()
+                    }
+                    Field::Residents => {
+                        let names: Vec<String> = value
+                            .split(['\n', '、', ','])
+                            .map(str::trim)
+                            .filter(|n| !n.is_empty())
+                            .map(str::to_string)
+                            .collect();
+                        let stored = names.join("\n");
+                        e.residents = Some(names);
+                        stored
+                    }
+                    Field::Tag(t) => match value.trim() {
+                        "true" | "yes" | "是" => {
+                            e.tag.push(t);
+                            "true".to_string()
+                        }
+                        "false" | "no" | "否" => {
+                            e.untag.push(t);
+                            "false".to_string()
+                        }
+                        _ => {
+                            return Err(ConflictError::Fixed(format!(
+                                "{} (give true or false)",
+                                field.as_str()
+                            )));
+                        }
+                    },
+                    other => return Err(ConflictError::Fixed(other.as_str().to_string())),
+                };
+                e.check()?;
+                Edit::Household(e, stored)
+            }
+            RecordKind::Policy => {
+                let days: u32 = value.trim().parse().map_err(|_| {
+                    ConflictError::Fixed(format!("{} (give whole days)", field.as_str()))
+                })?;
+                Edit::Policy(field, days, days.to_string())
+            }
         };
         Ok(edit)
     }
@@ -386,4 +446,6 @@ impl Node {
 enum Edit {
     Visit(VisitEdit, String),
     Ticket(TicketUpdate, String),
+    Household(HouseholdEdit, String),
+    Policy(Field, u32, String),
 }

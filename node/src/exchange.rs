@@ -432,6 +432,7 @@ pub fn parse_visits(bytes: &[u8], format: Format) -> Result<Vec<NewVisit>, Impor
                 needs: row.text("needs")?,
                 visited_at: Some(row.happened("visited_at")?),
                 tickets,
+                ..NewVisit::default()
             };
             visit.check().map_err(|e| row.bad(e.to_string()))?;
             Ok(visit)
@@ -454,6 +455,7 @@ pub fn parse_tickets(bytes: &[u8], format: Format) -> Result<Vec<NewTicket>, Imp
                 assignee: row.parsed::<DeviceId>("assignee")?,
                 opened_at: Some(row.happened("opened_at")?),
                 note: row.text("note")?,
+                ..NewTicket::default()
             };
             ticket.check().map_err(|e| row.bad(e.to_string()))?;
             Ok(ticket)

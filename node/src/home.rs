@@ -289,7 +289,10 @@ impl Node {
         hex::decode_to_slice(seed.trim(), &mut bytes)
             .map_err(|_| OpenError::Mismatch("malformed device key".into()))?;
         let key = DeviceKey::from_seed(bytes);
+        let mut store = store;
         let identity = load_identity(&store, &key)?;
+        crate::upgrade::link_households(&mut store, &key, &identity)
+            .map_err(|e| OpenError::Mismatch(format!("linking records to households: {e}")))?;
         Ok(Node {
             home: home.to_path_buf(),
             passphrase: Some(passphrase.clone()),
@@ -318,7 +321,10 @@ impl Node {
             )));
         }
         let store = Store::open(&store_path)?;
+        let mut store = store;
         let identity = load_identity(&store, &key)?;
+        crate::upgrade::link_households(&mut store, &key, &identity)
+            .map_err(|e| OpenError::Mismatch(format!("linking records to households: {e}")))?;
         Ok(Node {
             home: home.to_path_buf(),
             passphrase: None,

@@ -34,6 +34,7 @@ pub mod home;
 pub mod identity;
 pub mod ingest;
 pub mod link;
+pub mod local;
 pub mod members;
 pub mod model;
 pub mod net;
@@ -46,13 +47,14 @@ pub mod site;
 pub mod status;
 pub mod store;
 pub mod sync;
+pub mod upgrade;
 pub mod write;
 
 pub use error::{InitError, OpenError, ReadError, ResolveError, WriteError};
 pub use home::{Home, InitConfig, InitSeed, Node};
 pub use identity::{Identity, Role};
 pub use ingest::{DocChanges, IngestReport, Rejection};
-pub use query::{TicketFilter, VerifyReport, VisitFilter};
+pub use query::{DueList, HouseholdFilter, TicketFilter, VerifyReport, VisitFilter};
 
 #[cfg(test)]
 mod layering {
@@ -67,7 +69,8 @@ mod layering {
         &["store"],
         &["identity"],
         &["site"],
-        &["ingest"],
+        &["ingest", "local"],
+        &["upgrade"],
         &["home"],
         &["write", "history"],
         &[

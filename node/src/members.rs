@@ -291,7 +291,7 @@ impl Node {
                             ..TicketUpdate::default()
                         },
                     )?,
-                    None => {}
+                    Some(RecordKind::Household | RecordKind::Policy) | None => {}
                 }
             }
         }

@@ -1,4 +1,5 @@
-//! The vocabulary of records: service categories, ticket status and priority, and times.
+//! The vocabulary of records: service categories, ticket status, priority, channel and
+//! satisfaction, household tags, and times.
 
 use std::fmt;
 use std::str::FromStr;
@@ -162,6 +163,126 @@ word_enum!(
         Urgent => "urgent",
     }
 );
+
+macro_rules! named_enum {
+    ($(#[$m:meta])* $name:ident, $what:literal, { $($(#[$vm:meta])* $var:ident => $word:literal, $zh:literal),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum $name { $($(#[$vm])* $var),+ }
+
+        impl $name {
+            /// Every value, in order.
+            pub const ALL: &'static [$name] = &[$($name::$var),+];
+            /// The slug used in JSON and in the documents.
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$var => $word),+ }
+            }
+            /// The Chinese name.
+            pub fn zh(self) -> &'static str {
+                match self { $($name::$var => $zh),+ }
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = UnknownValue;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                let t = s.trim();
+                $name::ALL
+                    .iter()
+                    .copied()
+                    .find(|v| v.as_str().eq_ignore_ascii_case(t) || v.zh() == t)
+                    .ok_or_else(|| UnknownValue {
+                        what: $what,
+                        given: s.to_string(),
+                        expected: $name::ALL
+                            .iter()
+                            .map(|v| format!("{} {}", v.as_str(), v.zh()))
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    })
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+named_enum!(
+    /// A household's tag in the ledger; each has a visit interval in the station's policy.
+    Tag, "tag", {
+        /// 独居老人
+        ElderlyAlone => "elderly-alone", "独居老人",
+        /// 低保户
+        LowIncome => "low-income", "低保户",
+        /// 残疾人
+        Disabled => "disabled", "残疾人",
+        /// 困难户
+        Hardship => "hardship", "困难户",
+        /// 留守儿童
+        LeftBehindChild => "left-behind-child", "留守儿童",
+        /// 社区矫正
+        CommunityCorrection => "community-correction", "社区矫正",
+        /// 普通户: what a household without tags is.
+        Ordinary => "ordinary", "普通户",
+    }
+);
+
+impl Tag {
+    /// The station's default visit interval for a household with this tag, in days.
+    pub fn default_visit_every(self) -> u32 {
+        match self {
+            Tag::Ordinary => 182,
+            _ => 30,
+        }
+    }
+}
+
+impl Priority {
+    /// The station's default days from a request to its ticket's deadline.
+    pub fn default_ticket_due(self) -> u32 {
+        match self {
+            Priority::Urgent => 1,
+            Priority::High => 3,
+            Priority::Normal => 7,
+            Priority::Low => 15,
+        }
+    }
+}
+
+named_enum!(
+    /// How a request reached the station.
+    Channel, "channel", {
+        /// 热线: the station's hotline.
+        Hotline => "hotline", "热线",
+        /// 信箱: the mailbox.
+        Mailbox => "mailbox", "信箱",
+        /// 来访: a resident who came to the station.
+        WalkIn => "walk-in", "来访",
+        /// 走访: a volunteer's home visit.
+        Visit => "visit", "走访",
+        /// 巡查: a volunteer's patrol of the grid.
+        Patrol => "patrol", "巡查",
+    }
+);
+
+named_enum!(
+    /// The resident's verdict in the follow-up call (回访).
+    Satisfaction, "satisfaction", {
+        /// 满意
+        Satisfied => "satisfied", "满意",
+        /// 基本满意
+        Basic => "basic", "基本满意",
+        /// 不满意
+        Unsatisfied => "unsatisfied", "不满意",
+    }
+);
+
+/// The most days a policy may set for a visit interval or a ticket deadline (ten years).
+pub const MAX_POLICY_DAYS: u32 = 3650;
 
 /// A time as the user gave it: the instant plus the offset it was written in, so that it
 /// prints back the way it came in.

@@ -83,7 +83,7 @@ impl Node {
                             AND (c.lseq > ?3 OR lower(hex(c.hash)) IN (SELECT value FROM json_each(?4))))
              FROM records r
              WHERE NOT (r.grid IN (SELECT value FROM json_each(?1)) OR r.author = ?2
-                        OR r.assignee IS NOT NULL AND r.assignee = ?2)",
+                        OR r.assignee IS NOT NULL AND r.assignee = ?2 OR r.kind = 4)",
         )?;
         let rows: Vec<(i64, Vec<u8>, String, bool)> = stmt
             .query_map(params![grids, me.to_string(), covers, refused], |r| {

@@ -43,6 +43,77 @@ pub struct TicketFilter {
     pub assignee: Option<DeviceId>,
     /// Opened at or after.
     pub since: Option<Time>,
+    /// Only those neither resolved nor closed whose deadline has passed.
+    pub overdue: bool,
+    /// Only those about this household.
+    pub household: Option<DocId>,
+}
+
+/// Filters for [`Node::list_households`]; every `Some` must match.
+#[derive(Clone, Debug, Default)]
+pub struct HouseholdFilter {
+    /// Grid.
+    pub grid: Option<String>,
+    /// Has this tag (`ordinary`: has no other).
+    pub tag: Option<crate::model::Tag>,
+    /// Address, a resident, the phone or the note holds this text.
+    pub search: Option<String>,
+}
+
+/// A household on the due list.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct DueHousehold {
+    /// Record id.
+    pub id: String,
+    /// Its address.
+    pub address: String,
+    /// Its grid.
+    pub grid: Option<String>,
+    /// Its tags.
+    pub tags: Vec<String>,
+    /// Its latest visit this node holds.
+    pub last_visit: Option<String>,
+    /// When its next visit is due (null: never visited, and when it was added is not known).
+    pub next_due: Option<String>,
+    /// ⌊(now − next_due) / 24 h⌋, negative while not yet due.
+    pub days_overdue: Option<i64>,
+}
+
+/// A ticket on the due list.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct DueTicket {
+    /// Record id.
+    pub id: String,
+    /// Its title.
+    pub title: String,
+    /// Its grid.
+    pub grid: Option<String>,
+    /// Its assignee.
+    pub assignee: Option<String>,
+    /// Its deadline.
+    pub due: Option<String>,
+    /// ⌊(now − due) / 24 h⌋, negative while not yet due.
+    pub days_overdue: i64,
+}
+
+/// What `due` prints: what needs doing, most overdue first.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct DueList {
+    /// Households whose next visit is due.
+    pub households: Vec<DueHousehold>,
+    /// Tickets neither resolved nor closed whose deadline is near or past.
+    pub tickets: Vec<DueTicket>,
+}
+
+const DAY_MS: i64 = 24 * 3600 * 1000;
+
+fn days_overdue(now_ms: i64, due_ms: i64) -> i64 {
+    (now_ms - due_ms).div_euclid(DAY_MS)
+}
+
+fn time_of(ms: Option<i64>) -> Option<String> {
+    ms.filter(|m| *m > 0)
+        .map(|m| Time::from_millis(m).to_rfc3339())
 }
 
 /// What `verify` found.
@@ -207,7 +278,200 @@ impl Node {
             "at_ms >= ?",
             filter.since.map(|t| t.millis()),
         );
-        self.query_summaries(sql, args)
+        let now = Time::now_millis();
+        push_filter(
+            &mut sql,
+            &mut args,
+            "status NOT IN ('resolved', 'closed') AND due_ms < ?",
+            filter.overdue.then_some(now),
+        );
+        push_filter(
+            &mut sql,
+            &mut args,
+            "household = ?",
+            filter.household.map(|h| h.to_string()),
+        );
+        let mut tickets: Vec<records::Ticket> = self.query_summaries(sql, args)?;
+        for t in &mut tickets {
+            t.judge(now);
+        }
+        Ok(tickets)
+    }
+
+    /// Households matching `filter`, by grid and address, from the index.
+    pub fn list_households(
+        &self,
+        filter: &HouseholdFilter,
+    ) -> Result<Vec<records::Household>, ReadError> {
+        let mut sql = String::from("SELECT summary, last_ms, due_ms FROM records WHERE kind = 3");
+        let mut args: Vec<rusqlite::types::Value> = Vec::new();
+        push_filter(&mut sql, &mut args, "grid = ?", filter.grid.clone());
+        match filter.tag {
+            Some(crate::model::Tag::Ordinary) => {
+                sql.push_str(" AND (tags = '[]' OR tags LIKE '%\"ordinary\"%')");
+            }
+            tag => push_filter(
+                &mut sql,
+                &mut args,
+                "EXISTS (SELECT 1 FROM json_each(tags) WHERE value = ?)",
+                tag.map(|t| t.as_str().to_string()),
+            ),
+        }
+        push_filter(
+            &mut sql,
+            &mut args,
+            "instr(search, ?) > 0",
+            filter.search.clone().filter(|s| !s.is_empty()),
+        );
+        sql.push_str(" ORDER BY grid, json_extract(summary, '$.address'), doc_id");
+        self.households_of(&sql, args)
+    }
+
+    fn households_of(
+        &self,
+        sql: &str,
+        args: Vec<rusqlite::types::Value>,
+    ) -> Result<Vec<records::Household>, ReadError> {
+        let now = Time::now_millis();
+        let mut stmt = self.store.conn().prepare_cached(sql)?;
+        let rows = stmt.query_map(rusqlite::params_from_iter(args), |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, Option<i64>>(1)?,
+                r.get::<_, Option<i64>>(2)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (json, last, due) = row?;
+            let mut h: records::Household =
+                serde_json::from_str(&json).map_err(|e| ReadError::Index(e.to_string()))?;
+            h.last_visit = time_of(last);
+            h.next_due = time_of(due);
+            h.overdue = due.is_some_and(|d| d < now);
+            out.push(h);
+        }
+        Ok(out)
+    }
+
+    /// A household with its visits and tickets (newest first), history and conflicts.
+    pub fn show_household(&self, id: DocId) -> Result<records::HouseholdDetail, ReadError> {
+        let (header, doc) = self.load(id)?;
+        if header.kind != RecordKind::Household {
+            return Err(ReadError::Index(format!("{id} is not a household")));
+        }
+        let mut household = records::read_household(&doc, &header);
+        let (last, due): (Option<i64>, Option<i64>) = self
+            .store
+            .conn()
+            .prepare_cached(
+                "SELECT last_ms, due_ms FROM records
+                 WHERE docno = (SELECT docno FROM doc_index WHERE doc_id = ?1)",
+            )?
+            .query_row([id.as_bytes().as_slice()], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        household.last_visit = time_of(last);
+        household.next_due = time_of(due);
+        household.overdue = due.is_some_and(|d| d < Time::now_millis());
+        let of_kind = |kind: u8| {
+            format!(
+                "SELECT summary FROM records WHERE household = '{id}' AND kind = {kind}
+                 ORDER BY at_ms DESC, doc_id"
+            )
+        };
+        let visits = self.newest_first(&of_kind(1))?;
+        let mut tickets: Vec<records::Ticket> = self.newest_first(&of_kind(2))?;
+        let now = Time::now_millis();
+        for t in &mut tickets {
+            t.judge(now);
+        }
+        Ok(records::HouseholdDetail {
+            household,
+            visits,
+            tickets,
+            conflicts: records::read_conflicts(&doc, RecordKind::Household),
+            history: crate::history::read(self.store.conn(), &self.identity, id)?,
+        })
+    }
+
+    fn newest_first<T: serde::de::DeserializeOwned>(&self, sql: &str) -> Result<Vec<T>, ReadError> {
+        let mut stmt = self.store.conn().prepare(sql)?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(serde_json::from_str(&row?).map_err(|e| ReadError::Index(e.to_string()))?);
+        }
+        Ok(out)
+    }
+
+    /// The station's policy as this node holds it (the defaults before a station set one).
+    pub fn policy(&self) -> Result<records::Policy, ReadError> {
+        Ok(crate::store::docs::read_policy(self.store.conn())?)
+    }
+
+    /// What needs doing within `within_days`, from the records this node holds: every
+    /// household whose next visit is due, and every ticket neither resolved nor closed
+    /// whose deadline is, by then; most overdue first. From the index (`records_by_due`).
+    pub fn due(&self, grid: Option<&str>, within_days: i64) -> Result<DueList, ReadError> {
+        let now = Time::now_millis();
+        let until = now.saturating_add(within_days.saturating_mul(DAY_MS));
+        let conn = self.store.conn();
+        let grid_clause = if grid.is_some() {
+            " AND grid = ?2"
+        } else {
+            " AND ?2 IS NULL"
+        };
+        let mut households = Vec::new();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT summary, last_ms, due_ms FROM records
+             WHERE kind = 3 AND due_ms <= ?1{grid_clause} ORDER BY due_ms, doc_id"
+        ))?;
+        let rows = stmt.query_map(rusqlite::params![until, grid], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, Option<i64>>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        })?;
+        for row in rows {
+            let (json, last, due) = row?;
+            let h: records::Household =
+                serde_json::from_str(&json).map_err(|e| ReadError::Index(e.to_string()))?;
+            households.push(DueHousehold {
+                id: h.id,
+                address: h.address,
+                grid: h.grid,
+                tags: h.tags,
+                last_visit: time_of(last),
+                next_due: time_of(Some(due)),
+                days_overdue: (due > 0).then(|| days_overdue(now, due)),
+            });
+        }
+        let mut tickets = Vec::new();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT summary, due_ms FROM records
+             WHERE kind = 2 AND due_ms <= ?1 AND status NOT IN ('resolved', 'closed'){grid_clause}
+             ORDER BY due_ms, doc_id"
+        ))?;
+        let rows = stmt.query_map(rusqlite::params![until, grid], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+        })?;
+        for row in rows {
+            let (json, due) = row?;
+            let t: records::Ticket =
+                serde_json::from_str(&json).map_err(|e| ReadError::Index(e.to_string()))?;
+            tickets.push(DueTicket {
+                id: t.id,
+                title: t.title,
+                grid: t.grid,
+                assignee: t.assignee,
+                due: t.due,
+                days_overdue: days_overdue(now, due),
+            });
+        }
+        Ok(DueList {
+            households,
+            tickets,
+        })
     }
 
     pub(crate) fn query_summaries<T: serde::de::DeserializeOwned>(
@@ -240,8 +504,15 @@ impl Node {
     /// A visit log with its history and conflicts.
     pub fn show_visit(&self, id: DocId) -> Result<records::VisitDetail, ReadError> {
         let (header, doc) = self.load(id)?;
+        let mut visit = records::read_visit(&doc, &header);
+        visit.household_id = crate::store::docs::household_of(
+            visit.household_id.as_deref(),
+            visit.grid.as_deref(),
+            Some(&visit.household),
+            self.identity.site_id.as_ref(),
+        );
         Ok(records::VisitDetail {
-            visit: records::read_visit(&doc, &header),
+            visit,
             conflicts: records::read_conflicts(&doc, RecordKind::Visit),
             history: crate::history::read(self.store.conn(), &self.identity, id)?,
         })
@@ -257,8 +528,16 @@ impl Node {
         let visits = stmt
             .query_map([id.to_string()], |r| r.get(0))?
             .collect::<rusqlite::Result<Vec<String>>>()?;
+        let mut ticket = records::read_ticket(&doc, &header);
+        ticket.household_id = crate::store::docs::household_of(
+            ticket.household_id.as_deref(),
+            ticket.grid.as_deref(),
+            ticket.household.as_deref(),
+            self.identity.site_id.as_ref(),
+        );
+        ticket.judge(Time::now_millis());
         Ok(records::TicketDetail {
-            ticket: records::read_ticket(&doc, &header),
+            ticket,
             comments: records::read_comments(&doc),
             visits,
             conflicts: records::read_conflicts(&doc, RecordKind::Ticket),
@@ -424,7 +703,7 @@ impl Node {
                     "record {id}: its snapshot does not match its stored changes"
                 ));
             }
-            let mut expected = index_row(&header, &doc);
+            let mut expected = index_row(&header, &doc, self.identity().site_id.as_ref());
             expected.links.sort();
             if stored_index_row(conn, id)?.as_ref() != Some(&expected) {
                 report.bad += 1;

@@ -1,18 +1,29 @@
-//! The record model: how a visit log or a ticket is laid out in its Automerge document, and
-//! how the CLI-facing objects are read back out of it.
+//! The record model: how a visit log, a ticket, a household or the station's policy is laid
+//! out in its Automerge document, and how the CLI-facing objects are read back out of it.
 //!
 //! Root of every record document:
 //!
-//! | key | type | visit | ticket |
-//! | --- | --- | --- | --- |
-//! | `kind` | str | `"visit"` | `"ticket"` |
-//! | `id` | str | the record id | the record id |
-//! | `household`, `grid`, `category`, `note` | str | yes | yes |
-//! | `needs`, `visited_at` | str | yes | |
-//! | `residents` | list of str | yes | |
-//! | `tickets` | map ticket id → true | yes | |
-//! | `title`, `status`, `priority`, `assignee`, `opened_at` | str | | yes |
-//! | `comments` | list of map {author, text, at} | | yes |
+//! | key | type | visit | ticket | household | policy |
+//! | --- | --- | --- | --- | --- | --- |
+//! | `kind` | str | `"visit"` | `"ticket"` | `"household"` | `"policy"` |
+//! | `id` | str | the record id | the record id | the record id | the record id |
+//! | `grid`, `note` | str | yes | yes | yes | |
+//! | `household`, `household_id`, `category` | str | yes | yes | | |
+//! | `needs`, `visited_at` | str | yes | | | |
+//! | `residents` | list of str | yes | | | |
+//! | `residents` | str, one name a line | | | yes | |
+//! | `tickets` | map ticket id → true | yes | | | |
+//! | `title`, `status`, `priority`, `assignee`, `opened_at` | str | | yes | | |
+//! | `due`, `channel`, `resolved_at`, `satisfaction`, `rated_at` | str | | yes | | |
+//! | `comments` | list of map {author, text, at} | | yes | | |
+//! | `address`, `phone`, `added_at` | str | | | yes | |
+//! | `tag:TAG` | `"true"` / `"false"` | | | yes | |
+//! | `visit_every:TAG`, `ticket_due:PRIORITY` | str, whole days | | | | yes |
+//!
+//! A household's residents and tags are registers, not lists or maps: a household is made
+//! by whoever comes first (its id derives from its site, grid and address), and two
+//! laptops that make it offline both write its first fields. Registers merge (equal values
+//! are one value); two lists made at one key would hide one another.
 //!
 //! Code names these keys only through [`Field`] (and a comment's through [`CommentField`]),
 //! whose `as_str` is the key as stored.
@@ -30,7 +41,7 @@ use automerge::{AutoCommit, ObjType, ROOT, ReadDoc, ScalarValue, Value};
 use serde::{Deserialize, Serialize};
 use yizhan_protocol::{DeviceId, DocHeader, DocId, RecordKind};
 
-use crate::model::{Category, Priority, Status, Time};
+use crate::model::{Category, Channel, Priority, Satisfaction, Status, Tag, Time};
 
 mod field;
 pub use field::{CommentField, Field};
@@ -50,6 +61,7 @@ pub const MAX_LINKED_TICKETS: usize = 256;
 /// The scalar fields of a visit log, in display order.
 pub const VISIT_FIELDS: &[Field] = &[
     Field::Household,
+    Field::HouseholdId,
     Field::Grid,
     Field::Category,
     Field::Note,
@@ -67,6 +79,42 @@ pub const TICKET_FIELDS: &[Field] = &[
     Field::Assignee,
     Field::Note,
     Field::OpenedAt,
+    Field::HouseholdId,
+    Field::Due,
+    Field::Channel,
+    Field::ResolvedAt,
+    Field::Satisfaction,
+    Field::RatedAt,
+];
+/// The scalar fields of a household, in display order.
+pub const HOUSEHOLD_FIELDS: &[Field] = &[
+    Field::Address,
+    Field::Grid,
+    Field::Residents,
+    Field::Phone,
+    Field::Note,
+    Field::AddedAt,
+    Field::Tag(Tag::ElderlyAlone),
+    Field::Tag(Tag::LowIncome),
+    Field::Tag(Tag::Disabled),
+    Field::Tag(Tag::Hardship),
+    Field::Tag(Tag::LeftBehindChild),
+    Field::Tag(Tag::CommunityCorrection),
+    Field::Tag(Tag::Ordinary),
+];
+/// The scalar fields of the policy.
+pub const POLICY_FIELDS: &[Field] = &[
+    Field::VisitEvery(Tag::ElderlyAlone),
+    Field::VisitEvery(Tag::LowIncome),
+    Field::VisitEvery(Tag::Disabled),
+    Field::VisitEvery(Tag::Hardship),
+    Field::VisitEvery(Tag::LeftBehindChild),
+    Field::VisitEvery(Tag::CommunityCorrection),
+    Field::VisitEvery(Tag::Ordinary),
+    Field::TicketDue(Priority::Low),
+    Field::TicketDue(Priority::Normal),
+    Field::TicketDue(Priority::High),
+    Field::TicketDue(Priority::Urgent),
 ];
 
 /// A visit log as `visit list --json` prints it.
@@ -74,8 +122,11 @@ pub const TICKET_FIELDS: &[Field] = &[
 pub struct Visit {
     /// Record id (32 hex).
     pub id: String,
-    /// The household visited.
+    /// The household visited (its address).
     pub household: String,
+    /// The household's id.
+    #[serde(default)]
+    pub household_id: Option<String>,
     /// The grid the record belongs to.
     pub grid: Option<String>,
     /// Service category slug.
@@ -107,18 +158,147 @@ pub struct Ticket {
     pub category: Option<String>,
     /// `low`, `normal`, `high`, `urgent`.
     pub priority: String,
-    /// The household concerned.
+    /// The household concerned (its address).
     pub household: Option<String>,
+    /// The household's id.
+    #[serde(default)]
+    pub household_id: Option<String>,
     /// The grid the record belongs to.
     pub grid: Option<String>,
     /// Device id of the assignee.
     pub assignee: Option<String>,
     /// Device id of the member who opened it.
     pub opened_by: String,
-    /// When it was opened (RFC 3339).
+    /// When the resident asked (RFC 3339).
     pub opened_at: String,
     /// Free text.
     pub note: Option<String>,
+    /// The deadline (RFC 3339).
+    #[serde(default)]
+    pub due: Option<String>,
+    /// Neither resolved nor closed, and past `due` (as of the read).
+    #[serde(default)]
+    pub overdue: bool,
+    /// How the request came in (a channel slug).
+    #[serde(default)]
+    pub channel: Option<String>,
+    /// When it was resolved or closed (RFC 3339).
+    #[serde(default)]
+    pub resolved_at: Option<String>,
+    /// The resident's verdict in the follow-up call.
+    #[serde(default)]
+    pub satisfaction: Option<String>,
+    /// When that verdict was recorded.
+    #[serde(default)]
+    pub rated_at: Option<String>,
+}
+
+impl Ticket {
+    /// Sets `overdue` as of `now_ms`.
+    pub fn judge(&mut self, now_ms: i64) {
+        self.overdue = !matches!(self.status.as_str(), "resolved" | "closed")
+            && self
+                .due
+                .as_deref()
+                .and_then(|d| d.parse::<Time>().ok())
+                .is_some_and(|d| d.millis() < now_ms);
+    }
+}
+
+/// A household as `household list --json` prints it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Household {
+    /// Record id (32 hex).
+    pub id: String,
+    /// Its address.
+    pub address: String,
+    /// The grid it belongs to.
+    pub grid: Option<String>,
+    /// The people who live there.
+    pub residents: Vec<String>,
+    /// Tag slugs; none means `ordinary`.
+    pub tags: Vec<String>,
+    /// Phone number.
+    pub phone: Option<String>,
+    /// Free text.
+    pub note: Option<String>,
+    /// When it was added to the ledger (RFC 3339; none for households made from the
+    /// records of a store that had none).
+    pub added_at: Option<String>,
+    /// The latest visit this node holds (RFC 3339).
+    #[serde(default)]
+    pub last_visit: Option<String>,
+    /// When the next visit is due (RFC 3339).
+    #[serde(default)]
+    pub next_due: Option<String>,
+    /// `next_due` has passed.
+    #[serde(default)]
+    pub overdue: bool,
+}
+
+/// A household with everything `household show` prints.
+#[derive(Debug, Clone, Serialize)]
+pub struct HouseholdDetail {
+    /// The list object.
+    #[serde(flatten)]
+    pub household: Household,
+    /// Its visits this node holds, newest first.
+    pub visits: Vec<Visit>,
+    /// Its tickets this node holds, newest first.
+    pub tickets: Vec<Ticket>,
+    /// Oldest first.
+    pub history: Vec<HistoryEntry>,
+    /// Fields edited concurrently.
+    pub conflicts: Vec<Conflict>,
+}
+
+/// The station's policy as `policy show --json` prints it: days by tag and by priority.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Policy {
+    /// Visit interval in days, by tag slug.
+    pub visit_every: std::collections::BTreeMap<String, u32>,
+    /// Days from request to deadline, by priority.
+    pub ticket_due: std::collections::BTreeMap<String, u32>,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            visit_every: Tag::ALL
+                .iter()
+                .map(|t| (t.as_str().to_string(), t.default_visit_every()))
+                .collect(),
+            ticket_due: Priority::ALL
+                .iter()
+                .map(|p| (p.as_str().to_string(), p.default_ticket_due()))
+                .collect(),
+        }
+    }
+}
+
+impl Policy {
+    /// The visit interval of a household with `tags` (slugs; none is `ordinary`): the
+    /// shortest of theirs.
+    pub fn visit_every<S: AsRef<str>>(&self, tags: &[S]) -> u32 {
+        let ordinary = [Tag::Ordinary.as_str()];
+        let tags: Vec<&str> = if tags.is_empty() {
+            ordinary.to_vec()
+        } else {
+            tags.iter().map(|t| t.as_ref()).collect()
+        };
+        tags.iter()
+            .filter_map(|t| self.visit_every.get(*t).copied())
+            .min()
+            .unwrap_or(Tag::Ordinary.default_visit_every())
+    }
+
+    /// Days from a request of `priority` to its deadline.
+    pub fn ticket_due(&self, priority: Priority) -> u32 {
+        self.ticket_due
+            .get(priority.as_str())
+            .copied()
+            .unwrap_or(priority.default_ticket_due())
+    }
 }
 
 /// One field a change set, with its new value.
@@ -216,6 +396,8 @@ pub struct NewVisit {
     pub visited_at: Option<Time>,
     /// Tickets to link.
     pub tickets: Vec<DocId>,
+    /// The household's id; the node finds or makes it from `household` when `None`.
+    pub household_id: Option<DocId>,
 }
 
 /// Changes to a visit log; `None` leaves a field as it is.
@@ -258,8 +440,18 @@ pub struct NewTicket {
     pub assignee: Option<DeviceId>,
     /// Note.
     pub note: Option<String>,
-    /// When opened; now when `None`.
+    /// When the resident asked; now when `None`.
     pub opened_at: Option<Time>,
+    /// The deadline; from the policy by priority when `None`.
+    pub due: Option<Time>,
+    /// How the request came in; by the node's role when `None`.
+    pub channel: Option<Channel>,
+    /// The household's id; the node finds or makes it from `household` when `None`.
+    pub household_id: Option<DocId>,
+    /// When resolved (import of a resolved ticket).
+    pub resolved_at: Option<Time>,
+    /// The follow-up call's verdict (import).
+    pub satisfaction: Option<Satisfaction>,
 }
 
 /// Changes to a ticket; `None` leaves a field as it is.
@@ -279,6 +471,50 @@ pub struct TicketUpdate {
     pub household: Option<String>,
     /// New grid.
     pub grid: Option<String>,
+    /// New note.
+    pub note: Option<String>,
+    /// New deadline.
+    pub due: Option<Time>,
+    /// The follow-up call's verdict (on a resolved or closed ticket).
+    pub satisfaction: Option<Satisfaction>,
+    /// The new household's id (with `household`, its address).
+    pub household_id: Option<DocId>,
+}
+
+/// A new household.
+#[derive(Debug, Clone, Default)]
+pub struct NewHousehold {
+    /// Required, not empty.
+    pub address: String,
+    /// Grid; the node fills in its first grid when `None`.
+    pub grid: Option<String>,
+    /// Residents.
+    pub residents: Vec<String>,
+    /// Tags.
+    pub tags: Vec<Tag>,
+    /// Phone number.
+    pub phone: Option<String>,
+    /// Note.
+    pub note: Option<String>,
+    /// When it was added; now when `None`.
+    pub added_at: Option<Time>,
+}
+
+/// Changes to a household; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct HouseholdEdit {
+    /// New address (the id stays the one the first address derived).
+    pub address: Option<String>,
+    /// New grid: the household moves.
+    pub grid: Option<String>,
+    /// Replaces the residents.
+    pub residents: Option<Vec<String>>,
+    /// Tags to add.
+    pub tag: Vec<Tag>,
+    /// Tags to remove.
+    pub untag: Vec<Tag>,
+    /// New phone number.
+    pub phone: Option<String>,
     /// New note.
     pub note: Option<String>,
 }
@@ -301,6 +537,9 @@ pub enum FieldError {
     /// When something happened cannot be true (before 2000, or ahead of the clock).
     #[error("{0} {1}")]
     Time(&'static str, crate::model::TimeRange),
+    /// A resident's name holds a line break (a household keeps one name a line).
+    #[error("a resident's name must be one line")]
+    Multiline,
 }
 
 fn check_text(field: &'static str, value: &str, max: usize) -> Result<(), FieldError> {
@@ -414,6 +653,52 @@ impl NewTicket {
     }
 }
 
+impl NewHousehold {
+    /// Checks every field.
+    pub fn check(&self) -> Result<(), FieldError> {
+        check_required(Field::Address.as_str(), &self.address)?;
+        check_grid(&self.grid)?;
+        check_household_residents(&self.residents)?;
+        check_opt(Field::Phone.as_str(), &self.phone, MAX_SHORT_TEXT)?;
+        check_opt(Field::Note.as_str(), &self.note, MAX_LONG_TEXT)?;
+        check_happened(Field::AddedAt.as_str(), self.added_at)
+    }
+}
+
+impl HouseholdEdit {
+    /// Checks every field, and that something changes.
+    pub fn check(&self) -> Result<(), FieldError> {
+        if let Some(a) = &self.address {
+            check_required(Field::Address.as_str(), a)?;
+        }
+        check_grid(&self.grid)?;
+        if let Some(r) = &self.residents {
+            check_household_residents(r)?;
+        }
+        check_opt(Field::Phone.as_str(), &self.phone, MAX_SHORT_TEXT)?;
+        check_opt(Field::Note.as_str(), &self.note, MAX_LONG_TEXT)?;
+        let nothing = self.address.is_none()
+            && self.grid.is_none()
+            && self.residents.is_none()
+            && self.tag.is_empty()
+            && self.untag.is_empty()
+            && self.phone.is_none()
+            && self.note.is_none();
+        if nothing {
+            return Err(FieldError::NothingToChange);
+        }
+        Ok(())
+    }
+}
+
+fn check_household_residents(residents: &[String]) -> Result<(), FieldError> {
+    check_residents(residents)?;
+    if residents.iter().any(|r| r.contains(['\n', '\r'])) {
+        return Err(FieldError::Multiline);
+    }
+    Ok(())
+}
+
 impl TicketUpdate {
     /// Checks every field, and that something changes.
     pub fn check(&self) -> Result<(), FieldError> {
@@ -430,7 +715,9 @@ impl TicketUpdate {
             && self.category.is_none()
             && self.household.is_none()
             && self.grid.is_none()
-            && self.note.is_none();
+            && self.note.is_none()
+            && self.due.is_none()
+            && self.satisfaction.is_none();
         if nothing {
             return Err(FieldError::NothingToChange);
         }
@@ -503,6 +790,11 @@ pub fn write_new_visit(
     // with the same content are made in the same second.
     doc.put(ROOT, Field::Id, id.to_string())?;
     e.put(doc, Field::Household, Some(v.household.as_str()))?;
+    e.put(
+        doc,
+        Field::HouseholdId,
+        v.household_id.map(|h| h.to_string()),
+    )?;
     e.put(doc, Field::Grid, v.grid.as_deref())?;
     e.put(doc, Field::Category, v.category.map(|c| c.slug()))?;
     e.put(doc, Field::Note, v.note.as_deref())?;
@@ -567,17 +859,124 @@ pub fn write_new_ticket(
     e.put(doc, Field::Assignee, t.assignee.map(|a| a.to_string()))?;
     e.put(doc, Field::Note, t.note.as_deref())?;
     e.put(doc, Field::OpenedAt, Some(opened_at.to_rfc3339()))?;
+    e.put(
+        doc,
+        Field::HouseholdId,
+        t.household_id.map(|h| h.to_string()),
+    )?;
+    e.put(doc, Field::Due, t.due.map(|d| d.to_rfc3339()))?;
+    e.put(doc, Field::Channel, t.channel.map(|c| c.as_str()))?;
+    e.put(
+        doc,
+        Field::ResolvedAt,
+        t.resolved_at.map(|d| d.to_rfc3339()),
+    )?;
+    e.put(doc, Field::Satisfaction, t.satisfaction.map(|s| s.as_str()))?;
+    if t.satisfaction.is_some() {
+        e.put(doc, Field::RatedAt, t.resolved_at.map(|d| d.to_rfc3339()))?;
+    }
     doc.put_object(ROOT, Field::Comments, ObjType::List)?;
     Ok("open ticket".to_string())
+}
+
+/// Writes a new household into an empty document; returns the history message. A
+/// household made from older records (`added_at` `None`) writes only what every node
+/// derives alike from them: its address and grid.
+pub fn write_new_household(
+    doc: &mut AutoCommit,
+    id: DocId,
+    h: &NewHousehold,
+    added_at: Option<Time>,
+) -> Result<String, automerge::AutomergeError> {
+    let mut e = Edits::default();
+    doc.put(ROOT, Field::Kind, RecordKind::Household.name())?;
+    doc.put(ROOT, Field::Id, id.to_string())?;
+    e.put(doc, Field::Address, Some(h.address.as_str()))?;
+    e.put(doc, Field::Grid, h.grid.as_deref())?;
+    if !h.residents.is_empty() {
+        e.put(doc, Field::Residents, Some(h.residents.join("\n")))?;
+    }
+    e.put(doc, Field::Phone, h.phone.as_deref())?;
+    e.put(doc, Field::Note, h.note.as_deref())?;
+    e.put(doc, Field::AddedAt, added_at.map(|t| t.to_rfc3339()))?;
+    for t in &h.tags {
+        e.put(doc, Field::Tag(*t), Some("true"))?;
+    }
+    Ok("add household".to_string())
+}
+
+/// Applies an edit to a household; returns the history message.
+pub fn write_household_edit(
+    doc: &mut AutoCommit,
+    edit: &HouseholdEdit,
+) -> Result<String, automerge::AutomergeError> {
+    let mut e = Edits::default();
+    e.put(doc, Field::Address, edit.address.as_deref())?;
+    e.put(doc, Field::Grid, edit.grid.as_deref())?;
+    e.put(
+        doc,
+        Field::Residents,
+        edit.residents.as_ref().map(|r| r.join("\n")),
+    )?;
+    e.put(doc, Field::Phone, edit.phone.as_deref())?;
+    e.put(doc, Field::Note, edit.note.as_deref())?;
+    for t in &edit.tag {
+        e.put(doc, Field::Tag(*t), Some("true"))?;
+    }
+    for t in &edit.untag {
+        e.put(doc, Field::Tag(*t), Some("false"))?;
+    }
+    Ok(e.message("edit household"))
+}
+
+/// Writes the policy's new days for `field` (a `visit_every` or `ticket_due` field) into
+/// the policy document, starting it if it is empty; returns the history message.
+pub fn write_policy(
+    doc: &mut AutoCommit,
+    id: DocId,
+    field: Field,
+    days: u32,
+) -> Result<String, automerge::AutomergeError> {
+    if doc.get(ROOT, Field::Kind)?.is_none() {
+        doc.put(ROOT, Field::Kind, RecordKind::Policy.name())?;
+        doc.put(ROOT, Field::Id, id.to_string())?;
+    }
+    let mut e = Edits::default();
+    e.put(doc, field, Some(days.to_string()))?;
+    Ok(e.message("set policy"))
 }
 
 /// Applies an update to a ticket; returns the history message.
 pub fn write_ticket_update(
     doc: &mut AutoCommit,
     u: &TicketUpdate,
+    now: Time,
 ) -> Result<String, automerge::AutomergeError> {
     let mut e = Edits::default();
     e.put(doc, Field::Status, u.status.map(|s| s.as_str()))?;
+    // When it was resolved: each time it becomes resolved, and when it is closed
+    // without having been resolved.
+    let resolved_before = matches!(
+        doc.get(ROOT, Field::ResolvedAt)?,
+        Some((Value::Scalar(_), _))
+    );
+    match u.status {
+        Some(Status::Resolved) => e.put(doc, Field::ResolvedAt, Some(now.to_rfc3339()))?,
+        Some(Status::Closed) if !resolved_before => {
+            e.put(doc, Field::ResolvedAt, Some(now.to_rfc3339()))?
+        }
+        _ => {}
+    }
+    e.put(doc, Field::Due, u.due.map(|d| d.to_rfc3339()))?;
+    e.put(
+        doc,
+        Field::HouseholdId,
+        u.household_id.map(|h| h.to_string()),
+    )?;
+    if let Some(verdict) = u.satisfaction {
+        e.put(doc, Field::Satisfaction, Some(verdict.as_str()))?;
+        e.put(doc, Field::RatedAt, Some(now.to_rfc3339()))?;
+    }
     e.put(doc, Field::Assignee, u.assignee.map(|a| a.to_string()))?;
     e.put(doc, Field::Priority, u.priority.map(|p| p.as_str()))?;
     e.put(doc, Field::Title, u.title.as_deref())?;
@@ -612,6 +1011,8 @@ pub(crate) fn fields_of(kind: RecordKind) -> &'static [Field] {
     match kind {
         RecordKind::Visit => VISIT_FIELDS,
         RecordKind::Ticket => TICKET_FIELDS,
+        RecordKind::Household => HOUSEHOLD_FIELDS,
+        RecordKind::Policy => POLICY_FIELDS,
     }
 }
 
@@ -850,6 +1251,7 @@ pub fn read_visit_from(root: &Root, header: &DocHeader) -> Visit {
     Visit {
         id: header.doc_id().to_string(),
         household: root.text(Field::Household).unwrap_or_default(),
+        household_id: root.text(Field::HouseholdId),
         grid: root.text(Field::Grid),
         category: root.text(Field::Category),
         note: root.text(Field::Note),
@@ -879,12 +1281,75 @@ pub fn read_ticket_from(root: &Root, header: &DocHeader) -> Ticket {
             .text(Field::Priority)
             .unwrap_or_else(|| Priority::Normal.as_str().into()),
         household: root.text(Field::Household),
+        household_id: root.text(Field::HouseholdId),
         grid: root.text(Field::Grid),
         assignee: root.text(Field::Assignee),
         opened_by: header.author.to_string(),
         opened_at: root.text(Field::OpenedAt).unwrap_or_default(),
         note: root.text(Field::Note),
+        due: root.text(Field::Due),
+        overdue: false,
+        channel: root.text(Field::Channel),
+        resolved_at: root.text(Field::ResolvedAt),
+        satisfaction: root.text(Field::Satisfaction),
+        rated_at: root.text(Field::RatedAt),
     }
+}
+
+/// Reads a household's list object (without what other records tell: `last_visit`,
+/// `next_due`, `overdue`).
+pub fn read_household(doc: &impl ReadDoc, header: &DocHeader) -> Household {
+    read_household_from(&Root::read(doc), header)
+}
+
+/// Reads a household's list object from its root, read once.
+pub fn read_household_from(root: &Root, header: &DocHeader) -> Household {
+    let tags = Tag::ALL
+        .iter()
+        .filter(|t| root.text(Field::Tag(**t)).as_deref() == Some("true"))
+        .map(|t| t.as_str().to_string())
+        .collect();
+    Household {
+        id: header.doc_id().to_string(),
+        address: root.text(Field::Address).unwrap_or_default(),
+        grid: root.text(Field::Grid),
+        residents: root
+            .text(Field::Residents)
+            .map(|r| {
+                r.lines()
+                    .filter(|l| !l.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default(),
+        tags,
+        phone: root.text(Field::Phone),
+        note: root.text(Field::Note),
+        added_at: root.text(Field::AddedAt),
+        last_visit: None,
+        next_due: None,
+        overdue: false,
+    }
+}
+
+/// Reads the policy, with the default for every value it does not set.
+pub fn read_policy_from(root: &Root) -> Policy {
+    let mut policy = Policy::default();
+    for field in POLICY_FIELDS {
+        let Some(days) = root.text(*field).and_then(|d| d.parse::<u32>().ok()) else {
+            continue;
+        };
+        match field {
+            Field::VisitEvery(t) => {
+                policy.visit_every.insert(t.as_str().into(), days);
+            }
+            Field::TicketDue(p) => {
+                policy.ticket_due.insert(p.as_str().into(), days);
+            }
+            _ => {}
+        }
+    }
+    policy
 }
 
 /// Reads a ticket's comments, in list order.
@@ -930,10 +1395,16 @@ pub fn read_conflicts_from(root: &Root, kind: RecordKind) -> Vec<Conflict> {
         else {
             continue;
         };
-        if all.len() > 1 {
+        // Equal values written concurrently (two makers of one household) are one value.
+        let mut values: Vec<String> = Vec::with_capacity(all.len());
+        for v in all {
+            if !values.contains(v) {
+                values.push(v.clone());
+            }
+        }
+        if values.len() > 1 {
             // Show the winning value first, as `get` does.
             let winner = root.text(*field);
-            let mut values = all.clone();
             if let Some(w) = winner
                 && let Some(pos) = values.iter().position(|v| *v == w)
             {

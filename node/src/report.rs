@@ -581,7 +581,7 @@ mod tests {
                 status: Some(*status),
                 ..TicketUpdate::default()
             };
-            write_ticket_update(&mut doc, &u).unwrap();
+            write_ticket_update(&mut doc, &u, Time::from_millis(ms(at))).unwrap();
             doc.commit_with(CommitOptions::default().with_time(ms(at)));
         }
         doc
@@ -647,7 +647,7 @@ mod tests {
                 status: Some(Status::Resolved),
                 ..TicketUpdate::default()
             };
-            write_ticket_update(doc, &u).unwrap();
+            write_ticket_update(doc, &u, Time::from_millis(ms(at))).unwrap();
             doc.commit_with(CommitOptions::default().with_time(ms(at)));
         }
         a.merge(&mut b).unwrap();

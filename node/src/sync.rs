@@ -126,8 +126,9 @@ impl Scope {
     /// scope, or it left the scope at a position after parameter `?{after}` (`moves`), so
     /// that a node that held it learns of the move (and drops it, `purge.rs`).
     ///
-    /// Each of the four terms is one an index answers (`records_by_grid`, `_by_author`,
-    /// `_by_assignee`, the record's row id), so SQLite reads the records of the scope
+    /// The policy (kind 4) is in every scope. Each of the five terms is one an index
+    /// answers (`records_by_grid`, `_by_author`, `_by_assignee`, `_by_kind_time`, the
+    /// record's row id), so SQLite reads the records of the scope
     /// and never the whole log after the puller's position. (A correlated `EXISTS` on
     /// `moves` made it walk `changes` by position instead: a laptop's pull then scanned
     /// every other grid's new changes, and a station's evening merge cost 30-60% more
@@ -137,7 +138,7 @@ impl Scope {
             Scope::All => ("1".into(), Vec::new()),
             Scope::Member { device, grids } => (
                 format!(
-                    "(r.grid IN (SELECT value FROM json_each(?{a})) OR r.author = ?{b} OR r.assignee = ?{b}
+                    "(r.grid IN (SELECT value FROM json_each(?{a})) OR r.author = ?{b} OR r.assignee = ?{b} OR r.kind = 4
                       OR r.docno IN (SELECT m.docno FROM moves m WHERE m.lseq > ?{after}
                           AND (m.grid IN (SELECT value FROM json_each(?{a})) OR m.assignee = ?{b})))",
                     a = first_param,
@@ -625,7 +626,11 @@ impl SyncEngine {
                 }
                 continue;
             };
-            let genesis = seq == 1 && signer == author;
+            // A first change carries the header the receiver needs to take the document;
+            // of a shared kind (a household, the policy) every maker's first change does.
+            let genesis = seq == 1
+                && (signer == author
+                    || RecordKind::from_code(kind).is_some_and(RecordKind::is_shared));
             let header = if genesis {
                 match (
                     RecordKind::from_code(kind),

@@ -1,5 +1,5 @@
-//! Local writes: new visits and tickets, edits, status changes and comments made on this
-//! node.
+//! Local writes: new visits, tickets and households, edits, status changes, comments and
+//! the station's policy, made on this node.
 //!
 //! Every write is one `BEGIN IMMEDIATE` transaction: load the document's latest snapshot,
 //! make the Automerge change with this device's actor, check it against the record model
@@ -7,17 +7,20 @@
 //! row (`store::docs`). Nothing is reported as saved before the commit returns, and the
 //! commit is fsynced (`synchronous=FULL`).
 
-use automerge::transaction::CommitOptions;
-use automerge::{ActorId, AutoCommit};
+use automerge::AutoCommit;
 use rusqlite::Transaction;
-use yizhan_protocol::{DeviceKey, DocHeader, DocId, RecordKind, SignedChange};
+use yizhan_protocol::{DeviceKey, DocId, RecordKind};
 
 use crate::error::WriteError;
 use crate::home::Node;
 use crate::identity::{Identity, Role};
-use crate::model::Time;
-use crate::records::{self, FieldError, NewTicket, NewVisit, TicketUpdate, VisitEdit};
-use crate::store::docs::{NewChange, load_doc, load_header, persist};
+use crate::local::{household_for, local_change, make_household_in, policy_header};
+use crate::model::{Channel, Priority, Status, Tag, Time};
+use crate::records::{
+    self, Field, FieldError, HouseholdEdit, NewHousehold, NewTicket, NewVisit, Policy,
+    TicketUpdate, VisitEdit,
+};
+use crate::store::docs::{has_doc, load_header, read_policy};
 
 impl Node {
     /// Logs a new home visit. Returns its id once it is durably stored.
@@ -42,10 +45,22 @@ impl Node {
         for (i, v) in visits.iter().enumerate() {
             let in_batch = |e: WriteError| batch_error(visits.len(), i, e);
             v.check().map_err(|e| in_batch(e.into()))?;
-            let v = NewVisit {
+            let mut v = NewVisit {
                 grid: self.identity.default_grid(&v.grid),
                 ..v.clone()
             };
+            if v.household_id.is_none() {
+                let (id, address, grid) = household_for(
+                    &tx,
+                    &self.key,
+                    &self.identity,
+                    v.grid.as_deref(),
+                    visits[i].grid.is_some(),
+                    &v.household,
+                )
+                .map_err(in_batch)?;
+                (v.household_id, v.household, v.grid) = (id, address, grid);
+            }
             self.identity
                 .may_write_grid(v.grid.as_deref())
                 .map_err(in_batch)?;
@@ -91,18 +106,42 @@ impl Node {
     ) -> Result<Vec<DocId>, WriteError> {
         let mut ids = Vec::with_capacity(tickets.len());
         let tx = self.store.write()?;
+        let policy = read_policy(&tx)?;
         for (i, t) in tickets.iter().enumerate() {
             let in_batch = |e: WriteError| batch_error(tickets.len(), i, e);
             t.check().map_err(|e| in_batch(e.into()))?;
-            let t = NewTicket {
+            let mut t = NewTicket {
                 grid: self.identity.default_grid(&t.grid),
                 ..t.clone()
             };
+            if let (None, Some(value)) = (t.household_id, t.household.clone()) {
+                let (id, address, grid) = household_for(
+                    &tx,
+                    &self.key,
+                    &self.identity,
+                    t.grid.as_deref(),
+                    tickets[i].grid.is_some(),
+                    &value,
+                )
+                .map_err(in_batch)?;
+                (t.household_id, t.household, t.grid) = (id, Some(address), grid);
+            }
             self.identity
                 .may_write_grid(t.grid.as_deref())
                 .map_err(in_batch)?;
             let header = self.identity.new_header(RecordKind::Ticket);
             let at = t.opened_at.unwrap_or_else(Time::now);
+            if t.due.is_none() {
+                let days = policy.ticket_due(t.priority.unwrap_or(Priority::Normal));
+                t.due = Some(Time::from_millis(at.millis() + i64::from(days) * DAY_MS));
+            }
+            if t.channel.is_none() {
+                t.channel = Some(if self.identity.role == Role::Station {
+                    Channel::WalkIn
+                } else {
+                    Channel::Visit
+                });
+            }
             local_change(&tx, &self.key, &self.identity, header, None, |doc| {
                 records::write_new_ticket(doc, header.doc_id(), &t, at)
             })
@@ -114,13 +153,103 @@ impl Node {
         Ok(ids)
     }
 
-    /// Updates a ticket.
+    /// Updates a ticket. A verdict of the follow-up call is taken only on a ticket that is
+    /// (or this update makes) resolved or closed.
     pub fn update_ticket(&mut self, id: DocId, update: &TicketUpdate) -> Result<(), WriteError> {
         update.check()?;
         let tx = self.store.write()?;
+        if update.satisfaction.is_some() {
+            let status = match update.status {
+                Some(s) => s,
+                None => tx
+                    .prepare_cached(
+                        "SELECT status FROM records
+                         WHERE docno = (SELECT docno FROM doc_index WHERE doc_id = ?1)",
+                    )?
+                    .query_row([id.as_bytes().as_slice()], |r| {
+                        r.get::<_, Option<String>>(0)
+                    })
+                    .ok()
+                    .flatten()
+                    .and_then(|s| s.parse::<Status>().ok())
+                    .unwrap_or(Status::Open),
+            };
+            if !matches!(status, Status::Resolved | Status::Closed) {
+                return Err(WriteError::NotAllowed(format!(
+                    "the ticket is {status}: a follow-up verdict is recorded on a resolved or \
+                     closed ticket"
+                )));
+            }
+        }
         update_ticket_in(&tx, &self.key, &self.identity, id, update)?;
         tx.commit()?;
         Ok(())
+    }
+
+    /// Adds a household to the ledger. Returns its id once it is durably stored.
+    pub fn add_household(&mut self, household: &NewHousehold) -> Result<DocId, WriteError> {
+        Ok(self.add_households(std::slice::from_ref(household))?[0])
+    }
+
+    /// Adds many households in one transaction: all are stored, or none.
+    pub fn add_households(
+        &mut self,
+        households: &[NewHousehold],
+    ) -> Result<Vec<DocId>, WriteError> {
+        let mut ids = Vec::with_capacity(households.len());
+        let tx = self.store.write()?;
+        for (i, h) in households.iter().enumerate() {
+            let in_batch = |e: WriteError| batch_error(households.len(), i, e);
+            h.check().map_err(|e| in_batch(e.into()))?;
+            let h = NewHousehold {
+                grid: self.identity.default_grid(&h.grid),
+                ..h.clone()
+            };
+            let at = h.added_at.unwrap_or_else(Time::now);
+            let id = make_household_in(&tx, &self.key, &self.identity, &h, Some(at))
+                .map_err(in_batch)?;
+            ids.push(id);
+        }
+        tx.commit()?;
+        Ok(ids)
+    }
+
+    /// Edits a household: any member that holds it may, within the grids it may write in.
+    pub fn edit_household(&mut self, id: DocId, edit: &HouseholdEdit) -> Result<(), WriteError> {
+        edit.check()?;
+        let tx = self.store.write()?;
+        edit_household_in(&tx, &self.key, &self.identity, id, edit)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Sets the visit interval for households with `tag`: station only.
+    pub fn set_visit_every(&mut self, tag: Tag, days: u32) -> Result<Policy, WriteError> {
+        self.set_policy(Field::VisitEvery(tag), days)
+    }
+
+    /// Sets the days from a request of `priority` to its ticket's deadline: station only.
+    pub fn set_ticket_due(&mut self, priority: Priority, days: u32) -> Result<Policy, WriteError> {
+        self.set_policy(Field::TicketDue(priority), days)
+    }
+
+    fn set_policy(&mut self, field: Field, days: u32) -> Result<Policy, WriteError> {
+        if self.identity.role != Role::Station {
+            return Err(WriteError::NotAllowed(
+                "only a station may change the policy".into(),
+            ));
+        }
+        if !(1..=crate::model::MAX_POLICY_DAYS).contains(&days) {
+            return Err(WriteError::NotAllowed(format!(
+                "days must be between 1 and {}",
+                crate::model::MAX_POLICY_DAYS
+            )));
+        }
+        let tx = self.store.write()?;
+        set_policy_in(&tx, &self.key, &self.identity, field, days)?;
+        let policy = read_policy(&tx)?;
+        tx.commit()?;
+        Ok(policy)
     }
 
     /// Comments on a ticket.
@@ -197,10 +326,57 @@ pub(crate) fn update_ticket_in(
 ) -> Result<(), WriteError> {
     let header = load_header(tx, id)?;
     identity.may_write_grid(update.grid.as_deref())?;
+    if header.kind != RecordKind::Ticket {
+        return Err(WriteError::NotAllowed(format!("{id} is not a ticket")));
+    }
     local_change(tx, key, identity, header, Some(id), |doc| {
-        records::write_ticket_update(doc, update)
+        records::write_ticket_update(doc, update, Time::now())
     })
 }
+
+pub(crate) fn edit_household_in(
+    tx: &Transaction<'_>,
+    key: &DeviceKey,
+    identity: &Identity,
+    id: DocId,
+    edit: &HouseholdEdit,
+) -> Result<(), WriteError> {
+    let header = load_header(tx, id)?;
+    if header.kind != RecordKind::Household {
+        return Err(WriteError::NotAllowed(format!("{id} is not a household")));
+    }
+    identity.may_write_grid(edit.grid.as_deref())?;
+    local_change(tx, key, identity, header, Some(id), |doc| {
+        records::write_household_edit(doc, edit)
+    })
+}
+
+pub(crate) fn set_policy_in(
+    tx: &Transaction<'_>,
+    key: &DeviceKey,
+    identity: &Identity,
+    field: Field,
+    days: u32,
+) -> Result<(), WriteError> {
+    if identity.role != Role::Station {
+        return Err(WriteError::NotAllowed(
+            "only a station may change the policy".into(),
+        ));
+    }
+    let header = policy_header(identity);
+    let id = header.doc_id();
+    let existing = if has_doc(tx, id)? { Some(id) } else { None };
+    let header = match existing {
+        Some(_) => load_header(tx, id)?,
+        None => header,
+    };
+    local_change(tx, key, identity, header, existing, |doc| {
+        records::write_policy(doc, id, field, days)
+    })
+}
+
+/// A day in milliseconds.
+pub(crate) const DAY_MS: i64 = 24 * 3600 * 1000;
 
 pub(crate) fn batch_error(len: usize, i: usize, e: WriteError) -> WriteError {
     if len == 1 {
@@ -211,44 +387,4 @@ pub(crate) fn batch_error(len: usize, i: usize, e: WriteError) -> WriteError {
             source: Box::new(e),
         }
     }
-}
-
-/// Makes one change on this node inside `tx`: loads the document (or starts it), runs
-/// `build` with this device as actor, commits, signs and persists.
-pub(crate) fn local_change(
-    tx: &Transaction<'_>,
-    key: &DeviceKey,
-    identity: &Identity,
-    header: DocHeader,
-    existing: Option<DocId>,
-    build: impl FnOnce(&mut AutoCommit) -> Result<String, automerge::AutomergeError>,
-) -> Result<(), WriteError> {
-    let doc_id = header.doc_id();
-    let mut doc = match existing {
-        Some(id) => load_doc(tx, id)?,
-        None => AutoCommit::new(),
-    };
-    doc.set_actor(ActorId::from(identity.device_id.as_bytes()));
-    let message = build(&mut doc)?;
-    let Some(_) = doc.commit_with(
-        CommitOptions::default()
-            .with_message(message)
-            .with_time(Time::now().millis()),
-    ) else {
-        return Ok(());
-    };
-    let change = doc
-        .get_last_local_change()
-        .expect("a commit that returned a hash made a local change");
-    let env = SignedChange::sign(key, identity.site_id, doc_id, &change);
-    persist(
-        tx,
-        &header,
-        &mut doc,
-        &[NewChange {
-            env,
-            seq: change.seq(),
-        }],
-    )?;
-    Ok(())
 }

@@ -1,17 +1,26 @@
 //! Record documents and their ids.
 //!
-//! Every record (a visit log or a ticket) is one Automerge document. Its [`DocId`] is not
-//! random: it is the first 16 bytes of SHA-256 over the document's [`DocHeader`] (its kind,
-//! the device that made it, and a random nonce). Whoever holds the header can check that a
-//! document id really names a visit log made by that author, so neither the kind nor the
-//! author of a record can be forged by a later change.
+//! Every record (a visit log, a ticket, a household, the station's policy) is one Automerge
+//! document. Its [`DocId`] is not random: it is the first 16 bytes of SHA-256 over the
+//! document's [`DocHeader`]. There are two derivations:
+//!
+//! - **Made by one author** (visits, tickets): the id covers the kind, the device that made
+//!   the record and a random nonce. Whoever holds the header can check that a document id
+//!   really names a visit log made by that author, so neither the kind nor the author of a
+//!   record can be forged by a later change.
+//! - **Made by whoever comes first** (households, the policy): the id covers the kind and a
+//!   nonce derived from what the record is about, not from who made it: a household from
+//!   its site, grid and normalised address ([`household_nonce`]), the policy from its site
+//!   ([`policy_nonce`]). Two nodes that make the same household offline make the same
+//!   document, and their changes merge. The header's author is then only the first maker
+//!   this node heard of; it binds nothing.
 
 use std::fmt;
 use std::str::FromStr;
 
 use sha2::{Digest, Sha256};
 
-use crate::identity::{DeviceId, ParseIdError, parse_hex};
+use crate::identity::{DeviceId, ParseIdError, SiteId, parse_hex};
 
 /// Domain tag hashed in front of a header to derive a document id.
 pub const DOC_ID_DOMAIN: &[u8] = b"yizhan-doc-v1\n";
@@ -23,6 +32,11 @@ pub enum RecordKind {
     Visit,
     /// A service ticket: shared work that any member holding it may change.
     Ticket,
+    /// A household of the ledger: shared like a ticket, one per site, grid and address.
+    Household,
+    /// The station's policy (visit intervals, ticket deadlines): one per site, written
+    /// only by stations, held by every member.
+    Policy,
 }
 
 impl RecordKind {
@@ -31,6 +45,8 @@ impl RecordKind {
         match self {
             RecordKind::Visit => 1,
             RecordKind::Ticket => 2,
+            RecordKind::Household => 3,
+            RecordKind::Policy => 4,
         }
     }
 
@@ -39,33 +55,108 @@ impl RecordKind {
         match code {
             1 => Some(RecordKind::Visit),
             2 => Some(RecordKind::Ticket),
+            3 => Some(RecordKind::Household),
+            4 => Some(RecordKind::Policy),
             _ => None,
         }
     }
 
-    /// The lowercase English name (`visit`, `ticket`).
+    /// The lowercase English name (`visit`, `ticket`, `household`, `policy`).
     pub fn name(self) -> &'static str {
         match self {
             RecordKind::Visit => "visit",
             RecordKind::Ticket => "ticket",
+            RecordKind::Household => "household",
+            RecordKind::Policy => "policy",
         }
     }
+
+    /// Whether a record of this kind is made by whoever comes first: its id derives from
+    /// what it is about, not from its author (see the module documentation).
+    pub fn is_shared(self) -> bool {
+        matches!(self, RecordKind::Household | RecordKind::Policy)
+    }
+}
+
+/// Domain tag of a household's nonce.
+pub const HOUSEHOLD_DOMAIN: &[u8] = b"yizhan-household-v1\n";
+/// Domain tag of the policy's nonce.
+pub const POLICY_DOMAIN: &[u8] = b"yizhan-policy-v1\n";
+
+/// An address as households are keyed by it: surrounding whitespace removed, every run of
+/// whitespace (the ideographic space too) made one ASCII space, and full-width digits and
+/// Latin letters made half-width. Nothing else changes: `幸福路 １２号` and `幸福路 12号`
+/// name one household, `12号` and `十二号` two.
+pub fn normalize_address(address: &str) -> String {
+    let mut out = String::with_capacity(address.len());
+    for word in address.split_whitespace() {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.extend(word.chars().map(|c| match c {
+            '\u{FF10}'..='\u{FF19}' | '\u{FF21}'..='\u{FF3A}' | '\u{FF41}'..='\u{FF5A}' => {
+                char::from_u32(c as u32 - 0xFEE0).unwrap_or(c)
+            }
+            c => c,
+        }));
+    }
+    out
+}
+
+/// The nonce of the household at `address` in `grid` of `site` (`None`: outside a site).
+pub fn household_nonce(site: Option<&SiteId>, grid: &str, address: &str) -> [u8; 16] {
+    let mut h = Sha256::new();
+    h.update(HOUSEHOLD_DOMAIN);
+    h.update(site.map(|s| *s.as_bytes()).unwrap_or([0; 16]));
+    h.update((grid.len() as u64).to_le_bytes());
+    h.update(grid.as_bytes());
+    h.update(normalize_address(address).as_bytes());
+    let mut nonce = [0u8; 16];
+    nonce.copy_from_slice(&h.finalize()[..16]);
+    nonce
+}
+
+/// The id of a record of a shared kind (a household, the policy) with `nonce`, whoever
+/// makes it.
+pub fn shared_doc_id(kind: RecordKind, nonce: &[u8; 16]) -> DocId {
+    let mut h = Sha256::new();
+    h.update(DOC_ID_DOMAIN);
+    h.update([kind.code()]);
+    h.update(nonce);
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&h.finalize()[..16]);
+    DocId(id)
+}
+
+/// The nonce of the policy of `site` (`None`: outside a site).
+pub fn policy_nonce(site: Option<&SiteId>) -> [u8; 16] {
+    let mut h = Sha256::new();
+    h.update(POLICY_DOMAIN);
+    h.update(site.map(|s| *s.as_bytes()).unwrap_or([0; 16]));
+    let mut nonce = [0u8; 16];
+    nonce.copy_from_slice(&h.finalize()[..16]);
+    nonce
 }
 
 /// The immutable facts a document id is derived from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct DocHeader {
-    /// Visit log or ticket.
+    /// What the record is.
     pub kind: RecordKind,
-    /// The device that made the record.
+    /// The device that made the record (of a shared kind: the first maker this node
+    /// heard of, not bound into the id).
     pub author: DeviceId,
-    /// 16 random bytes chosen by the author, so that ids never collide.
+    /// 16 random bytes chosen by the author, so that ids never collide; of a shared kind,
+    /// derived from what the record is about ([`household_nonce`], [`policy_nonce`]).
     pub nonce: [u8; 16],
 }
 
 impl DocHeader {
     /// The document id this header derives.
     pub fn doc_id(&self) -> DocId {
+        if self.kind.is_shared() {
+            return shared_doc_id(self.kind, &self.nonce);
+        }
         let mut h = Sha256::new();
         h.update(DOC_ID_DOMAIN);
         h.update([self.kind.code()]);
@@ -167,5 +258,50 @@ mod tests {
             .doc_id()
         );
         assert_eq!(id.to_string().parse::<DocId>().unwrap(), id);
+    }
+
+    #[test]
+    fn a_household_id_binds_site_grid_and_address_but_not_its_maker() {
+        let a = DeviceKey::from_seed([1; 32]).device_id();
+        let b = DeviceKey::from_seed([2; 32]).device_id();
+        let site = SiteId::from_bytes([7u8; 16]);
+        let header = |author, grid: &str, address: &str| DocHeader {
+            kind: RecordKind::Household,
+            author,
+            nonce: household_nonce(Some(&site), grid, address),
+        };
+        let id = header(a, "g1", "幸福路12号").doc_id();
+        assert_eq!(header(b, "g1", "幸福路12号").doc_id(), id);
+        assert_eq!(header(b, "g1", "  幸福路１２号 ").doc_id(), id);
+        assert_ne!(header(a, "g2", "幸福路12号").doc_id(), id);
+        assert_ne!(header(a, "g1", "幸福路13号").doc_id(), id);
+        let other_site = DocHeader {
+            nonce: household_nonce(Some(&SiteId::from_bytes([8; 16])), "g1", "幸福路12号"),
+            ..header(a, "g1", "幸福路12号")
+        };
+        assert_ne!(other_site.doc_id(), id);
+        // The grid and address are length-delimited: no two pairs hash alike.
+        assert_ne!(
+            household_nonce(None, "g1", "2路"),
+            household_nonce(None, "g12", "路")
+        );
+        let policy = |author| DocHeader {
+            kind: RecordKind::Policy,
+            author,
+            nonce: policy_nonce(Some(&site)),
+        };
+        assert_eq!(policy(a).doc_id(), policy(b).doc_id());
+        assert_ne!(policy(a).doc_id(), id);
+    }
+
+    #[test]
+    fn addresses_normalise_whitespace_and_full_width_digits_and_letters() {
+        assert_eq!(
+            normalize_address("  幸福路\u{3000}１２号\t３单元  "),
+            "幸福路 12号 3单元"
+        );
+        assert_eq!(normalize_address("Ａ栋ｂ座"), "A栋b座");
+        assert_eq!(normalize_address("幸福路，12号"), "幸福路，12号");
+        assert_eq!(normalize_address(""), "");
     }
 }

@@ -33,7 +33,9 @@ pub mod signed;
 pub mod sync;
 pub mod wire;
 
-pub use doc::{DocHeader, DocId, RecordKind};
+pub use doc::{
+    DocHeader, DocId, RecordKind, household_nonce, normalize_address, policy_nonce, shared_doc_id,
+};
 pub use envelope::{ChangeHash, SignedChange, Unverified, VerifiedChange, VerifyError};
 pub use identity::{DeviceId, DeviceKey, ParseIdError, SiteId};
 pub use membership::{Certificate, MemberRole, MembershipError, Receipt, Revocation, Token};

@@ -265,6 +265,8 @@ pub fn ingest(data: &[u8]) {
         let _ = match h.kind {
             RecordKind::Visit => node.show_visit(h.doc_id()).map(|_| ()),
             RecordKind::Ticket => node.show_ticket(h.doc_id()).map(|_| ()),
+            RecordKind::Household => node.show_household(h.doc_id()).map(|_| ()),
+            RecordKind::Policy => node.policy().map(|_| ()),
         };
     }
 }

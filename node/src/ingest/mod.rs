@@ -118,8 +118,10 @@ impl IngestContext {
 /// - in a site, the signer must be a member (the root station, or a device with a
 ///   certificate from it) and not revoked, unless the change comes from a station, which
 ///   only holds a revoked device's changes if it accepted them;
-/// - a document is started only by its header's author;
-/// - a visit log is changed only by its author or by a station.
+/// - a document is started only by its header's author, except a shared one (a
+///   household, the policy), which any member may start, with what derives its id;
+/// - a visit log is changed only by its author or by a station;
+/// - the policy is written only by stations.
 ///
 /// What a change it merges writes is judged next, by [`model_grids`] and
 /// `rules::record_model`.
@@ -136,8 +138,11 @@ pub(crate) fn may_write(
             Some(role) => signer_is_station = role == yizhan_protocol::MemberRole::Station,
         }
     }
-    if v.change.deps().is_empty() && signer != header.author {
+    if v.change.deps().is_empty() && signer != header.author && !header.kind.is_shared() {
         return Err("a record may only be started by its author".into());
+    }
+    if header.kind == RecordKind::Policy && ctx.site.is_some() && !signer_is_station {
+        return Err("only a station may write the policy".into());
     }
     if header.kind == RecordKind::Visit && signer != header.author && !signer_is_station {
         return Err("only the visit's author or a station may change a visit log".into());
@@ -172,7 +177,13 @@ pub(crate) fn check_model(
     v: &yizhan_protocol::VerifiedChange,
 ) -> Result<(), String> {
     let grids = model_grids(ctx, v.envelope.signer);
-    crate::ingest::rules::record_model(header.kind, v.envelope.doc, &v.change, grids)
+    crate::ingest::rules::record_model(
+        header.kind,
+        v.envelope.doc,
+        &v.change,
+        grids,
+        ctx.site.as_ref(),
+    )
 }
 
 /// What to do with a change that passed the checks.

@@ -213,8 +213,15 @@ pub(crate) fn build_fresh(
         for (c, change) in kept.iter().zip(&changes) {
             let expanded = crate::ingest::rules::expand(change).ok()?;
             let grids = model_grids(ctx, c.env.signer);
-            crate::ingest::rules::record_model_of(header.kind, c.env.doc, change, &expanded, grids)
-                .ok()?;
+            crate::ingest::rules::record_model_of(
+                header.kind,
+                c.env.doc,
+                change,
+                &expanded,
+                grids,
+                ctx.site.as_ref(),
+            )
+            .ok()?;
             decoded.push(expanded);
         }
         // Most new documents are one simple change: read it without building the document
@@ -226,7 +233,7 @@ pub(crate) fn build_fresh(
             return Some(Prepared {
                 snapshot: Vec::new(),
                 heads: only.env.hash.0.to_vec(),
-                row: index_row_of(&header, &root),
+                row: index_row_of(&header, &root, ctx.site.as_ref()),
             });
         }
         drop(decoded);
@@ -248,7 +255,7 @@ pub(crate) fn build_fresh(
         // What is stored must load back as this document (`rules::loads_back`); a
         // document of one change is stored as that change, but it must save and load back
         // too, for the snapshot the next change brings.
-        let prepared = prepare(&header, &mut doc);
+        let prepared = prepare(&header, &mut doc, ctx.site.as_ref());
         crate::ingest::rules::loads_back(&mut doc, &prepared.snapshot).ok()?;
         Some(match kept.as_slice() {
             // A document of one change is that change: its snapshot is not stored twice.
@@ -416,7 +423,9 @@ pub(crate) fn apply_group(
         return Ok(());
     }
     sort_causally(&mut doc, &mut stored);
-    let Ok(prepared) = catch_unwind(AssertUnwindSafe(|| prepare(&header, &mut doc))) else {
+    let Ok(prepared) = catch_unwind(AssertUnwindSafe(|| {
+        prepare(&header, &mut doc, ctx.site.as_ref())
+    })) else {
         return Err(WriteError::Damaged(
             doc_id,
             "the merged document cannot be saved".into(),

@@ -35,7 +35,7 @@ use std::collections::HashMap;
 use automerge::ObjId;
 use automerge::{ObjType, Prop, ROOT, ReadDoc, ScalarValue, Value, ValueRef};
 use rusqlite::{OptionalExtension, Transaction, params};
-use yizhan_protocol::{ChangeHash, DeviceId, DocId, RecordKind, VerifiedChange};
+use yizhan_protocol::{ChangeHash, DeviceId, DocId, RecordKind, SiteId, VerifiedChange};
 
 use crate::records;
 use crate::records::{CommentField, Field};
@@ -314,13 +314,18 @@ pub struct Misbehaviour {
 ///   it refers to, as in every change Automerge makes.
 /// - **Grids.** `grids` is `Some` for a volunteer: a `grid` it writes must be one of them
 ///   (a station, `None`, writes in any grid).
+/// - **What a shared record is about.** A change that starts a household (there may be
+///   several, one a maker) writes its `address` and `grid`, and they derive its id with
+///   the `site`; the policy's id is the one its site derives. So no member can take the
+///   id of a household it did not make, nor hold a second policy.
 pub fn record_model(
     kind: RecordKind,
     doc: DocId,
     change: &automerge::Change,
     grids: Option<&[String]>,
+    site: Option<&SiteId>,
 ) -> Result<(), String> {
-    record_model_of(kind, doc, change, &expand(change)?, grids)
+    record_model_of(kind, doc, change, &expand(change)?, grids, site)
 }
 
 /// A change's operations, decoded. Automerge panics on a change whose operations name an
@@ -339,8 +344,14 @@ pub fn record_model_of(
     change: &automerge::Change,
     expanded: &automerge::ExpandedChange,
     grids: Option<&[String]>,
+    site: Option<&SiteId>,
 ) -> Result<(), String> {
     use automerge::legacy::{ElementId, Key, ObjectId, OpType};
+    if kind == RecordKind::Policy
+        && doc != yizhan_protocol::shared_doc_id(kind, &yizhan_protocol::policy_nonce(site))
+    {
+        return Err("it writes a policy that is not its site's".into());
+    }
     /// What an object made by the change is.
     #[derive(Clone, Copy)]
     enum Made {
@@ -353,6 +364,8 @@ pub fn record_model_of(
     let start = change.start_op().get();
     let genesis = change.deps().is_empty();
     let mut made: HashMap<u64, Made> = HashMap::new();
+    // A household's first change: the address and grid it writes.
+    let (mut first_address, mut first_grid) = (None, None);
     for (i, op) in expanded.operations.iter().enumerate() {
         let counter = start + i as u64;
         let refers_later = op.pred.iter().any(|p| p.counter() >= counter)
@@ -395,6 +408,13 @@ pub fn record_model_of(
                             return Err(format!("it writes a value that is not text to `{field}`"));
                         };
                         root_field(kind, doc, field, &v, genesis, grids)?;
+                        if kind == RecordKind::Household && genesis {
+                            match Field::parse(field) {
+                                Some(Field::Address) => first_address = Some(v),
+                                Some(Field::Grid) => first_grid = Some(v),
+                                _ => {}
+                            }
+                        }
                     }
                     (OpType::Make(ObjType::List), Some(Field::Residents), RecordKind::Visit) => {
                         made.insert(counter, Made::Residents);
@@ -486,6 +506,17 @@ pub fn record_model_of(
             }
         }
     }
+    if kind == RecordKind::Household && genesis {
+        let derived = match (&first_grid, &first_address) {
+            (Some(grid), Some(address)) => {
+                crate::store::docs::household_id(site, grid, address) == doc
+            }
+            _ => false,
+        };
+        if !derived {
+            return Err("it starts a household whose grid and address do not derive its id".into());
+        }
+    }
     Ok(())
 }
 
@@ -523,13 +554,36 @@ fn valid_scalar(
     v: &str,
     grids: Option<&[String]>,
 ) -> Result<bool, String> {
-    use crate::model::{Category, Priority, Status, Time};
+    use crate::model::{Category, Channel, MAX_POLICY_DAYS, Priority, Satisfaction, Status, Time};
     Ok(match field {
         Field::Category => Category::ALL.iter().any(|c| c.slug() == v),
         Field::Status => Status::ALL.iter().any(|s| s.as_str() == v),
         Field::Priority => Priority::ALL.iter().any(|p| p.as_str() == v),
-        Field::VisitedAt | Field::OpenedAt => v.parse::<Time>().is_ok(),
+        Field::Channel => Channel::ALL.iter().any(|c| c.as_str() == v),
+        Field::Satisfaction => Satisfaction::ALL.iter().any(|s| s.as_str() == v),
+        Field::VisitedAt
+        | Field::OpenedAt
+        | Field::AddedAt
+        | Field::Due
+        | Field::ResolvedAt
+        | Field::RatedAt => v.parse::<Time>().is_ok(),
         Field::Assignee => is_hex_id(v, 64),
+        Field::HouseholdId => is_hex_id(v, 32),
+        Field::Tag(_) => v == "true" || v == "false",
+        Field::VisitEvery(_) | Field::TicketDue(_) => {
+            v.len() <= 4
+                && v.bytes().all(|b| b.is_ascii_digit())
+                && v.parse::<u32>()
+                    .is_ok_and(|d| (1..=MAX_POLICY_DAYS).contains(&d))
+        }
+        Field::Address => !v.trim().is_empty() && v.len() <= records::MAX_SHORT_TEXT,
+        Field::Phone => v.len() <= records::MAX_SHORT_TEXT,
+        // A household's residents: one name a line.
+        Field::Residents => {
+            v.len() <= records::MAX_LONG_TEXT
+                && v.lines().count() <= records::MAX_RESIDENTS
+                && v.lines().all(|l| l.len() <= records::MAX_SHORT_TEXT)
+        }
         Field::Grid => {
             if v.trim().is_empty() || v.len() > records::MAX_SHORT_TEXT {
                 return Ok(false);
@@ -549,7 +603,7 @@ fn valid_scalar(
         }
         Field::Note | Field::Needs => v.len() <= records::MAX_LONG_TEXT,
         // Not scalar fields: set once by the first change, or objects.
-        Field::Kind | Field::Id | Field::Residents | Field::Tickets | Field::Comments => false,
+        Field::Kind | Field::Id | Field::Tickets | Field::Comments => false,
     })
 }
 
@@ -656,6 +710,7 @@ mod tests {
             needs: Some(long.clone()),
             visited_at: None,
             tickets: tickets.clone(),
+            household_id: Some(DocId::from_bytes([3; 16])),
         };
         new_visit.check().unwrap();
         // One more linked ticket is refused at the command, before anything is written.
@@ -706,6 +761,11 @@ mod tests {
             assignee: Some(device),
             note: Some(long.clone()),
             opened_at: None,
+            due: Some(Time::now()),
+            channel: Some(crate::model::Channel::Hotline),
+            household_id: Some(DocId::from_bytes([3; 16])),
+            resolved_at: Some(Time::now()),
+            satisfaction: Some(crate::model::Satisfaction::Basic),
         };
         records::write_new_ticket(&mut ticket, DocId::from_bytes([2; 16]), &t, Time::now())
             .unwrap();
@@ -719,7 +779,7 @@ mod tests {
         );
         assert_eq!(
             new_visit_ops,
-            8 + 1 + MAX_RESIDENTS as u64 + 1 + MAX_LINKED_TICKETS as u64
+            9 + 1 + MAX_RESIDENTS as u64 + 1 + MAX_LINKED_TICKETS as u64
         );
         let largest = new_visit_ops.max(edit_ops).max(ticket_ops).max(comment_ops);
         assert!(largest * 2 < MAX_CHANGE_OPS, "margin of at least two");
@@ -793,7 +853,7 @@ mod tests {
             am.commit();
             am.get_last_local_change().unwrap().clone()
         };
-        let ok = |kind, c: &automerge::Change| record_model(kind, id, c, Some(&grids));
+        let ok = |kind, c: &automerge::Change| record_model(kind, id, c, Some(&grids), None);
 
         let mut visit = AutoCommit::new().with_actor(me.clone());
         let new = NewVisit {
@@ -823,7 +883,10 @@ mod tests {
         records::write_visit_edit(&mut visit, &away).unwrap();
         let moved = last(&mut visit);
         assert!(ok(RecordKind::Visit, &moved).is_err());
-        assert_eq!(record_model(RecordKind::Visit, id, &moved, None), Ok(()));
+        assert_eq!(
+            record_model(RecordKind::Visit, id, &moved, None, None),
+            Ok(())
+        );
 
         let mut ticket = AutoCommit::new().with_actor(me.clone());
         let new = NewTicket {
@@ -844,6 +907,7 @@ mod tests {
                 status: Some(Status::Resolved),
                 ..TicketUpdate::default()
             },
+            Time::now(),
         )
         .unwrap();
         assert_eq!(ok(RecordKind::Ticket, &last(&mut theirs)), Ok(()));

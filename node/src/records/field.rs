@@ -4,14 +4,17 @@
 
 use automerge::Prop;
 
+use crate::model::{Priority, Tag};
+
 /// A key of a record document's root map (see the table in [`crate::records`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Field {
-    /// `kind`: `"visit"` or `"ticket"`, written once by the record's first change.
+    /// `kind`: `"visit"`, `"ticket"`, `"household"` or `"policy"`, written once by the
+    /// record's first change.
     Kind,
     /// `id`: the record id, written once by the record's first change.
     Id,
-    /// `household`: the household concerned.
+    /// `household`: the household concerned, as its address was written.
     Household,
     /// `grid`: the grid the record belongs to.
     Grid,
@@ -23,7 +26,8 @@ pub enum Field {
     Needs,
     /// `visited_at`: when a visit happened (RFC 3339).
     VisitedAt,
-    /// `residents`: the list of residents a visit met.
+    /// `residents`: a visit's list of residents met; a household's residents, one name a
+    /// line, as one text (a register, so that two makers of one household merge).
     Residents,
     /// `tickets`: the map of ticket ids a visit links.
     Tickets,
@@ -35,15 +39,54 @@ pub enum Field {
     Priority,
     /// `assignee`: the device id a ticket is assigned to.
     Assignee,
-    /// `opened_at`: when a ticket was opened (RFC 3339).
+    /// `opened_at`: when the resident asked, for a ticket (RFC 3339).
     OpenedAt,
     /// `comments`: the list of a ticket's comments.
     Comments,
+    /// `household_id`: the id of the household a visit or ticket is about.
+    HouseholdId,
+    /// `address`: a household's address.
+    Address,
+    /// `phone`: a household's phone number.
+    Phone,
+    /// `added_at`: when a household was added to the ledger (RFC 3339).
+    AddedAt,
+    /// `due`: a ticket's deadline (RFC 3339).
+    Due,
+    /// `channel`: how a ticket's request came in.
+    Channel,
+    /// `resolved_at`: when a ticket was first resolved or closed (RFC 3339).
+    ResolvedAt,
+    /// `satisfaction`: the resident's verdict in the follow-up call.
+    Satisfaction,
+    /// `rated_at`: when that verdict was recorded (RFC 3339).
+    RatedAt,
+    /// `tag:SLUG`: whether a household has the tag (`"true"` or `"false"`). One register
+    /// a tag, so that tags added on two laptops merge.
+    Tag(Tag),
+    /// `visit_every:TAG`: the policy's visit interval for a tag, in days.
+    VisitEvery(Tag),
+    /// `ticket_due:PRIORITY`: the policy's days from request to deadline.
+    TicketDue(Priority),
+}
+
+macro_rules! per_tag {
+    ($t:expr, $prefix:literal) => {
+        match $t {
+            Tag::ElderlyAlone => concat!($prefix, "elderly-alone"),
+            Tag::LowIncome => concat!($prefix, "low-income"),
+            Tag::Disabled => concat!($prefix, "disabled"),
+            Tag::Hardship => concat!($prefix, "hardship"),
+            Tag::LeftBehindChild => concat!($prefix, "left-behind-child"),
+            Tag::CommunityCorrection => concat!($prefix, "community-correction"),
+            Tag::Ordinary => concat!($prefix, "ordinary"),
+        }
+    };
 }
 
 impl Field {
-    /// Every field.
-    pub const ALL: [Field; 16] = [
+    /// Every field without a parameter.
+    pub const PLAIN: [Field; 25] = [
         Field::Kind,
         Field::Id,
         Field::Household,
@@ -60,7 +103,25 @@ impl Field {
         Field::Assignee,
         Field::OpenedAt,
         Field::Comments,
+        Field::HouseholdId,
+        Field::Address,
+        Field::Phone,
+        Field::AddedAt,
+        Field::Due,
+        Field::Channel,
+        Field::ResolvedAt,
+        Field::Satisfaction,
+        Field::RatedAt,
     ];
+
+    /// Every field.
+    pub fn all() -> impl Iterator<Item = Field> {
+        Field::PLAIN
+            .into_iter()
+            .chain(Tag::ALL.iter().map(|t| Field::Tag(*t)))
+            .chain(Tag::ALL.iter().map(|t| Field::VisitEvery(*t)))
+            .chain(Priority::ALL.iter().map(|p| Field::TicketDue(*p)))
+    }
 
     /// The Automerge key the field is stored under.
     pub const fn as_str(self) -> &'static str {
@@ -81,12 +142,69 @@ impl Field {
             Field::Assignee => "assignee",
             Field::OpenedAt => "opened_at",
             Field::Comments => "comments",
+            Field::HouseholdId => "household_id",
+            Field::Address => "address",
+            Field::Phone => "phone",
+            Field::AddedAt => "added_at",
+            Field::Due => "due",
+            Field::Channel => "channel",
+            Field::ResolvedAt => "resolved_at",
+            Field::Satisfaction => "satisfaction",
+            Field::RatedAt => "rated_at",
+            Field::Tag(t) => per_tag!(t, "tag:"),
+            Field::VisitEvery(t) => per_tag!(t, "visit_every:"),
+            Field::TicketDue(p) => match p {
+                Priority::Low => "ticket_due:low",
+                Priority::Normal => "ticket_due:normal",
+                Priority::High => "ticket_due:high",
+                Priority::Urgent => "ticket_due:urgent",
+            },
         }
     }
 
     /// The field stored under `key`, if a record has one.
     pub fn parse(key: &str) -> Option<Field> {
-        Field::ALL.into_iter().find(|f| f.as_str() == key)
+        // Called for every operation a received change writes at a record's root: a
+        // match, not a search of `all()`.
+        let tag = |slug: &str| Tag::ALL.iter().copied().find(|t| t.as_str() == slug);
+        Some(match key {
+            "kind" => Field::Kind,
+            "id" => Field::Id,
+            "household" => Field::Household,
+            "grid" => Field::Grid,
+            "category" => Field::Category,
+            "note" => Field::Note,
+            "needs" => Field::Needs,
+            "visited_at" => Field::VisitedAt,
+            "residents" => Field::Residents,
+            "tickets" => Field::Tickets,
+            "title" => Field::Title,
+            "status" => Field::Status,
+            "priority" => Field::Priority,
+            "assignee" => Field::Assignee,
+            "opened_at" => Field::OpenedAt,
+            "comments" => Field::Comments,
+            "household_id" => Field::HouseholdId,
+            "address" => Field::Address,
+            "phone" => Field::Phone,
+            "added_at" => Field::AddedAt,
+            "due" => Field::Due,
+            "channel" => Field::Channel,
+            "resolved_at" => Field::ResolvedAt,
+            "satisfaction" => Field::Satisfaction,
+            "rated_at" => Field::RatedAt,
+            _ => {
+                if let Some(slug) = key.strip_prefix("tag:") {
+                    Field::Tag(tag(slug)?)
+                } else if let Some(slug) = key.strip_prefix("visit_every:") {
+                    Field::VisitEvery(tag(slug)?)
+                } else if let Some(p) = key.strip_prefix("ticket_due:") {
+                    Field::TicketDue(Priority::ALL.iter().copied().find(|x| x.as_str() == p)?)
+                } else {
+                    return None;
+                }
+            }
+        })
     }
 }
 
@@ -146,7 +264,7 @@ mod tests {
     /// unreadable and every peer's changes refused.
     #[test]
     fn keys_are_the_stored_format() {
-        let keys: Vec<&str> = Field::ALL.iter().map(|f| f.as_str()).collect();
+        let keys: Vec<&str> = Field::all().map(|f| f.as_str()).collect();
         assert_eq!(
             keys,
             [
@@ -166,11 +284,38 @@ mod tests {
                 "assignee",
                 "opened_at",
                 "comments",
+                "household_id",
+                "address",
+                "phone",
+                "added_at",
+                "due",
+                "channel",
+                "resolved_at",
+                "satisfaction",
+                "rated_at",
+                "tag:elderly-alone",
+                "tag:low-income",
+                "tag:disabled",
+                "tag:hardship",
+                "tag:left-behind-child",
+                "tag:community-correction",
+                "tag:ordinary",
+                "visit_every:elderly-alone",
+                "visit_every:low-income",
+                "visit_every:disabled",
+                "visit_every:hardship",
+                "visit_every:left-behind-child",
+                "visit_every:community-correction",
+                "visit_every:ordinary",
+                "ticket_due:low",
+                "ticket_due:normal",
+                "ticket_due:high",
+                "ticket_due:urgent",
             ]
         );
         let comment: Vec<&str> = CommentField::ALL.iter().map(|f| f.as_str()).collect();
         assert_eq!(comment, ["author", "text", "at"]);
-        for f in Field::ALL {
+        for f in Field::all() {
             assert_eq!(Field::parse(f.as_str()), Some(f));
         }
         for f in CommentField::ALL {

@@ -1,12 +1,18 @@
 //! Documents and their index rows: storing a record's changes, its snapshot and the row of
-//! the materialised index (`records`, `visits`, `tickets`) that lists and queries read, and
-//! loading documents and headers back.
+//! the materialised index (`records`, with a visit's `links`) that lists and queries read,
+//! and loading documents and headers back.
+//!
+//! A household's row also holds what other records tell of it: its latest visit
+//! (`last_ms`), its visit interval under the policy (`every_days`) and so when its next
+//! visit is due (`due_ms`). Storing a visit refreshes its household's row, storing a
+//! household computes them from the visits held, and storing the policy recomputes every
+//! household's interval and due time ([`refresh_household`]).
 
 use std::panic::catch_unwind;
 
 use automerge::AutoCommit;
 use rusqlite::{OptionalExtension, Transaction, params};
-use yizhan_protocol::{ChangeHash, DeviceId, DocHeader, DocId, RecordKind, SignedChange};
+use yizhan_protocol::{ChangeHash, DeviceId, DocHeader, DocId, RecordKind, SignedChange, SiteId};
 
 use crate::error::{ReadError, WriteError};
 use crate::model::Time;
@@ -87,8 +93,9 @@ pub(crate) fn persist(
     header: &DocHeader,
     doc: &mut AutoCommit,
     new: &[NewChange],
+    site: Option<&SiteId>,
 ) -> Result<(), WriteError> {
-    persist_from(tx, header, doc, new, None)
+    persist_from(tx, header, doc, new, None, site)
 }
 
 /// Stores new changes of one document (received from `origin`, or made here when `None`),
@@ -100,8 +107,9 @@ pub(crate) fn persist_from(
     doc: &mut AutoCommit,
     new: &[NewChange],
     origin: Option<DeviceId>,
+    site: Option<&SiteId>,
 ) -> Result<(), WriteError> {
-    let prepared = prepare(header, doc);
+    let prepared = prepare(header, doc, site);
     store_prepared(tx, header, &prepared, new, origin)
 }
 
@@ -115,9 +123,9 @@ pub(crate) struct Prepared {
     pub(crate) row: IndexRow,
 }
 
-pub(crate) fn prepare(header: &DocHeader, doc: &mut AutoCommit) -> Prepared {
+pub(crate) fn prepare(header: &DocHeader, doc: &mut AutoCommit, site: Option<&SiteId>) -> Prepared {
     let snapshot = doc.save();
-    prepared_with(header, doc, snapshot)
+    prepared_with(header, doc, snapshot, site)
 }
 
 /// [`prepare`] with the snapshot already at hand: what loads as `doc` (see
@@ -126,13 +134,14 @@ pub(crate) fn prepared_with(
     header: &DocHeader,
     doc: &mut AutoCommit,
     snapshot: Vec<u8>,
+    site: Option<&SiteId>,
 ) -> Prepared {
     let mut heads: Vec<[u8; 32]> = doc.get_heads().iter().map(|h| h.0).collect();
     heads.sort();
     Prepared {
         snapshot,
         heads: heads.concat(),
-        row: index_row(header, doc),
+        row: index_row(header, doc, site),
     }
 }
 
@@ -250,53 +259,116 @@ pub(crate) struct IndexRow {
     pub(crate) summary: String,
     pub(crate) links: Vec<String>,
     pub(crate) conflicts: i64,
+    /// A visit's or ticket's household id (hex).
+    pub(crate) household: Option<String>,
+    /// A ticket's deadline (ms).
+    pub(crate) due_ms: Option<i64>,
+    /// A household's tag slugs, as a JSON array.
+    pub(crate) tags: Option<String>,
+    /// A household's searchable text: address, residents, phone and note.
+    pub(crate) search: Option<String>,
 }
 
-pub(crate) fn index_row(header: &DocHeader, doc: &AutoCommit) -> IndexRow {
-    index_row_of(header, &records::Root::read(doc))
+pub(crate) fn index_row(header: &DocHeader, doc: &AutoCommit, site: Option<&SiteId>) -> IndexRow {
+    index_row_of(header, &records::Root::read(doc), site)
+}
+
+/// The household a visit or ticket is about: the id it names, or, for one written before
+/// households existed, the one its grid and household text derive (the same on every
+/// node).
+pub(crate) fn household_of(
+    named: Option<&str>,
+    grid: Option<&str>,
+    text: Option<&str>,
+    site: Option<&SiteId>,
+) -> Option<String> {
+    if let Some(id) = named {
+        return Some(id.to_string());
+    }
+    let text = text.filter(|t| !t.trim().is_empty())?;
+    Some(household_id(site, grid.unwrap_or_default(), text).to_string())
+}
+
+/// The id of the household at `address` in `grid` of `site`.
+pub fn household_id(site: Option<&SiteId>, grid: &str, address: &str) -> DocId {
+    yizhan_protocol::shared_doc_id(
+        RecordKind::Household,
+        &yizhan_protocol::household_nonce(site, grid, address),
+    )
 }
 
 /// [`index_row`] from the record's root map.
-pub(crate) fn index_row_of(header: &DocHeader, root: &records::Root) -> IndexRow {
-    let (grid, category, status, assignee, at, summary, links) = match header.kind {
+pub(crate) fn index_row_of(
+    header: &DocHeader,
+    root: &records::Root,
+    site: Option<&SiteId>,
+) -> IndexRow {
+    let mut row = IndexRow {
+        grid: None,
+        category: None,
+        status: None,
+        assignee: None,
+        at_ms: 0,
+        summary: String::new(),
+        links: Vec::new(),
+        conflicts: records::read_conflicts_from(root, header.kind).len() as i64,
+        household: None,
+        due_ms: None,
+        tags: None,
+        search: None,
+    };
+    let ms = |t: &str| t.parse::<Time>().map(Time::millis).unwrap_or(0);
+    match header.kind {
         RecordKind::Visit => {
-            let v = records::read_visit_from(root, header);
-            let summary = serde_json::to_string(&v).expect("records serialise");
-            (
-                v.grid,
-                v.category,
-                None,
-                None,
-                v.visited_at,
-                summary,
-                v.tickets,
-            )
+            let mut v = records::read_visit_from(root, header);
+            v.household_id = household_of(
+                v.household_id.as_deref(),
+                v.grid.as_deref(),
+                Some(&v.household),
+                site,
+            );
+            row.summary = serde_json::to_string(&v).expect("records serialise");
+            row.at_ms = ms(&v.visited_at);
+            row.household = v.household_id;
+            row.grid = v.grid;
+            row.category = v.category;
+            row.links = v.tickets;
         }
         RecordKind::Ticket => {
-            let t = records::read_ticket_from(root, header);
-            let summary = serde_json::to_string(&t).expect("records serialise");
-            let (status, assignee) = (Some(t.status), t.assignee);
-            (
-                t.grid,
-                t.category,
-                status,
-                assignee,
-                t.opened_at,
-                summary,
-                Vec::new(),
-            )
+            let mut t = records::read_ticket_from(root, header);
+            t.household_id = household_of(
+                t.household_id.as_deref(),
+                t.grid.as_deref(),
+                t.household.as_deref(),
+                site,
+            );
+            row.summary = serde_json::to_string(&t).expect("records serialise");
+            row.at_ms = ms(&t.opened_at);
+            row.due_ms = t.due.as_deref().map(ms);
+            row.household = t.household_id;
+            row.grid = t.grid;
+            row.category = t.category;
+            row.status = Some(t.status);
+            row.assignee = t.assignee;
         }
-    };
-    IndexRow {
-        grid,
-        category,
-        status,
-        assignee,
-        at_ms: at.parse::<Time>().map(Time::millis).unwrap_or(0),
-        summary,
-        links,
-        conflicts: records::read_conflicts_from(root, header.kind).len() as i64,
+        RecordKind::Household => {
+            let h = records::read_household_from(root, header);
+            row.summary = serde_json::to_string(&h).expect("records serialise");
+            row.at_ms = h.added_at.as_deref().map(ms).unwrap_or(0);
+            row.tags = Some(serde_json::to_string(&h.tags).expect("strings serialise"));
+            let mut search = vec![h.address.as_str()];
+            search.extend(h.residents.iter().map(String::as_str));
+            search.extend(h.phone.as_deref());
+            search.extend(h.note.as_deref());
+            row.search = Some(search.join("\n"));
+            row.grid = h.grid;
+        }
+        RecordKind::Policy => {
+            let p = records::read_policy_from(root);
+            row.summary = serde_json::to_string(&p).expect("records serialise");
+        }
     }
+    row
 }
 
 /// Writes the index row (and a visit's links) of the record whose document is number
@@ -309,6 +381,14 @@ pub(crate) fn materialize_row(
 ) -> Result<(), WriteError> {
     let id = header.doc_id();
     let id_text = id.to_string();
+    // A visit that was stored before may have moved from another household, or in time.
+    let before: Option<Option<String>> = if header.kind == RecordKind::Visit {
+        tx.prepare_cached("SELECT household FROM records WHERE docno = ?1")?
+            .query_row([docno], |r| r.get(0))
+            .optional()?
+    } else {
+        None
+    };
     if header.kind == RecordKind::Visit {
         tx.prepare_cached("DELETE FROM links WHERE visit = ?1")?
             .execute([&id_text])?;
@@ -317,27 +397,136 @@ pub(crate) fn materialize_row(
             link.execute([&id_text, t])?;
         }
     }
+    // A shared record's header author is only its first maker this node heard of: it
+    // puts the record in no one's scope (`sync::Scope`).
+    let author = if header.kind.is_shared() {
+        String::new()
+    } else {
+        header.author.to_string()
+    };
     tx.prepare_cached(
         "INSERT INTO records(docno, doc_id, kind, grid, category, author, status, assignee,
-                             at_ms, summary, conflicts)
-         VALUES (?11, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                             at_ms, summary, conflicts, household, due_ms, tags, search)
+         VALUES (?11, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?12, ?13, ?14, ?15)
          ON CONFLICT(docno) DO UPDATE SET grid = excluded.grid, category = excluded.category,
              status = excluded.status, assignee = excluded.assignee, at_ms = excluded.at_ms,
-             summary = excluded.summary, conflicts = excluded.conflicts",
+             summary = excluded.summary, conflicts = excluded.conflicts,
+             household = excluded.household, due_ms = excluded.due_ms, tags = excluded.tags,
+             search = excluded.search",
     )?
     .execute(params![
         id.as_bytes().as_slice(),
         header.kind.code(),
         row.grid,
         row.category,
-        header.author.to_string(),
+        author,
         row.status,
         row.assignee,
         row.at_ms,
         row.summary,
         row.conflicts,
         docno,
+        row.household,
+        row.due_ms,
+        row.tags,
+        row.search,
     ])?;
+    match header.kind {
+        RecordKind::Visit => match before {
+            // A new visit: its household's latest visit can only move later.
+            None => {
+                if let Some(h) = &row.household {
+                    tx.prepare_cached(
+                        "UPDATE records SET last_ms = MAX(COALESCE(last_ms, ?2), ?2),
+                             due_ms = MAX(COALESCE(last_ms, ?2), ?2) + every_days * 86400000
+                         WHERE docno = (SELECT docno FROM doc_index WHERE doc_id = ?1)
+                           AND kind = 3",
+                    )?
+                    .execute(params![hex_to_id(h), row.at_ms])?;
+                }
+            }
+            Some(old) => {
+                for h in old.iter().chain(row.household.iter()) {
+                    if let Some(docno) = docno_of(tx, DocId::from_bytes(hex_to_id(h)))? {
+                        refresh_household(tx, docno)?;
+                    }
+                }
+            }
+        },
+        RecordKind::Household => refresh_household(tx, docno)?,
+        RecordKind::Policy => {
+            tx.prepare_cached(&format!(
+                "UPDATE records SET every_days = {EVERY_DAYS}, due_ms = {DUE_MS_OF_EVERY}
+                 WHERE kind = 3"
+            ))?
+            .execute([policy_visit_every(tx)?])?;
+        }
+        RecordKind::Ticket => {}
+    }
+    Ok(())
+}
+
+/// 16 id bytes from 32 hex digits (all zero for anything else: a household that no node
+/// holds).
+fn hex_to_id(h: &str) -> [u8; 16] {
+    let mut id = [0u8; 16];
+    let _ = hex::decode_to_slice(h, &mut id);
+    id
+}
+
+/// A household row's visit interval under the policy's `visit_every` (`?1`, a JSON
+/// object of days by tag): the shortest of its tags', `ordinary`'s when it has none.
+const EVERY_DAYS: &str = "COALESCE((SELECT MIN(p.value) FROM json_each(
+        CASE WHEN records.tags IS NULL OR records.tags = '[]' THEN '[\"ordinary\"]'
+             ELSE records.tags END) t
+        JOIN json_each(?1) p ON p.key = t.value), 182)";
+
+/// A household row's next due time, once `every_days` is set: its latest visit, else when
+/// it was added (0: unknown, so due at once), plus its interval.
+const DUE_MS_OF_EVERY: &str = "CASE WHEN COALESCE(last_ms, NULLIF(at_ms, 0)) IS NULL THEN 0
+        ELSE COALESCE(last_ms, at_ms) + every_days * 86400000 END";
+
+/// The policy's visit intervals as a JSON object (the defaults before a station set one).
+pub(crate) fn policy_visit_every(conn: &rusqlite::Connection) -> rusqlite::Result<String> {
+    let stored: Option<String> = conn
+        .prepare_cached(
+            "SELECT json_extract(summary, '$.visit_every') FROM records WHERE kind = 4 LIMIT 1",
+        )?
+        .query_row([], |r| r.get(0))
+        .optional()?
+        .flatten();
+    Ok(stored.unwrap_or_else(|| {
+        serde_json::to_string(&records::Policy::default().visit_every).expect("numbers serialise")
+    }))
+}
+
+/// The policy this node holds (the defaults before a station set one).
+pub(crate) fn read_policy(conn: &rusqlite::Connection) -> rusqlite::Result<records::Policy> {
+    let stored: Option<String> = conn
+        .prepare_cached("SELECT summary FROM records WHERE kind = 4 LIMIT 1")?
+        .query_row([], |r| r.get(0))
+        .optional()?;
+    Ok(stored
+        .and_then(|s| serde_json::from_str(&s).ok())
+        .unwrap_or_default())
+}
+
+/// Recomputes a household row's latest visit, interval and due time from the visits and
+/// the policy this node holds.
+pub(crate) fn refresh_household(tx: &Transaction<'_>, docno: i64) -> rusqlite::Result<()> {
+    let every = policy_visit_every(tx)?;
+    tx.prepare_cached(&format!(
+        "UPDATE records SET
+             last_ms = (SELECT MAX(v.at_ms) FROM records v
+                        WHERE v.household = lower(hex(records.doc_id)) AND v.kind = 1),
+             every_days = {EVERY_DAYS}
+         WHERE docno = ?2 AND kind = 3"
+    ))?
+    .execute(params![every, docno])?;
+    tx.prepare_cached(&format!(
+        "UPDATE records SET due_ms = {DUE_MS_OF_EVERY} WHERE docno = ?1 AND kind = 3"
+    ))?
+    .execute([docno])?;
     Ok(())
 }
 
@@ -348,7 +537,8 @@ pub(crate) fn stored_index_row(
 ) -> rusqlite::Result<Option<IndexRow>> {
     let row = conn
         .prepare_cached(
-            "SELECT grid, category, status, assignee, at_ms, summary, conflicts
+            "SELECT grid, category, status, assignee, at_ms, summary, conflicts, household,
+                    CASE WHEN kind = 3 THEN NULL ELSE due_ms END, tags, search
              FROM records WHERE docno = (SELECT docno FROM doc_index WHERE doc_id = ?1)",
         )?
         .query_row([id.as_bytes().as_slice()], |r| {
@@ -361,6 +551,10 @@ pub(crate) fn stored_index_row(
                 summary: r.get(5)?,
                 links: Vec::new(),
                 conflicts: r.get(6)?,
+                household: r.get(7)?,
+                due_ms: r.get(8)?,
+                tags: r.get(9)?,
+                search: r.get(10)?,
             })
         })
         .optional()?;

@@ -349,6 +349,21 @@ const MIGRATIONS: &[&str] = &[
     -- where it listens.
     UPDATE peers SET addr = NULL;
     "#,
+    // 11: households and the policy (kinds 3 and 4), due lists and ticket deadlines. A
+    // visit's or ticket's household id; a ticket's deadline, a household's next due time,
+    // with its latest visit and its visit interval; a household's tags and searchable
+    // text. Visits and tickets stored before are linked to their households by the node
+    // when it next opens (`upgrade`), which needs the site and the device key.
+    r#"
+    ALTER TABLE records ADD COLUMN household TEXT;   -- household id (hex) of a visit or ticket
+    ALTER TABLE records ADD COLUMN due_ms INTEGER;   -- ticket deadline; household next due
+    ALTER TABLE records ADD COLUMN last_ms INTEGER;  -- household: its latest visit
+    ALTER TABLE records ADD COLUMN every_days INTEGER; -- household: its visit interval
+    ALTER TABLE records ADD COLUMN tags TEXT;        -- household: JSON array of tag slugs
+    ALTER TABLE records ADD COLUMN search TEXT;      -- household: address, residents, phone, note
+    CREATE INDEX records_by_household ON records(household, at_ms) WHERE household IS NOT NULL;
+    CREATE INDEX records_by_due ON records(kind, due_ms) WHERE due_ms IS NOT NULL;
+    "#,
 ];
 
 /// How many new ids `doc_ids_new` holds at most before they are settled into `doc_ids`
@@ -794,6 +809,11 @@ mod tests {
             let c = Connection::open(home.join(STORE_FILE)).unwrap();
             c.execute_batch(
                 "DROP TRIGGER record_moved; DROP TABLE moves; DROP TABLE purged;
+                 DROP INDEX records_by_household; DROP INDEX records_by_due;
+                 ALTER TABLE records DROP COLUMN household; ALTER TABLE records DROP COLUMN due_ms;
+                 ALTER TABLE records DROP COLUMN last_ms;
+                 ALTER TABLE records DROP COLUMN every_days; ALTER TABLE records DROP COLUMN tags;
+                 ALTER TABLE records DROP COLUMN search;
                  PRAGMA user_version = 9;
                  INSERT INTO peers(device, addr, last_sync) VALUES (x'01', '127.0.0.1:53124', 1);",
             )
