@@ -79,6 +79,11 @@ pub(crate) fn make_household_in(
         .as_deref()
         .ok_or_else(|| WriteError::NotAllowed("a station must name the grid (--grid)".into()))?;
     identity.may_write_grid(Some(grid))?;
+    // Stored as every maker derives it, so that two makers' addresses merge as one value.
+    let h = &NewHousehold {
+        address: normalize_address(&h.address),
+        ..h.clone()
+    };
     let header = household_header(identity, grid, &h.address);
     let id = header.doc_id();
     if has_doc(tx, id)? {
@@ -169,7 +174,7 @@ pub(crate) fn household_for(
         return Ok((None, value.to_string(), None));
     }
     let new = NewHousehold {
-        address: value.trim().to_string(),
+        address: normalize_address(value),
         grid: grid.map(str::to_string),
         ..NewHousehold::default()
     };
