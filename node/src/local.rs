@@ -97,6 +97,12 @@ pub(crate) fn make_household_in(
             h.address
         )));
     }
+    if was_purged(tx, id)? {
+        return Err(WriteError::NotAllowed(format!(
+            "the household at {} in grid {grid} ({id}) has moved out of this device's grids",
+            h.address
+        )));
+    }
     local_change(tx, key, identity, header, None, |doc| {
         records::write_new_household(doc, id, h, added_at)
     })?;
@@ -188,8 +194,24 @@ pub(crate) fn household_for(
         ..NewHousehold::default()
     };
     new.check()?;
+    // A household this node dropped when it moved out of its grids: the record names it
+    // where it is now, and this node does not start it again (its copy would stay in the
+    // old grid, apart from everyone else's).
+    let moved = household_id(identity.site_id.as_ref(), grid.unwrap_or_default(), value);
+    if was_purged(tx, moved)? {
+        return Ok((Some(moved), new.address, new.grid));
+    }
     let id = make_household_in(tx, key, identity, &new, Some(Time::now()))?;
     Ok((Some(id), new.address, new.grid))
+}
+
+/// Whether this node dropped the record `id` because it left its scope (`purge`).
+fn was_purged(tx: &Transaction<'_>, id: DocId) -> rusqlite::Result<bool> {
+    Ok(tx
+        .prepare_cached("SELECT 1 FROM purged WHERE doc_id = ?1")?
+        .query_row([id.as_bytes().as_slice()], |_| Ok(()))
+        .optional()?
+        .is_some())
 }
 
 fn stored_address(tx: &Transaction<'_>, id: DocId) -> rusqlite::Result<Option<String>> {

@@ -611,3 +611,56 @@ fn stores_made_before_households_upgrade_apart_and_agree() {
         station.node.show_household(h12).unwrap().household
     );
 }
+
+/// The laptop of the old grid, after it dropped a moved household, meets the family again
+/// at the old address: the visit names the household where it lives now, the laptop does
+/// not start a copy of its own in the old grid, and every node agrees afterwards.
+#[test]
+fn a_visit_at_a_moved_households_old_address_names_it_where_it_is() {
+    let mut station = TestNode::station("幸福驿站");
+    let mut a = TestNode::new("王芳");
+    enroll(&mut station, &mut a, &[GRID]);
+    visit_at(&mut a, "幸福路12号", days_ago(5), &[]);
+    let id: DocId = households(&a)[0].id.parse().unwrap();
+    sync_until_ok(&mut a, &mut station, 1);
+    station
+        .node
+        .edit_household(
+            id,
+            &HouseholdEdit {
+                grid: Some(OTHER_GRID.into()),
+                ..HouseholdEdit::default()
+            },
+        )
+        .unwrap();
+    sync_until_ok(&mut a, &mut station, 1);
+    assert!(households(&a).is_empty());
+
+    let again = visit_at(&mut a, "幸福路１２号", days_ago(1), &[]);
+    let logged = a.node.show_visit(again).unwrap().visit;
+    assert_eq!(logged.household_id, Some(id.to_string()));
+    assert_eq!(logged.grid.as_deref(), Some(GRID));
+    assert!(households(&a).is_empty(), "{:?}", households(&a));
+    let refused = a
+        .node
+        .add_household(&NewHousehold {
+            address: "幸福路12号".into(),
+            ..NewHousehold::default()
+        })
+        .unwrap_err();
+    assert!(refused.to_string().contains("moved out"), "{refused}");
+
+    let out = sync_until_ok(&mut a, &mut station, 1);
+    assert_eq!(out.b.as_ref().unwrap().rejected, 0, "{out:?}");
+    assert_eq!(a.node.pending_to_station().unwrap(), 0);
+    assert!(station.node.misbehaviour().unwrap().is_empty());
+    let shown = station.node.show_household(id).unwrap();
+    assert_eq!(shown.household.grid.as_deref(), Some(OTHER_GRID));
+    assert!(shown.conflicts.is_empty(), "{:?}", shown.conflicts);
+    assert_eq!(shown.visits.len(), 2);
+    assert_eq!(shown.household.last_visit, Some(days_ago(1).to_rfc3339()));
+    sync_until_ok(&mut a, &mut station, 1);
+    assert!(households(&a).is_empty());
+    assert_verifies(&a);
+    assert_verifies(&station);
+}
