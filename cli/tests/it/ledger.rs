@@ -65,22 +65,44 @@ fn two_laptops_keep_one_ledger_and_compute_what_is_due_offline() {
     // The station's policy: elderly residents living alone every 14 days.
     let policy = station.json(&["policy", "set", "visit-every", "独居老人", "14"]);
     assert_eq!(policy["visit_every"]["elderly-alone"], 14, "{policy}");
-    assert_eq!(policy["ticket_due"], json!({"urgent": 1, "high": 3, "normal": 7, "low": 15}));
+    assert_eq!(
+        policy["ticket_due"],
+        json!({"urgent": 1, "high": 3, "normal": 7, "low": 15})
+    );
     let (code, err) = a.fail(&["policy", "set", "visit-every", "elderly-alone", "7"]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("station"), "{err}");
     for v in [&a, &b, &c] {
         sync(v, &addr);
     }
-    assert_eq!(a.json(&["policy", "show"]), policy, "the policy reached the laptop");
+    assert_eq!(
+        a.json(&["policy", "show"]),
+        policy,
+        "the policy reached the laptop"
+    );
 
     // A adds the household with its tag, and logs a visit to it by address.
     let hh = id_of(&a.json(&[
-        "household", "add", "--address", "幸福路12号", "--resident", "张秀英", "--tag", "独居老人",
-        "--phone", "13800001234",
+        "household",
+        "add",
+        "--address",
+        "幸福路12号",
+        "--resident",
+        "张秀英",
+        "--tag",
+        "独居老人",
+        "--phone",
+        "13800001234",
     ]));
-    let va = a.add_visit("幸福路１２号", &["--note", "看望", "--at", "2026-11-20T10:00:00+08:00"]);
-    assert_eq!(a.visit(&va)["household_id"], hh.as_str(), "full-width digits name it too");
+    let va = a.add_visit(
+        "幸福路１２号",
+        &["--note", "看望", "--at", "2026-11-20T10:00:00+08:00"],
+    );
+    assert_eq!(
+        a.visit(&va)["household_id"],
+        hh.as_str(),
+        "full-width digits name it too"
+    );
     assert_eq!(a.visit(&va)["household"], "幸福路12号");
     // B, who has not met A, logs a visit to the same address: the same household.
     let vb = b.add_visit("幸福路12号", &["--at", "2026-11-25T15:00:00+08:00"]);
@@ -91,14 +113,28 @@ fn two_laptops_keep_one_ledger_and_compute_what_is_due_offline() {
 
     // A ticket by the hotline, with when the resident asked.
     let t = id_of(&a.json(&[
-        "ticket", "open", "--title", "楼道灯坏了", "--household", &hh[..10], "--priority", "high",
-        "--at", "2026-12-01T09:00:00+08:00", "--channel", "热线",
+        "ticket",
+        "open",
+        "--title",
+        "楼道灯坏了",
+        "--household",
+        &hh[..10],
+        "--priority",
+        "high",
+        "--at",
+        "2026-12-01T09:00:00+08:00",
+        "--channel",
+        "热线",
     ]));
     let ticket = a.ticket(&t);
     assert_eq!(ticket["household_id"], hh.as_str(), "{ticket}");
     assert_eq!(ticket["grid"], G1, "the ticket takes the household's grid");
     assert_eq!(ticket["channel"], "hotline");
-    assert_eq!(secs(&ticket["due"]) - secs(&ticket["opened_at"]), 3 * DAY, "{ticket}");
+    assert_eq!(
+        secs(&ticket["due"]) - secs(&ticket["opened_at"]),
+        3 * DAY,
+        "{ticket}"
+    );
     assert_eq!(ticket["overdue"], true, "{ticket}");
 
     for v in [&a, &b, &a, &b, &c] {
@@ -110,7 +146,11 @@ fn two_laptops_keep_one_ledger_and_compute_what_is_due_offline() {
         let list = households(home);
         let h = find(&list, "幸福路12号");
         assert_eq!(h["id"], hh.as_str(), "{who}: {h}");
-        assert_eq!(h["tags"], json!(["elderly-alone", "low-income"]), "{who}: {h}");
+        assert_eq!(
+            h["tags"],
+            json!(["elderly-alone", "low-income"]),
+            "{who}: {h}"
+        );
         assert_eq!(h["residents"], json!(["张秀英"]), "{who}: {h}");
         assert_eq!(
             secs(&h["last_visit"]),
@@ -118,7 +158,11 @@ fn two_laptops_keep_one_ledger_and_compute_what_is_due_offline() {
             "{who}: {h}"
         );
         // The shortest interval of its tags: 14 days (elderly alone), not 30 (low income).
-        assert_eq!(secs(&h["next_due"]) - secs(&h["last_visit"]), 14 * DAY, "{who}: {h}");
+        assert_eq!(
+            secs(&h["next_due"]) - secs(&h["last_visit"]),
+            14 * DAY,
+            "{who}: {h}"
+        );
         assert_eq!(h["overdue"], false, "{who}: {h}");
         let shown = home.json(&["household", "show", &hh]);
         let visits: Vec<&str> = shown["visits"]
@@ -147,7 +191,10 @@ fn two_laptops_keep_one_ledger_and_compute_what_is_due_offline() {
         .map(|h| h["id"].as_str().expect("id"))
         .collect();
     assert!(dh.contains(&hh.as_str()), "due within 14 days: {due}");
-    assert!(!dh.contains(&other.as_str()), "added today, due in 182 days: {due}");
+    assert!(
+        !dh.contains(&other.as_str()),
+        "added today, due in 182 days: {due}"
+    );
     let dt = &due["tickets"][0];
     assert_eq!(dt["id"], t.as_str(), "{due}");
     let now = now_secs();
@@ -170,7 +217,11 @@ fn two_laptops_keep_one_ledger_and_compute_what_is_due_offline() {
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("resolved or closed"), "{err}");
     a.json(&["ticket", "update", &t, "--assign", "李强"]);
-    assert_eq!(a.ticket(&t)["assignee"], b.device_id.as_str(), "assigned by name");
+    assert_eq!(
+        a.ticket(&t)["assignee"],
+        b.device_id.as_str(),
+        "assigned by name"
+    );
     a.json(&["ticket", "update", &t, "--status", "resolved"]);
     a.json(&["ticket", "update", &t, "--satisfaction", "基本满意"]);
     let done = a.ticket(&t);
@@ -179,14 +230,26 @@ fn two_laptops_keep_one_ledger_and_compute_what_is_due_offline() {
     assert!(secs(&done["resolved_at"]) >= now - 60, "{done}");
     assert!(array(a.json(&["ticket", "list", "--overdue"])).is_empty());
     assert!(
-        a.json(&["due"])["tickets"].as_array().is_some_and(Vec::is_empty),
+        a.json(&["due"])["tickets"]
+            .as_array()
+            .is_some_and(Vec::is_empty),
         "a resolved ticket is not due"
     );
     // A deadline given by hand stays as given.
     let later = id_of(&a.json(&[
-        "ticket", "open", "--title", "咨询低保", "--due", "2027-01-15", "--channel", "mailbox",
+        "ticket",
+        "open",
+        "--title",
+        "咨询低保",
+        "--due",
+        "2027-01-15",
+        "--channel",
+        "mailbox",
     ]));
-    assert_eq!(secs(&a.ticket(&later)["due"]), rfc3339_secs("2027-01-15T00:00:00Z") - tz_offset());
+    assert_eq!(
+        secs(&a.ticket(&later)["due"]),
+        rfc3339_secs("2027-01-15T00:00:00Z") - tz_offset()
+    );
     sync(&a, &addr);
     assert_eq!(station.ticket(&t)["satisfaction"], "basic");
     for home in [&station, &a, &b, &c] {
@@ -215,22 +278,65 @@ fn tz_offset() -> i64 {
 fn bad_ledger_input_is_refused_with_nothing_written() {
     let station = Home::station();
     let hh = id_of(&station.json(&[
-        "household", "add", "--address", "光明街5号", "--grid", G2, "--tag", "残疾人",
+        "household",
+        "add",
+        "--address",
+        "光明街5号",
+        "--grid",
+        G2,
+        "--tag",
+        "残疾人",
     ]));
     let before = station.json(&["household", "list"]);
     for args in [
         vec!["household", "add", "--address", "光明街6号"],
         vec!["household", "add", "--address", "光明街5号", "--grid", G2],
         vec!["household", "add", "--address", "  ", "--grid", G2],
-        vec!["household", "add", "--address", "光明街7号", "--grid", G2, "--tag", "不存在"],
+        vec![
+            "household",
+            "add",
+            "--address",
+            "光明街7号",
+            "--grid",
+            G2,
+            "--tag",
+            "不存在",
+        ],
         vec!["household", "edit", &hh, "--tag", "vip"],
         vec!["household", "edit", &hh],
         vec!["policy", "set", "visit-every", "elderly-alone", "0"],
         vec!["policy", "set", "visit-every", "nobody", "30"],
         vec!["policy", "set", "ticket-due", "urgent", "一天"],
-        vec!["ticket", "open", "--title", "x", "--grid", G2, "--channel", "fax"],
-        vec!["ticket", "open", "--title", "x", "--grid", G1, "--household", &hh[..8]],
-        vec!["ticket", "open", "--title", "x", "--grid", G2, "--at", "1999-12-31"],
+        vec![
+            "ticket",
+            "open",
+            "--title",
+            "x",
+            "--grid",
+            G2,
+            "--channel",
+            "fax",
+        ],
+        vec![
+            "ticket",
+            "open",
+            "--title",
+            "x",
+            "--grid",
+            G1,
+            "--household",
+            &hh[..8],
+        ],
+        vec![
+            "ticket",
+            "open",
+            "--title",
+            "x",
+            "--grid",
+            G2,
+            "--at",
+            "1999-12-31",
+        ],
         vec!["due", "--within=-1"],
         vec!["due", "--within", "一周"],
     ] {
@@ -246,7 +352,10 @@ fn bad_ledger_input_is_refused_with_nothing_written() {
     let found = array(station.json(&["household", "list", "--search", "光明"]));
     assert_eq!(found.len(), 1);
     assert!(array(station.json(&["household", "list", "--tag", "低保户"])).is_empty());
-    assert_eq!(array(station.json(&["household", "list", "--tag", "disabled"])).len(), 1);
+    assert_eq!(
+        array(station.json(&["household", "list", "--tag", "disabled"])).len(),
+        1
+    );
 }
 
 /// A household that moves to another grid leaves the old grid's laptop at its next sync
@@ -260,7 +369,12 @@ fn a_moved_household_leaves_the_old_grids_laptop() {
     join(&station, &a, "王芳", &[G1], &addr);
     join(&station, &c, "张伟", &[G2], &addr);
     let hh = id_of(&a.json(&[
-        "household", "add", "--address", "幸福路30号", "--tag", "社区矫正",
+        "household",
+        "add",
+        "--address",
+        "幸福路30号",
+        "--tag",
+        "社区矫正",
     ]));
     let v = a.add_visit("幸福路30号", &["--note", "例行走访"]);
     sync(&a, &addr);
@@ -275,7 +389,10 @@ fn a_moved_household_leaves_the_old_grids_laptop() {
         "the moved household is gone from the old grid's laptop"
     );
     let on_c = households(&c);
-    assert_eq!(find(&on_c, "幸福路30号")["tags"], json!(["community-correction"]));
+    assert_eq!(
+        find(&on_c, "幸福路30号")["tags"],
+        json!(["community-correction"])
+    );
     assert_eq!(a.visit(&v)["household_id"], hh.as_str(), "the visit stays");
 }
 
@@ -313,11 +430,17 @@ fn stores_from_before_households_upgrade_and_agree() {
     for (h, who) in [(&station, "station"), (&a, "a"), (&b, "b"), (&c, "c")] {
         assert_eq!(h.json(&["verify"])["bad"], 0, "{who} after the upgrade");
         for v in h.visits() {
-            assert!(is_hex(v["household_id"].as_str().unwrap_or_default(), 32), "{who}: {v}");
+            assert!(
+                is_hex(v["household_id"].as_str().unwrap_or_default(), 32),
+                "{who}: {v}"
+            );
         }
     }
     let list = households(&station);
-    let addresses: Vec<&str> = list.iter().map(|h| h["address"].as_str().unwrap()).collect();
+    let addresses: Vec<&str> = list
+        .iter()
+        .map(|h| h["address"].as_str().unwrap())
+        .collect();
     assert_eq!(addresses.len(), 3, "{list:?}");
     for address in ["幸福路12号", "和平里3号", "光明街5号"] {
         assert!(addresses.contains(&address), "{address}: {addresses:?}");
@@ -328,13 +451,20 @@ fn stores_from_before_households_upgrade_and_agree() {
         .into_iter()
         .filter(|v| v["household_id"] == xingfu)
         .collect();
-    assert_eq!(linked.len(), 3, "both spellings link to one household: {linked:?}");
+    assert_eq!(
+        linked.len(),
+        3,
+        "both spellings link to one household: {linked:?}"
+    );
     assert_eq!(
         secs(&find(&list, "幸福路12号")["last_visit"]),
         rfc3339_secs("2026-11-20T00:00:00Z") - tz_offset()
     );
     let tickets = station.tickets();
-    assert!(tickets.iter().all(|t| t["household_id"].is_string()), "{tickets:?}");
+    assert!(
+        tickets.iter().all(|t| t["household_id"].is_string()),
+        "{tickets:?}"
+    );
 
     let serve = Serving::start(&station);
     for v in [&a, &b, &c, &a, &b] {
