@@ -437,6 +437,7 @@ fn visit(node: &mut Node, out: &Out, cmd: VisitCommand) -> anyhow::Result<()> {
                 needs: a.needs,
                 visited_at: parse_opt::<Time>(a.at)?,
                 link_tickets: tickets(node, &a.tickets)?,
+                household_id: None,
             };
             node.edit_visit(id, &edit)?;
             saved(out, "visit", id)

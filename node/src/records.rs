@@ -419,6 +419,9 @@ pub struct VisitEdit {
     pub visited_at: Option<Time>,
     /// Tickets to link (added to those already linked).
     pub link_tickets: Vec<DocId>,
+    /// The new household's id (with `household`, its address); the node finds or makes
+    /// it from `household` when `None`.
+    pub household_id: Option<DocId>,
 }
 
 /// A new ticket.
@@ -812,6 +815,11 @@ pub fn write_visit_edit(
 ) -> Result<String, automerge::AutomergeError> {
     let mut e = Edits::default();
     e.put(doc, Field::Household, edit.household.as_deref())?;
+    e.put(
+        doc,
+        Field::HouseholdId,
+        edit.household_id.map(|h| h.to_string()),
+    )?;
     e.put(doc, Field::Grid, edit.grid.as_deref())?;
     e.put(doc, Field::Category, edit.category.map(|c| c.slug()))?;
     e.put(doc, Field::Note, edit.note.as_deref())?;

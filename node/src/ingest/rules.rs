@@ -746,6 +746,7 @@ mod tests {
                     DocId::from_bytes(id)
                 })
                 .collect(),
+            household_id: Some(DocId::from_bytes([4; 16])),
         };
         edit.check().unwrap();
         records::write_visit_edit(&mut visit, &edit).unwrap();
