@@ -3442,3 +3442,30 @@ fn a_second_policy_or_days_out_of_range_from_a_station() {
     assert_eq!(policies, 1);
     still_serves(&mut w.station, &mut w.a);
 }
+
+/// A member deletes the last value of a field of a record others made (a household's grid
+/// would take it out of every grid's scope, a ticket's title would leave it nameless):
+/// refused at the station and at a laptop; settling a conflict, which deletes only the
+/// other values, still reaches everyone.
+#[test]
+fn deleting_the_last_value_of_a_field() {
+    let mut w = world();
+    let household = a_household(&mut w);
+    let key = w.m.node.device_key();
+    let s = site(&w);
+    let mut attempts = Vec::new();
+    for field in ["grid", "address"] {
+        let (header, mut am) = fork_of(&w.m, household, w.m.id());
+        let change = commit(&mut am, now_ms(), |am| {
+            am.delete(ROOT, field).unwrap();
+        });
+        let env = SignedChange::sign(&key, Some(s), household, &change);
+        attempts.push((header, env, format!("it removes the record's `{field}`")));
+    }
+    each_refused_by_station_and_a(&mut w, attempts);
+    for n in [&w.station, &w.a] {
+        let shown = n.node.show_household(household).unwrap();
+        assert_eq!(shown.household.grid.as_deref(), Some(GRID));
+        assert_eq!(shown.household.address, "和平里 8号");
+    }
+}
