@@ -161,6 +161,9 @@ pub fn read_field_conflicts(
     let mut index = None;
     let mut out = Vec::new();
     for field in fields_of(kind) {
+        if *field == Field::AddedAt {
+            continue; // the earliest counts (`records::read_household`), no one chooses
+        }
         let mut all: Vec<(Option<String>, ExId)> = doc
             .get_all(ROOT, *field)
             .unwrap_or_default()
