@@ -349,6 +349,18 @@ const MIGRATIONS: &[&str] = &[
     -- where it listens.
     UPDATE peers SET addr = NULL;
     "#,
+    // 11 (queries): the daily reads of a station without a scan of every record. The
+    // records in conflict have an index of their own, in the order `conflicts` lists them
+    // (`status` sums their counts from it); a record without a conflict has no entry in it.
+    // Records by grid, then kind and time, so that `list --grid G --since T` reads the rows
+    // it prints and no others, in order; it replaces the index on the grid alone, whose
+    // look-ups it answers too.
+    r#"
+    CREATE INDEX IF NOT EXISTS records_in_conflict ON records(kind, at_ms, doc_id)
+        WHERE conflicts > 0;
+    DROP INDEX IF EXISTS records_by_grid;
+    CREATE INDEX records_by_grid ON records(grid, kind, at_ms);
+    "#,
 ];
 
 /// How many new ids `doc_ids_new` holds at most before they are settled into `doc_ids`
@@ -815,6 +827,85 @@ mod tests {
             )
             .unwrap();
         assert_eq!(made, 0);
+    }
+
+    /// The SQLite plan of `sql`, one line per step.
+    fn plan(conn: &Connection, sql: &str) -> String {
+        let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let steps: Vec<String> = stmt
+            .query_map([], |r| r.get(3))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        steps.join("\n")
+    }
+
+    /// A store as migration 10 left it gets the indexes of the daily reads, and SQLite
+    /// answers those reads from them rather than by a scan of every record.
+    #[test]
+    fn migration_11_indexes_the_daily_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().join("home");
+        let config = InitConfig {
+            name: "幸福驿站".into(),
+            station: true,
+            encrypt: None,
+        };
+        let mut node = Node::init(&home, &config, InitSeed { key: [6; 32] }).unwrap();
+        let visits: Vec<NewVisit> = (0..20)
+            .map(|i| NewVisit {
+                household: format!("和平里 {i} 号"),
+                grid: Some(format!("g{:02}", i % 2)),
+                ..NewVisit::default()
+            })
+            .collect();
+        node.add_visits(&visits).unwrap();
+        let listed = |node: &Node| {
+            node.list_visits(&VisitFilter {
+                grid: Some("g01".into()),
+                ..VisitFilter::default()
+            })
+            .unwrap()
+        };
+        let before = listed(&node);
+        assert_eq!(before.len(), 10);
+        drop(node);
+        {
+            let c = Connection::open(home.join(STORE_FILE)).unwrap();
+            c.execute_batch(
+                "DROP INDEX records_in_conflict; DROP INDEX records_by_grid;
+                 CREATE INDEX records_by_grid ON records(grid);
+                 PRAGMA user_version = 10;",
+            )
+            .unwrap();
+        }
+        let node = Node::open(&home).unwrap();
+        assert_eq!(listed(&node), before);
+        assert_eq!(node.record_counts().unwrap(), (0, 20));
+        let conn = node.store().conn();
+        let uses = |sql: &str, index: &str| {
+            let plan = plan(conn, sql);
+            assert!(plan.contains(index), "{sql}:\n{plan}");
+            assert!(!plan.contains("SCAN records\n") && !plan.ends_with("SCAN records"));
+        };
+        uses(
+            "SELECT COALESCE(SUM(conflicts), 0) FROM records WHERE conflicts > 0",
+            "records_in_conflict",
+        );
+        uses(
+            "SELECT doc_id FROM records WHERE conflicts > 0 ORDER BY kind, at_ms, doc_id",
+            "records_in_conflict",
+        );
+        uses(
+            "SELECT summary FROM records WHERE kind = 1 AND grid = 'g01' AND at_ms >= 0
+             ORDER BY at_ms, doc_id",
+            "records_by_grid (grid=? AND kind=? AND at_ms>?)",
+        );
+        uses(
+            "SELECT summary FROM records WHERE kind = 2 AND status = 'open' AND grid = 'g01'
+             ORDER BY at_ms, doc_id",
+            "records_by_grid (grid=? AND kind=?)",
+        );
     }
 
     #[test]
