@@ -83,6 +83,11 @@ impl Homes {
     pub fn scratch(&self) -> PathBuf {
         self.root.join("scratch")
     }
+
+    /// Removes these homes and their scratch directory (a working copy, once measured).
+    pub fn remove(self) -> Result<()> {
+        fs::remove_dir_all(&self.root).with_context(|| format!("removing {}", self.root.display()))
+    }
 }
 
 /// The laptop's subset for a station of `n` documents.

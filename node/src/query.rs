@@ -280,21 +280,16 @@ impl Node {
         })
     }
 
-    /// How many records of each kind the store holds: (tickets, visits).
-    ///
-    /// Visits are most of a store: they are counted as all records less the others. SQLite
-    /// counts a whole table without reading its rows (it adds up the cells of the smallest
-    /// index's pages), and the other kinds by a range of `records_by_kind_time`, where
-    /// counting the visits' range would step through a million entries.
+    /// How many records of each kind the store holds: (tickets, visits). Read from
+    /// `record_counts`, which triggers keep as records come and go (migration 11).
     pub fn record_counts(&self) -> rusqlite::Result<(u64, u64)> {
-        let (all, tickets, others): (u64, u64, u64) = self.store.conn().query_row(
-            "SELECT (SELECT COUNT(*) FROM records),
-                    (SELECT COUNT(*) FROM records WHERE kind = 2),
-                    (SELECT COUNT(*) FROM records WHERE kind < 1 OR kind > 2)",
+        self.store.conn().query_row(
+            "SELECT COALESCE(SUM(n) FILTER (WHERE kind = 2), 0),
+                    COALESCE(SUM(n) FILTER (WHERE kind = 1), 0)
+             FROM record_counts",
             [],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )?;
-        Ok((tickets, all - tickets - others))
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
     }
 
     /// The header and every stored signed change of one document, in the order stored (by
