@@ -369,6 +369,7 @@ pub struct TicketListArgs {
 pub enum Kind {
     Visits,
     Tickets,
+    Households,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
