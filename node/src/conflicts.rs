@@ -161,6 +161,9 @@ pub fn read_field_conflicts(
     let mut index = None;
     let mut out = Vec::new();
     for field in fields_of(kind) {
+        if *field == Field::AddedAt {
+            continue; // the earliest counts (`records::read_household`), no one chooses
+        }
         let mut all: Vec<(Option<String>, ExId)> = doc
             .get_all(ROOT, *field)
             .unwrap_or_default()
@@ -168,6 +171,13 @@ pub fn read_field_conflicts(
             .map(|(v, id)| (scalar_text(&v), id))
             .collect();
         if all.len() < 2 {
+            continue;
+        }
+        // Equal values written concurrently (two makers of one household) are no conflict.
+        let mut distinct: Vec<&Option<String>> = all.iter().map(|(v, _)| v).collect();
+        distinct.sort();
+        distinct.dedup();
+        if distinct.len() < 2 {
             continue;
         }
         if let Ok(Some((_, winner))) = doc.get(ROOT, *field)
