@@ -8,42 +8,8 @@ use std::time::Instant;
 use crate::util::*;
 use serde_json::{Value, json};
 
-/// The CSV header of a visits export: the keys of a `visit list` object, in order.
-const VISIT_COLUMNS: [&str; 11] = [
-    "id",
-    "household",
-    "household_id",
-    "grid",
-    "category",
-    "note",
-    "residents",
-    "needs",
-    "visited_at",
-    "author",
-    "tickets",
-];
-/// The CSV header of a tickets export.
-const TICKET_COLUMNS: [&str; 18] = [
-    "id",
-    "title",
-    "status",
-    "category",
-    "priority",
-    "household",
-    "household_id",
-    "grid",
-    "assignee",
-    "opened_by",
-    "opened_at",
-    "note",
-    "due",
-    "overdue",
-    "channel",
-    "resolved_at",
-    "satisfaction",
-    "rated_at",
-];
-/// The CSV header of a households export.
+/// The CSV header of a households export: the keys of a household object, in order.
+/// (`VISIT_KEYS` and `TICKET_KEYS` are those of the other two.)
 const HOUSEHOLD_COLUMNS: [&str; 11] = [
     "id",
     "address",
@@ -212,28 +178,28 @@ fn export_csv_has_header_and_one_row_per_record() {
     let home = populated();
     let visits = home.visits();
     let csv = export(&home, "visits", "csv", &[]);
-    check_csv_matches(&csv, &VISIT_COLUMNS, &visits);
+    check_csv_matches(&csv, &VISIT_KEYS, &visits);
     // Spot checks on the cells that need care.
     let rows = parse_csv(&csv);
     assert_eq!(
-        rows[1][col(&VISIT_COLUMNS, "note")],
+        rows[1][col(&VISIT_KEYS, "note")],
         NOTE,
         "quotes, commas and newline survive"
     );
     assert_eq!(
-        serde_json::from_str::<Value>(&rows[1][col(&VISIT_COLUMNS, "residents")])
+        serde_json::from_str::<Value>(&rows[1][col(&VISIT_KEYS, "residents")])
             .expect("residents JSON"),
         json!(["王秀英", "李建国"])
     );
     assert_eq!(
-        rows[2][col(&VISIT_COLUMNS, "grid")],
+        rows[2][col(&VISIT_KEYS, "grid")],
         "",
         "null grid is an empty cell"
     );
 
     let tickets = home.tickets();
     let csv = export(&home, "tickets", "csv", &[]);
-    check_csv_matches(&csv, &TICKET_COLUMNS, &tickets);
+    check_csv_matches(&csv, &TICKET_KEYS, &tickets);
 
     let out = home.scratch("tickets.csv");
     export(
@@ -243,7 +209,7 @@ fn export_csv_has_header_and_one_row_per_record() {
         &["--out", out.to_str().expect("utf-8")],
     );
     let file = String::from_utf8(read(&out)).expect("CSV file is UTF-8");
-    check_csv_matches(&file, &TICKET_COLUMNS, &tickets);
+    check_csv_matches(&file, &TICKET_KEYS, &tickets);
 }
 
 #[test]
@@ -281,9 +247,9 @@ fn export_since_filters_by_instant() {
     let csv = export(&home, "visits", "csv", &["--since", "2026-11-12"]);
     let rows = parse_csv(&csv);
     assert_eq!(rows.len(), 3, "header and two rows:\n{csv}");
-    assert_eq!(rows[0], VISIT_COLUMNS);
+    assert_eq!(rows[0], VISIT_KEYS);
     let csv = export(&home, "tickets", "csv", &["--since", "2099-01-01"]);
-    assert_eq!(parse_csv(&csv), [TICKET_COLUMNS], "only the header:\n{csv}");
+    assert_eq!(parse_csv(&csv), [TICKET_KEYS], "only the header:\n{csv}");
 }
 
 /// The fields of a visit that an import keeps.
@@ -489,14 +455,15 @@ fn a_bad_row_imports_nothing_and_is_named() {
     let before = home.snapshot();
     // Row 37 of 50 (line 38 of the file, counting the header) is bad.
     let bad_at = 36;
-    let breakers: [(usize, &str, &str); 5] = [
-        (3, "养老服务", "unknown category"),
-        (3, "Poverty", "unknown category slug"),
-        (7, "2026-13-45", "bad month"),
-        (7, "last tuesday", "bad time"),
-        (1, "", "empty household"),
+    let breakers: [(&str, &str, &str); 5] = [
+        ("category", "养老服务", "unknown category"),
+        ("category", "Poverty", "unknown category slug"),
+        ("visited_at", "2026-13-45", "bad month"),
+        ("visited_at", "last tuesday", "bad time"),
+        ("household", "", "empty household"),
     ];
-    for (col, value, what) in breakers {
+    for (name, value, what) in breakers {
+        let col = col(&VISIT_KEYS, name);
         let mut rows = vec![VISIT_KEYS.iter().map(|s| s.to_string()).collect()];
         let mut data = generated_visit_rows("坏", 50);
         data[bad_at][col] = value.to_string();
@@ -518,7 +485,9 @@ fn a_bad_row_imports_nothing_and_is_named() {
                 for (k, c) in VISIT_KEYS.iter().zip(r) {
                     let v = match *k {
                         "residents" | "tickets" => serde_json::from_str(c).expect("array"),
-                        "grid" | "category" | "note" | "needs" if c.is_empty() => Value::Null,
+                        "household_id" | "grid" | "category" | "note" | "needs" if c.is_empty() => {
+                            Value::Null
+                        }
                         _ => Value::String(c.clone()),
                     };
                     o.insert(k.to_string(), v);
@@ -631,21 +600,22 @@ fn import_ten_thousand_visits() {
     let rows = generated_visit_rows("万", N);
     for i in [0, 1, 4_999, N - 1] {
         let v = &visits[i];
-        assert_eq!(v["household"], rows[i][1].as_str());
-        assert_eq!(v["grid"], rows[i][2].as_str());
-        assert_eq!(v["category"], rows[i][3].as_str());
-        assert_eq!(v["note"], rows[i][4].as_str());
+        let cell = |k: &str| rows[i][col(&VISIT_KEYS, k)].as_str();
+        assert_eq!(v["household"], cell("household"));
+        assert_eq!(v["grid"], cell("grid"));
+        assert_eq!(v["category"], cell("category"));
+        assert_eq!(v["note"], cell("note"));
         assert_eq!(
             v["residents"],
-            serde_json::from_str::<Value>(&rows[i][5]).expect("json")
+            serde_json::from_str::<Value>(cell("residents")).expect("json")
         );
-        let needs = if rows[i][6].is_empty() {
+        let needs = if cell("needs").is_empty() {
             Value::Null
         } else {
-            Value::String(rows[i][6].clone())
+            Value::String(cell("needs").to_string())
         };
         assert_eq!(v["needs"], needs);
-        assert_eq!(v["visited_at"], rows[i][7].as_str());
+        assert_eq!(v["visited_at"], cell("visited_at"));
         assert_eq!(v["author"], home.device_id.as_str());
     }
     let grid2 = home.json(&["visit", "list", "--grid", "第2网格"]);
@@ -785,15 +755,15 @@ fn csv_export_is_safe_in_a_spreadsheet_and_imports_back_to_the_same_text() {
     export_to(&home, "tickets", "csv", &tfile);
 
     let (header, rows) = read_exported(&tfile);
-    assert_eq!(header, TICKET_COLUMNS);
-    let title = col(&TICKET_COLUMNS, "title");
+    assert_eq!(header, TICKET_KEYS);
+    let title = col(&TICKET_KEYS, "title");
     let formula_row = rows
         .iter()
         .find(|r| r[0] == t1)
         .expect("the formula ticket is exported");
     assert_eq!(formula_row[title], format!("'{FORMULA}"));
     let (vheader, vrows) = read_exported(&vfile);
-    assert_eq!(vheader, VISIT_COLUMNS);
+    assert_eq!(vheader, VISIT_KEYS);
     for row in rows.iter().chain(&vrows) {
         for cell in row {
             assert!(
@@ -994,7 +964,7 @@ fn imports_of_dangling_links_and_missing_or_impossible_times_are_refused() {
     assert_eq!(b.snapshot(), before, "a refused import changed the store");
     // Without the link, the same file imports.
     let mut rows = parse_csv(&String::from_utf8(read(&linked)).expect("utf-8"));
-    let links = col(&VISIT_COLUMNS, "tickets");
+    let links = col(&VISIT_KEYS, "tickets");
     for r in &mut rows[1..] {
         r[links] = "[]".into();
     }
