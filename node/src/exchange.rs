@@ -381,9 +381,11 @@ fn read_rows(bytes: &[u8], format: Format, columns: &[&str]) -> Result<Vec<Row>,
                     let value = if cell.is_empty() {
                         Value::Null
                     } else if ARRAY_COLUMNS.contains(&name.as_str()) {
-                        serde_json::from_str(cell).map_err(|_| ImportError::BadRow {
+                        list_cell(cell).map_err(|_| ImportError::BadRow {
                             place: place.clone(),
-                            reason: format!("{name} must be a JSON array like [\"a\",\"b\"]"),
+                            reason: format!(
+                                "{name} must be a list like 张秀英、王强 or [\"张秀英\",\"王强\"]"
+                            ),
                         })?
                     } else {
                         Value::String(cell.to_string())
@@ -399,6 +401,21 @@ fn read_rows(bytes: &[u8], format: Format, columns: &[&str]) -> Result<Vec<Row>,
         return Err(ImportError::Empty);
     }
     Ok(rows)
+}
+
+/// A list in one cell: the JSON array `export` writes, or items as people type them in a
+/// spreadsheet, separated by 、 , ， ; ； or line breaks.
+fn list_cell(cell: &str) -> Result<Value, serde_json::Error> {
+    if cell.trim_start().starts_with('[') {
+        return serde_json::from_str(cell);
+    }
+    Ok(Value::Array(
+        cell.split(['、', ',', '，', ';', '；', '\n', '\r'])
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| Value::String(s.to_string()))
+            .collect(),
+    ))
 }
 
 impl Row {

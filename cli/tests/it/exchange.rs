@@ -1397,7 +1397,10 @@ fn a_bad_household_row_imports_nothing_and_is_named() {
             "幸福里X号,第三网格,[],\"[\"\"贫困户\"\"]\",,",
             "unknown tag",
         ),
-        ("幸福里X号,第三网格,[],低保户,,", "tags not in list form"),
+        (
+            "幸福里X号,第三网格,[],[低保户,,",
+            "tags that are not a list",
+        ),
         (",第三网格,[],[],,", "empty address"),
         ("\"  \",第三网格,[],[],,", "blank address"),
         (
@@ -1439,4 +1442,31 @@ fn a_bad_household_row_imports_nothing_and_is_named() {
         "the message names the tag: {stderr}"
     );
     assert_eq!(households(&home), before);
+}
+
+/// A ledger typed by hand lists residents and tags the way people write them, 、-separated.
+#[test]
+fn a_hand_typed_ledger_lists_residents_and_tags_with_commas() {
+    let station = Home::station();
+    let file = station.scratch("ledger.csv");
+    std::fs::write(
+        &file,
+        "address,grid,residents,tags\n幸福里5号,第三网格,张秀英、王强,低保户，独居老人\n",
+    )
+    .unwrap();
+    let args = [
+        "import",
+        "--kind",
+        "households",
+        "--format",
+        "csv",
+        file.to_str().unwrap(),
+    ];
+    assert_eq!(station.json(&args)["imported"], 1);
+    let list = array(station.json(&["household", "list"]));
+    assert_eq!(list[0]["residents"], serde_json::json!(["张秀英", "王强"]));
+    assert_eq!(
+        list[0]["tags"],
+        serde_json::json!(["elderly-alone", "low-income"])
+    );
 }
