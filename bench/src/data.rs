@@ -30,8 +30,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use yizhan_node::Node;
 use yizhan_node::members::EnrollRequest;
-use yizhan_node::model::{Category, Priority, Status, Time};
-use yizhan_node::records::{NewTicket, NewVisit, TicketUpdate, VisitEdit};
+use yizhan_node::model::{Category, Priority, Status, Tag, Time};
+use yizhan_node::records::{NewHousehold, NewTicket, NewVisit, TicketUpdate, VisitEdit};
 use yizhan_node::sync::{SyncConfig, SyncEngine};
 use yizhan_node::{InitConfig, InitSeed};
 use yizhan_protocol::{DeviceId, DocId, MemberRole};
@@ -43,7 +43,7 @@ pub const DIFF: usize = 100;
 /// Visits per write transaction while generating.
 const BATCH: usize = 10_000;
 /// Bumped whenever the generated layout changes, so stale caches are regenerated.
-const LAYOUT_VERSION: &str = "yizhan-bench data v2";
+const LAYOUT_VERSION: &str = "yizhan-bench data v3";
 
 /// The span the station's visits and tickets are dated in: 23 months, from
 /// 2025-01-01T00:00:00Z to 2026-12-01T00:00:00Z (ms since the epoch, end excluded).
@@ -119,6 +119,62 @@ fn dated(i: usize, count: usize) -> Time {
     Time::from_millis((at as i64) / 1000 * 1000)
 }
 
+/// Households in each of the station's grids for a station of `n` documents: one for every
+/// ten visits (5,000 a grid, 100,000 in all, at 1,000,000).
+pub fn households_per_grid(n: usize) -> usize {
+    (n / GRIDS / 10).max(1)
+}
+
+/// Households in each evening laptop's grid, made at the station before the laptop's first
+/// sync: its evening visits go to households it holds, as a volunteer's do.
+const EVENING_HOUSEHOLDS: usize = 50;
+
+/// The address of the `j`-th household of `grid`.
+fn address(grid: &str, j: usize) -> String {
+    format!(
+        "{grid} 和平里 {}-{}-{:03}",
+        j / 600 + 1,
+        j / 100 % 6 + 1,
+        j % 100 + 101
+    )
+}
+
+/// The `j`-th household of `grid`: one in three elderly living alone, one in seven on low
+/// income, one in fifty under community correction; added at the window's start.
+fn household(grid: &str, j: usize) -> NewHousehold {
+    let mut tags = Vec::new();
+    if j.is_multiple_of(3) {
+        tags.push(Tag::ElderlyAlone);
+    }
+    if j.is_multiple_of(7) {
+        tags.push(Tag::LowIncome);
+    }
+    if j.is_multiple_of(50) {
+        tags.push(Tag::CommunityCorrection);
+    }
+    NewHousehold {
+        address: address(grid, j),
+        grid: Some(grid.to_string()),
+        residents: vec![format!("住户{j}")],
+        tags,
+        phone: Some(format!("1380000{j:04}")),
+        added_at: Some(Time::from_millis(WINDOW.0)),
+        ..NewHousehold::default()
+    }
+}
+
+/// Adds `count` households to `grid` at `node`, [`BATCH`] per transaction.
+fn add_households(node: &mut Node, grid: &str, count: usize) -> Result<()> {
+    let mut done = 0;
+    while done < count {
+        let end = (done + BATCH).min(count);
+        let batch: Vec<NewHousehold> = (done..end).map(|j| household(grid, j)).collect();
+        node.add_households(&batch)?;
+        done = end;
+    }
+    Ok(())
+}
+
 /// New visits per evening laptop for a station of `n` documents (1,000 at 100,000).
 pub fn evening_visits(n: usize) -> usize {
     (n / 100).max(1)
@@ -178,16 +234,11 @@ const CATEGORIES: [Category; 4] = [
     Category::PolicyConsultation,
 ];
 
-/// A realistic visit log: household, category, two residents, needs, dated the `i`-th of
-/// `count` over [`WINDOW`] (`count == 0`: now).
-fn visit(grid: &str, i: usize, count: usize) -> NewVisit {
+/// A realistic visit log to one of `households` of the grid: household, category, two
+/// residents, needs, dated the `i`-th of `count` over [`WINDOW`] (`count == 0`: now).
+fn visit(grid: &str, i: usize, count: usize, households: usize) -> NewVisit {
     NewVisit {
-        household: format!(
-            "{grid} 和平里 {}-{}-{:03}",
-            i % 40 + 1,
-            i % 6 + 1,
-            i % 900 + 101
-        ),
+        household: address(grid, i % households.max(1)),
         grid: Some(grid.to_string()),
         category: Some(CATEGORIES[i % CATEGORIES.len()]),
         residents: vec![format!("张秀英{i}"), format!("李建国{i}")],
@@ -220,13 +271,21 @@ fn ticket(grid: &str, i: usize, count: usize, assignees: (DeviceId, DeviceId)) -
 
 /// Adds `count` visits in `grid` to `node`, [`BATCH`] per transaction, dated over
 /// [`WINDOW`] if `dated`, else now. Returns their ids.
-fn add_visits(node: &mut Node, grid: &str, count: usize, dated: bool) -> Result<Vec<DocId>> {
+fn add_visits(
+    node: &mut Node,
+    grid: &str,
+    count: usize,
+    dated: bool,
+    households: usize,
+) -> Result<Vec<DocId>> {
     let mut done = 0;
     let mut ids = Vec::with_capacity(count);
     while done < count {
         let end = (done + BATCH).min(count);
         let spread = if dated { count } else { 0 };
-        let batch: Vec<NewVisit> = (done..end).map(|i| visit(grid, i, spread)).collect();
+        let batch: Vec<NewVisit> = (done..end)
+            .map(|i| visit(grid, i, spread, households))
+            .collect();
         ids.extend(node.add_visits(&batch)?);
         done = end;
     }
@@ -260,6 +319,15 @@ fn generate(homes: &Homes, n: usize) -> Result<()> {
     fs::create_dir_all(&homes.root)?;
     let mut station = new_node(&homes.station(), "station", true)?;
     let t = Instant::now();
+    let households = households_per_grid(n);
+    for g in 0..GRIDS {
+        add_households(&mut station, &grid(g), households)?;
+    }
+    eprintln!(
+        "  station: {} households in {:.1?}",
+        households * GRIDS,
+        t.elapsed()
+    );
     // The tickets and the concurrent edits first, while the station is small, so that the
     // editor's syncs are quick.
     let (s, extra) = tickets_and_conflicts(station, &homes.root.join("editor"), n)?;
@@ -270,9 +338,13 @@ fn generate(homes: &Homes, n: usize) -> Result<()> {
         } else {
             n / GRIDS - extra
         };
-        add_visits(&mut station, &grid(g), count, true)?;
+        add_visits(&mut station, &grid(g), count, true, households)?;
     }
-    eprintln!("  station: {} records in {:.1?}", n - DIFF, t.elapsed());
+    eprintln!(
+        "  station: {} visits and tickets in {:.1?}",
+        n - DIFF,
+        t.elapsed()
+    );
     // Every enrolment first, so that rosters agree once everyone has synced.
     let mut laptop = volunteer(&mut station, &homes.laptop(), "laptop", &[grid(0)])?;
     let mut evening = Vec::new();
@@ -287,14 +359,15 @@ fn generate(homes: &Homes, n: usize) -> Result<()> {
             )?);
         }
     }
-    add_visits(&mut laptop, &grid(0), DIFF, false)?;
+    add_visits(&mut laptop, &grid(0), DIFF, false, households)?;
     let t = Instant::now();
     let per = evening_visits(n);
     for node in evening {
         let grid = node.identity().grids[0].clone();
+        add_households(&mut station, &grid, EVENING_HOUSEHOLDS)?;
         let (s, mut node) = sync_in_memory(station, node)?;
         station = s;
-        add_visits(&mut node, &grid, per, false)?;
+        add_visits(&mut node, &grid, per, false, EVENING_HOUSEHOLDS)?;
     }
     eprintln!(
         "  evening laptops: {} × {per} visits in {:.1?}",
@@ -322,7 +395,13 @@ fn tickets_and_conflicts(mut station: Node, editor: &Path, n: usize) -> Result<(
     for g in &grids {
         let tickets: Vec<NewTicket> = (0..per).map(|i| ticket(g, i, per, assignees)).collect();
         to_edit.extend(station.open_tickets(&tickets)?.into_iter().take(conflicted));
-        visits.extend(add_visits(&mut ed, g, edited, true)?);
+        visits.extend(add_visits(
+            &mut ed,
+            g,
+            edited,
+            true,
+            households_per_grid(n),
+        )?);
     }
     let (s, e) = sync_in_memory(station, ed)?;
     (station, ed) = (s, e);
@@ -428,7 +507,8 @@ fn copy_dir(from: &Path, to: &Path) -> Result<()> {
     Ok(())
 }
 
-/// A fresh working copy of the station's home alone (for the read-only queries), fsynced
+/// A fresh working copy of the station's and the laptop's homes (for the read-only queries),
+/// fsynced
 /// like [`working_copy`]; returns the copy's root, whose `station` is the home.
 pub fn station_copy(cache: &Homes, data_dir: &Path, n: usize) -> Result<Homes> {
     let root = data_dir.join(n.to_string()).join("queries");
@@ -436,6 +516,7 @@ pub fn station_copy(cache: &Homes, data_dir: &Path, n: usize) -> Result<Homes> {
         fs::remove_dir_all(&root)?;
     }
     copy_dir(&cache.station(), &root.join("station"))?;
+    copy_dir(&cache.laptop(), &root.join("laptop"))?;
     fs::create_dir_all(root.join("scratch"))?;
     Ok(Homes { root })
 }

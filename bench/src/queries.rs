@@ -9,6 +9,11 @@
 //! time plus the **process floor**, `yizhan --version` (a start and exit that open nothing);
 //! `yizhan --json id` (a start, the store opened, the identity read) is printed beside it.
 //!
+//! Households are in a table of their own, `households(id, grid, due_ms, search, json)`,
+//! with their next due time and searchable text as the station's index has them, and
+//! visits carry their household. The laptop's queries run on the laptop's home and plain
+//! tables of its records.
+//!
 //! Both answers are summarised (a count, an id) and must agree, else the run fails: a fast
 //! wrong answer is no figure. A new query is one entry of [`QUERIES`].
 
@@ -33,6 +38,17 @@ pub struct Params {
     pub visit: String,
     /// The first ticket of grid `g03` (edited concurrently: it has history and conflicts).
     pub ticket: String,
+    /// A household of grid `g03` with visits (whole id).
+    pub household: String,
+}
+
+/// Which home a query is asked of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum On {
+    /// The station (N documents).
+    Station,
+    /// The laptop of grid `g00` (N/20 visits, N/200 households).
+    Laptop,
 }
 
 /// One question: our command line, the same question on the plain tables, and its target.
@@ -47,6 +63,35 @@ pub struct Query {
     pub baseline: fn(&Connection, &Params) -> Result<String>,
     /// The target, wall time of our process (ms).
     pub target_ms: f64,
+    /// Asked of the station or of the laptop (the plain tables are that home's).
+    pub on: On,
+}
+
+/// What is due within the default 7 days, on plain tables: households by their next due
+/// time and tickets neither resolved nor closed by their deadline.
+fn due_baseline(c: &Connection) -> Result<String> {
+    let until = yizhan_node::model::Time::now_millis() + 7 * 24 * 3600 * 1000;
+    let h = json_rows(
+        c,
+        "SELECT json FROM households WHERE due_ms <= ?1 ORDER BY due_ms, id",
+        [until],
+    )?;
+    let t = json_rows(
+        c,
+        "SELECT json FROM tickets WHERE due_ms <= ?1 AND status NOT IN ('resolved', 'closed')
+         ORDER BY due_ms, id",
+        [until],
+    )?;
+    Ok(format!("{h} households, {t} tickets"))
+}
+
+fn due_ours(v: &Value) -> Result<String> {
+    let n = |k: &str| v[k].as_array().map(Vec::len).context(k.to_string());
+    Ok(format!(
+        "{} households, {} tickets",
+        n("households")?,
+        n("tickets")?
+    ))
 }
 
 /// The questions, in the order they are asked and printed.
@@ -74,6 +119,7 @@ pub const QUERIES: &[Query] = &[
             ))
         },
         target_ms: 100.0,
+        on: On::Station,
     },
     Query {
         name: "conflicts",
@@ -96,6 +142,7 @@ pub const QUERIES: &[Query] = &[
             Ok(format!("{rows} records"))
         },
         target_ms: 100.0,
+        on: On::Station,
     },
     Query {
         name: "visit show ID",
@@ -103,6 +150,7 @@ pub const QUERIES: &[Query] = &[
         ours: |v, _| id_of(v),
         baseline: |c, p| one_json(c, "SELECT json FROM visits WHERE id = ?1", &p.visit),
         target_ms: 100.0,
+        on: On::Station,
     },
     Query {
         name: "visit list --grid g03 --since (a month)",
@@ -117,6 +165,7 @@ pub const QUERIES: &[Query] = &[
             Ok(format!("{rows} visits"))
         },
         target_ms: 100.0,
+        on: On::Station,
     },
     Query {
         name: "ticket list --status open --grid g03",
@@ -131,6 +180,7 @@ pub const QUERIES: &[Query] = &[
             Ok(format!("{rows} tickets"))
         },
         target_ms: 100.0,
+        on: On::Station,
     },
     Query {
         name: "ticket show ID",
@@ -138,6 +188,7 @@ pub const QUERIES: &[Query] = &[
         ours: |v, _| id_of(v),
         baseline: |c, p| one_json(c, "SELECT json FROM tickets WHERE id = ?1", &p.ticket),
         target_ms: 100.0,
+        on: On::Station,
     },
     Query {
         name: "report (a month)",
@@ -176,6 +227,57 @@ pub const QUERIES: &[Query] = &[
             Ok(format!("{total} visits"))
         },
         target_ms: 2000.0,
+        on: On::Station,
+    },
+    Query {
+        name: "due",
+        args: |_| strings(&["due"]),
+        ours: |v, _| due_ours(v),
+        baseline: |c, _| due_baseline(c),
+        target_ms: 100.0,
+        on: On::Station,
+    },
+    Query {
+        name: "household show ID",
+        args: |p| strings(&["household", "show", &p.household]),
+        ours: |v, _| {
+            let visits = v["visits"].as_array().context("visits")?.len();
+            Ok(format!("{}: {visits} visits", id_of(v)?))
+        },
+        baseline: |c, p| {
+            let id = one_json(c, "SELECT json FROM households WHERE id = ?1", &p.household)?;
+            let visits = json_rows(
+                c,
+                "SELECT json FROM visits WHERE household = ?1 ORDER BY at_ms DESC",
+                [&p.household],
+            )?;
+            Ok(format!("{id}: {visits} visits"))
+        },
+        target_ms: 100.0,
+        on: On::Station,
+    },
+    Query {
+        name: "household list --search 住户123",
+        args: |_| strings(&["household", "list", "--search", "住户123"]),
+        ours: |v, _| Ok(format!("{} households", array(v)?.len())),
+        baseline: |c, _| {
+            let rows = json_rows(
+                c,
+                "SELECT json FROM households WHERE instr(search, ?1) > 0 ORDER BY grid, id",
+                ["住户123"],
+            )?;
+            Ok(format!("{rows} households"))
+        },
+        target_ms: 300.0,
+        on: On::Station,
+    },
+    Query {
+        name: "due, on the laptop",
+        args: |_| strings(&["due"]),
+        ours: |v, _| due_ours(v),
+        baseline: |c, _| due_baseline(c),
+        target_ms: 30.0,
+        on: On::Laptop,
     },
 ];
 
@@ -260,20 +362,36 @@ pub fn run(yz: &Yizhan, data_dir: &Path, n: usize) -> Result<QueriesResult> {
     let (cache, _) = data::cached(data_dir, n)?;
     let homes = data::station_copy(&cache, data_dir, n)?;
     let station = homes.station();
+    let laptop = homes.laptop();
+    // The laptop takes its grid from the station, as on its first evening.
+    {
+        let serving = yz.serve(&station, &homes.scratch().join("station.log"))?;
+        let initial = yz.sync(&laptop, &serving.addr)?;
+        eprintln!(
+            "N = {n}: the laptop's first sync brought {} changes",
+            initial.received
+        );
+    }
     let params = pick(&station)?;
     let plain = homes.scratch().join("plain.db");
+    let plain_laptop = homes.scratch().join("plain-laptop.db");
     let t = Instant::now();
     build_plain(&station, &plain)?;
+    build_plain(&laptop, &plain_laptop)?;
     eprintln!("N = {n}: plain tables built in {:.1?}", t.elapsed());
     let floor = times(|| Ok(yz.run(&station, &["--version"])?.1))?;
     let id = times(|| Ok(yz.run(&station, &["id"])?.1))?;
     let mut queries = Vec::new();
     for q in QUERIES {
+        let (home, plain) = match q.on {
+            On::Station => (&station, &plain),
+            On::Laptop => (&laptop, &plain_laptop),
+        };
         let args = (q.args)(&params);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let mut answer = None;
         let ours = times(|| {
-            let (out, wall) = yz.run(&station, &args)?;
+            let (out, wall) = yz.run(home, &args)?;
             let v: Value = serde_json::from_slice(&out)
                 .with_context(|| format!("{}: output is not JSON", q.name))?;
             answer = Some((q.ours)(&v, &params)?);
@@ -282,7 +400,7 @@ pub fn run(yz: &Yizhan, data_dir: &Path, n: usize) -> Result<QueriesResult> {
         let mut expected = None;
         let baseline = times(|| {
             let started = Instant::now();
-            let conn = Connection::open_with_flags(&plain, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+            let conn = Connection::open_with_flags(plain, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
             expected = Some((q.baseline)(&conn, &params)?);
             drop(conn);
             Ok(started.elapsed())
@@ -346,7 +464,17 @@ fn pick(station: &Path) -> Result<Params> {
         [],
         |r| r.get(0),
     )?;
-    Ok(Params { visit, ticket })
+    let household = conn.query_row(
+        "SELECT h.household FROM records h WHERE h.kind = 1 AND h.grid = 'g03'
+         AND h.household IS NOT NULL ORDER BY h.docno LIMIT 1 OFFSET ?1",
+        [visits / 3],
+        |r| r.get(0),
+    )?;
+    Ok(Params {
+        visit,
+        ticket,
+        household,
+    })
 }
 
 /// Copies the station's records into plain tables at `plain` (made anew).
@@ -368,6 +496,7 @@ fn build_plain(station: &Path, plain: &Path) -> Result<()> {
              grid      TEXT,
              at_ms     INTEGER NOT NULL,
              conflicts INTEGER NOT NULL,
+             household TEXT,
              json      TEXT NOT NULL
          );
          CREATE TABLE tickets (
@@ -376,13 +505,23 @@ fn build_plain(station: &Path, plain: &Path) -> Result<()> {
              status    TEXT,
              at_ms     INTEGER NOT NULL,
              conflicts INTEGER NOT NULL,
+             due_ms    INTEGER,
+             json      TEXT NOT NULL
+         );
+         CREATE TABLE households (
+             id        BLOB PRIMARY KEY,
+             grid      TEXT,
+             due_ms    INTEGER,
+             search    TEXT,
              json      TEXT NOT NULL
          );
          BEGIN;
-         INSERT INTO visits SELECT doc_id, grid, at_ms, conflicts, summary FROM s.records
-             WHERE kind = 1 ORDER BY doc_id;
-         INSERT INTO tickets SELECT doc_id, grid, status, at_ms, conflicts, summary
+         INSERT INTO visits SELECT doc_id, grid, at_ms, conflicts, household, summary
+             FROM s.records WHERE kind = 1 ORDER BY doc_id;
+         INSERT INTO tickets SELECT doc_id, grid, status, at_ms, conflicts, due_ms, summary
              FROM s.records WHERE kind = 2 ORDER BY doc_id;
+         INSERT INTO households SELECT doc_id, grid, due_ms, search, summary
+             FROM s.records WHERE kind = 3 ORDER BY doc_id;
          COMMIT;
          CREATE INDEX visits_by_grid_time ON visits(grid, at_ms);
          CREATE INDEX visits_by_time ON visits(at_ms);
@@ -390,6 +529,9 @@ fn build_plain(station: &Path, plain: &Path) -> Result<()> {
          CREATE INDEX tickets_by_grid_status ON tickets(grid, status, at_ms);
          CREATE INDEX tickets_by_time ON tickets(at_ms);
          CREATE INDEX tickets_in_conflict ON tickets(conflicts) WHERE conflicts > 0;
+         CREATE INDEX tickets_by_due ON tickets(due_ms);
+         CREATE INDEX visits_by_household ON visits(household, at_ms);
+         CREATE INDEX households_by_due ON households(due_ms);
          ANALYZE;
          DETACH s;",
     )?;
