@@ -20,7 +20,7 @@ use yizhan_protocol::DocId;
 use crate::error::{ReadError, WriteError};
 use crate::home::Node;
 use crate::identity::Role;
-use crate::model::{Category, Time};
+use crate::model::{Category, Channel, Satisfaction, Time};
 use crate::records::Field;
 use crate::store::docs::load_doc;
 
@@ -90,6 +90,77 @@ pub struct Report {
     /// Volunteers (not revoked) whose last sync with this node is older than
     /// `stale_after_days` before `until`, or who never synced.
     pub volunteers_not_synced: Vec<StaleVolunteer>,
+    /// One entry per grid: its households, their coverage, its visits and tickets; by
+    /// grid name, null (no grid) last.
+    pub grids: Vec<GridFigures>,
+    /// One entry per volunteer: every volunteer in the roster (not revoked), then any
+    /// other device that logged a visit or resolved a ticket in the window; most visits
+    /// first.
+    pub volunteers: Vec<VolunteerFigures>,
+    /// Tickets opened in the window by channel slug: every channel (zeros included), and
+    /// any other slug found. A ticket without a channel is in none.
+    pub tickets_by_channel: BTreeMap<String, u64>,
+    /// Ids of the households overdue at the window's end: their next visit (latest
+    /// visit before the end, else when added, plus their interval) is due before it.
+    pub overdue_households: Vec<String>,
+    /// Ids of the tickets overdue at the window's end: opened before it, neither resolved
+    /// nor closed as of it, and due before it.
+    pub overdue_tickets: Vec<String>,
+}
+
+/// One grid's figures for a window.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct GridFigures {
+    /// The grid, or null: records that name none.
+    pub grid: Option<String>,
+    /// Households in the grid added before the window's end (or with no added time).
+    pub households: u64,
+    /// Of those, households whose latest visit before the end is within their interval
+    /// at the end.
+    pub covered: u64,
+    /// Visits in the window.
+    pub visits: u64,
+    /// Tickets opened in the window.
+    pub tickets_opened: u64,
+    /// Tickets resolved in the window (as [`TicketFigures::resolved`]).
+    pub tickets_resolved: u64,
+    /// Of those, tickets whose first resolution in the window was at or before `due`.
+    pub resolved_on_time: u64,
+    /// Tickets whose resident's verdict was recorded (`rated_at`) in the window.
+    pub rated: u64,
+    /// Of those, verdicts satisfied or basic.
+    pub satisfied: u64,
+    /// Tickets overdue at the window's end.
+    pub overdue_tickets: u64,
+}
+
+/// One volunteer's figures for a window.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct VolunteerFigures {
+    /// Its device id.
+    pub device_id: String,
+    /// Its name in the roster, or null if the roster does not know it.
+    pub name: Option<String>,
+    /// Visits it logged in the window.
+    pub visits: u64,
+    /// Tickets it resolved in the window: it signed a change made in the window that
+    /// resolved them.
+    pub tickets_resolved: u64,
+    /// Of those, tickets its first such change resolved at or before `due`.
+    pub resolved_on_time: u64,
+}
+
+/// One household as the coverage count sees it.
+#[derive(Clone, Debug)]
+pub struct HouseholdRow {
+    /// Its id (32 hex).
+    pub id: String,
+    /// Its grid.
+    pub grid: Option<String>,
+    /// Covered at the window's end.
+    pub covered: bool,
+    /// Overdue at the window's end.
+    pub overdue: bool,
 }
 
 /// The node a report was made on.
@@ -199,8 +270,20 @@ pub struct TicketFacts {
     /// Times (ms) of the changes that took the ticket from not done to done (resolved or
     /// closed), in causal order.
     pub resolutions: Vec<i64>,
+    /// For each of `resolutions`, in the same order: who resolved it.
+    pub resolvers: Vec<Resolver>,
     /// Whether, as of `until`, the ticket is resolved or closed.
     pub done_at_until: bool,
+}
+
+/// Who resolved a ticket, and when for the deadline.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Resolver {
+    /// The device that signed the resolving change (hex device id).
+    pub device_id: String,
+    /// When it was resolved, for judging the deadline: the ticket's `resolved_at` as that
+    /// change left it, else the change's time (ms).
+    pub resolved_ms: i64,
 }
 
 fn is_done(status: Option<&str>) -> bool {
@@ -208,10 +291,14 @@ fn is_done(status: Option<&str>) -> bool {
 }
 
 fn status_at(doc: &AutoCommit, heads: &[ChangeHash]) -> Option<String> {
+    text_at(doc, Field::Status, heads)
+}
+
+fn text_at(doc: &AutoCommit, field: Field, heads: &[ChangeHash]) -> Option<String> {
     if heads.is_empty() {
         return None;
     }
-    match doc.get_at(ROOT, Field::Status, heads) {
+    match doc.get_at(ROOT, field, heads) {
         Ok(Some((Value::Scalar(s), _))) => match s.as_ref() {
             ScalarValue::Str(s) => Some(s.to_string()),
             _ => None,
@@ -228,25 +315,36 @@ fn status_at(doc: &AutoCommit, heads: &[ChangeHash]) -> Option<String> {
 /// before then; a ticket none of whose changes is that old (it reached the record later,
 /// e.g. imported with an earlier `opened_at`) is judged by its first change.
 pub fn ticket_facts(doc: &mut AutoCommit, until_ms: i64) -> TicketFacts {
-    let metas: Vec<(ChangeHash, i64, Vec<ChangeHash>)> = doc
+    let metas: Vec<(ChangeHash, i64, Vec<ChangeHash>, String)> = doc
         .get_changes_meta(&[])
         .into_iter()
-        .map(|m| (m.hash, m.timestamp, m.deps))
+        .map(|m| (m.hash, m.timestamp, m.deps, m.actor.to_hex_string()))
         .collect();
     let mut facts = TicketFacts::default();
-    for (hash, at, deps) in &metas {
-        let after = status_at(doc, std::slice::from_ref(hash));
+    for (hash, at, deps, actor) in &metas {
+        let here = std::slice::from_ref(hash);
+        let after = status_at(doc, here);
         if is_done(after.as_deref()) && !is_done(status_at(doc, deps).as_deref()) {
             facts.resolutions.push(*at);
+            let resolved_ms = text_at(doc, Field::ResolvedAt, here)
+                .and_then(|s| s.parse::<Time>().ok())
+                .map_or(*at, Time::millis);
+            facts.resolvers.push(Resolver {
+                device_id: actor.clone(),
+                resolved_ms,
+            });
         }
     }
     let before: Vec<ChangeHash> = metas
         .iter()
-        .filter(|(_, at, _)| *at < until_ms)
-        .map(|(h, _, _)| *h)
+        .filter(|(_, at, _, _)| *at < until_ms)
+        .map(|(h, _, _, _)| *h)
         .collect();
     let heads = if before.is_empty() {
-        metas.first().map(|(h, _, _)| vec![*h]).unwrap_or_default()
+        metas
+            .first()
+            .map(|(h, _, _, _)| vec![*h])
+            .unwrap_or_default()
     } else {
         before
     };
@@ -255,14 +353,48 @@ pub fn ticket_facts(doc: &mut AutoCommit, until_ms: i64) -> TicketFacts {
 }
 
 /// One ticket as the tally sees it.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct TicketRow {
+    /// Its id (32 hex).
+    pub id: String,
     /// Its current category slug.
     pub category: Option<String>,
+    /// Its current grid.
+    pub grid: Option<String>,
     /// `opened_at`, ms.
     pub opened_ms: i64,
+    /// Its deadline (`due`), ms.
+    pub due_ms: Option<i64>,
+    /// How the request came in (a channel slug).
+    pub channel: Option<String>,
+    /// When the resident's verdict was recorded (`rated_at`), ms.
+    pub rated_ms: Option<i64>,
+    /// The verdict is satisfied or basic.
+    pub satisfied: bool,
     /// From its history.
     pub facts: TicketFacts,
+}
+
+impl TicketRow {
+    /// The ticket's resolutions in the window, in causal order.
+    fn resolved_in<'a>(&'a self, window: &'a Window) -> impl Iterator<Item = &'a Resolver> {
+        self.facts
+            .resolutions
+            .iter()
+            .zip(&self.facts.resolvers)
+            .filter(|(at, _)| window.contains(**at))
+            .map(|(_, r)| r)
+    }
+
+    /// Whether a resolution met the deadline (a ticket without one never does).
+    fn on_time(&self, r: &Resolver) -> bool {
+        self.due_ms.is_some_and(|due| r.resolved_ms <= due)
+    }
+
+    /// Neither resolved nor closed as of the window's end, and due before it.
+    fn overdue_at_end(&self, window: &Window) -> bool {
+        !self.facts.done_at_until && self.due_ms.is_some_and(|d| d < window.until.millis())
+    }
 }
 
 /// The median of `values` (sorted here); the mean of the two middle values when even.
@@ -343,6 +475,131 @@ pub fn tally_tickets(tickets: &[TicketRow], window: &Window) -> TicketFigures {
     }
 }
 
+/// The per-grid figures: households from `households`, visits from `visits_by_grid`,
+/// tickets from `tickets`. A grid is listed when any of its figures is not zero, or it has
+/// households.
+pub fn grid_figures(
+    households: &[HouseholdRow],
+    visits_by_grid: &[GridCount],
+    tickets: &[TicketRow],
+    window: &Window,
+) -> Vec<GridFigures> {
+    fn entry<'a>(
+        by: &'a mut BTreeMap<Option<String>, GridFigures>,
+        grid: &Option<String>,
+    ) -> &'a mut GridFigures {
+        by.entry(grid.clone()).or_insert_with(|| GridFigures {
+            grid: grid.clone(),
+            ..GridFigures::default()
+        })
+    }
+    let mut by: BTreeMap<Option<String>, GridFigures> = BTreeMap::new();
+    for h in households {
+        let g = entry(&mut by, &h.grid);
+        g.households += 1;
+        g.covered += u64::from(h.covered);
+    }
+    for v in visits_by_grid {
+        entry(&mut by, &v.grid).visits += v.count;
+    }
+    let until = window.until.millis();
+    for t in tickets {
+        if t.opened_ms >= until {
+            continue;
+        }
+        let opened = window.contains(t.opened_ms);
+        let first = t.resolved_in(window).next();
+        let rated = t.rated_ms.is_some_and(|at| window.contains(at));
+        let overdue = t.overdue_at_end(window);
+        if !(opened || first.is_some() || rated || overdue) {
+            continue;
+        }
+        let on_time = first.is_some_and(|r| t.on_time(r));
+        let g = entry(&mut by, &t.grid);
+        g.tickets_opened += u64::from(opened);
+        g.tickets_resolved += u64::from(first.is_some());
+        g.resolved_on_time += u64::from(on_time);
+        g.rated += u64::from(rated);
+        g.satisfied += u64::from(rated && t.satisfied);
+        g.overdue_tickets += u64::from(overdue);
+    }
+    // BTreeMap puts None first; the contract lists it last.
+    let mut out: Vec<GridFigures> = by.into_values().collect();
+    let none_first = out.first().is_some_and(|g| g.grid.is_none());
+    out.rotate_left(usize::from(none_first));
+    out
+}
+
+/// The per-volunteer figures: every device in `roster` (device id, name), then any other
+/// device with visits (`visits_by_device`) or resolutions in the window; most visits
+/// first, then most tickets resolved, then by name.
+pub fn volunteer_figures(
+    roster: &[(String, String)],
+    names: &HashMap<String, String>,
+    visits_by_device: &[VolunteerCount],
+    tickets: &[TicketRow],
+    window: &Window,
+) -> Vec<VolunteerFigures> {
+    let mut by: BTreeMap<String, VolunteerFigures> = BTreeMap::new();
+    let entry = |by: &mut BTreeMap<String, VolunteerFigures>, device: &str| {
+        by.entry(device.to_string())
+            .or_insert_with(|| VolunteerFigures {
+                device_id: device.to_string(),
+                name: names.get(device).cloned(),
+                ..VolunteerFigures::default()
+            });
+    };
+    for (device, _) in roster {
+        entry(&mut by, device);
+    }
+    for v in visits_by_device {
+        entry(&mut by, &v.device_id);
+        if let Some(f) = by.get_mut(&v.device_id) {
+            f.visits += v.count;
+        }
+    }
+    for t in tickets {
+        let mut seen: Vec<&str> = Vec::new();
+        for r in t.resolved_in(window) {
+            if seen.contains(&r.device_id.as_str()) {
+                continue; // a device's first resolution in the window is the one judged
+            }
+            seen.push(&r.device_id);
+            entry(&mut by, &r.device_id);
+            if let Some(v) = by.get_mut(&r.device_id) {
+                v.tickets_resolved += 1;
+                v.resolved_on_time += u64::from(t.on_time(r));
+            }
+        }
+    }
+    let mut out: Vec<VolunteerFigures> = by.into_values().collect();
+    out.sort_by(|a, b| {
+        b.visits
+            .cmp(&a.visits)
+            .then(b.tickets_resolved.cmp(&a.tickets_resolved))
+            .then_with(|| a.name.cmp(&b.name))
+            .then_with(|| a.device_id.cmp(&b.device_id))
+    });
+    out
+}
+
+/// Tickets opened in the window by channel: every channel (zeros included), then any
+/// other slug found.
+pub fn tickets_by_channel(tickets: &[TicketRow], window: &Window) -> BTreeMap<String, u64> {
+    let mut out: BTreeMap<String, u64> = Channel::ALL
+        .iter()
+        .map(|c| (c.as_str().to_string(), 0))
+        .collect();
+    for t in tickets {
+        if let Some(ch) = &t.channel
+            && window.contains(t.opened_ms)
+        {
+            *out.entry(ch.clone()).or_default() += 1;
+        }
+    }
+    out
+}
+
 /// The seven categories in the station's order, then any other slug found (sorted), then
 /// null.
 fn category_keys<'a>(found: impl Iterator<Item = &'a Option<String>>) -> Vec<Option<String>> {
@@ -380,6 +637,23 @@ impl Node {
             });
         }
         let ident = self.identity();
+        let visits = self.visit_figures(window)?;
+        let tickets = self.ticket_rows(window)?;
+        let households = self.household_rows(window)?;
+        let names = self.member_names()?;
+        let roster = self.volunteer_roster()?;
+        let grids = grid_figures(&households, &visits.by_grid, &tickets, window);
+        let volunteers = volunteer_figures(&roster, &names, &visits.by_volunteer, &tickets, window);
+        let overdue_households = households
+            .into_iter()
+            .filter(|h| h.overdue)
+            .map(|h| h.id)
+            .collect();
+        let overdue_tickets = tickets
+            .iter()
+            .filter(|t| t.opened_ms < window.until.millis() && t.overdue_at_end(window))
+            .map(|t| t.id.clone())
+            .collect();
         Ok(Report {
             generated_at: now.to_rfc3339(),
             since: window.since.map(Time::to_rfc3339),
@@ -390,10 +664,15 @@ impl Node {
                 role: ident.role.as_str().to_string(),
             },
             whole_site: ident.role == Role::Station,
-            visits: self.visit_figures(window)?,
-            tickets: tally_tickets(&self.ticket_rows(window)?, window),
+            tickets_by_channel: tickets_by_channel(&tickets, window),
+            tickets: tally_tickets(&tickets, window),
+            visits,
             stale_after_days: STALE_AFTER_DAYS,
             volunteers_not_synced: self.stale_volunteers(window, now)?,
+            grids,
+            volunteers,
+            overdue_households,
+            overdue_tickets,
         })
     }
 
@@ -465,32 +744,90 @@ impl Node {
             .collect()
     }
 
+    /// Volunteers in the roster, not revoked: (device id, name).
+    fn volunteer_roster(&self) -> rusqlite::Result<Vec<(String, String)>> {
+        let conn = self.store().conn();
+        let mut stmt = conn.prepare(
+            "SELECT lower(hex(device)), name FROM members
+             WHERE role = 'volunteer' AND device NOT IN (SELECT device FROM revocations)",
+        )?;
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect()
+    }
+
+    /// Every household added before the window's end (or with no added time), judged as
+    /// of the end, in one pass over the index. Its latest visit before the end is the
+    /// index's `last_ms` when that is earlier; otherwise (a past window) the latest of its
+    /// visits before the end, found through `records_by_household`.
+    fn household_rows(&self, window: &Window) -> Result<Vec<HouseholdRow>, ReportError> {
+        let conn = self.store().conn();
+        let mut stmt = conn.prepare(
+            "WITH h AS (
+                 SELECT lower(hex(doc_id)) AS id, grid, at_ms,
+                        COALESCE(every_days, 182) * 86400000 AS every_ms,
+                        CASE WHEN last_ms IS NULL OR last_ms < ?1 THEN last_ms
+                             ELSE (SELECT MAX(v.at_ms) FROM records v
+                                   WHERE v.household = lower(hex(records.doc_id))
+                                     AND v.at_ms < ?1 AND v.kind = 1)
+                        END AS last
+                 FROM records WHERE kind = 3 AND at_ms < ?1)
+             SELECT id, grid,
+                    last IS NOT NULL AND last + every_ms >= ?1,
+                    COALESCE(last, NULLIF(at_ms, 0)) IS NULL
+                        OR COALESCE(last, at_ms) + every_ms < ?1
+             FROM h ORDER BY grid, id",
+        )?;
+        let rows = stmt.query_map([window.until.millis()], |r| {
+            Ok(HouseholdRow {
+                id: r.get(0)?,
+                grid: r.get(1)?,
+                covered: r.get(2)?,
+                overdue: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
     /// Every ticket opened before the window's end, with the facts of its history.
     fn ticket_rows(&self, window: &Window) -> Result<Vec<TicketRow>, ReportError> {
         let conn = self.store().conn();
         let mut stmt = conn.prepare(
-            "SELECT lower(hex(doc_id)), category, at_ms FROM records WHERE kind = 2 AND at_ms < ?1 ORDER BY at_ms",
+            "SELECT lower(hex(doc_id)), category, at_ms, grid, due_ms,
+                    json_extract(summary, '$.channel'), json_extract(summary, '$.rated_at'),
+                    json_extract(summary, '$.satisfaction')
+             FROM records WHERE kind = 2 AND at_ms < ?1 ORDER BY at_ms",
         )?;
         let rows = stmt
             .query_map([window.until.millis()], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, Option<String>>(1)?,
-                    r.get::<_, i64>(2)?,
-                ))
+                let rated: Option<String> = r.get(6)?;
+                let verdict: Option<String> = r.get(7)?;
+                Ok(TicketRow {
+                    id: r.get(0)?,
+                    category: r.get(1)?,
+                    opened_ms: r.get(2)?,
+                    grid: r.get(3)?,
+                    due_ms: r.get(4)?,
+                    channel: r.get(5)?,
+                    rated_ms: rated.and_then(|s| s.parse::<Time>().ok()).map(Time::millis),
+                    satisfied: matches!(
+                        verdict
+                            .as_deref()
+                            .and_then(|v| v.parse::<Satisfaction>().ok()),
+                        Some(Satisfaction::Satisfied | Satisfaction::Basic)
+                    ),
+                    facts: TicketFacts::default(),
+                })
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         let mut out = Vec::with_capacity(rows.len());
-        for (id, category, opened_ms) in rows {
-            let id: DocId = id
+        for mut row in rows {
+            let id: DocId = row
+                .id
                 .parse()
-                .map_err(|_| ReadError::Index(format!("malformed record id {id}")))?;
+                .map_err(|_| ReadError::Index(format!("malformed record id {}", row.id)))?;
             let mut doc = load_doc(conn, id).map_err(damaged(id))?;
-            out.push(TicketRow {
-                category,
-                opened_ms,
-                facts: ticket_facts(&mut doc, window.until.millis()),
-            });
+            row.facts = ticket_facts(&mut doc, window.until.millis());
+            out.push(row);
         }
         Ok(out)
     }
@@ -675,8 +1012,16 @@ mod tests {
             opened_ms: ms(opened),
             facts: TicketFacts {
                 resolutions: resolutions.iter().map(|s| ms(s)).collect(),
+                resolvers: resolutions
+                    .iter()
+                    .map(|s| Resolver {
+                        device_id: "aa".into(),
+                        resolved_ms: ms(s),
+                    })
+                    .collect(),
                 done_at_until: done,
             },
+            ..TicketRow::default()
         }
     }
 
