@@ -1096,11 +1096,11 @@ fn html_grids(w: &mut String, r: &Report) -> anyhow::Result<()> {
         &rows,
         &[
             Series {
-                name: "逾期住户 Households",
+                name: "住户 Households",
                 colour: OVERDUE_HOUSEHOLD_COLOUR,
             },
             Series {
-                name: "逾期工单 Tickets",
+                name: "工单 Tickets",
                 colour: OVERDUE_TICKET_COLOUR,
             },
         ],

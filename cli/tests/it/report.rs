@@ -529,7 +529,7 @@ fn every_figure_matches_the_hand_counted_fixture() {
         "--out",
         h,
     ]);
-    check_html(&html, &s.scratch("report.png"));
+    check_html(&html, &s.scratch("report.png"), &all);
 }
 
 /// The "generated at" line, which differs between two runs.
@@ -569,6 +569,14 @@ const VISIT_GRID: [u8; 3] = [0x2f, 0x6d, 0xb5];
 const OPENED: [u8; 3] = [0xe0, 0x8a, 0x1e];
 const RESOLVED: [u8; 3] = [0x3a, 0x9a, 0x4a];
 const OPEN: [u8; 3] = [0xc8, 0x45, 0x3b];
+const HOUSEHOLD: [u8; 3] = [0x8e, 0x6c, 0xb0];
+const COVERED: [u8; 3] = [0x5b, 0xa8, 0xd6];
+const VOLUNTEER_VISIT: [u8; 3] = [0x6b, 0x8e, 0x23];
+const VOLUNTEER_RESOLVED: [u8; 3] = [0xb0, 0x5a, 0x8e];
+const ON_TIME: [u8; 3] = [0x2e, 0x8b, 0x57];
+const CHANNEL: [u8; 3] = [0x7a, 0x5c, 0x3e];
+const OVERDUE_HOUSEHOLD: [u8; 3] = [0xd9, 0x6c, 0x2b];
+const OVERDUE_TICKET: [u8; 3] = [0x99, 0x33, 0x66];
 
 fn chromium() -> PathBuf {
     for name in ["chromium", "chromium-browser", "google-chrome"] {
@@ -603,7 +611,7 @@ fn screenshot(html: &Path, png: &Path) {
         ])
         .arg(format!("--user-data-dir={}", profile.path().display()))
         .arg(format!("--screenshot={}", png.display()))
-        .arg("--window-size=1200,2400")
+        .arg(format!("--window-size={PAGE_WIDTH},{PAGE_HEIGHT}"))
         .arg(format!("file://{}", html.display()))
         .stdin(Stdio::null())
         .output()
@@ -614,6 +622,10 @@ fn screenshot(html: &Path, png: &Path) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The screenshot's size: tall enough for every section.
+const PAGE_WIDTH: usize = 1200;
+const PAGE_HEIGHT: usize = 4400;
 
 struct Image {
     width: usize,
@@ -680,6 +692,13 @@ fn assert_bars(img: &Image, what: &str, colour: [u8; 3], legend: bool, counts: &
         );
     }
     let nonzero: Vec<u64> = counts.iter().copied().filter(|c| *c > 0).collect();
+    if nonzero.is_empty() {
+        assert!(
+            bars.is_empty(),
+            "{what}: bars for counts {counts:?}: {bars:?}"
+        );
+        return;
+    }
     assert_eq!(
         bars.len(),
         nonzero.len(),
@@ -703,7 +722,16 @@ fn assert_bars(img: &Image, what: &str, colour: [u8; 3], legend: bool, counts: &
     }
 }
 
-fn check_html(html: &Path, png: &Path) {
+/// The numbers of `field` in each entry of `list`.
+fn column(list: &Value, field: &str) -> Vec<u64> {
+    list.as_array()
+        .expect("an array")
+        .iter()
+        .map(|e| e[field].as_u64().expect("a count"))
+        .collect()
+}
+
+fn check_html(html: &Path, png: &Path, report: &Value) {
     let text = std::fs::read_to_string(html).unwrap();
     // One self-contained file: nothing to fetch.
     assert!(text.starts_with("<!DOCTYPE html>"));
@@ -725,7 +753,10 @@ fn check_html(html: &Path, png: &Path) {
             .all(|h| h.starts_with("http://www.w3.org/2000/svg")),
         "{http:?}"
     );
-    assert_eq!(text.matches("<svg").count(), 3, "three charts");
+    assert_eq!(text.matches("<svg").count(), 7, "seven charts");
+    for heading in ["四、网格", "五、网格员", "六、工单来源", "七、期末逾期"] {
+        assert!(text.contains(heading), "no section {heading}");
+    }
     assert!(text.contains("Noto Sans CJK SC"), "CJK fonts asked for");
     assert!(text.contains("幸福驿站工作报告") && text.contains("Station report"));
 
@@ -736,7 +767,7 @@ fn check_html(html: &Path, png: &Path) {
         std::fs::copy(html, PathBuf::from(&keep).with_extension("html")).expect("copy the HTML");
     }
     let img = decode(png);
-    assert_eq!((img.width, img.height), (1200, 2400));
+    assert_eq!((img.width, img.height), (PAGE_WIDTH, PAGE_HEIGHT));
     let ink = img
         .rgb
         .iter()
@@ -774,6 +805,59 @@ fn check_html(html: &Path, png: &Path) {
         OPEN,
         true,
         &[0, 0, 0, 0, 1, 1, 0, 1],
+    );
+
+    // The sections per grid and per volunteer, as the same report's JSON counts them.
+    let grids = &report["grids"];
+    assert_bars(
+        &img,
+        "households",
+        HOUSEHOLD,
+        true,
+        &column(grids, "households"),
+    );
+    assert_bars(&img, "covered", COVERED, true, &column(grids, "covered"));
+    let volunteers = &report["volunteers"];
+    assert_bars(
+        &img,
+        "volunteers' visits",
+        VOLUNTEER_VISIT,
+        true,
+        &column(volunteers, "visits"),
+    );
+    assert_bars(
+        &img,
+        "volunteers' tickets resolved",
+        VOLUNTEER_RESOLVED,
+        true,
+        &column(volunteers, "tickets_resolved"),
+    );
+    assert_bars(
+        &img,
+        "volunteers' tickets resolved on time",
+        ON_TIME,
+        true,
+        &column(volunteers, "resolved_on_time"),
+    );
+    let channels: Vec<u64> = ["hotline", "mailbox", "walk-in", "visit", "patrol"]
+        .iter()
+        .map(|c| report["tickets_by_channel"][c].as_u64().expect("a count"))
+        .collect();
+    assert_bars(&img, "tickets by channel", CHANNEL, false, &channels);
+    let overdue = |list: &str| report[list].as_array().expect("ids").len() as u64;
+    assert_bars(
+        &img,
+        "households overdue",
+        OVERDUE_HOUSEHOLD,
+        true,
+        &[overdue("overdue_households")],
+    );
+    assert_bars(
+        &img,
+        "tickets overdue",
+        OVERDUE_TICKET,
+        true,
+        &[overdue("overdue_tickets")],
     );
 }
 
