@@ -943,6 +943,21 @@ mod tests {
             vec![ms("2026-03-02T08:00:00Z"), ms("2026-03-05T08:00:00Z")]
         );
         assert!(!facts.done_at_until, "reopened on the 4th");
+        // Each resolution's signer, and its `resolved_at` (the update wrote its own time).
+        let signer = DeviceKey::from_seed([7; 32]).device_id().to_string();
+        assert_eq!(
+            facts.resolvers,
+            vec![
+                Resolver {
+                    device_id: signer.clone(),
+                    resolved_ms: ms("2026-03-02T08:00:00Z")
+                },
+                Resolver {
+                    device_id: signer,
+                    resolved_ms: ms("2026-03-05T08:00:00Z")
+                },
+            ]
+        );
         assert!(ticket_facts(&mut doc, ms("2026-03-03T00:00:00Z")).done_at_until);
         assert!(!ticket_facts(&mut doc, ms("2026-03-02T07:59:59Z")).done_at_until);
         assert!(ticket_facts(&mut doc, ms("2026-04-01T00:00:00Z")).done_at_until);
@@ -996,6 +1011,228 @@ mod tests {
             vec![ms("2026-03-02T08:00:00Z"), ms("2026-03-03T08:00:00Z")]
         );
         assert!(facts.done_at_until);
+    }
+
+    #[test]
+    fn a_resolution_carries_the_resolved_at_it_wrote() {
+        // Imported resolved: `resolved_at` says when, the change is made later.
+        let key = DeviceKey::from_seed([9; 32]);
+        let header = DocHeader {
+            kind: RecordKind::Ticket,
+            author: key.device_id(),
+            nonce: [3; 16],
+        };
+        let mut doc = AutoCommit::new();
+        doc.set_actor(automerge::ActorId::from(
+            key.device_id().as_bytes().to_vec(),
+        ));
+        let new = NewTicket {
+            title: "已办结".into(),
+            status: Some(Status::Resolved),
+            resolved_at: Some(t("2026-02-03T00:00:00Z")),
+            ..NewTicket::default()
+        };
+        write_new_ticket(&mut doc, header.doc_id(), &new, t("2026-02-01T00:00:00Z")).unwrap();
+        doc.commit_with(CommitOptions::default().with_time(ms("2026-03-10T00:00:00Z")));
+        let facts = ticket_facts(&mut doc, ms("2026-04-01T00:00:00Z"));
+        assert_eq!(facts.resolutions, vec![ms("2026-03-10T00:00:00Z")]);
+        assert_eq!(
+            facts.resolvers,
+            vec![Resolver {
+                device_id: key.device_id().to_string(),
+                resolved_ms: ms("2026-02-03T00:00:00Z"),
+            }]
+        );
+    }
+
+    /// A ticket row for the per-grid and per-volunteer rules.
+    fn ticket(
+        grid: Option<&str>,
+        opened: &str,
+        due: Option<&str>,
+        resolved: &[(&str, &str)],
+        done: bool,
+    ) -> TicketRow {
+        TicketRow {
+            id: format!("{:032x}", ms(opened)),
+            grid: grid.map(String::from),
+            opened_ms: ms(opened),
+            due_ms: due.map(ms),
+            facts: TicketFacts {
+                resolutions: resolved.iter().map(|(_, at)| ms(at)).collect(),
+                resolvers: resolved
+                    .iter()
+                    .map(|(by, at)| Resolver {
+                        device_id: (*by).into(),
+                        resolved_ms: ms(at),
+                    })
+                    .collect(),
+                done_at_until: done,
+            },
+            ..TicketRow::default()
+        }
+    }
+
+    #[test]
+    fn grids_and_volunteers_count_each_figure_by_its_rule() {
+        let window = Window {
+            since: Some(t("2026-03-01T00:00:00Z")),
+            until: t("2026-04-01T00:00:00Z"),
+        };
+        let g1 = Some("一网格");
+        let mut tickets = vec![
+            // resolved exactly at its deadline: on time
+            ticket(
+                g1,
+                "2026-03-02T00:00:00Z",
+                Some("2026-03-05T00:00:00Z"),
+                &[("aa", "2026-03-05T00:00:00Z")],
+                true,
+            ),
+            // resolved a second late, then again by another device: the grid counts it
+            // once (late, by its first resolution in the window); each device once
+            ticket(
+                g1,
+                "2026-03-02T00:00:00Z",
+                Some("2026-03-05T00:00:00Z"),
+                &[
+                    ("aa", "2026-03-05T00:00:01Z"),
+                    ("aa", "2026-03-06T00:00:00Z"),
+                    ("bb", "2026-03-04T00:00:00Z"),
+                ],
+                true,
+            ),
+            // no deadline: resolved, never on time
+            ticket(
+                g1,
+                "2026-03-03T00:00:00Z",
+                None,
+                &[("bb", "2026-03-04T00:00:00Z")],
+                true,
+            ),
+            // open at the end, due exactly at the end: not overdue
+            ticket(
+                g1,
+                "2026-03-10T00:00:00Z",
+                Some("2026-04-01T00:00:00Z"),
+                &[],
+                false,
+            ),
+            // open at the end, opened before the window, due inside it: overdue
+            ticket(
+                None,
+                "2026-02-10T00:00:00Z",
+                Some("2026-03-01T00:00:00Z"),
+                &[],
+                false,
+            ),
+            // opened after the end: in nothing
+            ticket(
+                g1,
+                "2026-04-02T00:00:00Z",
+                Some("2026-04-01T00:00:00Z"),
+                &[],
+                false,
+            ),
+        ];
+        tickets[0].rated_ms = Some(ms("2026-03-06T00:00:00Z"));
+        tickets[0].satisfied = true;
+        tickets[1].rated_ms = Some(ms("2026-03-07T00:00:00Z"));
+        // rated before the window: not counted
+        tickets[2].rated_ms = Some(ms("2026-02-28T23:59:59Z"));
+        tickets[2].satisfied = true;
+        let households = [
+            HouseholdRow {
+                id: "h1".into(),
+                grid: g1.map(String::from),
+                covered: true,
+                overdue: false,
+            },
+            HouseholdRow {
+                id: "h2".into(),
+                grid: g1.map(String::from),
+                covered: false,
+                overdue: true,
+            },
+        ];
+        let visits = [GridCount {
+            grid: Some("二网格".into()),
+            count: 4,
+        }];
+        let grids = grid_figures(&households, &visits, &tickets, &window);
+        assert_eq!(
+            grids,
+            vec![
+                GridFigures {
+                    grid: Some("一网格".into()),
+                    households: 2,
+                    covered: 1,
+                    visits: 0,
+                    tickets_opened: 4,
+                    tickets_resolved: 3,
+                    resolved_on_time: 1,
+                    rated: 2,
+                    satisfied: 1,
+                    overdue_tickets: 0,
+                },
+                GridFigures {
+                    grid: Some("二网格".into()),
+                    visits: 4,
+                    ..GridFigures::default()
+                },
+                GridFigures {
+                    grid: None,
+                    overdue_tickets: 1,
+                    ..GridFigures::default()
+                },
+            ]
+        );
+
+        let roster = [("cc".to_string(), "王姐".to_string())];
+        let names = HashMap::from([
+            ("aa".to_string(), "张阿姨".to_string()),
+            ("cc".to_string(), "王姐".to_string()),
+        ]);
+        let by_device = [VolunteerCount {
+            device_id: "aa".into(),
+            name: Some("张阿姨".into()),
+            count: 3,
+        }];
+        let volunteers = volunteer_figures(&roster, &names, &by_device, &tickets, &window);
+        assert_eq!(
+            volunteers,
+            vec![
+                VolunteerFigures {
+                    device_id: "aa".into(),
+                    name: Some("张阿姨".into()),
+                    visits: 3,
+                    tickets_resolved: 2,
+                    resolved_on_time: 1,
+                },
+                // "bb" resolved the second ticket before its deadline, the third without one
+                VolunteerFigures {
+                    device_id: "bb".into(),
+                    name: None,
+                    visits: 0,
+                    tickets_resolved: 2,
+                    resolved_on_time: 1,
+                },
+                VolunteerFigures {
+                    device_id: "cc".into(),
+                    name: Some("王姐".into()),
+                    ..VolunteerFigures::default()
+                },
+            ]
+        );
+
+        tickets[3].channel = Some("hotline".into());
+        tickets[4].channel = Some("hotline".into()); // opened before the window
+        tickets[0].channel = Some("fax".into());
+        let channels = tickets_by_channel(&tickets, &window);
+        assert_eq!(channels["hotline"], 1);
+        assert_eq!(channels["fax"], 1);
+        assert_eq!(channels["patrol"], 0);
+        assert_eq!(channels.len(), 6);
     }
 
     #[test]
@@ -1256,5 +1493,110 @@ mod tests {
         };
         let ahead = node.report(&april, until).unwrap();
         assert_eq!(ahead.volunteers_not_synced, r.volunteers_not_synced);
+    }
+
+    /// Not run by default: the cost of a month's report at a station of 1,000,000 visits
+    /// and 100,000 households (index rows written directly, ten visits a household over a
+    /// year, no tickets). Run with `cargo test --release -p yizhan-node --lib -- --ignored
+    /// a_month_at_a_large_station --nocapture`; it prints the time for the last month and
+    /// for a month in the past, and checks the counts it can know.
+    #[test]
+    #[ignore]
+    fn a_month_at_a_large_station() {
+        use rand::{Rng, SeedableRng};
+        let dir = tempfile::tempdir().unwrap();
+        drop(station(dir.path()));
+        let year_start = ms("2026-01-01T00:00:00Z");
+        let year_ms = 365 * DAY_MS;
+        {
+            let mut conn =
+                rusqlite::Connection::open(dir.path().join(crate::home::STORE_FILE)).unwrap();
+            let tx = conn.transaction().unwrap();
+            let mut rng = rand::rngs::StdRng::seed_from_u64(18);
+            let mut insert = tx
+                .prepare(
+                    "INSERT INTO records(docno, doc_id, kind, grid, author, at_ms, summary,
+                                         household, due_ms, last_ms, every_days, tags)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, '{}', ?7, ?8, ?9, ?10, ?11)",
+                )
+                .unwrap();
+            let mut docno = 1_000_000i64;
+            for h in 0..100_000u32 {
+                let mut id = [0u8; 16];
+                rng.fill(&mut id);
+                let hex = hex::encode(id);
+                let grid = format!("网格{}", h % 50);
+                let every: i64 = if h % 3 == 0 { 30 } else { 182 };
+                let mut last = 0;
+                for _ in 0..10 {
+                    let at = year_start + rng.random_range(0..year_ms);
+                    last = last.max(at);
+                    let mut vid = [0u8; 16];
+                    rng.fill(&mut vid);
+                    docno += 1;
+                    insert
+                        .execute(rusqlite::params![
+                            docno,
+                            vid.as_slice(),
+                            1,
+                            grid,
+                            format!("{:064x}", h % 100),
+                            at,
+                            hex,
+                            None::<i64>,
+                            None::<i64>,
+                            None::<i64>,
+                            None::<String>
+                        ])
+                        .unwrap();
+                }
+                docno += 1;
+                insert
+                    .execute(rusqlite::params![
+                        docno,
+                        id.as_slice(),
+                        3,
+                        grid,
+                        "",
+                        year_start - 10 * DAY_MS,
+                        None::<String>,
+                        last + every * DAY_MS,
+                        last,
+                        every,
+                        "[]"
+                    ])
+                    .unwrap();
+            }
+            drop(insert);
+            tx.commit().unwrap();
+        }
+        let node = Node::open(dir.path()).unwrap();
+        for (since, until) in [
+            ("2026-12-01T00:00:00Z", "2027-01-01T00:00:00Z"),
+            ("2026-06-01T00:00:00Z", "2026-07-01T00:00:00Z"),
+        ] {
+            let window = Window {
+                since: Some(t(since)),
+                until: t(until),
+            };
+            let started = std::time::Instant::now();
+            let r = node.report(&window, t("2027-01-02T00:00:00Z")).unwrap();
+            let took = started.elapsed();
+            let households: u64 = r.grids.iter().map(|g| g.households).sum();
+            let covered: u64 = r.grids.iter().map(|g| g.covered).sum();
+            println!(
+                "{since}..{until}: {took:?} ({} visits, {households} households, {covered} covered, {} overdue)",
+                r.visits.total,
+                r.overdue_households.len()
+            );
+            assert_eq!(households, 100_000);
+            assert_eq!(r.grids.len(), 50);
+            assert_eq!(
+                covered + r.overdue_households.len() as u64,
+                households,
+                "every household was visited before the month: covered or overdue"
+            );
+            assert!(r.visits.total > 50_000 && r.visits.total < 120_000);
+        }
     }
 }
