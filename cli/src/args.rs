@@ -34,6 +34,15 @@ pub enum Command {
     /// Open and work service tickets.
     #[command(subcommand)]
     Ticket(TicketCommand),
+    /// The household ledger (台账): households, their tags, visits and tickets.
+    #[command(subcommand)]
+    Household(HouseholdCommand),
+    /// The station's policy: visit intervals by tag, ticket deadlines by priority.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// What needs doing: households due a visit and tickets near or past their deadline,
+    /// most overdue first, from the records this node holds (works offline).
+    Due(DueArgs),
     /// Station only: admit a device to the site; prints the token to hand to it.
     Enroll(EnrollArgs),
     /// Join a site with the token a station gave this device.
@@ -203,7 +212,8 @@ pub enum VisitCommand {
 
 #[derive(Debug, Args)]
 pub struct VisitAddArgs {
-    /// The household visited (address or name).
+    /// The household visited: its address in the visit's grid, or its id (or a unique
+    /// prefix); a new address adds the household.
     #[arg(long)]
     pub household: String,
     /// Grid; defaults to this volunteer's first grid.
@@ -305,7 +315,8 @@ pub struct TicketOpenArgs {
     /// Service category (slug or Chinese name).
     #[arg(long)]
     pub category: Option<String>,
-    /// The household concerned.
+    /// The household concerned: its address in the ticket's grid, or its id (or a unique
+    /// prefix); a new address adds the household.
     #[arg(long)]
     pub household: Option<String>,
     /// Grid; defaults to this volunteer's first grid.
@@ -317,6 +328,17 @@ pub struct TicketOpenArgs {
     /// Free text.
     #[arg(long)]
     pub note: Option<String>,
+    /// When the resident asked (RFC 3339 or YYYY-MM-DD); now by default.
+    #[arg(long, value_name = "TIME")]
+    pub at: Option<String>,
+    /// The deadline; by default the request's time plus the policy's days for the
+    /// priority.
+    #[arg(long, value_name = "TIME")]
+    pub due: Option<String>,
+    /// How the request came in: hotline 热线, mailbox 信箱, walk-in 来访, visit 走访,
+    /// patrol 巡查 (default visit on a volunteer's laptop, walk-in at a station).
+    #[arg(long, value_name = "CH")]
+    pub channel: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -326,8 +348,8 @@ pub struct TicketUpdateArgs {
     /// open, in_progress, resolved or closed.
     #[arg(long)]
     pub status: Option<String>,
-    /// Assign to a device (id or prefix).
-    #[arg(long, value_name = "DEVICE_ID")]
+    /// Assign to a member: device id, prefix, or name (when one member has it).
+    #[arg(long, value_name = "MEMBER")]
     pub assign: Option<String>,
     /// low, normal, high or urgent.
     #[arg(long)]
@@ -347,6 +369,13 @@ pub struct TicketUpdateArgs {
     /// New note.
     #[arg(long)]
     pub note: Option<String>,
+    /// New deadline.
+    #[arg(long, value_name = "TIME")]
+    pub due: Option<String>,
+    /// The resident's verdict in the follow-up call (回访), on a resolved or closed ticket:
+    /// satisfied 满意, basic 基本满意, unsatisfied 不满意.
+    #[arg(long, value_name = "VERDICT")]
+    pub satisfaction: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -360,9 +389,123 @@ pub struct TicketListArgs {
     /// Only this grid.
     #[arg(long)]
     pub grid: Option<String>,
-    /// Only tickets assigned to this device (id or prefix).
-    #[arg(long, value_name = "DEVICE_ID")]
+    /// Only tickets assigned to this member (device id, prefix, or name).
+    #[arg(long, value_name = "MEMBER")]
     pub assignee: Option<String>,
+    /// Only tickets neither resolved nor closed whose deadline has passed.
+    #[arg(long)]
+    pub overdue: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HouseholdCommand {
+    /// Add a household to the ledger.
+    Add(HouseholdAddArgs),
+    /// List households, with when each was last visited and is next due.
+    List(HouseholdListArgs),
+    /// Show one household with its visits, tickets and history.
+    Show {
+        /// Household id or a unique prefix (6+ characters).
+        id: String,
+    },
+    /// Change a household: address, grid (it moves), residents, tags, phone, note.
+    Edit(HouseholdEditArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct HouseholdAddArgs {
+    /// Its address.
+    #[arg(long)]
+    pub address: String,
+    /// Grid; defaults to this volunteer's first grid.
+    #[arg(long)]
+    pub grid: Option<String>,
+    /// A resident (repeat for several).
+    #[arg(long = "resident", value_name = "NAME")]
+    pub residents: Vec<String>,
+    /// A tag, slug or Chinese name (repeat for several): elderly-alone 独居老人,
+    /// low-income 低保户, disabled 残疾人, hardship 困难户, left-behind-child 留守儿童,
+    /// community-correction 社区矫正, ordinary 普通户.
+    #[arg(long = "tag", value_name = "TAG")]
+    pub tags: Vec<String>,
+    /// Phone number.
+    #[arg(long)]
+    pub phone: Option<String>,
+    /// Free text.
+    #[arg(long)]
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct HouseholdListArgs {
+    /// Only this grid.
+    #[arg(long)]
+    pub grid: Option<String>,
+    /// Only households with this tag.
+    #[arg(long, value_name = "TAG")]
+    pub tag: Option<String>,
+    /// Only households whose address, residents, phone or note hold this text.
+    #[arg(long, value_name = "TEXT")]
+    pub search: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct HouseholdEditArgs {
+    /// Household id or a unique prefix.
+    pub id: String,
+    /// New address (the id stays).
+    #[arg(long)]
+    pub address: Option<String>,
+    /// Move to another grid.
+    #[arg(long)]
+    pub grid: Option<String>,
+    /// Replace the residents (repeat for several).
+    #[arg(long = "resident", value_name = "NAME")]
+    pub residents: Vec<String>,
+    /// Add a tag (repeatable).
+    #[arg(long = "tag", value_name = "TAG")]
+    pub tags: Vec<String>,
+    /// Remove a tag (repeatable).
+    #[arg(long = "untag", value_name = "TAG")]
+    pub untags: Vec<String>,
+    /// New phone number.
+    #[arg(long)]
+    pub phone: Option<String>,
+    /// New note.
+    #[arg(long)]
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Show the policy this node holds (the defaults until a station sets one).
+    Show,
+    /// Station only: set one value of the policy.
+    Set {
+        /// `visit-every` (days between visits, by tag) or `ticket-due` (days from a request
+        /// to its deadline, by priority).
+        setting: PolicySetting,
+        /// The tag (for visit-every) or the priority (for ticket-due).
+        key: String,
+        /// Whole days.
+        days: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum PolicySetting {
+    VisitEvery,
+    TicketDue,
+}
+
+#[derive(Debug, Args)]
+pub struct DueArgs {
+    /// Only this grid.
+    #[arg(long)]
+    pub grid: Option<String>,
+    /// Also what falls due within this many days (default 7).
+    #[arg(long, value_name = "DAYS", default_value = "7")]
+    pub within: String,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

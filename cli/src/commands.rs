@@ -9,7 +9,7 @@ use serde_json::json;
 use yizhan_node::Node;
 use yizhan_node::exchange::{self, Format};
 use yizhan_node::members::{EnrollRequest, SiteError};
-use yizhan_node::model::{Category, Priority, Status, Time};
+use yizhan_node::model::{Category, Channel, Priority, Satisfaction, Status, Time};
 use yizhan_node::records::{NewTicket, NewVisit, TicketUpdate, VisitEdit};
 use yizhan_node::store::Passphrase;
 use yizhan_node::{Home, InitConfig, InitSeed, TicketFilter, VisitFilter};
@@ -28,6 +28,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Id => id(&open(&home)?, &out),
         Command::Visit(cmd) => visit(&mut open(&home)?, &out, cmd),
         Command::Ticket(cmd) => ticket(&mut open(&home)?, &out, cmd),
+        Command::Household(cmd) => crate::ledger::household(&mut open(&home)?, &out, cmd),
+        Command::Policy(cmd) => crate::ledger::policy(&mut open(&home)?, &out, cmd),
+        Command::Due(args) => crate::ledger::due(&open(&home)?, &out, args),
         Command::Enroll(args) => enroll(&mut open(&home)?, &out, args),
         Command::Join(args) => join(&mut open(&home)?, &out, args),
         Command::Revoke(args) => revoke(&mut open(&home)?, &out, args),
@@ -100,7 +103,7 @@ fn passphrase(confirm: Confirm) -> anyhow::Result<Passphrase> {
     Ok(Passphrase::new(first))
 }
 
-fn parse_opt<T: std::str::FromStr>(value: Option<String>) -> anyhow::Result<Option<T>>
+pub(crate) fn parse_opt<T: std::str::FromStr>(value: Option<String>) -> anyhow::Result<Option<T>>
 where
     T::Err: std::error::Error + Send + Sync + 'static,
 {
@@ -355,7 +358,7 @@ fn tickets(node: &Node, ids: &[String]) -> anyhow::Result<Vec<DocId>> {
         .collect()
 }
 
-fn saved(out: &Out, what: &str, id: DocId) -> anyhow::Result<()> {
+pub(crate) fn saved(out: &Out, what: &str, id: DocId) -> anyhow::Result<()> {
     out.emit(&json!({ "id": id.to_string() }), || {
         println!("Saved {what} {id}.")
     })
@@ -409,6 +412,7 @@ fn visit(node: &mut Node, out: &Out, cmd: VisitCommand) -> anyhow::Result<()> {
                 print_fields(&[
                     ("id", v.id.clone()),
                     ("household", v.household.clone()),
+                    ("household id", output::opt(&v.household_id)),
                     ("grid", output::opt(&v.grid)),
                     ("category", output::category(&v.category)),
                     ("visited at", v.visited_at.clone()),
@@ -450,6 +454,9 @@ fn ticket(node: &mut Node, out: &Out, cmd: TicketCommand) -> anyhow::Result<()> 
                 grid: a.grid,
                 priority: parse_opt::<Priority>(a.priority)?,
                 note: a.note,
+                opened_at: parse_opt::<Time>(a.at)?,
+                due: parse_opt::<Time>(a.due)?,
+                channel: parse_opt::<Channel>(a.channel)?,
                 ..NewTicket::default()
             };
             let id = node.open_ticket(&ticket)?;
@@ -459,13 +466,15 @@ fn ticket(node: &mut Node, out: &Out, cmd: TicketCommand) -> anyhow::Result<()> 
             let id = node.resolve(RecordKind::Ticket, &a.id)?;
             let update = TicketUpdate {
                 status: parse_opt::<Status>(a.status)?,
-                assignee: a.assign.map(|d| node.resolve_device(&d)).transpose()?,
+                assignee: a.assign.map(|d| member(node, &d)).transpose()?,
                 priority: parse_opt::<Priority>(a.priority)?,
                 title: a.title,
                 category: parse_opt::<Category>(a.category)?,
                 household: a.household,
                 grid: a.grid,
                 note: a.note,
+                due: parse_opt::<Time>(a.due)?,
+                satisfaction: parse_opt::<Satisfaction>(a.satisfaction)?,
                 ..TicketUpdate::default()
             };
             node.update_ticket(id, &update)?;
@@ -481,18 +490,25 @@ fn ticket(node: &mut Node, out: &Out, cmd: TicketCommand) -> anyhow::Result<()> 
                 status: parse_opt::<Status>(a.status)?,
                 category: parse_opt::<Category>(a.category)?,
                 grid: a.grid,
-                assignee: a.assignee.map(|d| node.resolve_device(&d)).transpose()?,
+                assignee: a.assignee.map(|d| member(node, &d)).transpose()?,
+                overdue: a.overdue,
                 ..TicketFilter::default()
             };
             let tickets = node.list_tickets(&filter)?;
             out.emit(&tickets, || {
                 let mut t = table(&[
-                    "ID", "OPENED", "STATUS", "PRIORITY", "TITLE", "CATEGORY", "GRID", "ASSIGNEE",
+                    "ID", "OPENED", "DUE", "STATUS", "PRIORITY", "TITLE", "CATEGORY", "GRID",
+                    "ASSIGNEE",
                 ]);
                 for k in &tickets {
+                    let due = match (&k.due, k.overdue) {
+                        (Some(d), true) => format!("{d} (overdue)"),
+                        (d, _) => output::opt(d),
+                    };
                     t.add_row(vec![
                         k.id.clone(),
                         k.opened_at.clone(),
+                        due,
                         k.status.clone(),
                         k.priority.clone(),
                         k.title.clone(),
@@ -519,10 +535,21 @@ fn ticket(node: &mut Node, out: &Out, cmd: TicketCommand) -> anyhow::Result<()> 
                     ("priority", k.priority.clone()),
                     ("category", output::category(&k.category)),
                     ("household", output::opt(&k.household)),
+                    ("household id", output::opt(&k.household_id)),
                     ("grid", output::opt(&k.grid)),
                     ("assignee", output::opt(&k.assignee)),
                     ("opened by", k.opened_by.clone()),
                     ("opened at", k.opened_at.clone()),
+                    ("channel", output::opt(&k.channel)),
+                    (
+                        "due",
+                        match (&k.due, k.overdue) {
+                            (Some(d), true) => format!("{d} (overdue)"),
+                            (d, _) => output::opt(d),
+                        },
+                    ),
+                    ("resolved at", output::opt(&k.resolved_at)),
+                    ("satisfaction", output::opt(&k.satisfaction)),
                     ("note", output::opt(&k.note)),
                     ("visits", d.visits.join(", ")),
                 ]);
@@ -541,11 +568,36 @@ fn ticket(node: &mut Node, out: &Out, cmd: TicketCommand) -> anyhow::Result<()> 
     }
 }
 
-fn print_history(history: &[yizhan_node::records::HistoryEntry]) {
+/// A member named by device id, prefix, or name (when exactly one member has it).
+pub(crate) fn member(node: &Node, given: &str) -> anyhow::Result<yizhan_protocol::DeviceId> {
+    let by_id = node.resolve_device(given);
+    if let Ok(d) = by_id {
+        return Ok(d);
+    }
+    let named: Vec<_> = node
+        .members()?
+        .into_iter()
+        .filter(|m| m.name == given.trim())
+        .collect();
+    match named.as_slice() {
+        [one] => Ok(one.device_id.parse()?),
+        [] => bail!("no member is named '{given}' or has an id that starts with it"),
+        many => bail!(
+            "{} members are named '{given}': give the device id ({})",
+            many.len(),
+            many.iter()
+                .map(|m| output::short(&m.device_id))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+pub(crate) fn print_history(history: &[yizhan_node::records::HistoryEntry]) {
     crate::history::print(history);
 }
 
-fn print_conflicts(conflicts: &[yizhan_node::records::Conflict]) {
+pub(crate) fn print_conflicts(conflicts: &[yizhan_node::records::Conflict]) {
     if conflicts.is_empty() {
         return;
     }

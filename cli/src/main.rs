@@ -14,6 +14,7 @@ mod config;
 mod conflicts;
 mod daemon;
 mod history;
+mod ledger;
 mod output;
 mod progress;
 mod report;

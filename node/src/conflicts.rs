@@ -170,6 +170,13 @@ pub fn read_field_conflicts(
         if all.len() < 2 {
             continue;
         }
+        // Equal values written concurrently (two makers of one household) are no conflict.
+        let mut distinct: Vec<&Option<String>> = all.iter().map(|(v, _)| v).collect();
+        distinct.sort();
+        distinct.dedup();
+        if distinct.len() < 2 {
+            continue;
+        }
         if let Ok(Some((_, winner))) = doc.get(ROOT, *field)
             && let Some(pos) = all.iter().position(|(_, id)| *id == winner)
         {

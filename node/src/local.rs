@@ -78,6 +78,11 @@ pub(crate) fn make_household_in(
         .grid
         .as_deref()
         .ok_or_else(|| WriteError::NotAllowed("a station must name the grid (--grid)".into()))?;
+    if identity.site_id.is_none() {
+        return Err(WriteError::NotAllowed(
+            "households are kept once this device has joined a site".into(),
+        ));
+    }
     identity.may_write_grid(Some(grid))?;
     let header = household_header(identity, grid, &h.address);
     let id = header.doc_id();
@@ -107,7 +112,9 @@ pub(crate) fn household_for(
     grid_given: bool,
     value: &str,
 ) -> Result<(Option<DocId>, String, Option<String>), WriteError> {
-    if let Some(g) = grid {
+    if let Some(g) = grid
+        && identity.site_id.is_some()
+    {
         let id = household_id(identity.site_id.as_ref(), g, value);
         if has_doc(tx, id)? {
             let address = stored_address(tx, id)?.unwrap_or(value.to_string());
@@ -165,8 +172,10 @@ pub(crate) fn household_for(
             _ => {}
         }
     }
-    if grid.is_none() {
-        return Ok((None, value.to_string(), None));
+    // Before joining, no household is made: its id derives from the site. The record is
+    // linked when the node joins (`upgrade`).
+    if grid.is_none() || identity.site_id.is_none() {
+        return Ok((None, value.to_string(), grid.map(str::to_string)));
     }
     let new = NewHousehold {
         address: value.trim().to_string(),

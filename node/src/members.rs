@@ -295,6 +295,15 @@ impl Node {
                 }
             }
         }
+        // A household's id derives from the site: the records made before joining name
+        // none yet (`local::household_for`), and their index rows derived one without a
+        // site. They are linked again, and their households made, when the node next opens
+        // (`upgrade`).
+        tx.execute(
+            "UPDATE records SET household = NULL WHERE kind IN (1, 2)",
+            [],
+        )?;
+        tx.execute("DELETE FROM meta WHERE key = ?1", [crate::upgrade::LINKED])?;
         tx.commit()?;
         self.set_identity(identity);
         Ok(())

@@ -20,7 +20,7 @@ use crate::store::docs::{has_doc, household_of};
 use crate::store::{Store, set_meta};
 
 /// The `meta` key set once this node's records are linked to households.
-const LINKED: &str = "households_linked";
+pub(crate) const LINKED: &str = "households_linked";
 
 /// Links this node's older records to households and makes those households, once.
 /// Returns how many households it made.
@@ -29,7 +29,8 @@ pub(crate) fn link_households(
     key: &DeviceKey,
     identity: &Identity,
 ) -> Result<usize, WriteError> {
-    if store.meta(LINKED)?.as_deref() == Some("1") {
+    // Before joining a site there is no household to link to: its id derives from the site.
+    if identity.site_id.is_none() || store.meta(LINKED)?.as_deref() == Some("1") {
         return Ok(0);
     }
     let site = identity.site_id.as_ref();

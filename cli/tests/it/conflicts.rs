@@ -246,9 +246,13 @@ fn a_conflict_is_listed_everywhere_and_one_resolve_settles_it_everywhere() {
             .expect("history");
         assert_eq!(last["author"], b.device_id.as_str(), "{who}: {last}");
         assert_eq!(last["author_name"], "李强", "{who}: {last}");
+        // Resolving a ticket also records when (the report's time to resolve).
         assert_eq!(
             last["changes"],
-            serde_json::json!([{"field": "status", "value": "resolved"}]),
+            serde_json::json!([
+                {"field": "status", "value": "resolved"},
+                {"field": "resolved_at", "value": shown["resolved_at"]},
+            ]),
             "{who}: {last}"
         );
         let visit = n.visit(&v);

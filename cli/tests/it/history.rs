@@ -140,7 +140,9 @@ fn ticket_history_shows_updates_assignments_and_comments() {
             "priority",
             "category",
             "grid",
-            "opened_at"
+            "opened_at",
+            "due",
+            "channel"
         ],
         "{first}"
     );
@@ -159,9 +161,15 @@ fn ticket_history_shows_updates_assignments_and_comments() {
         changes(&h[2]),
         json!([{"field": "comment", "value": "已报修，等待物业"}])
     );
+    // Resolving records when, for the report's time to resolve and on-time counts.
+    let resolved_at = home.ticket(&t)["resolved_at"].clone();
+    assert!(resolved_at.is_string(), "{resolved_at}");
     assert_eq!(
         changes(&h[3]),
-        json!([{"field": "status", "value": "resolved"}])
+        json!([
+            {"field": "status", "value": "resolved"},
+            {"field": "resolved_at", "value": resolved_at},
+        ])
     );
     // Oldest first: each entry's time is no earlier than the one before.
     for pair in h.windows(2) {

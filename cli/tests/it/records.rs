@@ -196,6 +196,8 @@ fn visit_add_round_trips_every_field_in_chinese() {
         json!({
             "id": id,
             "household": HOUSEHOLD,
+            // Not joined to a site: no household yet (its id derives from the site).
+            "household_id": null,
             "grid": GRID,
             "category": "poverty-relief",
             "note": note,

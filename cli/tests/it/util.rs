@@ -15,9 +15,10 @@ use tempfile::TempDir;
 pub const BIN: &str = env!("CARGO_BIN_EXE_yizhan");
 
 /// Keys of a visit object as `visit list` prints it, in order (also the CSV header).
-pub const VISIT_KEYS: [&str; 10] = [
+pub const VISIT_KEYS: [&str; 11] = [
     "id",
     "household",
+    "household_id",
     "grid",
     "category",
     "note",
@@ -29,18 +30,25 @@ pub const VISIT_KEYS: [&str; 10] = [
 ];
 
 /// Keys of a ticket object as `ticket list` prints it, in order (also the CSV header).
-pub const TICKET_KEYS: [&str; 11] = [
+pub const TICKET_KEYS: [&str; 18] = [
     "id",
     "title",
     "status",
     "category",
     "priority",
     "household",
+    "household_id",
     "grid",
     "assignee",
     "opened_by",
     "opened_at",
     "note",
+    "due",
+    "overdue",
+    "channel",
+    "resolved_at",
+    "satisfaction",
+    "rated_at",
 ];
 
 /// The seven service categories: (slug, Chinese name).

@@ -274,8 +274,8 @@ pub(crate) fn index_row(header: &DocHeader, doc: &AutoCommit, site: Option<&Site
 }
 
 /// The household a visit or ticket is about: the id it names, or, for one written before
-/// households existed, the one its grid and household text derive (the same on every
-/// node).
+/// households existed (or before its node joined a site), the one its grid and household
+/// text derive in `site` (the same on every node; none outside a site).
 pub(crate) fn household_of(
     named: Option<&str>,
     grid: Option<&str>,
@@ -285,6 +285,8 @@ pub(crate) fn household_of(
     if let Some(id) = named {
         return Some(id.to_string());
     }
+    // Outside a site there is no household: its id derives from the site.
+    site?;
     let text = text.filter(|t| !t.trim().is_empty())?;
     Some(household_id(site, grid.unwrap_or_default(), text).to_string())
 }
