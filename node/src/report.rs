@@ -113,7 +113,8 @@ pub struct Report {
 pub struct GridFigures {
     /// The grid, or null: records that name none.
     pub grid: Option<String>,
-    /// Households in the grid added before the window's end (or with no added time).
+    /// Households in the grid at the window's end: added before it (or with no added
+    /// time), or visited before it.
     pub households: u64,
     /// Of those, households whose latest visit before the end is within their interval
     /// at the end.
@@ -755,8 +756,8 @@ impl Node {
             .collect()
     }
 
-    /// Every household added before the window's end (or with no added time), judged as
-    /// of the end, in one pass over the index. Its latest visit before the end is the
+    /// Every household there at the window's end (added before it, or with no added time,
+    /// or visited before it), judged as of the end, in one pass over the index. Its latest visit before the end is the
     /// index's `last_ms` when that is earlier; otherwise (a past window) the latest of its
     /// visits before the end, found through `records_by_household`.
     fn household_rows(&self, window: &Window) -> Result<Vec<HouseholdRow>, ReportError> {
@@ -770,12 +771,12 @@ impl Node {
                                    WHERE v.household = lower(hex(records.doc_id))
                                      AND v.at_ms < ?1 AND v.kind = 1)
                         END AS last
-                 FROM records WHERE kind = 3 AND at_ms < ?1)
+                 FROM records WHERE kind = 3)
              SELECT id, grid,
                     last IS NOT NULL AND last + every_ms >= ?1,
                     COALESCE(last, NULLIF(at_ms, 0)) IS NULL
                         OR COALESCE(last, at_ms) + every_ms < ?1
-             FROM h ORDER BY grid, id",
+             FROM h WHERE at_ms < ?1 OR last IS NOT NULL ORDER BY grid, id",
         )?;
         let rows = stmt.query_map([window.until.millis()], |r| {
             Ok(HouseholdRow {

@@ -867,58 +867,12 @@ fn check_html(html: &Path, png: &Path, report: &Value) {
 
 mod day {
     use super::*;
-    use yizhan_node::Node;
-    use yizhan_node::model::{Channel, Priority, Satisfaction, Tag, Time};
-    use yizhan_node::records::{NewHousehold, NewTicket, TicketUpdate};
 
     /// RFC 3339 for `now + days`, to the second.
     fn at(now: i64, days: i64) -> String {
         chrono::DateTime::from_timestamp(now + days * DAY, 0)
             .expect("a time")
             .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-    }
-
-    fn time(now: i64, days: i64) -> Time {
-        Time::from_millis((now + days * DAY) * 1000)
-    }
-
-    fn household(address: &str, grid: &str, tags: &[Tag], added: Time) -> NewHousehold {
-        NewHousehold {
-            address: address.into(),
-            grid: Some(grid.into()),
-            tags: tags.to_vec(),
-            added_at: Some(added),
-            ..NewHousehold::default()
-        }
-    }
-
-    struct TicketSpec<'a> {
-        title: &'a str,
-        grid: &'a str,
-        opened: i64,
-        due: Option<i64>,
-        priority: Option<Priority>,
-        channel: Option<Channel>,
-    }
-
-    fn tickets(node: &mut Node, now: i64, specs: &[TicketSpec<'_>]) -> Vec<String> {
-        let new: Vec<NewTicket> = specs
-            .iter()
-            .map(|s| NewTicket {
-                title: s.title.into(),
-                grid: Some(s.grid.into()),
-                opened_at: Some(time(now, s.opened)),
-                due: s.due.map(|d| time(now, d)),
-                priority: s.priority,
-                channel: s.channel,
-                ..NewTicket::default()
-            })
-            .collect();
-        node.open_tickets(&new)
-            .expect("open tickets")
-            .into_iter()
-            .map(|id| id.to_string())
-            .collect()
     }
 
     fn ids(v: &Value) -> Vec<String> {
@@ -938,156 +892,135 @@ mod day {
         out
     }
 
-    /// A station and two volunteers, 张阿姨 in 和平里 and 李叔 in 幸福路. Each adds the
-    /// households of its grid (with tags: 30 days between visits, 182 for an ordinary
-    /// household) and opens tickets as residents ask (`opened_at` days ago, deadlines given
-    /// or from the policy), logs visits with `visit add --at`, resolves tickets on the
-    /// command line today (two before their deadline, two after), and syncs; the station
+    /// `household add --address A --grid G --tag T...`; returns the id.
+    fn add_household(home: &Home, address: &str, grid: &str, tags: &[&str]) -> String {
+        let mut args = vec!["household", "add", "--address", address, "--grid", grid];
+        for t in tags {
+            args.extend_from_slice(&["--tag", t]);
+        }
+        id_of(&home.json(&args))
+    }
+
+    /// `ticket open` in `grid` for the household at `address`, asked `opened` days from
+    /// now, with EXTRA flags; returns the id.
+    fn open(
+        home: &Home,
+        now: i64,
+        title: &str,
+        grid: &str,
+        address: &str,
+        opened: i64,
+        extra: &[&str],
+    ) -> String {
+        let when = at(now, opened);
+        let mut args = vec![
+            "--grid",
+            grid,
+            "--household",
+            address,
+            "--at",
+            when.as_str(),
+        ];
+        args.extend_from_slice(extra);
+        home.open_ticket(title, &args)
+    }
+
+    /// A station and two volunteers, 张阿姨 in 和平里 and 李叔 in 幸福路, all through the
+    /// binary. Each adds the households of its grid today (with tags: 30 days between
+    /// visits, 182 for an ordinary household, and 1 for 困难户 once the station shortens
+    /// it), opens tickets as residents asked (`--at` days ago, deadlines from `--due` or
+    /// the policy), logs visits with `visit add --at`, resolves tickets today (two before
+    /// their deadline, one after), and syncs; the station resolves its walk-in late and
     /// records the follow-up calls. `now` is the test's start; "d-15" below means 15 days
-    /// before it. Period A is [d-20, d+1), period B is the past [d-40, d-10).
+    /// before it. Period A is [d-20, d+2), period B is the past [d-40, d-10).
     #[test]
     fn grids_and_volunteers_match_the_hand_counts() {
         let now = now_secs();
         let station = Home::station();
-        // A walk-in at the station twelve days ago: urgent, due the next day.
-        let t5 = {
-            let mut node = Node::open(&station.path()).expect("open the station");
-            tickets(
-                &mut node,
-                now,
-                &[TicketSpec {
-                    title: "井盖松动",
-                    grid: "幸福路",
-                    opened: -12,
-                    due: None,
-                    priority: Some(Priority::Urgent),
-                    channel: None,
-                }],
-            )
-            .remove(0)
-        };
+        station.json(&["policy", "set", "visit-every", "困难户", "1"]);
+        // A walk-in at the station twelve days ago: urgent, so due a day later.
+        let t5 = open(
+            &station,
+            now,
+            "井盖松动",
+            "幸福路",
+            "幸福路 2-201",
+            -12,
+            &["--priority", "urgent"],
+        );
         let serve = Serving::start(&station);
         let zhang = Home::new();
         let li = Home::new();
         enroll(&station, &zhang, "张阿姨", "和平里", Some(&serve.addr));
         enroll(&station, &li, "李叔", "幸福路", Some(&serve.addr));
 
-        // 张阿姨's households and tickets.
-        let (h, t) = {
-            let mut node = Node::open(&zhang.path()).expect("open 张阿姨's node");
-            let h = node
-                .add_households(&[
-                    household(
-                        "和平里 1-101",
-                        "和平里",
-                        &[Tag::ElderlyAlone],
-                        time(now, -100),
-                    ),
-                    household("和平里 1-102", "和平里", &[Tag::Ordinary], time(now, -100)),
-                    household("和平里 1-103", "和平里", &[Tag::LowIncome], time(now, -5)),
-                    household(
-                        "和平里 1-104",
-                        "和平里",
-                        &[Tag::ElderlyAlone],
-                        time(now, -100),
-                    ),
-                ])
-                .expect("add households");
-            let t = tickets(
-                &mut node,
-                now,
-                &[
-                    TicketSpec {
-                        title: "热水器漏水",
-                        grid: "和平里",
-                        opened: -10,
-                        due: Some(-7),
-                        priority: None,
-                        channel: Some(Channel::Hotline),
-                    },
-                    // Due from the policy: normal priority, 7 days.
-                    TicketSpec {
-                        title: "助餐登记",
-                        grid: "和平里",
-                        opened: -2,
-                        due: None,
-                        priority: None,
-                        channel: None,
-                    },
-                    TicketSpec {
-                        title: "楼道灯不亮",
-                        grid: "和平里",
-                        opened: -3,
-                        due: Some(4),
-                        priority: None,
-                        channel: Some(Channel::Hotline),
-                    },
-                ],
-            );
-            (h, t)
-        };
-        let h7 = h[3].to_string();
-        let [t1, t2, t6] = [0, 1, 2].map(|i| t[i].clone());
-        // 李叔's.
-        let (h, t) = {
-            let mut node = Node::open(&li.path()).expect("open 李叔's node");
-            let h = node
-                .add_households(&[
-                    household("幸福路 2-201", "幸福路", &[Tag::Disabled], time(now, -100)),
-                    household(
-                        "幸福路 2-202",
-                        "幸福路",
-                        &[Tag::ElderlyAlone, Tag::Ordinary],
-                        time(now, -100),
-                    ),
-                    household("幸福路 2-203", "幸福路", &[Tag::Hardship], time(now, -100)),
-                ])
-                .expect("add households");
-            let t = tickets(
-                &mut node,
-                now,
-                &[
-                    TicketSpec {
-                        title: "邻里噪音",
-                        grid: "幸福路",
-                        opened: -30,
-                        due: Some(-25),
-                        priority: None,
-                        channel: Some(Channel::Mailbox),
-                    },
-                    TicketSpec {
-                        title: "路面积水",
-                        grid: "幸福路",
-                        opened: -1,
-                        due: Some(2),
-                        priority: None,
-                        channel: Some(Channel::Patrol),
-                    },
-                ],
-            );
-            (h, t)
-        };
-        let [h4, h5, h6] = [0, 1, 2].map(|i| h[i].to_string());
-        let [t3, t4] = [0, 1].map(|i| t[i].clone());
+        let _h1 = add_household(&zhang, "和平里 1-101", "和平里", &["elderly-alone"]);
+        let _h2 = add_household(&zhang, "和平里 1-102", "和平里", &["普通户"]);
+        let _h3 = add_household(&zhang, "和平里 1-103", "和平里", &["low-income"]);
+        let h7 = add_household(&zhang, "和平里 1-104", "和平里", &["独居老人"]);
+        let _h4 = add_household(&li, "幸福路 2-201", "幸福路", &["disabled"]);
+        let h5 = add_household(
+            &li,
+            "幸福路 2-202",
+            "幸福路",
+            &["elderly-alone", "ordinary"],
+        );
+        let h6 = add_household(&li, "幸福路 2-203", "幸福路", &["hardship"]);
 
-        // Visits, logged on the command line.
+        let t1 = open(
+            &zhang,
+            now,
+            "热水器漏水",
+            "和平里",
+            "和平里 1-101",
+            -10,
+            &["--due", &at(now, -7), "--channel", "hotline"],
+        );
+        // Due from the policy (normal priority: 7 days); a volunteer's channel is `visit`.
+        let t2 = open(&zhang, now, "助餐登记", "和平里", "和平里 1-103", -2, &[]);
+        let t6 = open(
+            &zhang,
+            now,
+            "楼道灯不亮",
+            "和平里",
+            "和平里 1-102",
+            -3,
+            &["--due", &at(now, 4), "--channel", "热线"],
+        );
+        let t3 = open(
+            &li,
+            now,
+            "邻里噪音",
+            "幸福路",
+            "幸福路 2-202",
+            -30,
+            &["--due", &at(now, -25), "--channel", "mailbox"],
+        );
+        let t4 = open(
+            &li,
+            now,
+            "路面积水",
+            "幸福路",
+            "幸福路 2-203",
+            -1,
+            &["--due", &at(now, 2), "--channel", "patrol"],
+        );
+
         for (v, address, grid, days) in [
-            (&zhang, "和平里 1-101", "和平里", -15), // V1
-            (&zhang, "和平里 1-102", "和平里", -90), // V2
-            (&zhang, "和平里 1-101", "和平里", -25), // V3
-            (&zhang, "和平里 1-104", "和平里", -40), // V7
-            (&li, "幸福路 2-201", "幸福路", -5),     // V4
-            (&li, "幸福路 2-202", "幸福路", -45),    // V5
-            (&li, "幸福路 2-202", "幸福路", -3),     // V6
+            (&zhang, "和平里 1-101", "和平里", -15),
+            (&zhang, "和平里 1-102", "和平里", -90),
+            (&zhang, "和平里 1-101", "和平里", -25),
+            (&zhang, "和平里 1-104", "和平里", -40),
+            (&li, "幸福路 2-201", "幸福路", -5),
+            (&li, "幸福路 2-202", "幸福路", -45),
+            (&li, "幸福路 2-202", "幸福路", -3),
         ] {
             let when = at(now, days);
             v.add_visit(address, &["--grid", grid, "--at", when.as_str()]);
         }
-        // The visits found their households by address.
-        assert_eq!(zhang.visits().len(), 4);
-        for v in zhang.visits().iter().chain(li.visits().iter()) {
-            assert!(v["household_id"].is_string(), "{v}");
-        }
+        // Every visit found its household by address: no new household was made.
+        assert_eq!(array(zhang.json(&["household", "list"])).len(), 4);
+        assert_eq!(array(li.json(&["household", "list"])).len(), 3);
         // Resolved today: 热水器漏水 after its deadline (d-7), 助餐登记 and 路面积水
         // before theirs.
         zhang.json(&["ticket", "update", t1.as_str(), "--status", "resolved"]);
@@ -1098,42 +1031,39 @@ mod day {
             assert_eq!(s["rejected"], 0, "{s}");
         }
         drop(serve);
-        // The station resolves its walk-in a day late.
+        // The station resolves its walk-in, due d-11, today; then the follow-up calls.
         station.json(&["ticket", "update", t5.as_str(), "--status", "resolved"]);
-        // The follow-up calls.
-        {
-            let mut node = Node::open(&station.path()).expect("open the station");
-            for (id, verdict) in [
-                (&t1, Satisfaction::Satisfied),
-                (&t2, Satisfaction::Basic),
-                (&t4, Satisfaction::Unsatisfied),
-            ] {
-                let update = TicketUpdate {
-                    satisfaction: Some(verdict),
-                    ..TicketUpdate::default()
-                };
-                node.update_ticket(id.parse().expect("an id"), &update)
-                    .expect("rate");
-            }
+        for (id, verdict) in [(&t1, "satisfied"), (&t2, "基本满意"), (&t4, "unsatisfied")] {
+            station.json(&["ticket", "update", id.as_str(), "--satisfaction", verdict]);
         }
         assert_eq!(station.visits().len(), 7, "every visit reached the station");
         assert_eq!(station.tickets().len(), 6);
-        let due2 = station.ticket(&t2)["due"].clone();
-        assert_eq!(due2, json!(at(now, -2 + 7)), "the policy's 7 days");
-        assert_eq!(station.ticket(&t6)["overdue"], false, "due in 4 days");
+        assert_eq!(array(station.json(&["household", "list"])).len(), 7);
+        assert_eq!(
+            station.ticket(&t2)["due"],
+            json!(at(now, -2 + 7)),
+            "the policy's 7 days"
+        );
+        assert_eq!(station.ticket(&t2)["channel"], "visit");
+        assert_eq!(station.ticket(&t5)["channel"], "walk-in");
+        assert_eq!(
+            station.ticket(&t5)["due"],
+            json!(at(now, -11)),
+            "urgent: 1 day"
+        );
 
-        // ---- Period A: [d-20, d+1) -----------------------------------------------------
-        let (a0, a1) = (at(now, -20), at(now, 1));
+        // ---- Period A: [d-20, d+2) -----------------------------------------------------
+        let (a0, a1) = (at(now, -20), at(now, 2));
         let a = station.json(&["report", "--since", a0.as_str(), "--until", a1.as_str()]);
-        // Households at d+1. 和平里: 1-101 last visited d-15 (+30: covered), 1-102 d-90
-        // (+182: covered), 1-103 never, added d-5 (due d+25: neither), 1-104 d-40 (due
-        // d-10: overdue). 幸福路: 2-201 d-5 and 2-202 d-3 covered; 2-203 never visited,
-        // added d-100 (due d-70: overdue).
-        // Visits in A: V1 (和平里); V4, V6 (幸福路).
+        // Households at d+2. 和平里: 1-101 last visited d-15 (+30: covered), 1-102 d-90
+        // (+182: covered), 1-103 never, added today (due d+30: neither), 1-104 d-40 (due
+        // d-10: overdue). 幸福路: 2-201 (d-5) and 2-202 (d-3) covered; 2-203 never visited,
+        // added today, 困难户 every day (due d+1: overdue).
+        // Visits in A: one in 和平里 (d-15), two in 幸福路 (d-5, d-3).
         // Tickets opened in A: 和平里 热水器漏水, 助餐登记, 楼道灯不亮; 幸福路 路面积水 and
-        // the walk-in 井盖松动 (邻里噪音 was opened at d-30). Resolved today: 热水器漏水 (late),
+        // the walk-in 井盖松动 (邻里噪音 was asked at d-30). Resolved today: 热水器漏水 (late),
         // 助餐登记 (on time) in 和平里; 路面积水 (on time), 井盖松动 (late) in 幸福路. Rated
-        // today: 热水器漏水 satisfied, 助餐登记 basic; 路面积水 unsatisfied. Overdue at d+1:
+        // today: 热水器漏水 satisfied, 助餐登记 basic; 路面积水 unsatisfied. Overdue at d+2:
         // 邻里噪音 (due d-25, never resolved); 楼道灯不亮 is due d+4.
         assert_eq!(
             a["grids"],
@@ -1158,25 +1088,26 @@ mod day {
                   "tickets_resolved": 1, "resolved_on_time": 0 },
             ])
         );
-        // 助餐登记 took a volunteer's default channel, the walk-in the station's.
         assert_eq!(
             a["tickets_by_channel"],
             json!({ "hotline": 2, "mailbox": 0, "walk-in": 1, "visit": 1, "patrol": 1 })
         );
         assert_eq!(ids(&a["overdue_households"]), sorted_ids(&[&h7, &h6]));
         assert_eq!(ids(&a["overdue_tickets"]), vec![t3.clone()]);
+        assert!(!ids(&a["overdue_tickets"]).contains(&t6));
         // The figures that were there before agree.
         assert_eq!(a["visits"]["total"], 3);
         assert_eq!(a["tickets"]["opened"], 5);
         assert_eq!(a["tickets"]["resolved"], 4);
 
         // ---- Period B, in the past: [d-40, d-10) ----------------------------------------
-        // Judged at d-10, with no visit made after it. 和平里: 1-103 was added later (not
-        // counted); 1-101 last visited d-15, 1-102 d-90, 1-104 d-40 (due exactly d-10: still
-        // covered, not overdue). 幸福路: 2-201's only visit is d-5, after the end (added
-        // d-100: overdue); 2-202's latest before the end is d-45 (due d-15: overdue); 2-203
-        // overdue. Visits in B: V1, V3, V7 (d-40 is the start, included).
-        // Tickets opened in B: 邻里噪音 (d-30) and the walk-in (d-12); 热水器漏水 (d-10) is
+        // Judged at d-10, with no visit made after it. The households were added today, so
+        // only those visited before d-10 are there. 和平里: 1-101 (last before the end
+        // d-15), 1-102 (d-90), 1-104 (d-40, due exactly d-10: still covered); 1-103 is not
+        // there. 幸福路: 2-201's only visit is d-5, after the end (not there); 2-202's latest
+        // before the end is d-45 (due d-15: overdue); 2-203 is not there.
+        // Visits in B: d-15, d-25, d-40 in 和平里 (the start is included).
+        // Tickets asked in B: 邻里噪音 (d-30) and the walk-in (d-12); 热水器漏水 (d-10) is
         // at the end, excluded. Nothing was resolved or rated in B, and at d-10 both 幸福路
         // tickets were open and past their deadlines (d-25, d-11).
         let (b0, b1) = (at(now, -40), at(now, -10));
@@ -1187,7 +1118,7 @@ mod day {
                 { "grid": "和平里", "households": 3, "covered": 3, "visits": 3,
                   "tickets_opened": 0, "tickets_resolved": 0, "resolved_on_time": 0,
                   "rated": 0, "satisfied": 0, "overdue_tickets": 0 },
-                { "grid": "幸福路", "households": 3, "covered": 0, "visits": 0,
+                { "grid": "幸福路", "households": 1, "covered": 0, "visits": 0,
                   "tickets_opened": 2, "tickets_resolved": 0, "resolved_on_time": 0,
                   "rated": 0, "satisfied": 0, "overdue_tickets": 2 },
             ])
@@ -1205,7 +1136,7 @@ mod day {
             b["tickets_by_channel"],
             json!({ "hotline": 0, "mailbox": 1, "walk-in": 1, "visit": 0, "patrol": 0 })
         );
-        assert_eq!(ids(&b["overdue_households"]), sorted_ids(&[&h4, &h5, &h6]));
+        assert_eq!(ids(&b["overdue_households"]), vec![h5.clone()]);
         assert_eq!(ids(&b["overdue_tickets"]), sorted_ids(&[&t3, &t5]));
 
         // ---- The Markdown shows the same -------------------------------------------------
