@@ -40,7 +40,8 @@ for pair in wangfang:王芳 liqiang:李强; do
   run "$v" join "$(cat "$WORK/token")" --station "$STATION"
 done
 
-say "Out on the street, offline: each logs a visit; 王芳 opens a ticket"
+say "Out on the street, offline: 王芳 adds 张秀英's home to the ledger, each logs a visit; 王芳 opens a ticket"
+run wangfang household add --address "和平里 3-2-101" --resident 张秀英 --tag 独居老人
 run wangfang visit add --household "和平里 3-2-101" --category 扶贫解困 \
   --resident 张秀英 --needs "冬季取暖补贴" --note "老人独居，行动不便"
 run liqiang visit add --household "和平里 5-1-302" --category 纠纷调解 --note "楼上漏水，邻里矛盾"
@@ -62,6 +63,10 @@ run wangfang sync
 run liqiang sync
 run wangfang sync
 run liqiang ticket show "${TICKET:0:8}"
+
+say "The grid's ledger on 李强's laptop: one household, and what is due, with no network"
+run liqiang household list
+run liqiang due --within 30
 
 say "What is safe at the station"
 run wangfang status

@@ -512,6 +512,7 @@ pub struct DueArgs {
 pub enum Kind {
     Visits,
     Tickets,
+    Households,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -84,11 +84,22 @@ pub(crate) fn make_household_in(
         ));
     }
     identity.may_write_grid(Some(grid))?;
+    // Stored as every maker derives it, so that two makers' addresses merge as one value.
+    let h = &NewHousehold {
+        address: normalize_address(&h.address),
+        ..h.clone()
+    };
     let header = household_header(identity, grid, &h.address);
     let id = header.doc_id();
     if has_doc(tx, id)? {
         return Err(WriteError::NotAllowed(format!(
             "grid {grid} already has a household at {}: {id}",
+            h.address
+        )));
+    }
+    if was_purged(tx, id)? {
+        return Err(WriteError::NotAllowed(format!(
+            "the household at {} in grid {grid} ({id}) has moved out of this device's grids",
             h.address
         )));
     }
@@ -178,13 +189,29 @@ pub(crate) fn household_for(
         return Ok((None, value.to_string(), grid.map(str::to_string)));
     }
     let new = NewHousehold {
-        address: value.trim().to_string(),
+        address: normalize_address(value),
         grid: grid.map(str::to_string),
         ..NewHousehold::default()
     };
     new.check()?;
+    // A household this node dropped when it moved out of its grids: the record names it
+    // where it is now, and this node does not start it again (its copy would stay in the
+    // old grid, apart from everyone else's).
+    let moved = household_id(identity.site_id.as_ref(), grid.unwrap_or_default(), value);
+    if was_purged(tx, moved)? {
+        return Ok((Some(moved), new.address, new.grid));
+    }
     let id = make_household_in(tx, key, identity, &new, Some(Time::now()))?;
     Ok((Some(id), new.address, new.grid))
+}
+
+/// Whether this node dropped the record `id` because it left its scope (`purge`).
+fn was_purged(tx: &Transaction<'_>, id: DocId) -> rusqlite::Result<bool> {
+    Ok(tx
+        .prepare_cached("SELECT 1 FROM purged WHERE doc_id = ?1")?
+        .query_row([id.as_bytes().as_slice()], |_| Ok(()))
+        .optional()?
+        .is_some())
 }
 
 fn stored_address(tx: &Transaction<'_>, id: DocId) -> rusqlite::Result<Option<String>> {

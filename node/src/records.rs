@@ -419,6 +419,9 @@ pub struct VisitEdit {
     pub visited_at: Option<Time>,
     /// Tickets to link (added to those already linked).
     pub link_tickets: Vec<DocId>,
+    /// The new household's id (with `household`, its address); the node finds or makes
+    /// it from `household` when `None`.
+    pub household_id: Option<DocId>,
 }
 
 /// A new ticket.
@@ -812,6 +815,11 @@ pub fn write_visit_edit(
 ) -> Result<String, automerge::AutomergeError> {
     let mut e = Edits::default();
     e.put(doc, Field::Household, edit.household.as_deref())?;
+    e.put(
+        doc,
+        Field::HouseholdId,
+        edit.household_id.map(|h| h.to_string()),
+    )?;
     e.put(doc, Field::Grid, edit.grid.as_deref())?;
     e.put(doc, Field::Category, edit.category.map(|c| c.slug()))?;
     e.put(doc, Field::Note, edit.note.as_deref())?;
@@ -1217,6 +1225,19 @@ impl Root {
             .and_then(|f| scalar_text(&f.value))
     }
 
+    /// The earliest of a time field's values (concurrent ones included).
+    fn earliest(&self, field: Field) -> Option<String> {
+        let entry = self.fields.get(field.as_str())?;
+        match &entry.conflict {
+            Some(all) => all
+                .iter()
+                .filter_map(|v| v.parse::<Time>().ok().map(|t| (t.millis(), v)))
+                .min()
+                .map(|(_, v)| v.clone()),
+            None => scalar_text(&entry.value),
+        }
+    }
+
     fn items(&self, field: Field, kind: ObjType) -> Vec<String> {
         match self.fields.get(field.as_str()) {
             Some(f) if f.value == Value::Object(kind) => f.items.clone(),
@@ -1325,7 +1346,8 @@ pub fn read_household_from(root: &Root, header: &DocHeader) -> Household {
         tags,
         phone: root.text(Field::Phone),
         note: root.text(Field::Note),
-        added_at: root.text(Field::AddedAt),
+        // Two laptops that add one household each say when: it was added at the first.
+        added_at: root.earliest(Field::AddedAt),
         last_visit: None,
         next_due: None,
         overdue: false,
@@ -1388,6 +1410,9 @@ pub fn read_conflicts(doc: &impl ReadDoc, kind: RecordKind) -> Vec<Conflict> {
 pub fn read_conflicts_from(root: &Root, kind: RecordKind) -> Vec<Conflict> {
     let mut out = Vec::new();
     for field in fields_of(kind) {
+        if *field == Field::AddedAt {
+            continue; // the earliest counts (`read_household_from`), no one chooses
+        }
         let Some(all) = root
             .fields
             .get(field.as_str())

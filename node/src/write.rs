@@ -82,7 +82,27 @@ impl Node {
     pub fn edit_visit(&mut self, id: DocId, edit: &VisitEdit) -> Result<(), WriteError> {
         edit.check()?;
         let tx = self.store.write()?;
-        edit_visit_in(&tx, &self.key, &self.identity, id, edit)?;
+        let mut edit = edit.clone();
+        if let (Some(value), None) = (edit.household.clone(), edit.household_id) {
+            let grid = match &edit.grid {
+                Some(g) => Some(g.clone()),
+                None => grid_of(&tx, id)?,
+            };
+            let (hid, address, hgrid) = household_for(
+                &tx,
+                &self.key,
+                &self.identity,
+                grid.as_deref(),
+                edit.grid.is_some(),
+                &value,
+            )?;
+            edit.household_id = hid;
+            edit.household = Some(address);
+            if hgrid != grid {
+                edit.grid = hgrid;
+            }
+        }
+        edit_visit_in(&tx, &self.key, &self.identity, id, &edit)?;
         tx.commit()?;
         Ok(())
     }
@@ -158,6 +178,27 @@ impl Node {
     pub fn update_ticket(&mut self, id: DocId, update: &TicketUpdate) -> Result<(), WriteError> {
         update.check()?;
         let tx = self.store.write()?;
+        let mut update = update.clone();
+        if let (Some(value), None) = (update.household.clone(), update.household_id) {
+            let grid = match &update.grid {
+                Some(g) => Some(g.clone()),
+                None => grid_of(&tx, id)?,
+            };
+            let (hid, address, hgrid) = household_for(
+                &tx,
+                &self.key,
+                &self.identity,
+                grid.as_deref(),
+                update.grid.is_some(),
+                &value,
+            )?;
+            update.household_id = hid;
+            update.household = Some(address);
+            if hgrid != grid {
+                update.grid = hgrid;
+            }
+        }
+        let update = &update;
         if update.satisfaction.is_some() {
             let status = match update.status {
                 Some(s) => s,
@@ -373,6 +414,17 @@ pub(crate) fn set_policy_in(
     local_change(tx, key, identity, header, existing, |doc| {
         records::write_policy(doc, id, field, days)
     })
+}
+
+/// The grid of the record `id` as the index holds it.
+fn grid_of(tx: &Transaction<'_>, id: DocId) -> Result<Option<String>, WriteError> {
+    Ok(tx
+        .prepare_cached(
+            "SELECT grid FROM records WHERE docno = (SELECT docno FROM doc_index WHERE doc_id = ?1)",
+        )?
+        .query_row([id.as_bytes().as_slice()], |r| r.get(0))
+        .ok()
+        .flatten())
 }
 
 /// A day in milliseconds.

@@ -488,3 +488,35 @@ fn stores_from_before_households_upgrade_and_agree() {
         assert_eq!(h.json(&["status"])["pending_to_station"], 0);
     }
 }
+
+/// A visit filed under the wrong household is moved to the right one: both households'
+/// latest visits follow.
+#[test]
+fn a_visit_moved_to_another_household_moves_its_latest_visit() {
+    let station = Home::station();
+    let v = station.add_visit(
+        "幸福路1号",
+        &["--grid", G1, "--at", "2026-11-02T10:00:00+08:00"],
+    );
+    let first = station.visit(&v)["household_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    station.json(&["visit", "edit", &v, "--household", "幸福路11号"]);
+    let moved = station.visit(&v);
+    let second = moved["household_id"].as_str().unwrap().to_string();
+    assert_ne!(first, second, "{moved}");
+    assert_eq!(moved["household"], "幸福路11号");
+    let list = households(&station);
+    assert_eq!(
+        find(&list, "幸福路1号")["last_visit"],
+        Value::Null,
+        "{list:?}"
+    );
+    assert_eq!(find(&list, "幸福路11号")["id"], second.as_str());
+    assert_eq!(
+        secs(&find(&list, "幸福路11号")["last_visit"]),
+        rfc3339_secs("2026-11-02T10:00:00+08:00")
+    );
+    assert_eq!(station.json(&["verify"])["bad"], 0);
+}

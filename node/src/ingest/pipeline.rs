@@ -340,11 +340,14 @@ pub(crate) fn apply_group(
     if verified.is_empty() {
         return Ok(());
     }
-    let mut doc = match load_doc(tx, doc_id) {
-        Ok(doc) => doc,
-        Err(WriteError::NotAllowed(_)) => AutoCommit::new(), // a new document
-        Err(e) => return Err(e),
+    let load = || match load_doc(tx, doc_id) {
+        Ok(doc) => Ok(doc),
+        Err(WriteError::NotAllowed(_)) => Ok(AutoCommit::new()), // a new document
+        Err(e) => Err(e),
     };
+    let mut doc = load()?;
+    // The fields that hold a value now: a change may not take the last one away.
+    let before: Vec<String> = automerge::ReadDoc::keys(&doc, automerge::ROOT).collect();
     // The record's budget of operations, before Automerge materialises any (rules.rs).
     let held = automerge::ReadDoc::stats(&doc).num_ops;
     let budget = crate::ingest::rules::op_budget(held, verified.iter().map(|v| v.change.len()));
@@ -381,6 +384,39 @@ pub(crate) fn apply_group(
             reject(tx, ctx, report, &env, &why)?;
         }
         return Ok(());
+    }
+    // A field that held a value and holds none now was deleted whole, not settled: the
+    // changes that delete it are refused, and the rest applied again without them.
+    let removed = crate::ingest::rules::removed_fields(&before, &doc);
+    if !removed.is_empty() {
+        let why = format!("it removes the record's `{}`", removed.join("`, `"));
+        let mut rest = Vec::with_capacity(kept.len());
+        for (env, seq, deps) in kept {
+            if crate::ingest::rules::deletes_any(&env.bytes, &removed) {
+                reject(tx, ctx, report, &env, &why)?;
+            } else {
+                rest.push((env, seq, deps));
+            }
+        }
+        kept = rest;
+        doc = load()?;
+        let changes: Vec<automerge::Change> = kept
+            .iter()
+            .filter_map(|(env, _, _)| automerge::Change::from_bytes(env.bytes.clone()).ok())
+            .collect();
+        let applied = catch_unwind(AssertUnwindSafe(|| doc.apply_changes(changes)));
+        if !matches!(applied, Ok(Ok(()))) {
+            for (env, _, _) in kept {
+                reject(
+                    tx,
+                    ctx,
+                    report,
+                    &env,
+                    "Automerge could not apply the change",
+                )?;
+            }
+            return Ok(());
+        }
     }
     let mut stored = Vec::new();
     let mut unapplied = Vec::new();

@@ -122,6 +122,34 @@ pub fn check_depth(doc: &impl ReadDoc, max: usize) -> Result<(), usize> {
     Ok(())
 }
 
+/// The root fields of `before` (a record's keys before a batch) that hold no value in the
+/// merged `doc`. Settling a conflict deletes a field's other values and keeps the one
+/// shown; a change that deletes a field's last value (a ticket's title, a household's
+/// grid, which would take it out of every grid's scope) is refused.
+pub fn removed_fields(before: &[String], doc: &impl ReadDoc) -> Vec<String> {
+    before
+        .iter()
+        .filter(|k| matches!(doc.get(automerge::ROOT, k.as_str()), Ok(None)))
+        .cloned()
+        .collect()
+}
+
+/// Whether the change `bytes` deletes one of `fields` at the record's root.
+pub fn deletes_any(bytes: &[u8], fields: &[String]) -> bool {
+    use automerge::legacy::{Key, ObjectId, OpType};
+    let Ok(change) = automerge::Change::from_bytes(bytes.to_vec()) else {
+        return false;
+    };
+    let Ok(expanded) = expand(&change) else {
+        return false;
+    };
+    expanded.operations.iter().any(|op| {
+        matches!(op.action, OpType::Delete)
+            && op.obj == ObjectId::Root
+            && matches!(&op.key, Key::Map(k) if fields.iter().any(|f| f.as_str() == k.as_str()))
+    })
+}
+
 /// Why a merged document must be refused for its nesting, if so (see the module docs).
 pub fn nesting(doc: &impl ReadDoc) -> Result<(), String> {
     check_depth(doc, MAX_OBJECT_DEPTH).map_err(|depth| {
@@ -746,6 +774,7 @@ mod tests {
                     DocId::from_bytes(id)
                 })
                 .collect(),
+            household_id: Some(DocId::from_bytes([4; 16])),
         };
         edit.check().unwrap();
         records::write_visit_edit(&mut visit, &edit).unwrap();

@@ -457,11 +457,16 @@ pub(crate) fn materialize_row(
         },
         RecordKind::Household => refresh_household(tx, docno)?,
         RecordKind::Policy => {
+            // Two statements: every expression of one `SET` reads the row as it was, so
+            // `due_ms` would take the interval before the change.
             tx.prepare_cached(&format!(
-                "UPDATE records SET every_days = {EVERY_DAYS}, due_ms = {DUE_MS_OF_EVERY}
-                 WHERE kind = 3"
+                "UPDATE records SET every_days = {EVERY_DAYS} WHERE kind = 3"
             ))?
             .execute([policy_visit_every(tx)?])?;
+            tx.prepare_cached(&format!(
+                "UPDATE records SET due_ms = {DUE_MS_OF_EVERY} WHERE kind = 3"
+            ))?
+            .execute([])?;
         }
         RecordKind::Ticket => {}
     }

@@ -116,13 +116,17 @@ struct Snapshot {
 fn snapshot(n: &TestNode) -> Snapshot {
     let visits = n.node.list_visits(&Default::default()).unwrap();
     let tickets = n.node.list_tickets(&Default::default()).unwrap();
+    let households = n.node.list_households(&Default::default()).unwrap();
+    let policy = n.node.policy().unwrap();
     Snapshot {
         heads: n.node.doc_heads().unwrap(),
         log_end: n.node.log_end().unwrap(),
         index: format!(
-            "{}{}",
+            "{}{}{}{}",
             serde_json::to_string(&visits).unwrap(),
-            serde_json::to_string(&tickets).unwrap()
+            serde_json::to_string(&tickets).unwrap(),
+            serde_json::to_string(&households).unwrap(),
+            serde_json::to_string(&policy).unwrap()
         ),
     }
 }
@@ -2511,17 +2515,21 @@ fn a_revoked_devices_changes_merged_before_the_revocation_arrived() {
     let made = visit(&mut r, "和平里 撤销之后");
     sync_until_ok(&mut r, &mut w.a, 1);
     assert!(holds(&w.a, made));
-    // Once A learns of the revocation, its store says what it holds unjudged.
+    // Once A learns of the revocation, its store says what it holds unjudged: the visit
+    // and the household it made for it.
     sync_until_ok(&mut w.a, &mut w.station, 1);
     let report = w.a.node.verify().unwrap();
-    assert_eq!(report.bad, 1, "{:?}", report.problems);
+    assert_eq!(report.bad, 2, "{:?}", report.problems);
     assert!(
-        report.problems[0].contains("its author was revoked"),
+        report
+            .problems
+            .iter()
+            .all(|p| p.contains("its author was revoked")),
         "{:?}",
         report.problems
     );
-    // The station held it back from A's relay for its decision.
-    assert_eq!(w.station.node.quarantine_list().unwrap().len(), 1);
+    // The station held both back from A's relay for its decision.
+    assert_eq!(w.station.node.quarantine_list().unwrap().len(), 2);
     assert!(!holds(&w.station, made));
     assert_eq!(w.station.node.verify().unwrap().bad, 0);
 }
@@ -2965,4 +2973,499 @@ fn operation_bombs_leave_memory_bounded() {
         out.status.success() && stdout.contains("1 passed"),
         "the child failed: {stdout}\n{stderr}"
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// Households and the policy: a shared record's id, the policy's writers, the values of
+// their new fields
+// ---------------------------------------------------------------------------------------
+
+use yizhan_node::model::{Priority, Tag};
+use yizhan_node::records::{Field, HouseholdEdit, NewHousehold};
+use yizhan_protocol::{household_nonce, policy_nonce, shared_doc_id};
+
+/// Each of `attempts` (a hand-made document and change, and the reason it must be
+/// refused with) is sent by M alone, to the station and to A: refused with that reason,
+/// nothing stored on either; afterwards both still serve.
+fn each_refused_by_station_and_a(w: &mut World, attempts: Vec<(DocHeader, SignedChange, String)>) {
+    for (header, env, reason) in attempts {
+        let before = snapshot(&w.station);
+        let before_a = snapshot(&w.a);
+        let out = m_sends(w, true, vec![vec![wire_doc(header, vec![wire(&env)])]]);
+        all_refused(&out, 1);
+        assert_eq!(last_reason(&w.station), reason);
+        let out = m_sends(w, false, vec![vec![wire_doc(header, vec![wire(&env)])]]);
+        all_refused(&out, 1);
+        assert_eq!(last_reason(&w.a), reason);
+        assert_eq!(snapshot(&w.station), before, "{reason}");
+        assert_eq!(snapshot(&w.a), before_a, "{reason}");
+    }
+    still_serves(&mut w.station, &mut w.a);
+    still_serves(&mut w.a, &mut w.b);
+}
+
+/// A household started by `key`: its header with `nonce`, its first change writing `h`
+/// (and then what `spoil` does).
+fn new_household_by(
+    key: &DeviceKey,
+    site: SiteId,
+    nonce: [u8; 16],
+    h: &NewHousehold,
+    spoil: impl FnOnce(&mut AutoCommit),
+) -> (DocHeader, SignedChange) {
+    let header = DocHeader {
+        kind: RecordKind::Household,
+        author: key.device_id(),
+        nonce,
+    };
+    let id = header.doc_id();
+    let mut am = AutoCommit::new().with_actor(actor(key.device_id()));
+    let change = commit(&mut am, now_ms(), |am| {
+        records::write_new_household(am, id, h, Some(Time::now())).unwrap();
+        spoil(am);
+    });
+    (header, SignedChange::sign(key, Some(site), id, &change))
+}
+
+fn household_at(grid: &str, address: &str) -> NewHousehold {
+    NewHousehold {
+        address: address.into(),
+        grid: Some(grid.into()),
+        residents: vec!["张大爷".into()],
+        tags: vec![Tag::ElderlyAlone],
+        ..NewHousehold::default()
+    }
+}
+
+#[test]
+fn a_household_whose_address_and_grid_do_not_derive_its_id() {
+    let mut w = world();
+    let key = w.m.node.device_key();
+    let s = site(&w);
+    let reason = "it starts a household whose grid and address do not derive its id";
+    let here = household_at(GRID, "和平里 5号");
+    let derived = household_nonce(Some(&s), GRID, "和平里 5号");
+    let attempts = vec![
+        // The id of 和平里 5号, and another address in it.
+        new_household_by(&key, s, derived, &household_at(GRID, "和平里 6号"), |_| {}),
+        // The id of 和平里 5号 in another grid (or another site), written in M's grid.
+        new_household_by(
+            &key,
+            s,
+            household_nonce(Some(&s), "光明街", "和平里 5号"),
+            &here,
+            |_| {},
+        ),
+        new_household_by(
+            &key,
+            s,
+            household_nonce(Some(&SiteId::from_bytes([7; 16])), GRID, "和平里 5号"),
+            &here,
+            |_| {},
+        ),
+        // A random id.
+        new_household_by(&key, s, rand::random(), &here, |_| {}),
+        // The right id, without the grid.
+        new_household_by(
+            &key,
+            s,
+            derived,
+            &NewHousehold {
+                address: "和平里 5号".into(),
+                grid: None,
+                ..NewHousehold::default()
+            },
+            |_| {},
+        ),
+    ];
+    let attempts = attempts
+        .into_iter()
+        .map(|(h, e)| (h, e, reason.to_string()))
+        .collect();
+    each_refused_by_station_and_a(&mut w, attempts);
+    // The one that derives its id goes through, and reaches A through the station.
+    let (header, env) = new_household_by(&key, s, derived, &here, |_| {});
+    let out = m_sends(&mut w, true, vec![vec![wire_doc(header, vec![wire(&env)])]]);
+    assert_eq!(out.victim.expect("sync").received, 1);
+    sync_until_ok(&mut w.a, &mut w.station, 1);
+    let shown = w.a.node.show_household(header.doc_id()).unwrap();
+    assert_eq!(shown.household.address, "和平里 5号");
+    assert_eq!(shown.household.tags, ["elderly-alone"]);
+}
+
+#[test]
+fn a_household_in_a_grid_the_member_may_not_write() {
+    let mut w = world();
+    let key = w.m.node.device_key();
+    let s = site(&w);
+    let (header, env) = new_household_by(
+        &key,
+        s,
+        household_nonce(Some(&s), "光明街", "光明街 1号"),
+        &household_at("光明街", "光明街 1号"),
+        |_| {},
+    );
+    let reason = "a volunteer may write records only in its own grids, not in 光明街".to_string();
+    each_refused_by_station_and_a(&mut w, vec![(header, env, reason)]);
+}
+
+/// A's household in the grid, held by everyone.
+fn a_household(w: &mut World) -> DocId {
+    let id =
+        w.a.node
+            .add_household(&household_at(GRID, "和平里 8号"))
+            .unwrap();
+    sync_until_ok(&mut w.a, &mut w.station, 1);
+    sync_until_ok(&mut w.m, &mut w.station, 1);
+    id
+}
+
+#[test]
+fn household_tags_that_are_not_the_ledgers() {
+    let mut w = world();
+    let household = a_household(&mut w);
+    let key = w.m.node.device_key();
+    let s = site(&w);
+    type Edit = Box<dyn FnOnce(&mut AutoCommit)>;
+    let edits: Vec<(Edit, &str)> = vec![
+        (
+            Box::new(|am| am.put(ROOT, "tag:elderly-alone", "yes").map(drop).unwrap()),
+            "it writes an invalid `tag:elderly-alone`",
+        ),
+        (
+            Box::new(|am| am.put(ROOT, "tag:disabled", "TRUE").map(drop).unwrap()),
+            "it writes an invalid `tag:disabled`",
+        ),
+        (
+            Box::new(|am| am.put(ROOT, "tag:disabled", "").map(drop).unwrap()),
+            "it writes an invalid `tag:disabled`",
+        ),
+        (
+            Box::new(|am| am.put(ROOT, "tag:disabled", true).map(drop).unwrap()),
+            "it writes a value that is not text to `tag:disabled`",
+        ),
+        (
+            Box::new(|am| am.put(ROOT, "tag:unknown", "true").map(drop).unwrap()),
+            "it writes `tag:unknown`, which a household does not have",
+        ),
+        (
+            Box::new(|am| am.put(ROOT, "tag:", "true").map(drop).unwrap()),
+            "it writes `tag:`, which a household does not have",
+        ),
+        (
+            Box::new(|am| {
+                am.put(ROOT, "visit_every:elderly-alone", "1")
+                    .map(drop)
+                    .unwrap()
+            }),
+            "it writes `visit_every:elderly-alone`, which a household does not have",
+        ),
+        (
+            Box::new(|am| {
+                am.put_object(ROOT, "tag:disabled", ObjType::Map)
+                    .map(drop)
+                    .unwrap()
+            }),
+            "it makes an object at `tag:disabled`, which a household does not hold there",
+        ),
+    ];
+    let mut attempts = Vec::new();
+    for (edit, reason) in edits {
+        let (header, mut am) = fork_of(&w.m, household, w.m.id());
+        let change = commit(&mut am, now_ms(), edit);
+        let env = SignedChange::sign(&key, Some(s), household, &change);
+        attempts.push((header, env, reason.to_string()));
+    }
+    // A new household of M's with an unknown tag beside its own.
+    let (header, env) = new_household_by(
+        &key,
+        s,
+        household_nonce(Some(&s), GRID, "和平里 9号"),
+        &household_at(GRID, "和平里 9号"),
+        |am| {
+            am.put(ROOT, "tag:vip", "true").unwrap();
+        },
+    );
+    attempts.push((
+        header,
+        env,
+        "it writes `tag:vip`, which a household does not have".into(),
+    ));
+    each_refused_by_station_and_a(&mut w, attempts);
+    // M tags and untags through its node: that reaches the station.
+    w.m.node
+        .edit_household(
+            household,
+            &HouseholdEdit {
+                tag: vec![Tag::Disabled],
+                untag: vec![Tag::ElderlyAlone],
+                ..HouseholdEdit::default()
+            },
+        )
+        .unwrap();
+    sync_until_ok(&mut w.m, &mut w.station, 1);
+    let shown = w.station.node.show_household(household).unwrap();
+    assert_eq!(shown.household.tags, ["disabled"]);
+}
+
+#[test]
+fn visits_that_name_a_household_id_that_is_not_one() {
+    let mut w = world();
+    let key = w.m.node.device_key();
+    let s = site(&w);
+    let reason = "it writes an invalid `household_id`";
+    let real = household_nonce(Some(&s), GRID, "和平里 2号");
+    let real = shared_doc_id(RecordKind::Household, &real).to_string();
+    let not_ids = [
+        "xyz".to_string(),
+        real[..31].to_string(),
+        format!("{real}0"),
+        real.to_uppercase(),
+        format!("{real}{real}"),
+        String::new(),
+        format!("{} ", &real[..31]),
+    ];
+    let mut attempts = Vec::new();
+    for bad in not_ids {
+        let header = DocHeader {
+            kind: RecordKind::Visit,
+            author: w.m.id(),
+            nonce: rand::random(),
+        };
+        let id = header.doc_id();
+        let mut am = AutoCommit::new().with_actor(actor(w.m.id()));
+        let change = commit(&mut am, now_ms(), |am| {
+            records::write_new_visit(
+                am,
+                id,
+                &NewVisit {
+                    household: "和平里 2号".into(),
+                    grid: Some(GRID.into()),
+                    ..NewVisit::default()
+                },
+                Time::now(),
+            )
+            .unwrap();
+            am.put(ROOT, "household_id", bad.as_str()).unwrap();
+        });
+        attempts.push((
+            header,
+            SignedChange::sign(&key, Some(s), id, &change),
+            reason.into(),
+        ));
+    }
+    // And M's own visit, edited to name one.
+    let edit = |am: &mut AutoCommit| {
+        am.put(ROOT, "household_id", "../../etc/passwd").unwrap();
+    };
+    let (header, env) = m_crafted(&w, &w.m, w.m_visit, edit, |_| {});
+    attempts.push((header, env, reason.into()));
+    each_refused_by_station_and_a(&mut w, attempts);
+    assert_eq!(
+        w.station
+            .node
+            .show_visit(w.m_visit)
+            .unwrap()
+            .visit
+            .household_id,
+        w.m.node.show_visit(w.m_visit).unwrap().visit.household_id
+    );
+}
+
+/// The station sets the policy and every member syncs it; returns the policy's id.
+fn station_policy(w: &mut World) -> DocId {
+    w.station
+        .node
+        .set_visit_every(Tag::ElderlyAlone, 7)
+        .unwrap();
+    for v in [&mut w.a, &mut w.b, &mut w.m] {
+        sync_until_ok(v, &mut w.station, 1);
+    }
+    shared_doc_id(RecordKind::Policy, &policy_nonce(Some(&site(w))))
+}
+
+fn policy_change(
+    key: &DeviceKey,
+    site: SiteId,
+    header: DocHeader,
+    am: &mut AutoCommit,
+    field: Field,
+    days: &str,
+) -> SignedChange {
+    let id = header.doc_id();
+    let change = commit(am, now_ms(), |am| {
+        if am.get(ROOT, "kind").unwrap().is_none() {
+            records::write_policy(am, id, field, 30).unwrap();
+        }
+        am.put(ROOT, field.as_str(), days).unwrap();
+    });
+    SignedChange::sign(key, Some(site), id, &change)
+}
+
+#[test]
+fn a_policy_written_by_a_volunteer() {
+    let mut w = world();
+    let key = w.m.node.device_key();
+    let s = site(&w);
+    let reason = "only a station may write the policy".to_string();
+    // Before the station set one: M starts the site's policy, or another of its own.
+    let mut attempts = Vec::new();
+    for nonce in [policy_nonce(Some(&s)), rand::random()] {
+        let header = DocHeader {
+            kind: RecordKind::Policy,
+            author: w.m.id(),
+            nonce,
+        };
+        let mut am = AutoCommit::new().with_actor(actor(w.m.id()));
+        let env = policy_change(
+            &key,
+            s,
+            header,
+            &mut am,
+            Field::VisitEvery(Tag::ElderlyAlone),
+            "365",
+        );
+        attempts.push((header, env, reason.clone()));
+    }
+    each_refused_by_station_and_a(&mut w, attempts);
+    // After: M changes the station's policy on its copy.
+    let policy = station_policy(&mut w);
+    let (header, mut am) = fork_of(&w.m, policy, w.m.id());
+    let env = policy_change(
+        &key,
+        s,
+        header,
+        &mut am,
+        Field::TicketDue(Priority::Urgent),
+        "30",
+    );
+    each_refused_by_station_and_a(&mut w, vec![(header, env, reason)]);
+    for n in [&w.station, &w.a, &w.b] {
+        let p = n.node.policy().unwrap();
+        assert_eq!(p.visit_every["elderly-alone"], 7);
+        assert_eq!(p.ticket_due["urgent"], 1);
+    }
+}
+
+/// A second station of the site (enrolled as one) may write the site's policy, but not
+/// start a second policy with an id of its own, nor write days the policy does not hold.
+#[test]
+fn a_second_policy_or_days_out_of_range_from_a_station() {
+    let mut w = world();
+    let policy = station_policy(&mut w);
+    let mut s2 = TestNode::new("第二驿站");
+    yizhan_tests::enroll_as(&mut w.station, &mut s2, &[GRID], MemberRole::Station);
+    sync_until_ok(&mut s2, &mut w.station, 1);
+    sync_until_ok(&mut w.a, &mut w.station, 1);
+    let key = s2.node.device_key();
+    let s = site(&w);
+    let cert = s2.node.identity().cert.clone().unwrap();
+    let mut attempts = Vec::new();
+    for _ in 0..2 {
+        let header = DocHeader {
+            kind: RecordKind::Policy,
+            author: s2.id(),
+            nonce: rand::random(),
+        };
+        let mut am = AutoCommit::new().with_actor(actor(s2.id()));
+        let env = policy_change(
+            &key,
+            s,
+            header,
+            &mut am,
+            Field::VisitEvery(Tag::ElderlyAlone),
+            "1",
+        );
+        attempts.push((header, env, "it writes a policy that is not its site's"));
+    }
+    for days in ["0", "3651", "7 ", "-1", "1e3", "０７"] {
+        let (header, mut am) = fork_of(&s2, policy, s2.id());
+        let env = policy_change(
+            &key,
+            s,
+            header,
+            &mut am,
+            Field::VisitEvery(Tag::Ordinary),
+            days,
+        );
+        attempts.push((header, env, "it writes an invalid `visit_every:ordinary`"));
+    }
+    for (header, env, reason) in attempts {
+        for victim in [&mut w.station, &mut w.a] {
+            let before = snapshot(victim);
+            let out = attack(
+                victim,
+                s2.id(),
+                cert.clone(),
+                Script {
+                    pages: vec![vec![wire_doc(header, vec![wire(&env)])]],
+                    ..Script::default()
+                },
+            );
+            all_refused(&out, 1);
+            assert_eq!(last_reason(victim), reason);
+            assert_eq!(snapshot(victim), before, "{reason}");
+        }
+    }
+    // Its change to the site's policy goes through and reaches the laptops.
+    let (header, mut am) = fork_of(&s2, policy, s2.id());
+    let env = policy_change(
+        &key,
+        s,
+        header,
+        &mut am,
+        Field::VisitEvery(Tag::Ordinary),
+        "90",
+    );
+    let out = attack(
+        &mut w.station,
+        s2.id(),
+        cert,
+        Script {
+            pages: vec![vec![wire_doc(header, vec![wire(&env)])]],
+            ..Script::default()
+        },
+    );
+    assert_eq!(out.victim.expect("sync").received, 1);
+    sync_until_ok(&mut w.a, &mut w.station, 1);
+    let p = w.a.node.policy().unwrap();
+    assert_eq!(
+        (p.visit_every["ordinary"], p.visit_every["elderly-alone"]),
+        (90, 7)
+    );
+    let db = open_db(&w.a.node.home().join("store.db"));
+    let policies: i64 = db
+        .query_row("SELECT COUNT(*) FROM records WHERE kind = 4", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(policies, 1);
+    still_serves(&mut w.station, &mut w.a);
+}
+
+/// A member deletes the last value of a field of a record others made (a household's grid
+/// would take it out of every grid's scope, a ticket's title would leave it nameless):
+/// refused at the station and at a laptop; settling a conflict, which deletes only the
+/// other values, still reaches everyone.
+#[test]
+fn deleting_the_last_value_of_a_field() {
+    let mut w = world();
+    let household = a_household(&mut w);
+    let key = w.m.node.device_key();
+    let s = site(&w);
+    let mut attempts = Vec::new();
+    for field in ["grid", "address"] {
+        let (header, mut am) = fork_of(&w.m, household, w.m.id());
+        let change = commit(&mut am, now_ms(), |am| {
+            am.delete(ROOT, field).unwrap();
+        });
+        let env = SignedChange::sign(&key, Some(s), household, &change);
+        attempts.push((header, env, format!("it removes the record's `{field}`")));
+    }
+    each_refused_by_station_and_a(&mut w, attempts);
+    for n in [&w.station, &w.a] {
+        let shown = n.node.show_household(household).unwrap();
+        assert_eq!(shown.household.grid.as_deref(), Some(GRID));
+        assert_eq!(shown.household.address, "和平里 8号");
+    }
 }

@@ -7,6 +7,7 @@ mod attacks;
 mod convergence;
 mod first_change;
 mod fuzz_smoke;
+mod households;
 mod merge;
 mod quic;
 mod resolve;

@@ -115,10 +115,11 @@ fn records_reach_the_station_and_come_back_within_scope_only() {
     }
     verify_clean(&[&w.station, &w.a, &w.b, &w.c]);
 
-    // New records count as pending until the next sync.
+    // New records count as pending until the next sync: two visits, each with the
+    // household it made.
     visit(&mut w.a, "和平里 4 号");
     visit(&mut w.a, "和平里 5 号");
-    assert_eq!(w.a.node.pending_to_station().unwrap(), 2);
+    assert_eq!(w.a.node.pending_to_station().unwrap(), 4);
     sync_until_ok(&mut w.a, &mut w.station, 1);
     assert_eq!(w.a.node.pending_to_station().unwrap(), 0);
 }
@@ -136,8 +137,9 @@ fn a_visit_relayed_by_another_volunteer_arrives_as_its_authors() {
     let changes = w.station.node.doc_changes(id).unwrap();
     assert!(changes.changes.iter().all(|c| c.signer == w.a.id()));
     verify_clean(&[&w.station, &w.b]);
-    // A is not told it is safe at the station until A syncs with the station itself.
-    assert_eq!(w.a.node.pending_to_station().unwrap(), 1);
+    // A is not told it is safe at the station until A syncs with the station itself (its
+    // visit, and the household it made).
+    assert_eq!(w.a.node.pending_to_station().unwrap(), 2);
     assert!(sync_until_ok(&mut w.a, &mut w.station, 1).ok());
     assert_eq!(w.a.node.pending_to_station().unwrap(), 0);
 }
@@ -244,7 +246,8 @@ fn an_altered_change_is_rejected_while_the_rest_merges() {
     w.a.reopen();
     let out = sync_until_ok(&mut w.a, &mut w.station, 1);
     let stats = out.b.as_ref().unwrap();
-    assert_eq!(stats.received, 1);
+    // The good visit and both households.
+    assert_eq!(stats.received, 3);
     assert_eq!(stats.rejected, 1);
     assert!(w.station.node.show_visit(good).is_ok());
     assert!(w.station.node.show_visit(bad).is_err());
@@ -325,20 +328,26 @@ fn a_revoked_authors_changes_relayed_later_wait_in_quarantine() {
         w.station.node.show_visit(id).is_err(),
         "merged without a decision"
     );
+    // The visit, and the household A made for it.
     let held = w.station.node.quarantine_list().unwrap();
-    assert_eq!(held.len(), 1);
-    assert_eq!(held[0].author, w.a.id().to_string());
-    assert_eq!(held[0].record, id.to_string());
+    assert_eq!(held.len(), 2);
+    assert!(held.iter().all(|h| h.author == w.a.id().to_string()));
+    let visit_held = held
+        .iter()
+        .find(|h| h.record == id.to_string())
+        .expect("the visit is held");
     // Volunteers keep no quarantine.
     assert!(w.b.node.quarantine_list().is_err());
 
     assert_eq!(
         w.station
             .node
-            .quarantine_accept(Some(&held[0].id[..8]))
+            .quarantine_accept(Some(&visit_held.id[..8]))
             .unwrap(),
         1
     );
+    assert_eq!(w.station.node.quarantine_list().unwrap().len(), 1);
+    assert_eq!(w.station.node.quarantine_accept(None).unwrap(), 1);
     assert!(w.quarantine_empty());
     assert_eq!(
         w.station.node.show_visit(id).unwrap().visit.author,
@@ -361,7 +370,8 @@ fn rejected_quarantine_is_dropped_for_good() {
     assert!(sync_until_ok(&mut w.a, &mut w.b, 1).ok());
     w.station.node.revoke(w.a.id(), "").unwrap();
     assert!(sync_until_ok(&mut w.b, &mut w.station, 1).ok());
-    assert_eq!(w.station.node.quarantine_reject(None).unwrap(), 1);
+    // The visit, and the household A made for it.
+    assert_eq!(w.station.node.quarantine_reject(None).unwrap(), 2);
     assert!(w.quarantine_empty());
     assert!(w.station.node.show_visit(id).is_err());
 }
