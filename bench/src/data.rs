@@ -163,12 +163,22 @@ fn household(grid: &str, j: usize) -> NewHousehold {
     }
 }
 
-/// Adds `count` households to `grid` at `node`, [`BATCH`] per transaction.
-fn add_households(node: &mut Node, grid: &str, count: usize) -> Result<()> {
+/// Adds `count` households to `grid` at `node`, [`BATCH`] per transaction; `added_now`:
+/// added now rather than at the window's start (an evening grid's, not yet visited).
+fn add_households(node: &mut Node, grid: &str, count: usize, added_now: bool) -> Result<()> {
     let mut done = 0;
     while done < count {
         let end = (done + BATCH).min(count);
-        let batch: Vec<NewHousehold> = (done..end).map(|j| household(grid, j)).collect();
+        let batch: Vec<NewHousehold> = (done..end)
+            .map(|j| NewHousehold {
+                added_at: if added_now {
+                    None
+                } else {
+                    household(grid, j).added_at
+                },
+                ..household(grid, j)
+            })
+            .collect();
         node.add_households(&batch)?;
         done = end;
     }
@@ -234,11 +244,29 @@ const CATEGORIES: [Category; 4] = [
     Category::PolicyConsultation,
 ];
 
+/// Whether the `j`-th household of a grid has a tag (see [`household`]).
+fn tagged(j: usize) -> bool {
+    j.is_multiple_of(3) || j.is_multiple_of(7) || j.is_multiple_of(50)
+}
+
+/// Which of `households` the `i`-th of `count` visits goes to. A grid visits every
+/// household in turn, and in the last tenth of the window (about ten weeks) only the
+/// tagged ones, as a grid keeps its monthly visits: at the window's end few households are
+/// overdue, as in a grid that keeps its ledger.
+/// `tagged` lists the tagged ones among them.
+fn visited(i: usize, count: usize, households: usize, tagged: &[usize]) -> usize {
+    if count > 0 && i >= count / 10 * 9 && !tagged.is_empty() {
+        tagged[i % tagged.len()]
+    } else {
+        i % households.max(1)
+    }
+}
+
 /// A realistic visit log to one of `households` of the grid: household, category, two
 /// residents, needs, dated the `i`-th of `count` over [`WINDOW`] (`count == 0`: now).
-fn visit(grid: &str, i: usize, count: usize, households: usize) -> NewVisit {
+fn visit(grid: &str, i: usize, count: usize, households: usize, tagged: &[usize]) -> NewVisit {
     NewVisit {
-        household: address(grid, i % households.max(1)),
+        household: address(grid, visited(i, count, households, tagged)),
         grid: Some(grid.to_string()),
         category: Some(CATEGORIES[i % CATEGORIES.len()]),
         residents: vec![format!("张秀英{i}"), format!("李建国{i}")],
@@ -280,11 +308,12 @@ fn add_visits(
 ) -> Result<Vec<DocId>> {
     let mut done = 0;
     let mut ids = Vec::with_capacity(count);
+    let tagged: Vec<usize> = (0..households).filter(|j| tagged(*j)).collect();
     while done < count {
         let end = (done + BATCH).min(count);
         let spread = if dated { count } else { 0 };
         let batch: Vec<NewVisit> = (done..end)
-            .map(|i| visit(grid, i, spread, households))
+            .map(|i| visit(grid, i, spread, households, &tagged))
             .collect();
         ids.extend(node.add_visits(&batch)?);
         done = end;
@@ -321,7 +350,7 @@ fn generate(homes: &Homes, n: usize) -> Result<()> {
     let t = Instant::now();
     let households = households_per_grid(n);
     for g in 0..GRIDS {
-        add_households(&mut station, &grid(g), households)?;
+        add_households(&mut station, &grid(g), households, false)?;
     }
     eprintln!(
         "  station: {} households in {:.1?}",
@@ -364,7 +393,7 @@ fn generate(homes: &Homes, n: usize) -> Result<()> {
     let per = evening_visits(n);
     for node in evening {
         let grid = node.identity().grids[0].clone();
-        add_households(&mut station, &grid, EVENING_HOUSEHOLDS)?;
+        add_households(&mut station, &grid, EVENING_HOUSEHOLDS, true)?;
         let (s, mut node) = sync_in_memory(station, node)?;
         station = s;
         add_visits(&mut node, &grid, per, false, EVENING_HOUSEHOLDS)?;
