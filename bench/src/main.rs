@@ -5,6 +5,7 @@
 //! cargo run --release -p yizhan-bench -- all --sizes 10000,100000,1000000
 //! cargo run --release -p yizhan-bench -- quiet | small-diff | evening | growth
 //! cargo run --release -p yizhan-bench -- encryption      # plain against encrypted home
+//! cargo run --release -p yizhan-bench -- queries         # daily queries at N = 1,000,000
 //! ```
 //!
 //! It builds `yizhan` in release mode (`cargo build --release -p yizhan-cli`; skip with
@@ -18,12 +19,15 @@
 //! insert floor for target 3) and their ratio, with PASS or FAIL against the target. It
 //! exits with status 1 if any target fails. `encryption` (also part of `all`) measures what
 //! encryption at rest costs, a plain home against an encrypted one, and gates nothing.
+//! `queries` times the queries a station head runs every day against the same questions on
+//! plain SQLite tables.
 //! See `docs/performance.md`.
 
 mod baseline;
 mod data;
 mod encryption;
 mod procs;
+mod queries;
 mod report;
 mod scenario;
 
@@ -39,14 +43,10 @@ use crate::scenario::Phases;
 #[derive(Debug, Parser)]
 #[command(name = "yizhan-bench")]
 struct Cli {
-    /// Station sizes (documents) to run, comma-separated.
-    #[arg(
-        long,
-        global = true,
-        value_delimiter = ',',
-        default_value = "10000,100000"
-    )]
-    sizes: Vec<usize>,
+    /// Station sizes (documents) to run, comma-separated [default: 10000,100000; for
+    /// `queries`, 1000000].
+    #[arg(long, global = true, value_delimiter = ',')]
+    sizes: Option<Vec<usize>>,
     /// Where generated stores are cached (default: target/bench-data).
     #[arg(long, global = true)]
     data_dir: Option<PathBuf>,
@@ -74,6 +74,8 @@ enum Which {
     Growth,
     /// What encryption at rest costs: a plain home against an encrypted one (no target).
     Encryption,
+    /// The daily queries of a station head, against plain SQLite tables.
+    Queries,
 }
 
 fn main() -> ExitCode {
@@ -107,11 +109,23 @@ fn run() -> Result<bool> {
         report::encryption(&enc);
         return Ok(true);
     }
-    let mut sizes = cli.sizes.clone();
+    let default_sizes = match cli.command {
+        Which::Queries => vec![1_000_000],
+        _ => vec![10_000, 100_000],
+    };
+    let mut sizes = cli.sizes.clone().unwrap_or(default_sizes);
     sizes.sort_unstable();
     sizes.dedup();
     if sizes.is_empty() {
         bail!("no sizes given");
+    }
+    if matches!(cli.command, Which::Queries) {
+        let results = sizes
+            .iter()
+            .map(|&n| queries::run(&yz, &data_dir, n))
+            .collect::<Result<Vec<_>>>()?;
+        report::machine();
+        return Ok(report::queries(&results));
     }
     let all = Phases {
         quiet: true,
@@ -133,7 +147,7 @@ fn run() -> Result<bool> {
             evening: true,
             ..Phases::default()
         },
-        Which::Encryption => unreachable!("handled above"),
+        Which::Encryption | Which::Queries => unreachable!("handled above"),
     };
     let mut results = Vec::new();
     for &n in &sizes {

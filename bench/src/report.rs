@@ -7,6 +7,7 @@ use std::time::Duration;
 use comfy_table::{Table, presets};
 
 use crate::encryption::EncryptionResult;
+use crate::queries::{QueriesResult, RUNS, best_median};
 use crate::scenario::{Ingest, SizeResult};
 
 /// The size target 3's absolute figures are stated for (20 × 1,000 visits).
@@ -485,4 +486,77 @@ pub fn encryption(r: &EncryptionResult) {
          cipher_page_size {}.",
         c.version, c.provider, c.kdf_algorithm, c.kdf_iter, c.hmac_algorithm, c.page_size
     );
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Prints the `queries` table of each size; returns whether every query met its target.
+pub fn queries(results: &[QueriesResult]) -> bool {
+    let mut t = Tables { failed: false };
+    for r in results {
+        let (floor, floor_median) = best_median(&r.floor);
+        let (id, id_median) = best_median(&r.id);
+        let mut rows = vec![
+            (
+                vec![
+                    n_text(r.n),
+                    "process floor: `yizhan --version`".into(),
+                    "–".into(),
+                    format!("{:.1} ({:.1})", ms(floor), ms(floor_median)),
+                    "–".into(),
+                    "–".into(),
+                    "–".into(),
+                ],
+                Verdict::Info,
+            ),
+            (
+                vec![
+                    n_text(r.n),
+                    "`yizhan --json id` (store opened)".into(),
+                    "–".into(),
+                    format!("{:.1} ({:.1})", ms(id), ms(id_median)),
+                    "–".into(),
+                    "–".into(),
+                    "–".into(),
+                ],
+                Verdict::Info,
+            ),
+        ];
+        for q in &r.queries {
+            let (ours, ours_median) = best_median(&q.ours);
+            let (plain, _) = best_median(&q.baseline);
+            let base = ms(floor) + ms(plain);
+            rows.push((
+                vec![
+                    n_text(r.n),
+                    format!("`{}`", q.name),
+                    q.answer.clone(),
+                    format!("{:.1} ({:.1})", ms(ours), ms(ours_median)),
+                    format!("{:.1} + {:.1}", ms(floor), ms(plain)),
+                    ratio(ms(ours), base),
+                    format!("≤ {:.0} ms", q.target_ms),
+                ],
+                Verdict::of(ms(ours) <= q.target_ms),
+            ));
+        }
+        t.table(
+            &format!(
+                "Queries at N = {} (best of {RUNS}, median in parentheses)",
+                n_text(r.n)
+            ),
+            &[
+                "N",
+                "query",
+                "answer",
+                "ours (ms)",
+                "baseline: floor + plain SQLite (ms)",
+                "ratio",
+                "target",
+            ],
+            rows,
+        );
+    }
+    !t.failed
 }

@@ -512,6 +512,7 @@ pub struct DueArgs {
 pub enum Kind {
     Visits,
     Tickets,
+    Households,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -531,7 +532,7 @@ pub struct ExportArgs {
     /// Write to this file (replaced atomically) instead of stdout.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
-    /// Only records at or after this time (visited_at / opened_at).
+    /// Only records at or after this time (visited_at / opened_at / added_at).
     #[arg(long, value_name = "TIME")]
     pub since: Option<String>,
 }

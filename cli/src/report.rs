@@ -10,7 +10,7 @@ use anyhow::Context;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use yizhan_node::Node;
-use yizhan_node::model::{Category, Time};
+use yizhan_node::model::{Category, Channel, Time};
 use yizhan_node::report::{Report, Window};
 
 use crate::args::{ReportArgs, ReportFormat};
@@ -30,6 +30,22 @@ pub const OPENED_COLOUR: RGBColor = RGBColor(0xe0, 0x8a, 0x1e);
 pub const RESOLVED_COLOUR: RGBColor = RGBColor(0x3a, 0x9a, 0x4a);
 /// Tickets still open.
 pub const OPEN_COLOUR: RGBColor = RGBColor(0xc8, 0x45, 0x3b);
+/// Households in a grid.
+pub const HOUSEHOLD_COLOUR: RGBColor = RGBColor(0x8e, 0x6c, 0xb0);
+/// Households covered.
+pub const COVERED_COLOUR: RGBColor = RGBColor(0x5b, 0xa8, 0xd6);
+/// A volunteer's visits.
+pub const VOLUNTEER_VISIT_COLOUR: RGBColor = RGBColor(0x6b, 0x8e, 0x23);
+/// Tickets a volunteer resolved.
+pub const VOLUNTEER_RESOLVED_COLOUR: RGBColor = RGBColor(0xb0, 0x5a, 0x8e);
+/// Tickets resolved on time.
+pub const ON_TIME_COLOUR: RGBColor = RGBColor(0x2e, 0x8b, 0x57);
+/// Tickets by channel.
+pub const CHANNEL_COLOUR: RGBColor = RGBColor(0x7a, 0x5c, 0x3e);
+/// Households overdue at the end.
+pub const OVERDUE_HOUSEHOLD_COLOUR: RGBColor = RGBColor(0xd9, 0x6c, 0x2b);
+/// Tickets overdue at the end.
+pub const OVERDUE_TICKET_COLOUR: RGBColor = RGBColor(0x99, 0x33, 0x66);
 
 /// Runs `yizhan report`.
 pub fn run(node: &Node, out: &Out, args: ReportArgs) -> anyhow::Result<()> {
@@ -101,6 +117,50 @@ fn category_short(slug: &Option<String>) -> String {
 fn grid_label(grid: &Option<String>) -> String {
     grid.clone()
         .unwrap_or_else(|| "未分网格 (none)".to_string())
+}
+
+fn channel_label(slug: &str) -> String {
+    match slug.parse::<Channel>() {
+        Ok(c) => format!("{} {}", c.zh(), c.as_str()),
+        Err(_) => slug.to_string(),
+    }
+}
+
+/// Channels in the station's order, then any other slug the report holds.
+fn channels(r: &Report) -> Vec<(String, u64)> {
+    let mut out: Vec<(String, u64)> = Channel::ALL
+        .iter()
+        .map(|c| {
+            let n = r.tickets_by_channel.get(c.as_str()).copied().unwrap_or(0);
+            (c.as_str().to_string(), n)
+        })
+        .collect();
+    for (slug, n) in &r.tickets_by_channel {
+        if slug.parse::<Channel>().is_err() {
+            out.push((slug.clone(), *n));
+        }
+    }
+    out
+}
+
+/// How many overdue ids the Markdown and HTML list; `--json` has them all.
+const LISTED: usize = 50;
+
+/// A grid's name in a chart.
+fn grid_short(grid: &Option<String>) -> String {
+    grid.clone().unwrap_or_else(|| "未分网格".into())
+}
+
+/// "3 / 5 (60%)".
+fn share(part: u64, whole: u64) -> String {
+    if whole == 0 {
+        format!("{part} / 0")
+    } else {
+        format!(
+            "{part} / {whole} ({:.0}%)",
+            part as f64 * 100.0 / whole as f64
+        )
+    }
 }
 
 fn volunteer_label(name: &Option<String>) -> String {
@@ -272,7 +332,119 @@ pub fn markdown(r: &Report) -> String {
             );
         }
     }
+    let _ = writeln!(w);
+    markdown_grids(w, r);
     s
+}
+
+/// The per-grid, per-volunteer, channel and overdue sections of the Markdown.
+fn markdown_grids(w: &mut String, r: &Report) {
+    let _ = writeln!(w, "## 四、网格 By grid\n");
+    let _ = writeln!(
+        w,
+        "覆盖：期末时最近一次走访仍在走访周期内的住户。按期：首次办结不晚于办结期限。\
+         Covered: households whose latest visit is within their interval at the end. \
+         On time: resolved at or before the ticket's due time.\n"
+    );
+    let _ = writeln!(
+        w,
+        "| 网格 Grid | 住户 Households | 已覆盖 Covered | 走访 Visits | 新开工单 Opened | 办结 Resolved | 按期办结 On time | 回访 Rated | 满意 Satisfied | 期末逾期工单 Overdue tickets |\n\
+         | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    );
+    for g in &r.grids {
+        let _ = writeln!(
+            w,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            md_cell(&grid_label(&g.grid)),
+            g.households,
+            g.covered,
+            g.visits,
+            g.tickets_opened,
+            g.tickets_resolved,
+            g.resolved_on_time,
+            g.rated,
+            g.satisfied,
+            g.overdue_tickets
+        );
+    }
+    let sum =
+        |f: fn(&yizhan_node::report::GridFigures) -> u64| -> u64 { r.grids.iter().map(f).sum() };
+    let _ = writeln!(
+        w,
+        "| **合计 Total** | **{}** | **{}** | **{}** | **{}** | **{}** | **{}** | **{}** | **{}** | **{}** |\n",
+        sum(|g| g.households),
+        sum(|g| g.covered),
+        sum(|g| g.visits),
+        sum(|g| g.tickets_opened),
+        sum(|g| g.tickets_resolved),
+        sum(|g| g.resolved_on_time),
+        sum(|g| g.rated),
+        sum(|g| g.satisfied),
+        sum(|g| g.overdue_tickets)
+    );
+
+    let _ = writeln!(w, "## 五、网格员 By volunteer\n");
+    let _ = writeln!(
+        w,
+        "| 网格员 Volunteer | 设备 Device | 走访 Visits | 办结工单 Tickets resolved | 按期办结 On time |\n\
+         | --- | --- | ---: | ---: | ---: |"
+    );
+    for v in &r.volunteers {
+        let _ = writeln!(
+            w,
+            "| {} | `{}` | {} | {} | {} |",
+            md_cell(&volunteer_label(&v.name)),
+            crate::output::short(&v.device_id),
+            v.visits,
+            v.tickets_resolved,
+            v.resolved_on_time
+        );
+    }
+    let _ = writeln!(w);
+
+    let _ = writeln!(w, "## 六、工单来源 Tickets by channel\n");
+    let _ = writeln!(
+        w,
+        "| 渠道 Channel | 新开工单 Tickets opened |\n| --- | ---: |"
+    );
+    for (slug, n) in channels(r) {
+        let _ = writeln!(w, "| {} | {} |", md_cell(&channel_label(&slug)), n);
+    }
+    let _ = writeln!(w);
+
+    let _ = writeln!(w, "## 七、期末逾期 Overdue at the end\n");
+    let _ = writeln!(
+        w,
+        "| 项目 Item | 数量 Count |\n| --- | ---: |\n\
+         | 逾期未走访住户 Households overdue for a visit | {} |\n\
+         | 逾期未办结工单 Tickets overdue | {} |\n",
+        r.overdue_households.len(),
+        r.overdue_tickets.len()
+    );
+    for (title, ids) in [
+        (
+            "逾期未走访住户 Households overdue for a visit",
+            &r.overdue_households,
+        ),
+        ("逾期未办结工单 Tickets overdue", &r.overdue_tickets),
+    ] {
+        if ids.is_empty() {
+            continue;
+        }
+        let _ = writeln!(w, "{title}:\n");
+        for id in ids.iter().take(LISTED) {
+            let _ = writeln!(w, "- `{id}`");
+        }
+        if ids.len() > LISTED {
+            let _ = writeln!(
+                w,
+                "- …… 另有 {} 项 and {} more (`--json`)",
+                ids.len() - LISTED,
+                ids.len() - LISTED
+            );
+        }
+        let _ = writeln!(w);
+    }
 }
 
 // ----------------------------------------------------------------------------------------
@@ -713,12 +885,259 @@ pub fn html(r: &Report) -> anyhow::Result<String> {
         }
         let _ = write!(w, "</table>");
     }
+    w.push_str("</section>\n");
+    html_grids(w, r)?;
     let _ = write!(
         w,
-        "</section>\n<footer>走访按走访时间计入时段；工单的办结时间取自其签名变更的时间。\
+        "\n<footer>走访按走访时间计入时段；工单的办结时间取自其签名变更的时间。\
          Visits count by visit time; a ticket's resolution time is the time of the signed change \
          that resolved it. yizhan {}</footer>\n</main>\n</body>\n</html>\n",
         env!("CARGO_PKG_VERSION")
     );
     Ok(s)
+}
+
+/// One multi-series chart with its table, as the per-grid sections show them.
+fn html_table(w: &mut String, heads: &[(&str, &str, bool)], rows: &[Vec<String>]) {
+    w.push_str("<table><tr>");
+    for (zh, en, n) in heads {
+        w.push_str(&th(zh, en, *n));
+    }
+    w.push_str("</tr>");
+    for row in rows {
+        w.push_str("<tr>");
+        for (cell, (_, _, n)) in row.iter().zip(heads) {
+            let _ = write!(
+                w,
+                "<td{}>{}</td>",
+                if *n { " class=\"n\"" } else { "" },
+                esc(cell)
+            );
+        }
+        w.push_str("</tr>");
+    }
+    w.push_str("</table>");
+}
+
+/// The per-grid, per-volunteer, channel and overdue sections of the HTML.
+fn html_grids(w: &mut String, r: &Report) -> anyhow::Result<()> {
+    // Grids: households and coverage charted, every figure in the table.
+    let _ = write!(
+        w,
+        "<section><h2>四、网格 <small>By grid</small></h2>\
+         <p class=\"meta\">覆盖：期末时最近一次走访仍在走访周期内的住户。按期：不晚于办结期限办结。\
+         Covered: latest visit within the household's interval at the end. On time: resolved by the due time.</p>\
+         <div class=\"stack\" id=\"grids\">"
+    );
+    let rows: Vec<(String, Vec<u64>)> = r
+        .grids
+        .iter()
+        .map(|g| (grid_short(&g.grid), vec![g.households, g.covered]))
+        .collect();
+    w.push_str(&bar_chart(
+        &rows,
+        &[
+            Series {
+                name: "住户 Households",
+                colour: HOUSEHOLD_COLOUR,
+            },
+            Series {
+                name: "已覆盖 Covered",
+                colour: COVERED_COLOUR,
+            },
+        ],
+    )?);
+    let rows: Vec<Vec<String>> = r
+        .grids
+        .iter()
+        .map(|g| {
+            vec![
+                grid_label(&g.grid),
+                g.households.to_string(),
+                share(g.covered, g.households),
+                g.visits.to_string(),
+                g.tickets_opened.to_string(),
+                g.tickets_resolved.to_string(),
+                share(g.resolved_on_time, g.tickets_resolved),
+                g.rated.to_string(),
+                share(g.satisfied, g.rated),
+                g.overdue_tickets.to_string(),
+            ]
+        })
+        .collect();
+    html_table(
+        w,
+        &[
+            ("网格", "Grid", false),
+            ("住户", "Households", true),
+            ("已覆盖", "Covered", true),
+            ("走访", "Visits", true),
+            ("新开工单", "Opened", true),
+            ("办结", "Resolved", true),
+            ("按期办结", "On time", true),
+            ("回访", "Rated", true),
+            ("满意", "Satisfied", true),
+            ("期末逾期工单", "Overdue tickets", true),
+        ],
+        &rows,
+    );
+    w.push_str("</div></section>\n");
+
+    // Volunteers.
+    let _ = write!(
+        w,
+        "<section><h2>五、网格员 <small>By volunteer</small></h2><div class=\"stack\" id=\"volunteers\">"
+    );
+    let rows: Vec<(String, Vec<u64>)> = r
+        .volunteers
+        .iter()
+        .map(|v| {
+            (
+                v.name
+                    .clone()
+                    .unwrap_or_else(|| crate::output::short(&v.device_id)),
+                vec![v.visits, v.tickets_resolved, v.resolved_on_time],
+            )
+        })
+        .collect();
+    w.push_str(&bar_chart(
+        &rows,
+        &[
+            Series {
+                name: "走访 Visits",
+                colour: VOLUNTEER_VISIT_COLOUR,
+            },
+            Series {
+                name: "办结 Resolved",
+                colour: VOLUNTEER_RESOLVED_COLOUR,
+            },
+            Series {
+                name: "按期 On time",
+                colour: ON_TIME_COLOUR,
+            },
+        ],
+    )?);
+    let rows: Vec<Vec<String>> = r
+        .volunteers
+        .iter()
+        .map(|v| {
+            vec![
+                volunteer_label(&v.name),
+                crate::output::short(&v.device_id),
+                v.visits.to_string(),
+                v.tickets_resolved.to_string(),
+                share(v.resolved_on_time, v.tickets_resolved),
+            ]
+        })
+        .collect();
+    html_table(
+        w,
+        &[
+            ("网格员", "Volunteer", false),
+            ("设备", "Device", false),
+            ("走访", "Visits", true),
+            ("办结工单", "Tickets resolved", true),
+            ("按期办结", "On time", true),
+        ],
+        &rows,
+    );
+    w.push_str("</div></section>\n");
+
+    // Channels.
+    let _ = write!(
+        w,
+        "<section><h2>六、工单来源 <small>Tickets by channel</small></h2><div class=\"pair\" id=\"channels\">"
+    );
+    let channels = channels(r);
+    let rows: Vec<(String, Vec<u64>)> = channels
+        .iter()
+        .map(|(slug, n)| {
+            let label = slug
+                .parse::<Channel>()
+                .map(|c| c.zh().to_string())
+                .unwrap_or_else(|_| slug.clone());
+            (label, vec![*n])
+        })
+        .collect();
+    w.push_str(&bar_chart(
+        &rows,
+        &[Series {
+            name: "新开工单 Tickets opened",
+            colour: CHANNEL_COLOUR,
+        }],
+    )?);
+    let rows: Vec<Vec<String>> = channels
+        .iter()
+        .map(|(slug, n)| vec![channel_label(slug), n.to_string()])
+        .collect();
+    html_table(
+        w,
+        &[
+            ("渠道", "Channel", false),
+            ("新开工单", "Tickets opened", true),
+        ],
+        &rows,
+    );
+    w.push_str("</div></section>\n");
+
+    // Overdue at the end.
+    let _ = write!(
+        w,
+        "<section><h2>七、期末逾期 <small>Overdue at the end</small></h2><div class=\"pair\" id=\"overdue\">"
+    );
+    let rows = vec![(
+        "期末 End".to_string(),
+        vec![
+            r.overdue_households.len() as u64,
+            r.overdue_tickets.len() as u64,
+        ],
+    )];
+    w.push_str(&bar_chart(
+        &rows,
+        &[
+            Series {
+                name: "住户 Households",
+                colour: OVERDUE_HOUSEHOLD_COLOUR,
+            },
+            Series {
+                name: "工单 Tickets",
+                colour: OVERDUE_TICKET_COLOUR,
+            },
+        ],
+    )?);
+    w.push_str("<div>");
+    for (zh, en, ids) in [
+        (
+            "逾期未走访住户",
+            "Households overdue for a visit",
+            &r.overdue_households,
+        ),
+        ("逾期未办结工单", "Tickets overdue", &r.overdue_tickets),
+    ] {
+        let _ = write!(
+            w,
+            "<h3>{} <small>{}</small>: {}</h3>",
+            esc(zh),
+            esc(en),
+            ids.len()
+        );
+        if ids.is_empty() {
+            w.push_str("<p>无 None</p>");
+            continue;
+        }
+        w.push_str("<p>");
+        for id in ids.iter().take(LISTED) {
+            let _ = write!(w, "<code>{}</code> ", esc(id));
+        }
+        if ids.len() > LISTED {
+            let _ = write!(
+                w,
+                "…… 另有 {n} 项 and {n} more (--json)",
+                n = ids.len() - LISTED
+            );
+        }
+        w.push_str("</p>");
+    }
+    w.push_str("</div></div></section>\n");
+    Ok(())
 }

@@ -685,6 +685,7 @@ impl Harness {
                     csv.push(vec![
                         fake_hex((self.writes * 100 + i) as u64, 32),
                         format!("{marker}户{i}"),
+                        String::new(), // household_id: import links by grid and address
                         GRID.to_string(),
                         CATEGORIES[i % 7].0.to_string(),
                         format!("批量走访第{i}户"),

@@ -13,9 +13,11 @@
 //! longer reports the conflict.
 
 use std::collections::HashMap;
+use std::panic::catch_unwind;
 
 use automerge::{AutoCommit, ObjId as ExId, ROOT, ReadDoc};
 use serde::{Deserialize, Serialize};
+use yizhan_protocol::envelope::decode_change;
 use yizhan_protocol::{DocId, RecordKind};
 
 use crate::error::{ReadError, ResolveError, WriteError};
@@ -24,6 +26,7 @@ use crate::model::{Category, Priority, Status, Time, UnknownValue};
 use crate::records::{
     Field, FieldError, HouseholdEdit, TicketUpdate, VisitEdit, fields_of, scalar_field, scalar_text,
 };
+use crate::store::DOCUMENT_BYTES_SQL;
 use crate::store::docs::{load_doc, load_header_conn};
 use crate::write::{edit_household_in, edit_visit_in, set_policy_in, update_ticket_in};
 
@@ -122,14 +125,31 @@ struct ChangeIndex {
 
 impl ChangeIndex {
     fn new(doc: &mut AutoCommit) -> ChangeIndex {
+        Self::of(doc.get_changes(&[]).iter())
+    }
+
+    fn of<'a>(changes: impl Iterator<Item = &'a automerge::Change>) -> ChangeIndex {
         let mut by_actor: HashMap<Vec<u8>, Vec<(u64, u64, i64)>> = HashMap::new();
-        for c in doc.get_changes(&[]) {
+        for c in changes {
             by_actor
                 .entry(c.actor_id().to_bytes().to_vec())
                 .or_default()
                 .push((c.start_op().get(), c.max_op(), c.timestamp()));
         }
         ChangeIndex { by_actor }
+    }
+
+    /// From the changes stored for document number `docno` (the changes its snapshot
+    /// holds), read without asking Automerge to rebuild them from the document.
+    fn stored(conn: &rusqlite::Connection, docno: i64, id: DocId) -> Result<Self, ReadError> {
+        let mut stmt = conn.prepare_cached("SELECT bytes FROM changes WHERE docno = ?1")?;
+        let changes = stmt
+            .query_map([docno], |r| r.get::<_, Vec<u8>>(0))?
+            .map(|bytes| {
+                decode_change(&bytes?).map_err(|e| ReadError::Damaged(id, format!("a change: {e}")))
+            })
+            .collect::<Result<Vec<_>, ReadError>>()?;
+        Ok(Self::of(changes.iter()))
     }
 
     /// The author and time of the change that made operation `id`.
@@ -152,13 +172,11 @@ impl ChangeIndex {
     }
 }
 
-/// The fields of a record with concurrent values, each value with its author and time; the
-/// value shown comes first.
-pub fn read_field_conflicts(
-    doc: &mut AutoCommit,
-    kind: RecordKind,
-) -> Vec<(String, Vec<ConflictValue>)> {
-    let mut index = None;
+/// The fields of a record with more than one value, each with its values and the ids of
+/// the operations that set them; the value shown comes first.
+type Concurrent = Vec<(Field, Vec<(Option<String>, ExId)>)>;
+
+fn concurrent_fields(doc: &AutoCommit, kind: RecordKind) -> Concurrent {
     let mut out = Vec::new();
     for field in fields_of(kind) {
         if *field == Field::AddedAt {
@@ -185,18 +203,40 @@ pub fn read_field_conflicts(
         {
             all.swap(0, pos);
         }
-        let index = index.get_or_insert_with(|| ChangeIndex::new(doc));
-        let values = all
-            .iter()
-            .filter_map(|(v, id)| {
-                let value = v.clone()?;
-                let (author, at) = index.author_and_time(id);
-                Some(ConflictValue { value, author, at })
-            })
-            .collect();
-        out.push((field.as_str().to_string(), values));
+        out.push((*field, all));
     }
     out
+}
+
+fn with_authors(fields: Concurrent, index: &ChangeIndex) -> Vec<(String, Vec<ConflictValue>)> {
+    fields
+        .into_iter()
+        .map(|(field, all)| {
+            let values = all
+                .iter()
+                .filter_map(|(v, id)| {
+                    let value = v.clone()?;
+                    let (author, at) = index.author_and_time(id);
+                    Some(ConflictValue { value, author, at })
+                })
+                .collect();
+            (field.as_str().to_string(), values)
+        })
+        .collect()
+}
+
+/// The fields of a record with concurrent values, each value with its author and time; the
+/// value shown comes first.
+pub fn read_field_conflicts(
+    doc: &mut AutoCommit,
+    kind: RecordKind,
+) -> Vec<(String, Vec<ConflictValue>)> {
+    let fields = concurrent_fields(doc, kind);
+    if fields.is_empty() {
+        return Vec::new();
+    }
+    let index = ChangeIndex::new(doc);
+    with_authors(fields, &index)
 }
 
 impl Node {
@@ -206,23 +246,43 @@ impl Node {
     pub fn conflicts(&self) -> Result<Vec<RecordConflict>, ReadError> {
         // One read transaction: a concurrent writer cannot change the answer half-way.
         let tx = self.store().conn().unchecked_transaction()?;
-        let ids: Vec<Vec<u8>> = tx
-            .prepare("SELECT doc_id FROM records WHERE conflicts > 0 ORDER BY kind, at_ms, doc_id")?
-            .query_map([], |r| r.get(0))?
+        // Kind and number come with the index row: no look-up of the id.
+        let rows: Vec<(i64, Vec<u8>, u8)> = tx
+            .prepare(
+                "SELECT docno, doc_id, kind FROM records WHERE conflicts > 0
+                 ORDER BY kind, at_ms, doc_id",
+            )?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
             .collect::<rusqlite::Result<_>>()?;
+        let mut document = tx.prepare(&format!(
+            "SELECT {DOCUMENT_BYTES_SQL} FROM docs d WHERE d.docno = ?1"
+        ))?;
         let mut out = Vec::new();
-        for raw in ids {
+        for (docno, raw, kind) in rows {
             let id = DocId::from_slice(&raw)
                 .ok_or_else(|| ReadError::Index("malformed record id in the index".into()))?;
-            let header = load_header_conn(&tx, id)?;
-            let mut doc = load_doc(&tx, id).map_err(|e| match e {
-                WriteError::Sqlite(e) => ReadError::Sqlite(e),
-                other => ReadError::Damaged(id, other.to_string()),
-            })?;
-            for (field, values) in read_field_conflicts(&mut doc, header.kind) {
+            let kind = RecordKind::from_code(kind)
+                .ok_or_else(|| ReadError::Damaged(id, "unknown kind".into()))?;
+            let bytes: Vec<u8> = document.query_row([docno], |r| r.get(0))?;
+            let doc = match catch_unwind(|| AutoCommit::load(&bytes)) {
+                Ok(Ok(doc)) => doc,
+                Ok(Err(e)) => return Err(ReadError::Damaged(id, e.to_string())),
+                Err(_) => {
+                    return Err(ReadError::Damaged(
+                        id,
+                        "the snapshot cannot be loaded".into(),
+                    ));
+                }
+            };
+            let fields = concurrent_fields(&doc, kind);
+            if fields.is_empty() {
+                continue;
+            }
+            let index = ChangeIndex::stored(&tx, docno, id)?;
+            for (field, values) in with_authors(fields, &index) {
                 out.push(RecordConflict {
                     record: id.to_string(),
-                    kind: header.kind.name().to_string(),
+                    kind: kind.name().to_string(),
                     field,
                     values,
                 });

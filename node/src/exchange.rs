@@ -1,13 +1,18 @@
 //! Export and import of records as CSV or JSON.
 //!
-//! Both formats carry the objects `list --json` prints. JSON is an array of them. CSV has a
-//! header row with the same keys in the same order and one record a row; a list field
-//! (`residents`, `tickets`) is a JSON array inside its cell, and an empty cell is null.
+//! Both formats carry the objects `list --json` prints (visits, tickets, households). JSON
+//! is an array of them. CSV has a header row with the same keys in the same order and one
+//! record a row; a list field (`residents`, `tickets`, `tags`) is a JSON array inside its
+//! cell, and an empty cell is null.
 //!
 //! Import reads every row into a JSON object first (so both formats share one set of rules),
 //! checks them all, and only then hands the batch to the node, which stores it in one
 //! transaction: a file with any bad row imports nothing, and the error names the first one.
-//! `id`, `author`, `opened_by` are not imported: the records become this node's own.
+//! A file may hold any of the columns export writes, in any order; those that the node
+//! derives are read past: `id`, `author`, `opened_by` (the records become this node's own),
+//! `household_id` (a visit or ticket is linked by its grid and `household` address), and a
+//! ticket's `overdue` and `rated_at`, a household's `last_visit`, `next_due`, `overdue`.
+//! Tags, channels and verdicts are read as slug or Chinese name.
 //!
 //! CSV is written for spreadsheet programs: it begins with a UTF-8 byte order mark (else
 //! Excel reads the Chinese text as the local code page), and a cell that a spreadsheet
@@ -22,8 +27,8 @@ use std::io::Write;
 use serde_json::{Map, Value};
 use yizhan_protocol::{DeviceId, DocId};
 
-use crate::model::{Category, Priority, Status, Time};
-use crate::records::{NewTicket, NewVisit, Ticket, Visit};
+use crate::model::{Category, Channel, Priority, Satisfaction, Status, Tag, Time};
+use crate::records::{Household, NewHousehold, NewTicket, NewVisit, Ticket, Visit};
 
 /// File format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,6 +43,7 @@ pub enum Format {
 pub const VISIT_COLUMNS: &[&str] = &[
     "id",
     "household",
+    "household_id",
     "grid",
     "category",
     "note",
@@ -55,13 +61,34 @@ pub const TICKET_COLUMNS: &[&str] = &[
     "category",
     "priority",
     "household",
+    "household_id",
     "grid",
     "assignee",
     "opened_by",
     "opened_at",
     "note",
+    "due",
+    "overdue",
+    "channel",
+    "resolved_at",
+    "satisfaction",
+    "rated_at",
 ];
-const ARRAY_COLUMNS: &[&str] = &["residents", "tickets"];
+/// The columns of a household, in order.
+pub const HOUSEHOLD_COLUMNS: &[&str] = &[
+    "id",
+    "address",
+    "grid",
+    "residents",
+    "tags",
+    "phone",
+    "note",
+    "added_at",
+    "last_visit",
+    "next_due",
+    "overdue",
+];
+const ARRAY_COLUMNS: &[&str] = &["residents", "tickets", "tags"];
 
 /// Why an export failed.
 #[derive(Debug, thiserror::Error)]
@@ -260,6 +287,25 @@ pub fn export_tickets_observed(
     export(tickets, TICKET_COLUMNS, format, out, on_row)
 }
 
+/// Writes households in `format`.
+pub fn export_households(
+    households: &[Household],
+    format: Format,
+    out: &mut dyn Write,
+) -> Result<(), ExportError> {
+    export(households, HOUSEHOLD_COLUMNS, format, out, &mut |_| {})
+}
+
+/// [`export_households`], calling `on_row` with the number of rows written after each one.
+pub fn export_households_observed(
+    households: &[Household],
+    format: Format,
+    out: &mut dyn Write,
+    on_row: &mut dyn FnMut(usize),
+) -> Result<(), ExportError> {
+    export(households, HOUSEHOLD_COLUMNS, format, out, on_row)
+}
+
 /// One row as a JSON object, with where it came from.
 struct Row {
     place: String,
@@ -335,9 +381,11 @@ fn read_rows(bytes: &[u8], format: Format, columns: &[&str]) -> Result<Vec<Row>,
                     let value = if cell.is_empty() {
                         Value::Null
                     } else if ARRAY_COLUMNS.contains(&name.as_str()) {
-                        serde_json::from_str(cell).map_err(|_| ImportError::BadRow {
+                        list_cell(cell).map_err(|_| ImportError::BadRow {
                             place: place.clone(),
-                            reason: format!("{name} must be a JSON array like [\"a\",\"b\"]"),
+                            reason: format!(
+                                "{name} must be a list like 张秀英、王强 or [\"张秀英\",\"王强\"]"
+                            ),
                         })?
                     } else {
                         Value::String(cell.to_string())
@@ -353,6 +401,21 @@ fn read_rows(bytes: &[u8], format: Format, columns: &[&str]) -> Result<Vec<Row>,
         return Err(ImportError::Empty);
     }
     Ok(rows)
+}
+
+/// A list in one cell: the JSON array `export` writes, or items as people type them in a
+/// spreadsheet, separated by 、 , ， ; ； or line breaks.
+fn list_cell(cell: &str) -> Result<Value, serde_json::Error> {
+    if cell.trim_start().starts_with('[') {
+        return serde_json::from_str(cell);
+    }
+    Ok(Value::Array(
+        cell.split(['、', ',', '，', ';', '；', '\n', '\r'])
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| Value::String(s.to_string()))
+            .collect(),
+    ))
 }
 
 impl Row {
@@ -397,6 +460,16 @@ impl Row {
     fn happened(&self, key: &str) -> Result<Time, ImportError> {
         self.parsed::<Time>(key)?
             .ok_or_else(|| self.bad(format!("{key} is missing (when it happened is required)")))
+    }
+
+    /// A time at which something happened, when given: it must be one that can be true.
+    fn happened_opt(&self, key: &str) -> Result<Option<Time>, ImportError> {
+        let at = self.parsed::<Time>(key)?;
+        if let Some(t) = at {
+            t.check_happened(Time::now_millis())
+                .map_err(|e| self.bad(format!("{key} {e}")))?;
+        }
+        Ok(at)
     }
 
     fn parsed<T: std::str::FromStr>(&self, key: &str) -> Result<Option<T>, ImportError>
@@ -445,6 +518,7 @@ pub fn parse_tickets(bytes: &[u8], format: Format) -> Result<Vec<NewTicket>, Imp
     read_rows(bytes, format, TICKET_COLUMNS)?
         .iter()
         .map(|row| {
+            let opened_at = row.happened("opened_at")?;
             let ticket = NewTicket {
                 title: row.required("title")?,
                 status: row.parsed::<Status>("status")?,
@@ -453,12 +527,65 @@ pub fn parse_tickets(bytes: &[u8], format: Format) -> Result<Vec<NewTicket>, Imp
                 household: row.text("household")?,
                 grid: row.text("grid")?,
                 assignee: row.parsed::<DeviceId>("assignee")?,
-                opened_at: Some(row.happened("opened_at")?),
+                opened_at: Some(opened_at),
                 note: row.text("note")?,
+                due: row.parsed::<Time>("due")?,
+                channel: row.parsed::<Channel>("channel")?,
+                resolved_at: row.happened_opt("resolved_at")?,
+                satisfaction: row.parsed::<Satisfaction>("satisfaction")?,
                 ..NewTicket::default()
             };
             ticket.check().map_err(|e| row.bad(e.to_string()))?;
+            if ticket
+                .resolved_at
+                .is_some_and(|r| r.millis() < opened_at.millis())
+            {
+                return Err(row.bad("resolved_at is before opened_at"));
+            }
+            // A verdict of the follow-up call comes after a resolution: the row is resolved
+            // or closed, or (reopened since) still carries when it was resolved.
+            let resolved = matches!(ticket.status, Some(Status::Resolved | Status::Closed))
+                || ticket.resolved_at.is_some();
+            if ticket.satisfaction.is_some() && !resolved {
+                return Err(row.bad(
+                    "satisfaction is recorded on a resolved or closed ticket (status or \
+                     resolved_at)",
+                ));
+            }
             Ok(ticket)
+        })
+        .collect()
+}
+
+/// Reads households to import. Every row is checked; the first bad one is the error. A
+/// row without `added_at` is added now: a station's ledger seldom records when a household
+/// joined it.
+pub fn parse_households(bytes: &[u8], format: Format) -> Result<Vec<NewHousehold>, ImportError> {
+    read_rows(bytes, format, HOUSEHOLD_COLUMNS)?
+        .iter()
+        .map(|row| {
+            let tags = row
+                .list("tags")?
+                .iter()
+                .map(|t| t.parse::<Tag>().map_err(|e| row.bad(e.to_string())))
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut unique = Vec::with_capacity(tags.len());
+            for t in tags {
+                if !unique.contains(&t) {
+                    unique.push(t);
+                }
+            }
+            let household = NewHousehold {
+                address: row.required("address")?,
+                grid: row.text("grid")?,
+                residents: row.list("residents")?,
+                tags: unique,
+                phone: row.text("phone")?,
+                note: row.text("note")?,
+                added_at: row.parsed::<Time>("added_at")?,
+            };
+            household.check().map_err(|e| row.bad(e.to_string()))?;
+            Ok(household)
         })
         .collect()
 }
@@ -488,6 +615,61 @@ mod tests {
         assert!(err.to_string().starts_with("row 2 (line 3)"), "{err}");
         let err = parse_visits(b"houshold\nA\n", Format::Csv).unwrap_err();
         assert!(matches!(err, ImportError::UnknownColumn(_)));
+    }
+
+    #[test]
+    fn households_read_tags_as_slug_or_chinese_and_may_lack_added_at() {
+        let csv = "\u{feff}address,grid,residents,tags,phone,note\n\
+                   幸福里3号楼201室,第三网格,\"[\"\"王秀英\"\"]\",\"[\"\"低保户\"\",\"\"elderly-alone\"\",\"\"独居老人\"\"]\",'+86 139,\n\
+                   和平路8号,第一网格,,,,\n";
+        let h = parse_households(csv.as_bytes(), Format::Csv).unwrap();
+        assert_eq!(h.len(), 2);
+        assert_eq!(h[0].tags, vec![Tag::LowIncome, Tag::ElderlyAlone]);
+        assert_eq!(h[0].residents, vec!["王秀英"]);
+        assert_eq!(h[0].phone.as_deref(), Some("+86 139"));
+        assert_eq!(h[0].added_at, None);
+        assert!(h[1].tags.is_empty() && h[1].residents.is_empty());
+        assert_eq!(h[1].grid.as_deref(), Some("第一网格"));
+
+        let bad = "address,tags\n甲,[]\n乙,\"[\"\"贫困户\"\"]\"\n";
+        let err = parse_households(bad.as_bytes(), Format::Csv).unwrap_err();
+        assert!(err.to_string().starts_with("row 2 (line 3)"), "{err}");
+        assert!(err.to_string().contains("贫困户"), "{err}");
+        let err = parse_households(b"address,grid\n,g\n", Format::Csv).unwrap_err();
+        assert!(err.to_string().contains("address"), "{err}");
+    }
+
+    #[test]
+    fn tickets_keep_due_channel_resolution_and_verdict() {
+        let json = r#"[{"title":"灯","opened_at":"2026-11-01","due":"2026-11-03","channel":"热线",
+            "status":"resolved","resolved_at":"2026-11-02T08:00:00Z","satisfaction":"基本满意",
+            "household_id":"00","overdue":false,"rated_at":"x"}]"#;
+        let t = parse_tickets(json.as_bytes(), Format::Json).unwrap();
+        assert_eq!(t[0].due, Some("2026-11-03".parse().unwrap()));
+        assert_eq!(t[0].channel, Some(Channel::Hotline));
+        assert_eq!(t[0].satisfaction, Some(Satisfaction::Basic));
+        assert_eq!(
+            t[0].resolved_at,
+            Some("2026-11-02T08:00:00Z".parse().unwrap())
+        );
+        assert_eq!(t[0].household_id, None, "household_id is read past");
+
+        for (row, what) in [
+            ("open,,满意", "a verdict on an open ticket"),
+            ("resolved,2026-10-01,", "resolved before opened"),
+            ("resolved,2999-01-01,", "resolved in the future"),
+        ] {
+            let csv =
+                format!("title,opened_at,status,resolved_at,satisfaction\n甲,2026-11-01,{row}\n");
+            let err = parse_tickets(csv.as_bytes(), Format::Csv).unwrap_err();
+            assert!(err.to_string().starts_with("row 1"), "{what}: {err}");
+        }
+        // Reopened after a rating: it still carries its resolution, and imports.
+        let csv =
+            "title,opened_at,status,resolved_at,satisfaction\n甲,2026-11-01,open,2026-11-02,满意\n";
+        assert!(parse_tickets(csv.as_bytes(), Format::Csv).is_ok());
+        let csv = "title,opened_at,channel\n甲,2026-11-01,电话\n";
+        assert!(parse_tickets(csv.as_bytes(), Format::Csv).is_err());
     }
 
     #[test]

@@ -147,23 +147,37 @@ impl Node {
             .map_err(|_| ResolveError::Malformed(prefix.to_string(), what))?
             << free_bits;
         let high = low.checked_add(1u128 << free_bits);
-        let mut stmt = self
-            .store
-            .conn()
-            .prepare_cached(
-                "SELECT i.doc_id FROM doc_index i JOIN docs d ON d.docno = i.docno
-                 WHERE i.doc_id >= ?2 AND (?3 IS NULL OR i.doc_id < ?3) AND d.kind = ?1
-                 LIMIT 101",
-            )
-            .map_err(|e| ResolveError::Sqlite(e.to_string()))?;
-        let high = high.map(|h| h.to_be_bytes().to_vec());
-        let found: Vec<Vec<u8>> = stmt
-            .query_map(
-                params![kind.code(), low.to_be_bytes().to_vec(), high],
-                |r| r.get(0),
-            )
-            .and_then(|rows| rows.collect())
-            .map_err(|e| ResolveError::Sqlite(e.to_string()))?;
+        // Both bounds are in the SQL, so that the search ends where the prefix does (an
+        // upper bound that may be NULL made SQLite walk the index to its end).
+        let low = low.to_be_bytes().to_vec();
+        let found: rusqlite::Result<Vec<Vec<u8>>> = match high {
+            Some(high) => self
+                .store
+                .conn()
+                .prepare_cached(
+                    "SELECT i.doc_id FROM doc_index i JOIN docs d ON d.docno = i.docno
+                     WHERE i.doc_id >= ?2 AND i.doc_id < ?3 AND d.kind = ?1 LIMIT 101",
+                )
+                .and_then(|mut stmt| {
+                    stmt.query_map(
+                        params![kind.code(), low, high.to_be_bytes().to_vec()],
+                        |r| r.get(0),
+                    )?
+                    .collect()
+                }),
+            None => self
+                .store
+                .conn()
+                .prepare_cached(
+                    "SELECT i.doc_id FROM doc_index i JOIN docs d ON d.docno = i.docno
+                     WHERE i.doc_id >= ?2 AND d.kind = ?1 LIMIT 101",
+                )
+                .and_then(|mut stmt| {
+                    stmt.query_map(params![kind.code(), low], |r| r.get(0))?
+                        .collect()
+                }),
+        };
+        let found = found.map_err(|e| ResolveError::Sqlite(e.to_string()))?;
         match found.as_slice() {
             [] => Err(ResolveError::NotFound(prefix.to_string(), what)),
             [one] => DocId::from_slice(one)
@@ -545,10 +559,13 @@ impl Node {
         })
     }
 
-    /// How many records of each kind the store holds: (tickets, visits).
+    /// How many records of each kind the store holds: (tickets, visits). Read from
+    /// `record_counts`, which triggers keep as records come and go (migration 12).
     pub fn record_counts(&self) -> rusqlite::Result<(u64, u64)> {
         self.store.conn().query_row(
-            "SELECT COALESCE(SUM(kind = 2), 0), COALESCE(SUM(kind = 1), 0) FROM records",
+            "SELECT COALESCE(SUM(n) FILTER (WHERE kind = 2), 0),
+                    COALESCE(SUM(n) FILTER (WHERE kind = 1), 0)
+             FROM record_counts",
             [],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )

@@ -247,10 +247,13 @@ impl Node {
         Ok(())
     }
 
-    /// Counts for `status`: (fields in conflict, rejected changes kept).
+    /// Counts for `status`: (fields in conflict, rejected changes kept). The records in
+    /// conflict are read from their own index (`records_in_conflict`), not by a scan of
+    /// every record.
     pub fn conflict_and_rejected_counts(&self) -> Result<(u64, u64), ReadError> {
         Ok(self.store().conn().query_row(
-            "SELECT (SELECT COALESCE(SUM(conflicts), 0) FROM records), (SELECT COUNT(*) FROM rejected)",
+            "SELECT (SELECT COALESCE(SUM(conflicts), 0) FROM records WHERE conflicts > 0),
+                    (SELECT COUNT(*) FROM rejected)",
             [],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?)

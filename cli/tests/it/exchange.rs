@@ -1,4 +1,5 @@
-//! `export` and `import`: CSV and JSON, round trips between homes, all-or-nothing imports.
+//! `export` and `import`: CSV and JSON, round trips between homes, all-or-nothing imports,
+//! a station's household ledger as a spreadsheet saves it.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -6,6 +7,29 @@ use std::time::Instant;
 
 use crate::util::*;
 use serde_json::{Value, json};
+
+/// The CSV header of a households export: the keys of a household object, in order.
+/// (`VISIT_KEYS` and `TICKET_KEYS` are those of the other two.)
+const HOUSEHOLD_COLUMNS: [&str; 11] = [
+    "id",
+    "address",
+    "grid",
+    "residents",
+    "tags",
+    "phone",
+    "note",
+    "added_at",
+    "last_visit",
+    "next_due",
+    "overdue",
+];
+
+fn col(columns: &[&str], name: &str) -> usize {
+    columns
+        .iter()
+        .position(|c| *c == name)
+        .unwrap_or_else(|| panic!("no column {name}"))
+}
 
 const NOTE: &str = "张阿姨说：\"楼道灯坏了\"，已报修,\n明天再来看看";
 
@@ -88,6 +112,14 @@ fn import(home: &Home, kind: &str, format: &str, file: &Path) -> Value {
 fn cell(v: &Value) -> String {
     match v {
         Value::Null => String::new(),
+        // With the `'` that keeps a spreadsheet from running a formula.
+        Value::String(s)
+            if looks_like_formula(s)
+                || s.strip_prefix('\'')
+                    .is_some_and(|r| r.starts_with('\'') || looks_like_formula(r)) =>
+        {
+            format!("'{s}")
+        }
         Value::String(s) => s.clone(),
         Value::Array(_) => v.to_string(),
         other => other.to_string(),
@@ -100,6 +132,11 @@ fn check_csv_matches(csv: &str, keys: &[&str], list: &[Value]) {
     assert_eq!(rows[0], keys, "CSV header");
     assert_eq!(rows.len() - 1, list.len(), "one row per record:\n{csv}");
     for (row, obj) in rows[1..].iter().zip(list) {
+        assert_eq!(
+            crate::util::keys(obj),
+            sorted(keys),
+            "every key is a column"
+        );
         assert_eq!(row.len(), keys.len(), "row width: {row:?}");
         for (c, k) in row.iter().zip(keys) {
             match &obj[*k] {
@@ -144,12 +181,21 @@ fn export_csv_has_header_and_one_row_per_record() {
     check_csv_matches(&csv, &VISIT_KEYS, &visits);
     // Spot checks on the cells that need care.
     let rows = parse_csv(&csv);
-    assert_eq!(rows[1][4], NOTE, "quotes, commas and newline survive");
     assert_eq!(
-        serde_json::from_str::<Value>(&rows[1][5]).expect("residents JSON"),
+        rows[1][col(&VISIT_KEYS, "note")],
+        NOTE,
+        "quotes, commas and newline survive"
+    );
+    assert_eq!(
+        serde_json::from_str::<Value>(&rows[1][col(&VISIT_KEYS, "residents")])
+            .expect("residents JSON"),
         json!(["王秀英", "李建国"])
     );
-    assert_eq!(rows[2][2], "", "null grid is an empty cell");
+    assert_eq!(
+        rows[2][col(&VISIT_KEYS, "grid")],
+        "",
+        "null grid is an empty cell"
+    );
 
     let tickets = home.tickets();
     let csv = export(&home, "tickets", "csv", &[]);
@@ -227,7 +273,13 @@ fn ticket_content(t: &Value) -> Value {
         t["priority"],
         t["household"],
         t["grid"],
-        t["note"]
+        t["note"],
+        t["due"],
+        t["overdue"],
+        t["channel"],
+        t["resolved_at"],
+        t["satisfaction"],
+        t["rated_at"]
     ])
 }
 
@@ -403,14 +455,15 @@ fn a_bad_row_imports_nothing_and_is_named() {
     let before = home.snapshot();
     // Row 37 of 50 (line 38 of the file, counting the header) is bad.
     let bad_at = 36;
-    let breakers: [(usize, &str, &str); 5] = [
-        (3, "养老服务", "unknown category"),
-        (3, "Poverty", "unknown category slug"),
-        (7, "2026-13-45", "bad month"),
-        (7, "last tuesday", "bad time"),
-        (1, "", "empty household"),
+    let breakers: [(&str, &str, &str); 5] = [
+        ("category", "养老服务", "unknown category"),
+        ("category", "Poverty", "unknown category slug"),
+        ("visited_at", "2026-13-45", "bad month"),
+        ("visited_at", "last tuesday", "bad time"),
+        ("household", "", "empty household"),
     ];
-    for (col, value, what) in breakers {
+    for (name, value, what) in breakers {
+        let col = col(&VISIT_KEYS, name);
         let mut rows = vec![VISIT_KEYS.iter().map(|s| s.to_string()).collect()];
         let mut data = generated_visit_rows("坏", 50);
         data[bad_at][col] = value.to_string();
@@ -432,7 +485,9 @@ fn a_bad_row_imports_nothing_and_is_named() {
                 for (k, c) in VISIT_KEYS.iter().zip(r) {
                     let v = match *k {
                         "residents" | "tickets" => serde_json::from_str(c).expect("array"),
-                        "grid" | "category" | "note" | "needs" if c.is_empty() => Value::Null,
+                        "household_id" | "grid" | "category" | "note" | "needs" if c.is_empty() => {
+                            Value::Null
+                        }
                         _ => Value::String(c.clone()),
                     };
                     o.insert(k.to_string(), v);
@@ -456,12 +511,20 @@ fn a_bad_row_imports_nothing_and_is_named() {
 
     // Tickets: an empty title or an unknown status in row 37.
     for (col, value) in [(1, ""), (2, "done"), (3, "养老服务"), (4, "紧急")] {
-        let mut rows = vec![
-            TICKET_KEYS
-                .iter()
-                .map(|s| s.to_string())
-                .collect::<Vec<_>>(),
+        let header = [
+            "id",
+            "title",
+            "status",
+            "category",
+            "priority",
+            "household",
+            "grid",
+            "assignee",
+            "opened_by",
+            "opened_at",
+            "note",
         ];
+        let mut rows = vec![header.iter().map(|s| s.to_string()).collect::<Vec<_>>()];
         for i in 0..50 {
             rows.push(vec![
                 fake_hex(i + 100, 32),
@@ -537,21 +600,22 @@ fn import_ten_thousand_visits() {
     let rows = generated_visit_rows("万", N);
     for i in [0, 1, 4_999, N - 1] {
         let v = &visits[i];
-        assert_eq!(v["household"], rows[i][1].as_str());
-        assert_eq!(v["grid"], rows[i][2].as_str());
-        assert_eq!(v["category"], rows[i][3].as_str());
-        assert_eq!(v["note"], rows[i][4].as_str());
+        let cell = |k: &str| rows[i][col(&VISIT_KEYS, k)].as_str();
+        assert_eq!(v["household"], cell("household"));
+        assert_eq!(v["grid"], cell("grid"));
+        assert_eq!(v["category"], cell("category"));
+        assert_eq!(v["note"], cell("note"));
         assert_eq!(
             v["residents"],
-            serde_json::from_str::<Value>(&rows[i][5]).expect("json")
+            serde_json::from_str::<Value>(cell("residents")).expect("json")
         );
-        let needs = if rows[i][6].is_empty() {
+        let needs = if cell("needs").is_empty() {
             Value::Null
         } else {
-            Value::String(rows[i][6].clone())
+            Value::String(cell("needs").to_string())
         };
         assert_eq!(v["needs"], needs);
-        assert_eq!(v["visited_at"], rows[i][7].as_str());
+        assert_eq!(v["visited_at"], cell("visited_at"));
         assert_eq!(v["author"], home.device_id.as_str());
     }
     let grid2 = home.json(&["visit", "list", "--grid", "第2网格"]);
@@ -692,7 +756,7 @@ fn csv_export_is_safe_in_a_spreadsheet_and_imports_back_to_the_same_text() {
 
     let (header, rows) = read_exported(&tfile);
     assert_eq!(header, TICKET_KEYS);
-    let title = TICKET_KEYS.iter().position(|k| *k == "title").unwrap();
+    let title = col(&TICKET_KEYS, "title");
     let formula_row = rows
         .iter()
         .find(|r| r[0] == t1)
@@ -900,7 +964,7 @@ fn imports_of_dangling_links_and_missing_or_impossible_times_are_refused() {
     assert_eq!(b.snapshot(), before, "a refused import changed the store");
     // Without the link, the same file imports.
     let mut rows = parse_csv(&String::from_utf8(read(&linked)).expect("utf-8"));
-    let links = VISIT_KEYS.iter().position(|k| *k == "tickets").unwrap();
+    let links = col(&VISIT_KEYS, "tickets");
     for r in &mut rows[1..] {
         r[links] = "[]".into();
     }
@@ -908,5 +972,501 @@ fn imports_of_dangling_links_and_missing_or_impossible_times_are_refused() {
     assert_eq!(
         import(&b, "visits", "csv", &dir.join("unlinked.csv")),
         json!({"imported": 2})
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Households, and the ticket columns of deadlines, channels and the follow-up call.
+// ---------------------------------------------------------------------------------------
+
+/// `export --kind households --format json`: the household objects as `list` prints them.
+fn households(home: &Home) -> Vec<Value> {
+    array(
+        serde_json::from_str(&export(home, "households", "json", &[]))
+            .expect("households export is JSON"),
+    )
+}
+
+/// The fields of a household that an import keeps, and those derived from its visits.
+fn household_content(h: &Value) -> Value {
+    json!([
+        h["address"],
+        h["grid"],
+        h["residents"],
+        h["tags"],
+        h["phone"],
+        h["note"],
+        h["added_at"],
+        h["last_visit"],
+        h["next_due"],
+        h["overdue"]
+    ])
+}
+
+/// The address and grid of the household whose id is `id`, among `list`.
+fn household_of(list: &[Value], id: &Value) -> Value {
+    if id.is_null() {
+        return Value::Null;
+    }
+    let h = list
+        .iter()
+        .find(|h| h["id"] == *id)
+        .unwrap_or_else(|| panic!("household_id {id} names no household"));
+    json!([h["grid"], h["address"]])
+}
+
+/// A station's ledger as Excel saves it: header of the ledger's own columns, CRLF line
+/// ends, Chinese tags (several in one cell, in the list form of `residents`), a phone
+/// number that begins with `+`, no `added_at`.
+const LEDGER: &str = "address,grid,residents,tags,phone,note\r\n\
+    幸福里3号楼201室,第三网格,\"[\"\"王秀英\"\",\"\"李建国\"\"]\",\"[\"\"独居老人\"\",\"\"低保户\"\"]\",+86 139 0000 0001,\"腿脚不便，需上门\"\r\n\
+    幸福里3号楼202室,第三网格,\"[\"\"赵六\"\"]\",[],,\r\n\
+    和平路8号,第一网格,[],\"[\"\"残疾人\"\",\"\"left-behind-child\"\"]\",010-6000 0000,\"吉祥的𠮷字\"\r\n";
+
+#[test]
+fn a_station_ledger_saved_by_excel_imports_as_households() {
+    // GBK cannot write 𠮷 (U+20BB7); GB 18030 can.
+    let gbk_text = LEDGER.replace('𠮷', "吉");
+    let (gbk, _, lossy) = encoding_rs::GBK.encode(&gbk_text);
+    assert!(!lossy);
+    assert!(std::str::from_utf8(&gbk).is_err(), "the GBK file is UTF-8");
+    let (gb18030, _, lossy) = encoding_rs::GB18030.encode(LEDGER);
+    assert!(!lossy);
+    let utf8_bom = [b"\xEF\xBB\xBF".as_slice(), LEDGER.as_bytes()].concat();
+    let files: [(&str, &[u8], &str); 4] = [
+        ("gbk.csv", &gbk, "吉祥的吉字"),
+        ("gb18030.csv", &gb18030, "吉祥的𠮷字"),
+        ("utf8-bom.csv", &utf8_bom, "吉祥的𠮷字"),
+        ("utf8.csv", LEDGER.as_bytes(), "吉祥的𠮷字"),
+    ];
+    for (name, bytes, third_note) in files {
+        let home = Home::station();
+        let file = home.scratch(name);
+        std::fs::write(&file, bytes).expect("write");
+        assert_eq!(
+            import(&home, "households", "csv", &file),
+            json!({"imported": 3}),
+            "{name}"
+        );
+        let list = households(&home);
+        assert_eq!(list.len(), 3, "{name}");
+        let find = |address: &str| -> Value {
+            list.iter()
+                .find(|h| h["address"] == address)
+                .unwrap_or_else(|| panic!("{name}: no household {address}: {list:?}"))
+                .clone()
+        };
+        let first = find("幸福里3号楼201室");
+        assert_eq!(first["grid"], "第三网格", "{name}");
+        assert_eq!(first["residents"], json!(["王秀英", "李建国"]), "{name}");
+        assert_eq!(
+            first["tags"],
+            json!(["elderly-alone", "low-income"]),
+            "{name}: Chinese tags become slugs"
+        );
+        assert_eq!(first["phone"], "+86 139 0000 0001", "{name}");
+        assert_eq!(first["note"], "腿脚不便，需上门", "{name}");
+        assert_recent(&first["added_at"]);
+        assert!(is_hex(first["id"].as_str().expect("id"), 32), "{name}");
+        // Never visited: due an interval (30 days for these tags) after it was added.
+        let added = rfc3339_secs(first["added_at"].as_str().expect("added_at"));
+        let due = rfc3339_secs(first["next_due"].as_str().expect("next_due"));
+        assert_eq!(due - added, 30 * 86_400, "{name}: next_due of {first}");
+        assert_eq!(first["overdue"], false, "{name}");
+
+        let second = find("幸福里3号楼202室");
+        assert_eq!(second["tags"], json!([]), "{name}");
+        assert_eq!(second["phone"], Value::Null, "{name}");
+        let due = rfc3339_secs(second["next_due"].as_str().expect("next_due"));
+        let added = rfc3339_secs(second["added_at"].as_str().expect("added_at"));
+        assert_eq!(due - added, 182 * 86_400, "{name}: ordinary");
+        let third = find("和平路8号");
+        assert_eq!(third["tags"], json!(["disabled", "left-behind-child"]));
+        assert_eq!(third["note"], third_note, "{name}");
+
+        // A visit to an address of the ledger is linked to that household, not a new one.
+        let v = home.add_visit("幸福里3号楼201室", &["--grid", "第三网格"]);
+        assert_eq!(home.visit(&v)["household_id"], first["id"], "{name}");
+        assert_eq!(households(&home).len(), 3, "{name}");
+    }
+}
+
+/// A visits export imported after the households: every visit links to the household of
+/// its grid and address, whatever `household_id` the file says.
+#[test]
+fn imported_visits_and_tickets_link_by_grid_and_address() {
+    let home = Home::station();
+    let ledger = home.scratch("ledger.csv");
+    std::fs::write(&ledger, LEDGER).expect("write");
+    import(&home, "households", "csv", &ledger);
+    let list = households(&home);
+    let id = |address: &str| {
+        list.iter()
+            .find(|h| h["address"] == address)
+            .expect("household")["id"]
+            .clone()
+    };
+    let visits = format!(
+        "household,household_id,grid,visited_at\n\
+         幸福里3号楼201室,{},第三网格,2026-11-20\n\
+         和平路8号,{},第一网格,2026-11-21\n",
+        fake_hex(1, 32),
+        id("幸福里3号楼201室").as_str().expect("id"),
+    );
+    let file = home.scratch("visits.csv");
+    std::fs::write(&file, visits).expect("write");
+    assert_eq!(
+        import(&home, "visits", "csv", &file),
+        json!({"imported": 2})
+    );
+    for v in home.visits() {
+        let address = v["household"].as_str().expect("household");
+        assert_eq!(v["household_id"], id(address), "{v}");
+    }
+    let tickets = format!(
+        "title,household,household_id,grid,opened_at\n申请低保,幸福里3号楼202室,{},第三网格,2026-11-22\n",
+        fake_hex(2, 32)
+    );
+    std::fs::write(&file, tickets).expect("write");
+    import(&home, "tickets", "csv", &file);
+    assert_eq!(home.tickets()[0]["household_id"], id("幸福里3号楼202室"));
+    // Visited: last_visit is the visit, next_due an interval after it.
+    let list = households(&home);
+    let first = list
+        .iter()
+        .find(|h| h["address"] == "幸福里3号楼201室")
+        .expect("household");
+    assert_eq!(
+        rfc3339_secs(first["last_visit"].as_str().expect("last_visit")),
+        rfc3339_secs("2026-11-20T00:00:00Z")
+    );
+    assert_eq!(households(&home).len(), 3, "no household was made twice");
+}
+
+/// Tickets, visits and households made by hand and by import on one node, exported in both
+/// formats and imported into another: the same objects, but for ids and authors.
+#[test]
+fn all_three_kinds_round_trip_into_another_home() {
+    let a = Home::station();
+    let ledger = a.scratch("ledger.csv");
+    std::fs::write(
+        &ledger,
+        format!("{LEDGER}光明街1号,第一网格,[],[],=1+1,@王主任\r\n"),
+    )
+    .expect("write");
+    import(&a, "households", "csv", &ledger);
+    let dated = a.scratch("dated.json");
+    std::fs::write(
+        &dated,
+        json!([{"address": "光明街2号", "grid": "第一网格", "tags": ["hardship", "社区矫正"],
+                "added_at": "2026-10-01T08:00:00+08:00", "residents": ["钱七"]}])
+        .to_string(),
+    )
+    .expect("write");
+    import(&a, "households", "json", &dated);
+    a.add_visit(
+        "幸福里3号楼201室",
+        &[
+            "--grid",
+            "第三网格",
+            "--resident",
+            "王秀英",
+            "--at",
+            "2026-11-01",
+        ],
+    );
+    a.add_visit("光明街2号", &["--grid", "第一网格", "--at", "2026-11-02"]);
+    a.add_visit("新来的5号", &["--grid", "第一网格", "--at", "2026-11-03"]);
+    let t = a.open_ticket(
+        "楼道灯坏了",
+        &[
+            "--household",
+            "幸福里3号楼201室",
+            "--grid",
+            "第三网格",
+            "--priority",
+            "urgent",
+        ],
+    );
+    a.json(&["ticket", "update", &t, "--status", "resolved"]);
+    let given = a.scratch("given.csv");
+    std::fs::write(
+        &given,
+        "title,status,priority,household,grid,opened_at,due,channel,resolved_at,satisfaction\n\
+         噪音扰民,closed,high,和平路8号,第一网格,2026-11-01T09:00:00+08:00,2026-11-03T09:00:00+08:00,热线,2026-11-02T10:00:00+08:00,不满意\n\
+         申请低保,open,low,,第一网格,2026-11-05,,mailbox,,\n",
+    )
+    .expect("write");
+    import(&a, "tickets", "csv", &given);
+    let (ha, va, ta) = (households(&a), a.visits(), a.tickets());
+    assert_eq!((ha.len(), va.len(), ta.len()), (6, 3, 3));
+
+    for format in ["csv", "json"] {
+        let b = Home::station();
+        for (kind, n) in [
+            ("households", ha.len()),
+            ("tickets", ta.len()),
+            ("visits", va.len()),
+        ] {
+            let file = a.scratch(&format!("{kind}.{format}"));
+            export(&a, kind, format, &["--out", file.to_str().expect("utf-8")]);
+            assert_eq!(
+                import(&b, kind, format, &file),
+                json!({"imported": n}),
+                "import {kind} {format}"
+            );
+        }
+        let (hb, vb, tb) = (households(&b), b.visits(), b.tickets());
+        assert_eq!(
+            contents(&hb, household_content),
+            contents(&ha, household_content),
+            "households after a {format} round trip"
+        );
+        assert_eq!(
+            contents(&tb, ticket_content),
+            contents(&ta, ticket_content),
+            "tickets after a {format} round trip"
+        );
+        assert_eq!(
+            contents(&vb, visit_content),
+            contents(&va, visit_content),
+            "visits after a {format} round trip"
+        );
+        // Each record names the household of the same grid and address as before.
+        let links = |hs: &[Value], records: &[Value]| -> Vec<String> {
+            let mut l: Vec<String> = records
+                .iter()
+                .map(|r| json!([r["household"], household_of(hs, &r["household_id"])]).to_string())
+                .collect();
+            l.sort();
+            l
+        };
+        assert_eq!(links(&hb, &vb), links(&ha, &va), "visit links ({format})");
+        assert_eq!(links(&hb, &tb), links(&ha, &ta), "ticket links ({format})");
+        let old: BTreeSet<String> = ha.iter().map(id_of).collect();
+        for h in &hb {
+            assert!(is_hex(h["id"].as_str().expect("id"), 32));
+        }
+        assert!(
+            hb.iter().all(|h| !old.contains(&id_of(h))),
+            "another site's households get their own ids"
+        );
+        assert_eq!(b.json(&["verify"])["bad"], 0);
+    }
+
+    // The formula guard holds in the households' columns, and reads back.
+    let file = a.scratch("h.csv");
+    export_to(&a, "households", "csv", &file);
+    let (header, rows) = read_exported(&file);
+    assert_eq!(header, HOUSEHOLD_COLUMNS);
+    for row in &rows {
+        for cell in row {
+            assert!(
+                !looks_like_formula(cell),
+                "a cell a spreadsheet runs: {cell:?}"
+            );
+        }
+    }
+    let row = rows
+        .iter()
+        .find(|r| r[col(&HOUSEHOLD_COLUMNS, "address")] == "光明街1号")
+        .expect("row");
+    assert_eq!(row[col(&HOUSEHOLD_COLUMNS, "phone")], "'=1+1");
+    assert_eq!(row[col(&HOUSEHOLD_COLUMNS, "note")], "'@王主任");
+    let row = rows
+        .iter()
+        .find(|r| r[col(&HOUSEHOLD_COLUMNS, "address")] == "光明街2号")
+        .expect("row");
+    assert_eq!(
+        row[col(&HOUSEHOLD_COLUMNS, "tags")],
+        r#"["hardship","community-correction"]"#,
+        "tags are written as slugs, in the residents' list form"
+    );
+    check_csv_matches(
+        &String::from_utf8(read(&file)).expect("utf-8"),
+        &HOUSEHOLD_COLUMNS,
+        &ha,
+    );
+    // `--since` keeps the households added at or after it.
+    let since: Vec<Value> = array(
+        serde_json::from_str(&export(
+            &a,
+            "households",
+            "json",
+            &["--since", "2026-10-02"],
+        ))
+        .expect("json"),
+    );
+    assert_eq!(since.len(), 5, "all but the one added on 2026-10-01");
+    let since = export(
+        &a,
+        "households",
+        "json",
+        &["--since", "2026-09-30T23:59:59Z"],
+    );
+    assert_eq!(array(serde_json::from_str(&since).expect("json")).len(), 6);
+}
+
+/// A ticket row keeps its deadline (else the policy's, by priority), its channel given as
+/// slug or Chinese, and a resolved or closed row its resolution and verdict.
+#[test]
+fn ticket_columns_import_as_given_or_from_the_policy() {
+    let home = Home::new();
+    let file = home.scratch("t.csv");
+    std::fs::write(
+        &file,
+        "\u{feff}title,status,priority,opened_at,due,channel,resolved_at,satisfaction,overdue,rated_at,household_id\n\
+         甲,resolved,normal,2026-11-01T00:00:00Z,2026-11-20T00:00:00Z,巡查,2026-11-04T00:00:00Z,基本满意,true,2026-12-01,x\n\
+         乙,open,urgent,2026-11-01T00:00:00Z,,,,,false,,\n\
+         丙,in_progress,,2026-11-01T00:00:00Z,,walk-in,,,,,\n",
+    )
+    .expect("write");
+    assert_eq!(
+        import(&home, "tickets", "csv", &file),
+        json!({"imported": 3})
+    );
+    let tickets = home.tickets();
+    let find = |title: &str| {
+        tickets
+            .iter()
+            .find(|t| t["title"] == title)
+            .expect("ticket")
+            .clone()
+    };
+    let a = find("甲");
+    assert_eq!(a["due"], "2026-11-20T00:00:00Z");
+    assert_eq!(a["channel"], "patrol");
+    assert_eq!(a["resolved_at"], "2026-11-04T00:00:00Z");
+    assert_eq!(a["satisfaction"], "basic");
+    assert_eq!(a["overdue"], false, "resolved is never overdue");
+    assert_eq!(a["household_id"], Value::Null, "household_id is read past");
+    let b = find("乙");
+    assert_eq!(b["due"], "2026-11-02T00:00:00Z", "urgent: a day");
+    assert_eq!(b["overdue"], true);
+    assert_eq!(b["channel"], "visit", "a volunteer's default");
+    assert_eq!(b["resolved_at"], Value::Null);
+    assert_eq!(b["satisfaction"], Value::Null);
+    let c = find("丙");
+    assert_eq!(c["due"], "2026-11-08T00:00:00Z", "normal: seven days");
+    assert_eq!(c["channel"], "walk-in");
+
+    // Bad values in the new columns: nothing imported, the row named.
+    let dir = home.scratch("in");
+    std::fs::create_dir(&dir).expect("mkdir");
+    let before = home.snapshot();
+    for (row, what) in [
+        ("open,2026-11-09,热线,,满意", "a verdict on an open ticket"),
+        ("resolved,2026-11-09,电话,,", "an unknown channel"),
+        (
+            "resolved,2026-11-09,hotline,2026-11-05,很好",
+            "an unknown verdict",
+        ),
+        ("resolved,下周,hotline,,", "a due that is no time"),
+        (
+            "closed,2026-11-09,hotline,2026-10-01,",
+            "resolved before opened",
+        ),
+    ] {
+        let mut text =
+            String::from("title,opened_at,status,due,channel,resolved_at,satisfaction\n");
+        for i in 0..5 {
+            text.push_str(&format!("好{i},2026-11-02,resolved,,,,\n"));
+        }
+        text.push_str(&format!("坏,2026-11-02,{row}\n"));
+        std::fs::write(dir.join("bad.csv"), text).expect("write");
+        let stderr = failed_import(&home, &dir, "tickets", "csv", "bad.csv");
+        assert!(
+            numbers(&stderr).contains(&6),
+            "{what}: the message should name row 6: {stderr}"
+        );
+        assert_eq!(home.snapshot(), before, "{what}: something was imported");
+    }
+}
+
+#[test]
+fn a_bad_household_row_imports_nothing_and_is_named() {
+    let home = Home::station();
+    let dir = home.scratch("in");
+    std::fs::create_dir(&dir).expect("mkdir");
+    home.add_visit("已有1号", &["--grid", "第三网格"]);
+    let before = households(&home);
+    assert_eq!(before.len(), 1);
+    let row = |i: usize| format!("幸福里{i}号,第三网格,[],\"[\"\"低保户\"\"]\",,");
+    for (bad, what) in [
+        (
+            "幸福里X号,第三网格,[],\"[\"\"贫困户\"\"]\",,",
+            "unknown tag",
+        ),
+        (
+            "幸福里X号,第三网格,[],[低保户,,",
+            "tags that are not a list",
+        ),
+        (",第三网格,[],[],,", "empty address"),
+        ("\"  \",第三网格,[],[],,", "blank address"),
+        (
+            "幸福里X号,第三网格,\"[\"\"王\\n李\"\"]\",[],,",
+            "a two-line name",
+        ),
+        ("幸福里3号,第三网格,[],[],,", "the same household twice"),
+        ("已有1号,第三网格,[],[],,", "a household already held"),
+    ] {
+        let mut text = String::from("address,grid,residents,tags,phone,note\n");
+        for i in 1..=12 {
+            text.push_str(&row(i));
+            text.push('\n');
+        }
+        text.push_str(bad);
+        text.push('\n');
+        text.push_str(&row(14));
+        text.push('\n');
+        std::fs::write(dir.join("bad.csv"), text).expect("write");
+        let stderr = failed_import(&home, &dir, "households", "csv", "bad.csv");
+        assert!(
+            numbers(&stderr).contains(&13),
+            "{what}: the message should name row 13: {stderr}"
+        );
+        assert_eq!(households(&home), before, "{what}: something was imported");
+    }
+    // The same as JSON: object 2 of 2.
+    std::fs::write(
+        dir.join("bad.json"),
+        json!([{"address": "甲", "grid": "第三网格", "tags": ["ordinary"]},
+               {"address": "乙", "grid": "第三网格", "tags": ["孤寡"]}])
+        .to_string(),
+    )
+    .expect("write");
+    let stderr = failed_import(&home, &dir, "households", "json", "bad.json");
+    assert!(stderr.contains("record 2"), "{stderr}");
+    assert!(
+        stderr.contains("孤寡"),
+        "the message names the tag: {stderr}"
+    );
+    assert_eq!(households(&home), before);
+}
+
+/// A ledger typed by hand lists residents and tags the way people write them, 、-separated.
+#[test]
+fn a_hand_typed_ledger_lists_residents_and_tags_with_commas() {
+    let station = Home::station();
+    let file = station.scratch("ledger.csv");
+    std::fs::write(
+        &file,
+        "address,grid,residents,tags\n幸福里5号,第三网格,张秀英、王强,低保户，独居老人\n",
+    )
+    .unwrap();
+    let args = [
+        "import",
+        "--kind",
+        "households",
+        "--format",
+        "csv",
+        file.to_str().unwrap(),
+    ];
+    assert_eq!(station.json(&args)["imported"], 1);
+    let list = array(station.json(&["household", "list"]));
+    assert_eq!(list[0]["residents"], serde_json::json!(["张秀英", "王强"]));
+    assert_eq!(
+        list[0]["tags"],
+        serde_json::json!(["elderly-alone", "low-income"])
     );
 }

@@ -529,7 +529,7 @@ fn every_figure_matches_the_hand_counted_fixture() {
         "--out",
         h,
     ]);
-    check_html(&html, &s.scratch("report.png"));
+    check_html(&html, &s.scratch("report.png"), &all);
 }
 
 /// The "generated at" line, which differs between two runs.
@@ -569,6 +569,14 @@ const VISIT_GRID: [u8; 3] = [0x2f, 0x6d, 0xb5];
 const OPENED: [u8; 3] = [0xe0, 0x8a, 0x1e];
 const RESOLVED: [u8; 3] = [0x3a, 0x9a, 0x4a];
 const OPEN: [u8; 3] = [0xc8, 0x45, 0x3b];
+const HOUSEHOLD: [u8; 3] = [0x8e, 0x6c, 0xb0];
+const COVERED: [u8; 3] = [0x5b, 0xa8, 0xd6];
+const VOLUNTEER_VISIT: [u8; 3] = [0x6b, 0x8e, 0x23];
+const VOLUNTEER_RESOLVED: [u8; 3] = [0xb0, 0x5a, 0x8e];
+const ON_TIME: [u8; 3] = [0x2e, 0x8b, 0x57];
+const CHANNEL: [u8; 3] = [0x7a, 0x5c, 0x3e];
+const OVERDUE_HOUSEHOLD: [u8; 3] = [0xd9, 0x6c, 0x2b];
+const OVERDUE_TICKET: [u8; 3] = [0x99, 0x33, 0x66];
 
 fn chromium() -> PathBuf {
     for name in ["chromium", "chromium-browser", "google-chrome"] {
@@ -603,7 +611,7 @@ fn screenshot(html: &Path, png: &Path) {
         ])
         .arg(format!("--user-data-dir={}", profile.path().display()))
         .arg(format!("--screenshot={}", png.display()))
-        .arg("--window-size=1200,2400")
+        .arg(format!("--window-size={PAGE_WIDTH},{PAGE_HEIGHT}"))
         .arg(format!("file://{}", html.display()))
         .stdin(Stdio::null())
         .output()
@@ -614,6 +622,10 @@ fn screenshot(html: &Path, png: &Path) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The screenshot's size: tall enough for every section.
+const PAGE_WIDTH: usize = 1200;
+const PAGE_HEIGHT: usize = 4400;
 
 struct Image {
     width: usize,
@@ -680,6 +692,13 @@ fn assert_bars(img: &Image, what: &str, colour: [u8; 3], legend: bool, counts: &
         );
     }
     let nonzero: Vec<u64> = counts.iter().copied().filter(|c| *c > 0).collect();
+    if nonzero.is_empty() {
+        assert!(
+            bars.is_empty(),
+            "{what}: bars for counts {counts:?}: {bars:?}"
+        );
+        return;
+    }
     assert_eq!(
         bars.len(),
         nonzero.len(),
@@ -703,7 +722,16 @@ fn assert_bars(img: &Image, what: &str, colour: [u8; 3], legend: bool, counts: &
     }
 }
 
-fn check_html(html: &Path, png: &Path) {
+/// The numbers of `field` in each entry of `list`.
+fn column(list: &Value, field: &str) -> Vec<u64> {
+    list.as_array()
+        .expect("an array")
+        .iter()
+        .map(|e| e[field].as_u64().expect("a count"))
+        .collect()
+}
+
+fn check_html(html: &Path, png: &Path, report: &Value) {
     let text = std::fs::read_to_string(html).unwrap();
     // One self-contained file: nothing to fetch.
     assert!(text.starts_with("<!DOCTYPE html>"));
@@ -725,7 +753,10 @@ fn check_html(html: &Path, png: &Path) {
             .all(|h| h.starts_with("http://www.w3.org/2000/svg")),
         "{http:?}"
     );
-    assert_eq!(text.matches("<svg").count(), 3, "three charts");
+    assert_eq!(text.matches("<svg").count(), 7, "seven charts");
+    for heading in ["四、网格", "五、网格员", "六、工单来源", "七、期末逾期"] {
+        assert!(text.contains(heading), "no section {heading}");
+    }
     assert!(text.contains("Noto Sans CJK SC"), "CJK fonts asked for");
     assert!(text.contains("幸福驿站工作报告") && text.contains("Station report"));
 
@@ -736,7 +767,7 @@ fn check_html(html: &Path, png: &Path) {
         std::fs::copy(html, PathBuf::from(&keep).with_extension("html")).expect("copy the HTML");
     }
     let img = decode(png);
-    assert_eq!((img.width, img.height), (1200, 2400));
+    assert_eq!((img.width, img.height), (PAGE_WIDTH, PAGE_HEIGHT));
     let ink = img
         .rgb
         .iter()
@@ -775,4 +806,361 @@ fn check_html(html: &Path, png: &Path) {
         true,
         &[0, 0, 0, 0, 1, 1, 0, 1],
     );
+
+    // The sections per grid and per volunteer, as the same report's JSON counts them.
+    let grids = &report["grids"];
+    assert_bars(
+        &img,
+        "households",
+        HOUSEHOLD,
+        true,
+        &column(grids, "households"),
+    );
+    assert_bars(&img, "covered", COVERED, true, &column(grids, "covered"));
+    let volunteers = &report["volunteers"];
+    assert_bars(
+        &img,
+        "volunteers' visits",
+        VOLUNTEER_VISIT,
+        true,
+        &column(volunteers, "visits"),
+    );
+    assert_bars(
+        &img,
+        "volunteers' tickets resolved",
+        VOLUNTEER_RESOLVED,
+        true,
+        &column(volunteers, "tickets_resolved"),
+    );
+    assert_bars(
+        &img,
+        "volunteers' tickets resolved on time",
+        ON_TIME,
+        true,
+        &column(volunteers, "resolved_on_time"),
+    );
+    let channels: Vec<u64> = ["hotline", "mailbox", "walk-in", "visit", "patrol"]
+        .iter()
+        .map(|c| report["tickets_by_channel"][c].as_u64().expect("a count"))
+        .collect();
+    assert_bars(&img, "tickets by channel", CHANNEL, false, &channels);
+    let overdue = |list: &str| report[list].as_array().expect("ids").len() as u64;
+    assert_bars(
+        &img,
+        "households overdue",
+        OVERDUE_HOUSEHOLD,
+        true,
+        &[overdue("overdue_households")],
+    );
+    assert_bars(
+        &img,
+        "tickets overdue",
+        OVERDUE_TICKET,
+        true,
+        &[overdue("overdue_tickets")],
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Per grid and per volunteer: a day as people live it
+// ---------------------------------------------------------------------------------------
+
+mod day {
+    use super::*;
+
+    /// RFC 3339 for `now + days`, to the second.
+    fn at(now: i64, days: i64) -> String {
+        chrono::DateTime::from_timestamp(now + days * DAY, 0)
+            .expect("a time")
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    }
+
+    fn ids(v: &Value) -> Vec<String> {
+        let mut out: Vec<String> = v
+            .as_array()
+            .expect("an array")
+            .iter()
+            .map(|x| x.as_str().expect("an id").to_string())
+            .collect();
+        out.sort();
+        out
+    }
+
+    fn sorted_ids(v: &[&String]) -> Vec<String> {
+        let mut out: Vec<String> = v.iter().map(|s| s.to_string()).collect();
+        out.sort();
+        out
+    }
+
+    /// `household add --address A --grid G --tag T...`; returns the id.
+    fn add_household(home: &Home, address: &str, grid: &str, tags: &[&str]) -> String {
+        let mut args = vec!["household", "add", "--address", address, "--grid", grid];
+        for t in tags {
+            args.extend_from_slice(&["--tag", t]);
+        }
+        id_of(&home.json(&args))
+    }
+
+    /// `ticket open` in `grid` for the household at `address`, asked `opened` days from
+    /// now, with EXTRA flags; returns the id.
+    fn open(
+        home: &Home,
+        now: i64,
+        title: &str,
+        grid: &str,
+        address: &str,
+        opened: i64,
+        extra: &[&str],
+    ) -> String {
+        let when = at(now, opened);
+        let mut args = vec![
+            "--grid",
+            grid,
+            "--household",
+            address,
+            "--at",
+            when.as_str(),
+        ];
+        args.extend_from_slice(extra);
+        home.open_ticket(title, &args)
+    }
+
+    /// A station and two volunteers, 张阿姨 in 和平里 and 李叔 in 幸福路, all through the
+    /// binary. Each adds the households of its grid today (with tags: 30 days between
+    /// visits, 182 for an ordinary household, and 1 for 困难户 once the station shortens
+    /// it), opens tickets as residents asked (`--at` days ago, deadlines from `--due` or
+    /// the policy), logs visits with `visit add --at`, resolves tickets today (two before
+    /// their deadline, one after), and syncs; the station resolves its walk-in late and
+    /// records the follow-up calls. `now` is the test's start; "d-15" below means 15 days
+    /// before it. Period A is [d-20, d+2), period B is the past [d-40, d-10).
+    #[test]
+    fn grids_and_volunteers_match_the_hand_counts() {
+        let now = now_secs();
+        let station = Home::station();
+        station.json(&["policy", "set", "visit-every", "困难户", "1"]);
+        // A walk-in at the station twelve days ago: urgent, so due a day later.
+        let t5 = open(
+            &station,
+            now,
+            "井盖松动",
+            "幸福路",
+            "幸福路 2-201",
+            -12,
+            &["--priority", "urgent"],
+        );
+        let serve = Serving::start(&station);
+        let zhang = Home::new();
+        let li = Home::new();
+        enroll(&station, &zhang, "张阿姨", "和平里", Some(&serve.addr));
+        enroll(&station, &li, "李叔", "幸福路", Some(&serve.addr));
+
+        let _h1 = add_household(&zhang, "和平里 1-101", "和平里", &["elderly-alone"]);
+        let _h2 = add_household(&zhang, "和平里 1-102", "和平里", &["普通户"]);
+        let _h3 = add_household(&zhang, "和平里 1-103", "和平里", &["low-income"]);
+        let h7 = add_household(&zhang, "和平里 1-104", "和平里", &["独居老人"]);
+        let _h4 = add_household(&li, "幸福路 2-201", "幸福路", &["disabled"]);
+        let h5 = add_household(
+            &li,
+            "幸福路 2-202",
+            "幸福路",
+            &["elderly-alone", "ordinary"],
+        );
+        let h6 = add_household(&li, "幸福路 2-203", "幸福路", &["hardship"]);
+
+        let t1 = open(
+            &zhang,
+            now,
+            "热水器漏水",
+            "和平里",
+            "和平里 1-101",
+            -10,
+            &["--due", &at(now, -7), "--channel", "hotline"],
+        );
+        // Due from the policy (normal priority: 7 days); a volunteer's channel is `visit`.
+        let t2 = open(&zhang, now, "助餐登记", "和平里", "和平里 1-103", -2, &[]);
+        let t6 = open(
+            &zhang,
+            now,
+            "楼道灯不亮",
+            "和平里",
+            "和平里 1-102",
+            -3,
+            &["--due", &at(now, 4), "--channel", "热线"],
+        );
+        let t3 = open(
+            &li,
+            now,
+            "邻里噪音",
+            "幸福路",
+            "幸福路 2-202",
+            -30,
+            &["--due", &at(now, -25), "--channel", "mailbox"],
+        );
+        let t4 = open(
+            &li,
+            now,
+            "路面积水",
+            "幸福路",
+            "幸福路 2-203",
+            -1,
+            &["--due", &at(now, 2), "--channel", "patrol"],
+        );
+
+        for (v, address, grid, days) in [
+            (&zhang, "和平里 1-101", "和平里", -15),
+            (&zhang, "和平里 1-102", "和平里", -90),
+            (&zhang, "和平里 1-101", "和平里", -25),
+            (&zhang, "和平里 1-104", "和平里", -40),
+            (&li, "幸福路 2-201", "幸福路", -5),
+            (&li, "幸福路 2-202", "幸福路", -45),
+            (&li, "幸福路 2-202", "幸福路", -3),
+        ] {
+            let when = at(now, days);
+            v.add_visit(address, &["--grid", grid, "--at", when.as_str()]);
+        }
+        // Every visit found its household by address: no new household was made.
+        assert_eq!(array(zhang.json(&["household", "list"])).len(), 4);
+        assert_eq!(array(li.json(&["household", "list"])).len(), 3);
+        // Resolved today: 热水器漏水 after its deadline (d-7), 助餐登记 and 路面积水
+        // before theirs.
+        zhang.json(&["ticket", "update", t1.as_str(), "--status", "resolved"]);
+        zhang.json(&["ticket", "update", t2.as_str(), "--status", "resolved"]);
+        li.json(&["ticket", "update", t4.as_str(), "--status", "resolved"]);
+        for v in [&zhang, &li] {
+            let s = v.json(&["sync"]);
+            assert_eq!(s["rejected"], 0, "{s}");
+        }
+        drop(serve);
+        // The station resolves its walk-in, due d-11, today; then the follow-up calls.
+        station.json(&["ticket", "update", t5.as_str(), "--status", "resolved"]);
+        for (id, verdict) in [(&t1, "satisfied"), (&t2, "基本满意"), (&t4, "unsatisfied")] {
+            station.json(&["ticket", "update", id.as_str(), "--satisfaction", verdict]);
+        }
+        assert_eq!(station.visits().len(), 7, "every visit reached the station");
+        assert_eq!(station.tickets().len(), 6);
+        assert_eq!(array(station.json(&["household", "list"])).len(), 7);
+        assert_eq!(
+            station.ticket(&t2)["due"],
+            json!(at(now, -2 + 7)),
+            "the policy's 7 days"
+        );
+        assert_eq!(station.ticket(&t2)["channel"], "visit");
+        assert_eq!(station.ticket(&t5)["channel"], "walk-in");
+        assert_eq!(
+            station.ticket(&t5)["due"],
+            json!(at(now, -11)),
+            "urgent: 1 day"
+        );
+
+        // ---- Period A: [d-20, d+2) -----------------------------------------------------
+        let (a0, a1) = (at(now, -20), at(now, 2));
+        let a = station.json(&["report", "--since", a0.as_str(), "--until", a1.as_str()]);
+        // Households at d+2. 和平里: 1-101 last visited d-15 (+30: covered), 1-102 d-90
+        // (+182: covered), 1-103 never, added today (due d+30: neither), 1-104 d-40 (due
+        // d-10: overdue). 幸福路: 2-201 (d-5) and 2-202 (d-3) covered; 2-203 never visited,
+        // added today, 困难户 every day (due d+1: overdue).
+        // Visits in A: one in 和平里 (d-15), two in 幸福路 (d-5, d-3).
+        // Tickets opened in A: 和平里 热水器漏水, 助餐登记, 楼道灯不亮; 幸福路 路面积水 and
+        // the walk-in 井盖松动 (邻里噪音 was asked at d-30). Resolved today: 热水器漏水 (late),
+        // 助餐登记 (on time) in 和平里; 路面积水 (on time), 井盖松动 (late) in 幸福路. Rated
+        // today: 热水器漏水 satisfied, 助餐登记 basic; 路面积水 unsatisfied. Overdue at d+2:
+        // 邻里噪音 (due d-25, never resolved); 楼道灯不亮 is due d+4.
+        assert_eq!(
+            a["grids"],
+            json!([
+                { "grid": "和平里", "households": 4, "covered": 2, "visits": 1,
+                  "tickets_opened": 3, "tickets_resolved": 2, "resolved_on_time": 1,
+                  "rated": 2, "satisfied": 2, "overdue_tickets": 0 },
+                { "grid": "幸福路", "households": 3, "covered": 2, "visits": 2,
+                  "tickets_opened": 2, "tickets_resolved": 2, "resolved_on_time": 1,
+                  "rated": 1, "satisfied": 0, "overdue_tickets": 1 },
+            ])
+        );
+        // Most visits first; the station resolved its walk-in, late.
+        assert_eq!(
+            a["volunteers"],
+            json!([
+                { "device_id": li.device_id, "name": "李叔", "visits": 2,
+                  "tickets_resolved": 1, "resolved_on_time": 1 },
+                { "device_id": zhang.device_id, "name": "张阿姨", "visits": 1,
+                  "tickets_resolved": 2, "resolved_on_time": 1 },
+                { "device_id": station.device_id, "name": "幸福里工作站", "visits": 0,
+                  "tickets_resolved": 1, "resolved_on_time": 0 },
+            ])
+        );
+        assert_eq!(
+            a["tickets_by_channel"],
+            json!({ "hotline": 2, "mailbox": 0, "walk-in": 1, "visit": 1, "patrol": 1 })
+        );
+        assert_eq!(ids(&a["overdue_households"]), sorted_ids(&[&h7, &h6]));
+        assert_eq!(ids(&a["overdue_tickets"]), vec![t3.clone()]);
+        assert!(!ids(&a["overdue_tickets"]).contains(&t6));
+        // The figures that were there before agree.
+        assert_eq!(a["visits"]["total"], 3);
+        assert_eq!(a["tickets"]["opened"], 5);
+        assert_eq!(a["tickets"]["resolved"], 4);
+
+        // ---- Period B, in the past: [d-40, d-10) ----------------------------------------
+        // Judged at d-10, with no visit made after it. The households were added today, so
+        // only those visited before d-10 are there. 和平里: 1-101 (last before the end
+        // d-15), 1-102 (d-90), 1-104 (d-40, due exactly d-10: still covered); 1-103 is not
+        // there. 幸福路: 2-201's only visit is d-5, after the end (not there); 2-202's latest
+        // before the end is d-45 (due d-15: overdue); 2-203 is not there.
+        // Visits in B: d-15, d-25, d-40 in 和平里 (the start is included).
+        // Tickets asked in B: 邻里噪音 (d-30) and the walk-in (d-12); 热水器漏水 (d-10) is
+        // at the end, excluded. Nothing was resolved or rated in B, and at d-10 both 幸福路
+        // tickets were open and past their deadlines (d-25, d-11).
+        let (b0, b1) = (at(now, -40), at(now, -10));
+        let b = station.json(&["report", "--since", b0.as_str(), "--until", b1.as_str()]);
+        assert_eq!(
+            b["grids"],
+            json!([
+                { "grid": "和平里", "households": 3, "covered": 3, "visits": 3,
+                  "tickets_opened": 0, "tickets_resolved": 0, "resolved_on_time": 0,
+                  "rated": 0, "satisfied": 0, "overdue_tickets": 0 },
+                { "grid": "幸福路", "households": 1, "covered": 0, "visits": 0,
+                  "tickets_opened": 2, "tickets_resolved": 0, "resolved_on_time": 0,
+                  "rated": 0, "satisfied": 0, "overdue_tickets": 2 },
+            ])
+        );
+        assert_eq!(
+            b["volunteers"],
+            json!([
+                { "device_id": zhang.device_id, "name": "张阿姨", "visits": 3,
+                  "tickets_resolved": 0, "resolved_on_time": 0 },
+                { "device_id": li.device_id, "name": "李叔", "visits": 0,
+                  "tickets_resolved": 0, "resolved_on_time": 0 },
+            ])
+        );
+        assert_eq!(
+            b["tickets_by_channel"],
+            json!({ "hotline": 0, "mailbox": 1, "walk-in": 1, "visit": 0, "patrol": 0 })
+        );
+        assert_eq!(ids(&b["overdue_households"]), vec![h5.clone()]);
+        assert_eq!(ids(&b["overdue_tickets"]), sorted_ids(&[&t3, &t5]));
+
+        // ---- The Markdown shows the same -------------------------------------------------
+        let md = station.text(&["report", "--since", a0.as_str(), "--until", a1.as_str()]);
+        for line in [
+            "| 和平里 | 4 | 2 | 1 | 3 | 2 | 1 | 2 | 2 | 0 |",
+            "| 幸福路 | 3 | 2 | 2 | 2 | 2 | 1 | 1 | 0 | 1 |",
+            "| **合计 Total** | **7** | **4** | **3** | **5** | **4** | **2** | **3** | **2** | **1** |",
+            "| 热线 hotline | 2 |",
+            "| 来访 walk-in | 1 |",
+            "| 信箱 mailbox | 0 |",
+            "| 逾期未走访住户 Households overdue for a visit | 2 |",
+            "| 逾期未办结工单 Tickets overdue | 1 |",
+        ] {
+            assert!(md.contains(line), "the Markdown lacks {line:?}:\n{md}");
+        }
+        for (name, id, row) in [
+            ("李叔", &li.device_id, "2 | 1 | 1"),
+            ("张阿姨", &zhang.device_id, "1 | 2 | 1"),
+            ("幸福里工作站", &station.device_id, "0 | 1 | 0"),
+        ] {
+            let line = format!("| {name} | `{}` | {row} |", &id[..12]);
+            assert!(md.contains(&line), "the Markdown lacks {line:?}:\n{md}");
+        }
+        assert!(md.contains(&format!("- `{t3}`")), "{md}");
+    }
 }

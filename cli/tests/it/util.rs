@@ -577,6 +577,8 @@ pub fn generated_visit_rows(tag: &str, n: usize) -> Vec<Vec<String>> {
             vec![
                 fake_hex(i as u64 + 1, 32),
                 generated_household(tag, i),
+                // household_id: import links by grid and address instead.
+                String::new(),
                 format!("第{}网格", i % 5 + 1),
                 CATEGORIES[i % 7].0.to_string(),
                 format!("第{i}次走访，情况\"良好\"，无异常"),

@@ -364,6 +364,40 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX records_by_household ON records(household, at_ms) WHERE household IS NOT NULL;
     CREATE INDEX records_by_due ON records(kind, due_ms) WHERE due_ms IS NOT NULL;
     "#,
+    // 12: the daily reads: the daily reads of a station without a scan of every record. The
+    // records in conflict have an index of their own, in the order `conflicts` lists them
+    // (`status` sums their counts from it); a record without a conflict has no entry in it.
+    // Records by grid, then kind and time, so that `list --grid G --since T` reads the rows
+    // it prints and no others, in order; it replaces the index on the grid alone, whose
+    // look-ups it answers too. How many records of each kind there are is kept by triggers
+    // as records come and go (`status` reads it instead of counting a million rows); a
+    // migration that rebuilds `records` must create them again.
+    r#"
+    CREATE INDEX IF NOT EXISTS records_in_conflict ON records(kind, at_ms, doc_id)
+        WHERE conflicts > 0;
+    DROP INDEX IF EXISTS records_by_grid;
+    CREATE INDEX records_by_grid ON records(grid, kind, at_ms);
+    CREATE TABLE IF NOT EXISTS record_counts (
+        kind INTEGER PRIMARY KEY,
+        n    INTEGER NOT NULL
+    );
+    DELETE FROM record_counts;
+    INSERT INTO record_counts(kind, n) SELECT kind, COUNT(*) FROM records GROUP BY kind;
+    CREATE TRIGGER IF NOT EXISTS record_counted AFTER INSERT ON records BEGIN
+        INSERT INTO record_counts(kind, n) VALUES (NEW.kind, 1)
+            ON CONFLICT(kind) DO UPDATE SET n = n + 1;
+    END;
+    CREATE TRIGGER IF NOT EXISTS record_uncounted AFTER DELETE ON records BEGIN
+        UPDATE record_counts SET n = n - 1 WHERE kind = OLD.kind;
+    END;
+    CREATE TRIGGER IF NOT EXISTS record_recounted AFTER UPDATE OF kind ON records
+        WHEN OLD.kind IS NOT NEW.kind
+    BEGIN
+        UPDATE record_counts SET n = n - 1 WHERE kind = OLD.kind;
+        INSERT INTO record_counts(kind, n) VALUES (NEW.kind, 1)
+            ON CONFLICT(kind) DO UPDATE SET n = n + 1;
+    END;
+    "#,
 ];
 
 /// How many new ids `doc_ids_new` holds at most before they are settled into `doc_ids`
@@ -835,6 +869,108 @@ mod tests {
             )
             .unwrap();
         assert_eq!(made, 0);
+    }
+
+    /// The SQLite plan of `sql`, one line per step.
+    fn plan(conn: &Connection, sql: &str) -> String {
+        let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let steps: Vec<String> = stmt
+            .query_map([], |r| r.get(3))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        steps.join("\n")
+    }
+
+    /// A store as migration 11 left it gets the indexes of the daily reads, and SQLite
+    /// answers those reads from them rather than by a scan of every record.
+    #[test]
+    fn migration_12_indexes_the_daily_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().join("home");
+        let config = InitConfig {
+            name: "幸福驿站".into(),
+            station: true,
+            encrypt: None,
+        };
+        let mut node = Node::init(&home, &config, InitSeed { key: [6; 32] }).unwrap();
+        let visits: Vec<NewVisit> = (0..20)
+            .map(|i| NewVisit {
+                household: format!("和平里 {i} 号"),
+                grid: Some(format!("g{:02}", i % 2)),
+                ..NewVisit::default()
+            })
+            .collect();
+        node.add_visits(&visits).unwrap();
+        let listed = |node: &Node| {
+            node.list_visits(&VisitFilter {
+                grid: Some("g01".into()),
+                ..VisitFilter::default()
+            })
+            .unwrap()
+        };
+        let before = listed(&node);
+        assert_eq!(before.len(), 10);
+        drop(node);
+        {
+            let c = Connection::open(home.join(STORE_FILE)).unwrap();
+            c.execute_batch(
+                "DROP INDEX records_in_conflict; DROP INDEX records_by_grid;
+                 CREATE INDEX records_by_grid ON records(grid);
+                 PRAGMA user_version = 11;",
+            )
+            .unwrap();
+        }
+        let mut node = Node::open(&home).unwrap();
+        assert_eq!(listed(&node), before);
+        assert_eq!(node.record_counts().unwrap(), (0, 20));
+        // The counts follow records made, and dropped, after the migration.
+        node.add_visit(&NewVisit {
+            household: "和平里 20 号".into(),
+            ..NewVisit::default()
+        })
+        .unwrap();
+        let tickets: Vec<NewTicket> = (0..3)
+            .map(|i| NewTicket {
+                title: format!("楼道灯 {i}"),
+                ..NewTicket::default()
+            })
+            .collect();
+        node.open_tickets(&tickets).unwrap();
+        assert_eq!(node.record_counts().unwrap(), (3, 21));
+        node.store()
+            .conn()
+            .execute(
+                "DELETE FROM records WHERE docno = (SELECT MIN(docno) FROM records WHERE kind = 1)",
+                [],
+            )
+            .unwrap();
+        assert_eq!(node.record_counts().unwrap(), (3, 20));
+        let node = node;
+        let conn = node.store().conn();
+        let uses = |sql: &str, index: &str| {
+            let plan = plan(conn, sql);
+            assert!(plan.contains(index), "{sql}:\n{plan}");
+            assert!(!plan.contains("SCAN records\n") && !plan.ends_with("SCAN records"));
+        };
+        uses(
+            "SELECT COALESCE(SUM(conflicts), 0) FROM records WHERE conflicts > 0",
+            "records_in_conflict",
+        );
+        uses(
+            "SELECT doc_id FROM records WHERE conflicts > 0 ORDER BY kind, at_ms, doc_id",
+            "records_in_conflict",
+        );
+        uses(
+            "SELECT summary FROM records WHERE kind = 1 AND grid = 'g01' AND at_ms >= 0
+             ORDER BY at_ms, doc_id",
+            "records_by_grid (grid=? AND kind=? AND at_ms>?)",
+        );
+        uses(
+            "SELECT summary FROM records WHERE kind = 2 AND status = 'open' AND grid = 'g01'
+             ORDER BY at_ms, doc_id",
+            "records_by_grid (grid=? AND kind=?)",
+        );
     }
 
     #[test]
