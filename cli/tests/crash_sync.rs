@@ -450,11 +450,12 @@ fn ack_missing(conn: &Connection, a: &Ack) -> Option<String> {
     (marked == 0).then(|| format!("record {id} has no change carrying {}", a.marker))
 }
 
-/// How many records' list summaries hold `marker`.
+/// How many visit logs and tickets hold `marker` in their list summaries (not the
+/// households a visit names at a marked address).
 fn marked_records(conn: &Connection, marker: &str) -> usize {
     let n: i64 = conn
         .query_row(
-            "SELECT count(*) FROM records WHERE instr(summary, ?1) > 0",
+            "SELECT count(*) FROM records WHERE kind IN (1, 2) AND instr(summary, ?1) > 0",
             [marker],
             |r| r.get(0),
         )

@@ -83,24 +83,9 @@ impl Node {
         edit.check()?;
         let tx = self.store.write()?;
         let mut edit = edit.clone();
-        if let (Some(value), None) = (edit.household.clone(), edit.household_id) {
-            let grid = match &edit.grid {
-                Some(g) => Some(g.clone()),
-                None => grid_of(&tx, id)?,
-            };
-            let (hid, address, hgrid) = household_for(
-                &tx,
-                &self.key,
-                &self.identity,
-                grid.as_deref(),
-                edit.grid.is_some(),
-                &value,
-            )?;
-            edit.household_id = hid;
-            edit.household = Some(address);
-            if hgrid != grid {
-                edit.grid = hgrid;
-            }
+        if edit.household_id.is_none() {
+            let (household, grid) = (&mut edit.household, &mut edit.grid);
+            edit.household_id = relink(&tx, &self.key, &self.identity, id, household, grid)?;
         }
         edit_visit_in(&tx, &self.key, &self.identity, id, &edit)?;
         tx.commit()?;
@@ -179,24 +164,9 @@ impl Node {
         update.check()?;
         let tx = self.store.write()?;
         let mut update = update.clone();
-        if let (Some(value), None) = (update.household.clone(), update.household_id) {
-            let grid = match &update.grid {
-                Some(g) => Some(g.clone()),
-                None => grid_of(&tx, id)?,
-            };
-            let (hid, address, hgrid) = household_for(
-                &tx,
-                &self.key,
-                &self.identity,
-                grid.as_deref(),
-                update.grid.is_some(),
-                &value,
-            )?;
-            update.household_id = hid;
-            update.household = Some(address);
-            if hgrid != grid {
-                update.grid = hgrid;
-            }
+        if update.household_id.is_none() {
+            let (household, grid) = (&mut update.household, &mut update.grid);
+            update.household_id = relink(&tx, &self.key, &self.identity, id, household, grid)?;
         }
         let update = &update;
         if update.satisfaction.is_some() {
@@ -414,6 +384,40 @@ pub(crate) fn set_policy_in(
     local_change(tx, key, identity, header, existing, |doc| {
         records::write_policy(doc, id, field, days)
     })
+}
+
+/// For an edit of record `id` that names a new `household` (an address or an id): the
+/// household it names, found or made in the record's grid (or the edit's `grid`), its
+/// address written as the household's, and the grid set to the household's when that
+/// differs. `None` when the edit names no household.
+fn relink(
+    tx: &Transaction<'_>,
+    key: &DeviceKey,
+    identity: &Identity,
+    id: DocId,
+    household: &mut Option<String>,
+    grid: &mut Option<String>,
+) -> Result<Option<DocId>, WriteError> {
+    let Some(value) = household.clone() else {
+        return Ok(None);
+    };
+    let current = match grid {
+        Some(g) => Some(g.clone()),
+        None => grid_of(tx, id)?,
+    };
+    let (hid, address, hgrid) = household_for(
+        tx,
+        key,
+        identity,
+        current.as_deref(),
+        grid.is_some(),
+        &value,
+    )?;
+    *household = Some(address);
+    if hgrid != current {
+        *grid = hgrid;
+    }
+    Ok(hid)
 }
 
 /// The grid of the record `id` as the index holds it.

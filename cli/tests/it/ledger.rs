@@ -20,19 +20,6 @@ fn sync(home: &Home, addr: &str) -> Value {
     out
 }
 
-/// Enrols `v` (initialised with `init --name NAME`) for `grids` and joins it.
-fn join(station: &Home, v: &Home, name: &str, grids: &[&str], addr: &str) {
-    let mut args = vec!["enroll", v.device_id.as_str(), "--name", name];
-    for g in grids {
-        args.extend(["--grid", g]);
-    }
-    let token = station.json(&args)["token"]
-        .as_str()
-        .expect("a token")
-        .to_string();
-    v.json(&["join", token.as_str(), "--station", addr]);
-}
-
 fn households(home: &Home) -> Vec<Value> {
     array(home.json(&["household", "list"]))
 }

@@ -312,25 +312,6 @@ fn poll<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T>
 // Membership and records
 // ---------------------------------------------------------------------------------------
 
-/// The station enrolls `v` for `grids`; `v` joins with the token, the station at `addr`.
-fn join(station: &Home, v: &Home, name: &str, grids: &[&str], addr: &str) {
-    let mut args = vec!["enroll", v.device_id.as_str(), "--name", name];
-    for g in grids {
-        args.extend(["--grid", g]);
-    }
-    let token = station.json(&args)["token"]
-        .as_str()
-        .expect("enroll printed a token")
-        .to_string();
-    let joined = v.json(&["join", token.as_str(), "--station", addr]);
-    assert_eq!(joined["role"], "volunteer", "{joined}");
-    assert_eq!(
-        joined["site_id"],
-        station.json(&["id"])["site_id"],
-        "join names another site: {joined}"
-    );
-}
-
 /// The ids of the visits a node lists.
 fn visit_ids(home: &Home) -> BTreeSet<String> {
     home.visits()

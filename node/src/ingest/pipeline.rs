@@ -365,45 +365,7 @@ pub(crate) fn apply_group(
     if kept.is_empty() {
         return Ok(());
     }
-    let applied = catch_unwind(AssertUnwindSafe(|| doc.apply_changes(changes)));
-    if !matches!(applied, Ok(Ok(()))) {
-        for (env, _, _) in kept {
-            reject(
-                tx,
-                ctx,
-                report,
-                &env,
-                "Automerge could not apply the change",
-            )?;
-        }
-        return Ok(());
-    }
-    // Objects nested too deep: nothing of this document in the batch is stored (rules.rs).
-    if let Err(why) = crate::ingest::rules::nesting(&doc) {
-        for (env, _, _) in kept {
-            reject(tx, ctx, report, &env, &why)?;
-        }
-        return Ok(());
-    }
-    // A field that held a value and holds none now was deleted whole, not settled: the
-    // changes that delete it are refused, and the rest applied again without them.
-    let removed = crate::ingest::rules::removed_fields(&before, &doc);
-    if !removed.is_empty() {
-        let why = format!("it removes the record's `{}`", removed.join("`, `"));
-        let mut rest = Vec::with_capacity(kept.len());
-        for (env, seq, deps) in kept {
-            if crate::ingest::rules::deletes_any(&env.bytes, &removed) {
-                reject(tx, ctx, report, &env, &why)?;
-            } else {
-                rest.push((env, seq, deps));
-            }
-        }
-        kept = rest;
-        doc = load()?;
-        let changes: Vec<automerge::Change> = kept
-            .iter()
-            .filter_map(|(env, _, _)| automerge::Change::from_bytes(env.bytes.clone()).ok())
-            .collect();
+    loop {
         let applied = catch_unwind(AssertUnwindSafe(|| doc.apply_changes(changes)));
         if !matches!(applied, Ok(Ok(()))) {
             for (env, _, _) in kept {
@@ -417,6 +379,33 @@ pub(crate) fn apply_group(
             }
             return Ok(());
         }
+        // Objects nested too deep: nothing of this document in the batch is stored
+        // (rules.rs).
+        if let Err(why) = crate::ingest::rules::nesting(&doc) {
+            for (env, _, _) in kept {
+                reject(tx, ctx, report, &env, &why)?;
+            }
+            return Ok(());
+        }
+        // A field that held a value and holds none now was deleted whole, not settled: the
+        // changes that delete it are refused, and the rest applied again without them.
+        let removed = crate::ingest::rules::removed_fields(&before, &doc);
+        let (culprits, rest): (Vec<_>, Vec<_>) = kept
+            .into_iter()
+            .partition(|(env, _, _)| crate::ingest::rules::deletes_any(&env.bytes, &removed));
+        kept = rest;
+        if culprits.is_empty() {
+            break;
+        }
+        let why = format!("it removes the record's `{}`", removed.join("`, `"));
+        for (env, _, _) in culprits {
+            reject(tx, ctx, report, &env, &why)?;
+        }
+        doc = load()?;
+        changes = kept
+            .iter()
+            .filter_map(|(env, _, _)| automerge::Change::from_bytes(env.bytes.clone()).ok())
+            .collect();
     }
     let mut stored = Vec::new();
     let mut unapplied = Vec::new();
