@@ -1,10 +1,11 @@
 //! Local writes: new visits, tickets and households, edits, status changes, comments and
 //! the station's policy, made on this node.
 //!
-//! Every write is one `BEGIN IMMEDIATE` transaction: load the document's latest snapshot,
-//! make the Automerge change with this device's actor, check it against the record model
-//! (`ingest::rules`), sign it, and store the change, the new snapshot and the record's index
-//! row (`store::docs`). Nothing is reported as saved before the commit returns, and the
+//! Every write is one `BEGIN IMMEDIATE` transaction: the fields are checked first (each
+//! `New…`/`…Edit` of `records` has its `check`, within the limits `ingest::rules` holds
+//! received changes to), then `local::local_change` loads the document's latest snapshot,
+//! makes the Automerge change with this device's actor, signs it, and stores the change,
+//! the new snapshot and the record's index row (`store::docs`). Nothing is reported as saved before the commit returns, and the
 //! commit is fsynced (`synchronous=FULL`).
 
 use automerge::AutoCommit;
