@@ -131,12 +131,14 @@ pub struct Received {
     change: SignedChange,
 }
 
-/// Reads every change stored in the node at `home`, in log order, with its header.
+/// Reads every change the node at `home` made itself (not those it received: an evening
+/// laptop holds its grid's households from the station), in log order, with its header.
 pub fn read_changes(home: &Path) -> Result<Vec<Received>> {
     let conn = open_store(home)?;
     let mut stmt = conn.prepare(
         "SELECT c.doc_id, c.hash, c.signer, c.signature, c.bytes, d.kind, d.author, d.nonce
-         FROM changes c JOIN docs d ON d.docno = c.docno ORDER BY c.lseq",
+         FROM changes c JOIN docs d ON d.docno = c.docno WHERE c.origin IS NULL
+         ORDER BY c.lseq",
     )?;
     let rows = stmt.query_map([], |r| {
         Ok((

@@ -434,54 +434,53 @@ impl Node {
         } else {
             " AND ?2 IS NULL"
         };
+        // The columns a due list prints, read from the index row without parsing the
+        // record's summary: a station's list runs to thousands of rows.
         let mut households = Vec::new();
         let mut stmt = conn.prepare_cached(&format!(
-            "SELECT summary, last_ms, due_ms FROM records
+            "SELECT lower(hex(doc_id)), json_extract(summary, '$.address'), grid, tags,
+                    last_ms, due_ms
+             FROM records
              WHERE kind = 3 AND due_ms <= ?1{grid_clause} ORDER BY due_ms, doc_id"
         ))?;
-        let rows = stmt.query_map(rusqlite::params![until, grid], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, Option<i64>>(1)?,
-                r.get::<_, i64>(2)?,
-            ))
-        })?;
-        for row in rows {
-            let (json, last, due) = row?;
-            let h: records::Household =
-                serde_json::from_str(&json).map_err(|e| ReadError::Index(e.to_string()))?;
+        let mut rows = stmt.query(rusqlite::params![until, grid])?;
+        while let Some(r) = rows.next()? {
+            let tags: Option<String> = r.get(3)?;
+            let due: i64 = r.get(5)?;
             households.push(DueHousehold {
-                id: h.id,
-                address: h.address,
-                grid: h.grid,
-                tags: h.tags,
-                last_visit: time_of(last),
+                id: r.get(0)?,
+                address: r.get::<_, Option<String>>(1)?.unwrap_or_default(),
+                grid: r.get(2)?,
+                tags: tags
+                    .as_deref()
+                    .and_then(|t| serde_json::from_str(t).ok())
+                    .unwrap_or_default(),
+                last_visit: time_of(r.get(4)?),
                 next_due: time_of(Some(due)),
                 days_overdue: (due > 0).then(|| days_overdue(now, due)),
             });
         }
+        drop(rows);
         let mut tickets = Vec::new();
         let mut stmt = conn.prepare_cached(&format!(
-            "SELECT summary, due_ms FROM records
+            "SELECT lower(hex(doc_id)), json_extract(summary, '$.title'), grid, assignee,
+                    json_extract(summary, '$.due'), due_ms
+             FROM records
              WHERE kind = 2 AND due_ms <= ?1 AND status NOT IN ('resolved', 'closed'){grid_clause}
              ORDER BY due_ms, doc_id"
         ))?;
-        let rows = stmt.query_map(rusqlite::params![until, grid], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
-        })?;
-        for row in rows {
-            let (json, due) = row?;
-            let t: records::Ticket =
-                serde_json::from_str(&json).map_err(|e| ReadError::Index(e.to_string()))?;
+        let mut rows = stmt.query(rusqlite::params![until, grid])?;
+        while let Some(r) = rows.next()? {
             tickets.push(DueTicket {
-                id: t.id,
-                title: t.title,
-                grid: t.grid,
-                assignee: t.assignee,
-                due: t.due,
-                days_overdue: days_overdue(now, due),
+                id: r.get(0)?,
+                title: r.get::<_, Option<String>>(1)?.unwrap_or_default(),
+                grid: r.get(2)?,
+                assignee: r.get(3)?,
+                due: r.get(4)?,
+                days_overdue: days_overdue(now, r.get(5)?),
             });
         }
+        drop(rows);
         Ok(DueList {
             households,
             tickets,
