@@ -438,10 +438,12 @@ impl Node {
         // record's summary: a station's list runs to thousands of rows.
         let mut households = Vec::new();
         let mut stmt = conn.prepare_cached(&format!(
-            "SELECT lower(hex(doc_id)), json_extract(summary, '$.address'), grid, tags,
+            "SELECT lower(hex(doc_id)),
+                    substr(search, 1, instr(search || char(10), char(10)) - 1), grid, tags,
                     last_ms, due_ms
-             FROM records
-             WHERE kind = 3 AND due_ms <= ?1{grid_clause} ORDER BY due_ms, doc_id"
+             FROM records INDEXED BY records_by_due
+             WHERE kind = 3 AND due_ms <= ?1 AND due_ms IS NOT NULL{grid_clause}
+             ORDER BY due_ms, doc_id"
         ))?;
         let mut rows = stmt.query(rusqlite::params![until, grid])?;
         while let Some(r) = rows.next()? {

@@ -398,6 +398,15 @@ const MIGRATIONS: &[&str] = &[
             ON CONFLICT(kind) DO UPDATE SET n = n + 1;
     END;
     "#,
+    // 13: the due list reads households from its index alone: the index on the due time
+    // also holds what the list prints of a household (its grid, latest visit, tags and
+    // searchable text, whose first line is the address), so that a station's list of
+    // thousands reads no record row. Only households and tickets have a due time.
+    r#"
+    DROP INDEX IF EXISTS records_by_due;
+    CREATE INDEX records_by_due ON records(kind, due_ms, doc_id, grid, last_ms, tags, search)
+        WHERE due_ms IS NOT NULL;
+    "#,
 ];
 
 /// How many new ids `doc_ids_new` holds at most before they are settled into `doc_ids`
