@@ -281,6 +281,9 @@ named_enum!(
     }
 );
 
+/// A day in milliseconds: intervals and deadlines are whole days.
+pub const DAY_MS: i64 = 24 * 3600 * 1000;
+
 /// The most days a policy may set for a visit interval or a ticket deadline (ten years).
 pub const MAX_POLICY_DAYS: u32 = 3650;
 

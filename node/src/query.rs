@@ -11,7 +11,7 @@ use crate::home::Node;
 use crate::identity::Role;
 use crate::ingest::DocChanges;
 use crate::ingest::rules::Misbehaviour;
-use crate::model::Time;
+use crate::model::{DAY_MS, Time};
 use crate::records;
 use crate::store::docs::{
     index_row, load_doc, load_header_conn, row_to_envelope, stored_index_row,
@@ -104,8 +104,6 @@ pub struct DueList {
     /// Tickets neither resolved nor closed whose deadline is near or past.
     pub tickets: Vec<DueTicket>,
 }
-
-const DAY_MS: i64 = 24 * 3600 * 1000;
 
 fn days_overdue(now_ms: i64, due_ms: i64) -> i64 {
     (now_ms - due_ms).div_euclid(DAY_MS)

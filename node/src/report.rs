@@ -20,15 +20,13 @@ use yizhan_protocol::DocId;
 use crate::error::{ReadError, WriteError};
 use crate::home::Node;
 use crate::identity::Role;
-use crate::model::{Category, Channel, Satisfaction, Time};
+use crate::model::{Category, Channel, DAY_MS, Satisfaction, Time};
 use crate::records::Field;
 use crate::store::docs::load_doc;
 
 /// A volunteer counts as not synced when its last sync with this node is older than this
 /// many days before the window's end (or when it never synced).
 pub const STALE_AFTER_DAYS: i64 = 7;
-
-const DAY_MS: i64 = 24 * 60 * 60 * 1000;
 
 /// The window a report covers: `since <= t < until`; no `since` means from the start.
 #[derive(Clone, Copy, Debug)]

@@ -16,7 +16,7 @@ use crate::error::WriteError;
 use crate::home::Node;
 use crate::identity::{Identity, Role};
 use crate::local::{household_for, local_change, make_household_in, policy_header};
-use crate::model::{Channel, Priority, Status, Tag, Time};
+use crate::model::{Channel, DAY_MS, Priority, Status, Tag, Time};
 use crate::records::{
     self, Field, FieldError, HouseholdEdit, NewHousehold, NewTicket, NewVisit, Policy,
     TicketUpdate, VisitEdit,
@@ -431,9 +431,6 @@ fn grid_of(tx: &Transaction<'_>, id: DocId) -> Result<Option<String>, WriteError
         .ok()
         .flatten())
 }
-
-/// A day in milliseconds.
-pub(crate) const DAY_MS: i64 = 24 * 3600 * 1000;
 
 pub(crate) fn batch_error(len: usize, i: usize, e: WriteError) -> WriteError {
     if len == 1 {

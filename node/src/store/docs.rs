@@ -495,16 +495,7 @@ const DUE_MS_OF_EVERY: &str = "CASE WHEN COALESCE(last_ms, NULLIF(at_ms, 0)) IS 
 
 /// The policy's visit intervals as a JSON object (the defaults before a station set one).
 pub(crate) fn policy_visit_every(conn: &rusqlite::Connection) -> rusqlite::Result<String> {
-    let stored: Option<String> = conn
-        .prepare_cached(
-            "SELECT json_extract(summary, '$.visit_every') FROM records WHERE kind = 4 LIMIT 1",
-        )?
-        .query_row([], |r| r.get(0))
-        .optional()?
-        .flatten();
-    Ok(stored.unwrap_or_else(|| {
-        serde_json::to_string(&records::Policy::default().visit_every).expect("numbers serialise")
-    }))
+    Ok(serde_json::to_string(&read_policy(conn)?.visit_every).expect("numbers serialise"))
 }
 
 /// The policy this node holds (the defaults before a station set one).
