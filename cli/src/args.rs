@@ -18,8 +18,19 @@ pub struct Cli {
     /// Print exactly one JSON value on stdout.
     #[arg(long, global = true)]
     pub json: bool,
+    /// The language of human output: zh (中文) or en. Default: `lang` in config.toml,
+    /// else the locale (LC_ALL, LC_MESSAGES, LANG).
+    #[arg(long, global = true, value_name = "LANG")]
+    pub lang: Option<LangArg>,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// `--lang`.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum LangArg {
+    Zh,
+    En,
 }
 
 #[derive(Debug, Subcommand)]

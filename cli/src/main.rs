@@ -14,6 +14,7 @@ mod config;
 mod conflicts;
 mod daemon;
 mod history;
+mod i18n;
 mod ledger;
 mod output;
 mod progress;
@@ -28,10 +29,19 @@ fn main() -> ExitCode {
     reset_sigpipe();
     let cli = args::Cli::parse();
     init_logging();
+    let home = cli
+        .home
+        .clone()
+        .or_else(|| dirs::data_dir().map(|d| d.join("yizhan")));
+    let flag = cli.lang.map(|l| match l {
+        args::LangArg::Zh => i18n::Lang::Zh,
+        args::LangArg::En => i18n::Lang::En,
+    });
+    i18n::init(flag, home.as_deref());
     match try_main(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", one_line(&e));
+            eprintln!("{}", tr!("error-line", reason = one_line(&e)));
             ExitCode::from(1)
         }
     }

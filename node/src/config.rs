@@ -10,6 +10,7 @@
 //! discovery = true               # find peers of this site on the local network (mDNS)
 //! peers = ["10.0.0.7:7365"]      # more peers `serve` keeps syncing with
 //! sync_interval_secs = 30        # `serve` syncs with each peer at least this often
+//! lang = "zh"                    # the language of human output: "zh" or "en"
 //! ```
 //!
 //! This module only reads the file; which value wins over which (command-line flags over
@@ -39,6 +40,8 @@ pub struct FileConfig {
     pub peers: Option<Vec<String>>,
     /// How often `serve` syncs with each peer, at least (seconds, 1 or more).
     pub sync_interval_secs: Option<u64>,
+    /// The language of human output: `zh` or `en` (the command line checks the value).
+    pub lang: Option<String>,
 }
 
 /// Why the config file could not be used.
@@ -142,6 +145,11 @@ pub fn parse(text: &str) -> Result<FileConfig, String> {
     })?;
     if config.sync_interval_secs == Some(0) {
         return Err("sync_interval_secs must be at least 1".into());
+    }
+    if let Some(lang) = &config.lang
+        && !matches!(lang.as_str(), "zh" | "en")
+    {
+        return Err(format!("lang must be \"zh\" or \"en\", not {lang:?}"));
     }
     Ok(config)
 }
