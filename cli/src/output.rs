@@ -173,3 +173,87 @@ pub fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result
     }
     result
 }
+
+/// When something happened, for people, in this machine's zone: `2026年12月8日 08:30` in
+/// Chinese, `2026-12-08 08:30` in English. Text that is not an RFC 3339 time is printed as
+/// it is; `None` is `-`.
+pub fn when(time: Option<&str>) -> String {
+    let Some(text) = time else {
+        return "-".to_string();
+    };
+    match chrono::DateTime::parse_from_rfc3339(text) {
+        Ok(t) => {
+            let local = t.with_timezone(&chrono::Local);
+            if crate::i18n::zh() {
+                local.format("%Y年%-m月%-d日 %H:%M").to_string()
+            } else {
+                local.format("%Y-%m-%d %H:%M").to_string()
+            }
+        }
+        Err(_) => text.to_string(),
+    }
+}
+
+/// A day, for people: `2026年12月8日` or `2026-12-08` (see [`when`]).
+pub fn day(time: Option<&str>) -> String {
+    let Some(text) = time else {
+        return "-".to_string();
+    };
+    match chrono::DateTime::parse_from_rfc3339(text) {
+        Ok(t) => {
+            let local = t.with_timezone(&chrono::Local);
+            if crate::i18n::zh() {
+                local.format("%Y年%-m月%-d日").to_string()
+            } else {
+                local.format("%Y-%m-%d").to_string()
+            }
+        }
+        Err(_) => text.to_string(),
+    }
+}
+
+/// Members by name, for people: the roster this node knows, so that tables say `李强`
+/// where JSON says a device id. Where two members share a name, each is followed by the
+/// first 6 characters of its id (`李强 (3fa9c1)`); a device not on the roster prints as
+/// its short id.
+pub struct Names(std::collections::HashMap<String, String>);
+
+impl Names {
+    /// The roster of `node`.
+    pub fn of(node: &yizhan_node::Node) -> anyhow::Result<Names> {
+        let members = node.members()?;
+        let mut count: std::collections::HashMap<&str, usize> = Default::default();
+        for m in &members {
+            *count.entry(m.name.as_str()).or_default() += 1;
+        }
+        let mut own: std::collections::HashMap<String, String> = members
+            .iter()
+            .map(|m| {
+                let name = if count[m.name.as_str()] > 1 || m.name.is_empty() {
+                    format!("{} ({})", m.name, &m.device_id[..6.min(m.device_id.len())])
+                } else {
+                    m.name.clone()
+                };
+                (m.device_id.clone(), name)
+            })
+            .collect();
+        // This node itself, before it has joined a site.
+        let id = node.identity();
+        let me = id.device_id.to_string();
+        own.entry(me).or_insert_with(|| id.name.clone());
+        Ok(Names(own))
+    }
+
+    /// The name of `device` (a whole device id), or its short id.
+    pub fn name(&self, device: &str) -> String {
+        self.0
+            .get(device)
+            .cloned()
+            .unwrap_or_else(|| short(device))
+    }
+
+    /// [`Names::name`] of an optional device; `-` for none.
+    pub fn opt(&self, device: Option<&str>) -> String {
+        device.map_or_else(|| "-".to_string(), |d| self.name(d))
+    }
+}
