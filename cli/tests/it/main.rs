@@ -13,6 +13,7 @@ mod conflicts;
 mod encryption;
 mod exchange;
 mod history;
+mod language;
 mod ledger;
 mod progress;
 mod records;
