@@ -60,11 +60,14 @@ pub fn sync_once(node: Node, out: &Out, args: SyncArgs) -> anyhow::Result<()> {
     // each of the node's transactions runs whole within one step of the sync), so the
     // store holds what the completed steps wrote, as after a lost connection.
     let report = rt.block_on(async {
-        tokio::select! {
+        // Listening for SIGINT before the first packet leaves.
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut interrupt = signal(SignalKind::interrupt()).context(tr!("serve-runtime"))?;
+        anyhow::Ok(tokio::select! {
             report = link::sync_once(node, addr, config) => Some(report),
-            _ = tokio::signal::ctrl_c() => None,
-        }
-    });
+            _ = interrupt.recv() => None,
+        })
+    })?;
     spinner.finish();
     // The sync's tasks end with the runtime, before the process does.
     drop(rt);

@@ -203,6 +203,10 @@ fn writes(changes: &[FieldChange]) -> String {
         .iter()
         .map(|c| {
             let value = match &c.value {
+                // A time as people read it.
+                serde_json::Value::String(s) if chrono::DateTime::parse_from_rfc3339(s).is_ok() => {
+                    output::when(Some(s))
+                }
                 serde_json::Value::String(s) => shorten(s),
                 serde_json::Value::Null => tr!("quarantine-removed"),
                 serde_json::Value::Array(items) => shorten(

@@ -94,7 +94,8 @@ pub fn resolve(addr: &str) -> Result<SocketAddr, DaemonError> {
 /// space) and a port number. `None` when the text is not of that form.
 pub fn host_of(addr: &str) -> Option<&str> {
     let (host, port) = addr.rsplit_once(':')?;
-    let name = !host.is_empty() && !host.contains([':', '[', ']']) && !host.contains(char::is_whitespace);
+    let name =
+        !host.is_empty() && !host.contains([':', '[', ']']) && !host.contains(char::is_whitespace);
     (name && port.parse::<u16>().is_ok()).then_some(host)
 }
 

@@ -98,6 +98,12 @@ type Row = (
     Vec<u8>,
 );
 
+/// A held change as `list` reads it: hash, signer, record, kind, reason, received at, bytes.
+type ListRow = (Vec<u8>, Vec<u8>, Vec<u8>, u8, String, i64, Vec<u8>);
+
+/// A held change's hash and the held changes it builds on.
+type HeldDeps = (Vec<u8>, Vec<Vec<u8>>);
+
 impl Node {
     fn require_station(&self) -> Result<(), QuarantineError> {
         if self.identity().role == Role::Station {
@@ -112,7 +118,7 @@ impl Node {
     pub fn quarantine_list(&self) -> Result<Vec<Held>, QuarantineError> {
         self.require_station()?;
         let conn = self.store().conn();
-        let rows: Vec<(Vec<u8>, Vec<u8>, Vec<u8>, u8, String, i64, Vec<u8>)> = conn
+        let rows: Vec<ListRow> = conn
             .prepare(
                 "SELECT hash, signer, doc_id, kind, reason, received_at, bytes
                  FROM quarantine ORDER BY received_at, hash",
@@ -148,10 +154,8 @@ impl Node {
             let Some(id) = DocId::from_slice(&doc) else {
                 continue;
             };
-            let changes: Vec<automerge::Change> = indices
-                .iter()
-                .filter_map(|&i| decoded[i].clone())
-                .collect();
+            let changes: Vec<automerge::Change> =
+                indices.iter().filter_map(|&i| decoded[i].clone()).collect();
             let described = crate::history::describe_unstored(conn, id, &changes)?;
             for (i, d) in indices.into_iter().zip(described) {
                 writes[i] = d;
@@ -186,8 +190,7 @@ impl Node {
                                     .collect()
                             })
                             .unwrap_or_default(),
-                        revoked_at: revocation
-                            .map(|(at, _)| Time::from_millis(*at).to_rfc3339()),
+                        revoked_at: revocation.map(|(at, _)| Time::from_millis(*at).to_rfc3339()),
                         revocation_reason: revocation.map(|(_, why)| why.clone()),
                     }
                 },
@@ -431,7 +434,7 @@ impl Node {
     }
 
     /// Every held change with the held changes it builds on directly.
-    fn held_deps(&self) -> Result<Vec<(Vec<u8>, Vec<Vec<u8>>)>, QuarantineError> {
+    fn held_deps(&self) -> Result<Vec<HeldDeps>, QuarantineError> {
         let rows: Vec<(Vec<u8>, Vec<u8>)> = self
             .store()
             .conn()

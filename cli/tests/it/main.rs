@@ -18,6 +18,7 @@ mod progress;
 mod records;
 mod report;
 mod shell;
+mod station;
 mod sync;
 mod tamper;
 mod util;
