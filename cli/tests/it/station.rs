@@ -322,6 +322,21 @@ fn quarantine_shows_what_is_held_and_says_why_nothing_merged() {
 #[test]
 fn rejecting_a_held_change_drops_what_builds_on_it_in_the_plural() {
     let (station, ticket, open, _update) = held_ticket();
+    // The report flags what waits, and whose device was revoked.
+    let report = station.json(&["report"]);
+    assert_eq!(report["held_in_quarantine"], 2, "{report}");
+    assert_eq!(report["revoked_devices"][0]["name"], "李强", "{report}");
+    let zh = text_in(&station, ZH, &["report"]);
+    assert!(
+        zh.contains("## ⚠ 需要注意") && zh.contains("有 2 条已撤销成员的修改等待驿站决定"),
+        "{zh}"
+    );
+    let en = text_in(&station, EN, &["report"]);
+    assert!(
+        en.contains("## ⚠ Needs attention")
+            && en.contains("2 changes by revoked members wait for the station's decision"),
+        "{en}"
+    );
     let said = text_in(&station, EN, &["quarantine", "reject", &open[..10]]);
     assert_eq!(said.trim(), "Dropped 2 held changes for good.");
     assert!(array(station.json(&["quarantine", "list"])).is_empty());
