@@ -21,6 +21,7 @@ pub fn members(node: &Node, out: &Out) -> anyhow::Result<()> {
     let members = node.members()?;
     let names = Names::of(node)?;
     let now = chrono::Utc::now();
+    let me = node.identity().device_id.to_string();
     out.emit(&members, || {
         let header = [
             tr!("members-col-name"),
@@ -59,6 +60,7 @@ pub fn members(node: &Node, out: &Out) -> anyhow::Result<()> {
                 },
                 match &m.last_sync {
                     Some(s) => output::when(Some(s)),
+                    None if m.device_id == me => "-".to_string(),
                     None => tr!("members-never-synced"),
                 },
                 status,
@@ -80,10 +82,14 @@ pub fn quarantine(node: &mut Node, out: &Out, cmd: QuarantineCommand) -> anyhow:
         QuarantineCommand::Accept(target) => {
             let n = match node.quarantine_accept(target.id.as_deref()) {
                 Err(QuarantineError::WaitsFor { change, waits_for }) => {
-                    let first = waits_for.first().cloned().unwrap_or_default();
+                    // The command to type takes a prefix; the change waited for is named whole.
+                    let first = waits_for
+                        .first()
+                        .map(|w| output::short(w))
+                        .unwrap_or_default();
                     bail!(tr!(
                         "quarantine-waits-for",
-                        change = change,
+                        change = output::short(&change),
                         waits = waits_for.join(", "),
                         first = first
                     ))

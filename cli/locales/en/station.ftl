@@ -57,7 +57,7 @@ quarantine-rejected = { $count ->
     [one] Dropped 1 held change for good.
    *[other] Dropped { $count } held changes for good.
 }
-quarantine-waits-for = change { $change } builds on held change { $waits }, which is not being accepted with it, so nothing was merged: accept { $waits } first (`yizhan quarantine accept { $first }`), then this one, or accept both with `yizhan quarantine accept --all`
+quarantine-waits-for = change { $change } builds on held change { $waits }, which is not being accepted with it, so nothing was merged: accept that one first (`yizhan quarantine accept { $first }`), then this one, or both with `yizhan quarantine accept --all`
 quarantine-not-merged = change { $change } was not merged: it builds on changes this station does not hold yet; it stays in quarantine until they arrive
 quarantine-held-record = { $kind ->
     [visit] visit

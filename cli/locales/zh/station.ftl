@@ -51,7 +51,7 @@ quarantine-reason-revoked = 驿站收到之前，作者已被撤销
 quarantine-reason-builds-on = 它所依据的修改也在隔离区中
 quarantine-accepted = 已合并 { $count } 条待定修改。
 quarantine-rejected = 已永久丢弃 { $count } 条待定修改。
-quarantine-waits-for = 修改 { $change } 依据的待定修改 { $waits } 没有一并接受，所以什么也没有合并：请先接受 { $waits }（`yizhan quarantine accept { $first }`），再接受这一条；或用 `yizhan quarantine accept --all` 一并接受
+quarantine-waits-for = 修改 { $change } 依据的待定修改 { $waits } 没有一并接受，所以什么也没有合并：请先接受那一条（`yizhan quarantine accept { $first }`），再接受这一条；或用 `yizhan quarantine accept --all` 一并接受
 quarantine-not-merged = 修改 { $change } 没有合并：它依据的修改本站还没有收到；收到之前，它留在隔离区
 quarantine-held-record = { $kind ->
     [visit] 走访
