@@ -74,7 +74,7 @@ pub fn run(node: &Node, out: &Out, args: ReportArgs) -> anyhow::Result<()> {
     let text = crate::output::clean(&text).into_owned();
     if let Some(path) = &args.out {
         crate::output::write_atomically(path, text.as_bytes())
-            .with_context(|| format!("cannot write {}", path.display()))?;
+            .with_context(|| tr!("report-cannot-write", path = &path.display()))?;
     }
     if out.json {
         return out.emit(&report, || {});
@@ -706,7 +706,7 @@ fn bar_chart(rows: &[(String, Vec<u64>)], series: &[Series]) -> anyhow::Result<S
 }
 
 fn chart_err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
-    anyhow::anyhow!("cannot draw the chart: {e:?}")
+    anyhow::anyhow!(tr!("report-cannot-draw", reason = format!("{e:?}")))
 }
 
 const CSS: &str = r#"

@@ -235,6 +235,7 @@ impl Node {
             .filter(|(d, _)| hex::encode(d).starts_with(&p))
             .map(|(d, _)| d.clone())
             .collect();
+        docs.sort();
         docs.dedup();
         let [doc] = docs.as_slice() else {
             return Ok(None);
