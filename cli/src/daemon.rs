@@ -107,6 +107,9 @@ pub fn sync_once(node: Node, out: &Out, args: SyncArgs) -> anyhow::Result<()> {
 pub fn serve(node: Node, out: &Out, args: ServeArgs) -> anyhow::Result<()> {
     let home = node.home_handle();
     let config = crate::config::for_node(home.dir(), &node, &args)?.serve_config()?;
+    // Peers by name in the lines for people (the roster as it is when serving starts; a
+    // member enrolled later shows by its short id).
+    let names = crate::output::Names::of(&node)?;
     drop(node);
     let json = out.json;
     let rt = runtime()?;
@@ -129,7 +132,7 @@ pub fn serve(node: Node, out: &Out, args: ServeArgs) -> anyhow::Result<()> {
             let _ = stop_tx.send(true);
         });
         while let Some(event) = events.recv().await {
-            print_event(json, &event);
+            print_event(json, &names, &event);
         }
         signals.abort();
         server.await.context(tr!("serve-stopped"))??;
@@ -137,7 +140,7 @@ pub fn serve(node: Node, out: &Out, args: ServeArgs) -> anyhow::Result<()> {
     })
 }
 
-fn print_event(json: bool, event: &ServeEvent) {
+fn print_event(json: bool, names: &crate::output::Names, event: &ServeEvent) {
     let mut stdout = std::io::stdout().lock();
     let line = match (json, event) {
         (true, ServeEvent::Listening(addr)) => {
@@ -154,7 +157,7 @@ fn print_event(json: bool, event: &ServeEvent) {
         .to_string(),
         (false, ServeEvent::Synced { peer, stats }) => tr!(
             "serve-synced",
-            peer = &peer.to_string()[..12],
+            peer = names.name(&peer.to_string()),
             sent = stats.sent,
             received = stats.received,
             rejected = stats.rejected
@@ -167,7 +170,7 @@ fn print_event(json: bool, event: &ServeEvent) {
         .to_string(),
         (false, ServeEvent::Discovered { peer, addrs }) => tr!(
             "serve-found",
-            peer = &peer.to_string()[..12],
+            peer = names.name(&peer.to_string()),
             addrs = addrs
                 .iter()
                 .map(|a| a.to_string())
@@ -184,7 +187,7 @@ fn print_event(json: bool, event: &ServeEvent) {
             "serve-ignored",
             who = device
                 .as_deref()
-                .map_or_else(|| tr!("serve-a-node"), |d| d.chars().take(12).collect()),
+                .map_or_else(|| tr!("serve-a-node"), |d| names.name(d)),
             reason = reason.as_str()
         ),
         (true, ServeEvent::Failed { peer, error }) => json!({
@@ -201,7 +204,7 @@ fn print_event(json: bool, event: &ServeEvent) {
                 match peer {
                     Some(p) => tr!(
                         "serve-failed-with",
-                        peer = &p.to_string()[..12],
+                        peer = names.name(&p.to_string()),
                         error = error
                     ),
                     None => tr!("serve-failed", error = error),

@@ -14,10 +14,7 @@ use crate::ingest::{DocChanges, IngestContext, ingest_in};
 use crate::model::Time;
 use crate::records::FieldChange;
 
-/// Why a change is held: its author was revoked before the station received it.
-pub const REVOKED_AUTHOR: &str = "its author was revoked before the station received it";
-/// Why a change is held: it builds on a change held in quarantine.
-pub const BUILDS_ON_HELD: &str = "it builds on a change held in quarantine";
+pub use crate::ingest::hold::{BUILDS_ON_HELD, REVOKED_AUTHOR};
 
 /// One held change, as `quarantine list` prints it.
 #[derive(Clone, Debug, serde::Serialize)]

@@ -321,7 +321,7 @@ pub(crate) fn apply_group(
                     report,
                     &header,
                     &v.envelope,
-                    crate::quarantine::REVOKED_AUTHOR,
+                    crate::ingest::hold::REVOKED_AUTHOR,
                 )?,
                 Err(why) => {
                     let signer = v.envelope.signer;
@@ -430,7 +430,7 @@ pub(crate) fn apply_group(
                     report,
                     &header,
                     &env,
-                    crate::quarantine::BUILDS_ON_HELD,
+                    crate::ingest::hold::BUILDS_ON_HELD,
                 )?;
             } else {
                 still.push((env, deps));
