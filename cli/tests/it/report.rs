@@ -835,6 +835,13 @@ fn check_html(html: &Path, png: &Path, report: &Value) {
         .filter(|p| p.iter().all(|c| *c < 100))
         .count();
     assert!(ink > 20_000, "the page looks blank: {ink} dark pixels");
+    // The warning section is drawn: its tinted box (`.attention`, #fdecea) is on the page.
+    let tint = img
+        .rgb
+        .iter()
+        .filter(|p| p[..] == [0xfd, 0xec, 0xea])
+        .count();
+    assert!(tint > 5_000, "no warning box on the page: {tint} pixels");
 
     // All time: visits by category 1 2 1 3 1 1 2 and 2 with none; by grid 6 4 3.
     assert_bars(
