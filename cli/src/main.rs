@@ -21,6 +21,7 @@ mod output;
 mod progress;
 mod report;
 mod shell;
+mod station;
 
 use std::process::ExitCode;
 
@@ -41,6 +42,8 @@ fn main() -> ExitCode {
     i18n::init(flag, home.as_deref());
     match try_main(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        // Ctrl-C stopped the command: the shell's code for SIGINT, and not a word.
+        Err(e) if e.is::<daemon::Interrupted>() => ExitCode::from(130),
         Err(e) => {
             eprintln!("{}", tr!("error-line", reason = one_line(&e)));
             ExitCode::from(1)

@@ -19,6 +19,7 @@ mod progress;
 mod records;
 mod report;
 mod shell;
+mod station;
 mod sync;
 mod tamper;
 mod util;
