@@ -291,7 +291,8 @@ impl Node {
                             ..TicketUpdate::default()
                         },
                     )?,
-                    Some(RecordKind::Household | RecordKind::Policy) | None => {}
+                    Some(RecordKind::Household | RecordKind::Policy | RecordKind::Notice)
+                    | None => {}
                 }
             }
         }

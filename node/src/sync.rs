@@ -126,9 +126,11 @@ impl Scope {
     /// scope, or it left the scope at a position after parameter `?{after}` (`moves`), so
     /// that a node that held it learns of the move (and drops it, `purge.rs`).
     ///
-    /// The policy (kind 4) is in every scope. Each of the five terms is one an index
-    /// answers (`records_by_grid`, `_by_author`, `_by_assignee`, `_by_kind_time`, the
-    /// record's row id), so SQLite reads the records of the scope
+    /// The policy (kind 4) is in every scope; a notice (kind 5) in the scope of the grids
+    /// it names, or of every member when it names none (`notice_grids`, `''`). Each of the
+    /// six terms is one an index answers (`records_by_grid`, `_by_author`, `_by_assignee`,
+    /// `_by_kind_time`, `notice_grids`' key, the record's row id), so SQLite reads the
+    /// records of the scope
     /// and never the whole log after the puller's position. (A correlated `EXISTS` on
     /// `moves` made it walk `changes` by position instead: a laptop's pull then scanned
     /// every other grid's new changes, and a station's evening merge cost 30-60% more
@@ -139,8 +141,10 @@ impl Scope {
             Scope::Member { device, grids } => (
                 format!(
                     "(r.grid IN (SELECT value FROM json_each(?{a})) OR r.author = ?{b} OR r.assignee = ?{b} OR r.kind = 4
+                      OR r.docno IN (SELECT n.docno FROM notice_grids n
+                          WHERE n.grid IN (SELECT value FROM json_each(?{a}) UNION ALL SELECT ''))
                       OR r.docno IN (SELECT m.docno FROM moves m WHERE m.lseq > ?{after}
-                          AND (m.grid IN (SELECT value FROM json_each(?{a})) OR m.assignee = ?{b})))",
+                          AND (m.grid IN (SELECT value FROM json_each(?{a})) OR m.grid = '' OR m.assignee = ?{b})))",
                     a = first_param,
                     b = first_param + 1
                 ),
