@@ -16,6 +16,7 @@ mod daemon;
 mod history;
 mod i18n;
 mod ledger;
+mod notice;
 mod output;
 mod progress;
 mod report;
