@@ -4,10 +4,13 @@
 //! holds the notices of its grids and the site-wide ones, lists them offline, and marks one
 //! read with a signed change that reaches the station with the next sync.
 
+use std::fmt::Write as _;
+
 use anyhow::bail;
 use serde_json::json;
 use yizhan_node::model::Time;
 use yizhan_node::records::{NewNotice, Notice};
+use yizhan_node::report::Report;
 use yizhan_node::{Node, Role};
 use yizhan_protocol::RecordKind;
 
@@ -128,4 +131,74 @@ fn print_notices(notices: &[Notice], names: &Names, all: bool) {
         println!();
         output::say(&n.body);
     }
+}
+
+/// The grids of a notice in the report: `全站 whole site` for none.
+fn report_grids(grids: &[String]) -> String {
+    if grids.is_empty() {
+        "全站 Whole site".to_string()
+    } else {
+        grids.join("、")
+    }
+}
+
+/// The report's notices section in Markdown: each notice published in the period, with how
+/// many of the volunteers it is for have read it. (The report's text is cleaned for people
+/// as a whole, `report::run`.)
+pub fn report_markdown(w: &mut String, r: &Report) {
+    let _ = writeln!(w, "## 八、信息发布 Notices\n");
+    if r.notices.is_empty() {
+        let _ = writeln!(w, "本时段未发布通知。No notices published in the period.\n");
+        return;
+    }
+    let _ = writeln!(
+        w,
+        "| 通知 Notice | 发布范围 For | 已读 Read | 应读 Of | 编号 Id |\n| --- | --- | ---: | ---: | --- |"
+    );
+    for n in &r.notices {
+        let _ = writeln!(
+            w,
+            "| {} | {} | {} | {} | `{}` |",
+            crate::report::md_cell(&n.title),
+            crate::report::md_cell(&report_grids(&n.grids)),
+            n.readers,
+            n.of,
+            n.id
+        );
+    }
+    let _ = writeln!(w);
+}
+
+/// The report's notices section in HTML (see [`report_markdown`]).
+pub fn report_html(w: &mut String, r: &Report) {
+    w.push_str("<section><h2>八、信息发布 <small>Notices</small></h2>");
+    if r.notices.is_empty() {
+        w.push_str("<p>本时段未发布通知。No notices published in the period.</p>");
+    } else {
+        let rows: Vec<Vec<String>> = r
+            .notices
+            .iter()
+            .map(|n| {
+                vec![
+                    n.title.clone(),
+                    report_grids(&n.grids),
+                    n.readers.to_string(),
+                    n.of.to_string(),
+                    n.id.clone(),
+                ]
+            })
+            .collect();
+        crate::report::html_table(
+            w,
+            &[
+                ("通知", "Notice", false),
+                ("发布范围", "For", false),
+                ("已读", "Read", true),
+                ("应读", "Of", true),
+                ("编号", "Id", false),
+            ],
+            &rows,
+        );
+    }
+    w.push_str("</section>\n");
 }

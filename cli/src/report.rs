@@ -199,7 +199,7 @@ const NOT_STATION: &str = "本机不是驿站，报告只含本机保存的记�
 // ----------------------------------------------------------------------------------------
 // Markdown.
 
-fn md_cell(s: &str) -> String {
+pub(crate) fn md_cell(s: &str) -> String {
     s.replace('|', "\\|").replace(['\n', '\r'], " ")
 }
 
@@ -334,6 +334,7 @@ pub fn markdown(r: &Report) -> String {
     }
     let _ = writeln!(w);
     markdown_grids(w, r);
+    crate::notice::report_markdown(w, r);
     s
 }
 
@@ -887,6 +888,7 @@ pub fn html(r: &Report) -> anyhow::Result<String> {
     }
     w.push_str("</section>\n");
     html_grids(w, r)?;
+    crate::notice::report_html(w, r);
     let _ = write!(
         w,
         "\n<footer>走访按走访时间计入时段；工单的办结时间取自其签名变更的时间。\
@@ -898,7 +900,7 @@ pub fn html(r: &Report) -> anyhow::Result<String> {
 }
 
 /// One multi-series chart with its table, as the per-grid sections show them.
-fn html_table(w: &mut String, heads: &[(&str, &str, bool)], rows: &[Vec<String>]) {
+pub(crate) fn html_table(w: &mut String, heads: &[(&str, &str, bool)], rows: &[Vec<String>]) {
     w.push_str("<table><tr>");
     for (zh, en, n) in heads {
         w.push_str(&th(zh, en, *n));

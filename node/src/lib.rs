@@ -18,8 +18,8 @@
 //! | 6 | [`ingest`], [`local`] | the gate every received change passes: admission rules, the pipeline, quarantine, group commit; one change made and signed on this node, and the household a new record names |
 //! | 7 | [`upgrade`] | linking an older store's visits and tickets to households, once |
 //! | 8 | [`home`] | home directories, the key file, the pool, and [`Node`] itself |
-//! | 9 | [`write`](mod@write), [`history`] | local writes; a record's history from its signed changes |
-//! | 10 | [`query`], [`conflicts`], [`members`], [`notices`], [`purge`], [`quarantine`], [`report`], [`status`], [`exchange`] | what commands read and do with a node |
+//! | 9 | [`write`](mod@write), [`history`], [`notices`] | local writes; a record's history from its signed changes; notices: publishing, reading, listing, their report figures |
+//! | 10 | [`query`], [`conflicts`], [`members`], [`purge`], [`quarantine`], [`report`], [`status`], [`exchange`] | what commands read and do with a node |
 //! | 11 | [`sync`] | the sync engine: a `protocol::Session` driven with this node's store |
 //! | 12 | [`link`] | one sync over a QUIC stream |
 //! | 13 | [`daemon`] | `serve`: accepting members, dial loops with one back-off, discovery's findings |
@@ -74,12 +74,11 @@ mod layering {
         &["ingest", "local"],
         &["upgrade"],
         &["home"],
-        &["write", "history"],
+        &["write", "history", "notices"],
         &[
             "query",
             "conflicts",
             "members",
-            "notices",
             "purge",
             "quarantine",
             "report",

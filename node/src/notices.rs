@@ -9,6 +9,7 @@
 //! `purge`, through the `notice_grids` index); a station holds all.
 
 use rusqlite::params;
+use serde::{Deserialize, Serialize};
 use yizhan_protocol::{DocId, RecordKind};
 
 use crate::error::{ReadError, WriteError};
@@ -17,7 +18,25 @@ use crate::identity::Role;
 use crate::local::local_change;
 use crate::model::Time;
 use crate::records::{self, NewNotice, Notice};
-use crate::store::docs::load_header;
+use crate::store::docs::{load_doc, load_header};
+
+/// A notice published in a report's period, and how many of those it is for have read it
+/// (`report --json`'s `notices`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NoticeFigures {
+    /// Record id (32 hex).
+    pub id: String,
+    /// Its title.
+    pub title: String,
+    /// The grids it is for; empty: the whole site.
+    pub grids: Vec<String>,
+    /// Of the volunteers it is for (`of`), those whose read mark says they read it before
+    /// the period's end.
+    pub readers: u64,
+    /// The volunteers it is for: in the roster, not revoked, enrolled for a grid it names
+    /// (every one, for a notice to the whole site).
+    pub of: u64,
+}
 
 impl Node {
     /// Publishes a notice: station only. Returns its id once it is durably stored.
@@ -87,5 +106,77 @@ impl Node {
         }
         tx.commit()?;
         Ok(())
+    }
+}
+
+impl Node {
+    /// The notices this node holds published in `since_ms <= t < until_ms` (no `since`:
+    /// from the first), oldest first, with their readers as of `until_ms`. A revoked
+    /// member's mark, and one of a member the notice is not for, is held and listed but
+    /// not counted.
+    pub fn notice_figures(
+        &self,
+        since_ms: Option<i64>,
+        until_ms: i64,
+    ) -> Result<Vec<NoticeFigures>, ReadError> {
+        let conn = self.store.conn();
+        let mut roster = conn.prepare(
+            "SELECT lower(hex(device)), grids FROM members
+             WHERE role = 'volunteer' AND device NOT IN (SELECT device FROM revocations)",
+        )?;
+        let volunteers: Vec<(String, Vec<String>)> = roster
+            .query_map([], |r| {
+                let grids: String = r.get(1)?;
+                Ok((r.get(0)?, serde_json::from_str(&grids).unwrap_or_default()))
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT doc_id, summary FROM records
+             WHERE kind = ?1 AND at_ms >= ?2 AND at_ms < ?3 ORDER BY at_ms, docno",
+        )?;
+        let rows: Vec<(Vec<u8>, String)> = stmt
+            .query_map(
+                params![
+                    RecordKind::Notice.code(),
+                    since_ms.unwrap_or(i64::MIN),
+                    until_ms
+                ],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?
+            .collect::<rusqlite::Result<_>>()?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (id, summary) in rows {
+            let n: Notice =
+                serde_json::from_str(&summary).map_err(|e| ReadError::Index(e.to_string()))?;
+            let id = DocId::from_slice(&id)
+                .ok_or_else(|| ReadError::Index("malformed record id".into()))?;
+            let for_them: Vec<&str> = volunteers
+                .iter()
+                .filter(|(_, grids)| {
+                    n.grids.is_empty() || grids.iter().any(|g| n.grids.contains(g))
+                })
+                .map(|(device, _)| device.as_str())
+                .collect();
+            let readers = if n.read_by.iter().any(|d| for_them.contains(&d.as_str())) {
+                let doc = load_doc(conn, id).map_err(|e| ReadError::Damaged(id, e.to_string()))?;
+                records::read_marks_from(&records::Root::read(&doc))
+                    .iter()
+                    .filter(|(device, at)| {
+                        for_them.contains(&device.as_str())
+                            && at.parse::<Time>().is_ok_and(|t| t.millis() < until_ms)
+                    })
+                    .count() as u64
+            } else {
+                0
+            };
+            out.push(NoticeFigures {
+                id: n.id,
+                title: n.title,
+                grids: n.grids,
+                readers,
+                of: for_them.len() as u64,
+            });
+        }
+        Ok(out)
     }
 }

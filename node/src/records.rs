@@ -1546,6 +1546,17 @@ pub fn read_notice_from(root: &Root, header: &DocHeader, me: Option<DeviceId>) -
     }
 }
 
+/// A notice's read marks: (device id in hex, when it read the notice as the mark says).
+pub fn read_marks_from(root: &Root) -> Vec<(String, String)> {
+    let mut marks: Vec<(String, String)> = root
+        .fields
+        .iter()
+        .filter_map(|(k, e)| Some((read_mark_device(k)?.to_string(), scalar_text(&e.value)?)))
+        .collect();
+    marks.sort();
+    marks
+}
+
 /// Reads a ticket's comments, in list order.
 pub fn read_comments(doc: &impl ReadDoc) -> Vec<Comment> {
     let Ok(Some((Value::Object(ObjType::List), list))) = doc.get(ROOT, Field::Comments) else {

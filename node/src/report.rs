@@ -104,6 +104,9 @@ pub struct Report {
     /// Ids of the tickets overdue at the window's end: opened before it, neither resolved
     /// nor closed as of it, and due before it.
     pub overdue_tickets: Vec<String>,
+    /// The notices published in the window, oldest first, with their readers.
+    #[serde(default)]
+    pub notices: Vec<crate::notices::NoticeFigures>,
 }
 
 /// One grid's figures for a window.
@@ -672,6 +675,7 @@ impl Node {
             volunteers,
             overdue_households,
             overdue_tickets,
+            notices: self.notice_figures(window.since.map(Time::millis), window.until.millis())?,
         })
     }
 

@@ -255,3 +255,76 @@ fn notices_reach_their_grids_are_read_offline_and_the_mark_reaches_the_station()
         "No notices."
     );
 }
+
+#[test]
+fn the_report_counts_each_notice_and_the_volunteers_who_read_it() {
+    let station = Home::station();
+    let serving = Serving::start(&station);
+    let a = Home::new();
+    let b = Home::new();
+    join(&station, &a, "李强", &["和平里"], &serving.addr);
+    join(&station, &b, "王芳", &["光明街"], &serving.addr);
+    let water = publish(&station, "停水通知", "周三停水。", &["--grid", "和平里"]);
+    let meeting = publish(&station, "周五例会", "周五下午三点。", &[]);
+    for v in [&a, &b] {
+        v.json(&["sync"]);
+        v.json(&["notice", "read", &meeting]);
+    }
+    a.json(&["notice", "read", &water]);
+    for v in [&a, &b] {
+        v.json(&["sync"]);
+    }
+
+    let report = station.json(&["report"]);
+    let notices = array(report["notices"].clone());
+    assert_eq!(notices.len(), 2, "{report}");
+    let n = find(&notices, &water);
+    assert_eq!(
+        n,
+        &serde_json::json!({
+            "id": water, "title": "停水通知", "grids": ["和平里"], "readers": 1, "of": 1
+        })
+    );
+    let n = find(&notices, &meeting);
+    assert_eq!(
+        (n["readers"].as_u64(), n["of"].as_u64()),
+        (Some(2), Some(2))
+    );
+    assert_eq!(n["grids"], serde_json::json!([]));
+
+    // A revoked volunteer is no longer one the notice is for; its mark stays listed.
+    station.json(&["revoke", &b.device_id]);
+    let report = station.json(&["report"]);
+    let n = find(&array(report["notices"].clone()), &meeting).clone();
+    assert_eq!(
+        (n["readers"].as_u64(), n["of"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(
+        find(&notices_of(&station), &meeting)["read_by"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+
+    // A period that ends before they were published has none.
+    let before = station.json(&["report", "--until", "2026-01-01"]);
+    assert_eq!(before["notices"], serde_json::json!([]));
+
+    // People read a table in Markdown and in HTML.
+    let md = station.text(&["report"]);
+    assert!(md.contains("## 八、信息发布 Notices"), "{md}");
+    assert!(md.contains("| 停水通知 | 和平里 | 1 | 1 |"), "{md}");
+    assert!(
+        md.contains("| 周五例会 | 全站 Whole site | 1 | 1 |"),
+        "{md}"
+    );
+    let html = station.text(&["report", "--format", "html"]);
+    assert!(html.contains("信息发布"), "{html}");
+    assert!(html.contains("<td>停水通知</td><td>和平里</td>"), "{html}");
+}
+
+fn notices_of(home: &Home) -> Vec<Value> {
+    notices(home, true)
+}
