@@ -77,13 +77,16 @@ impl Node {
         let grids = serde_json::to_string(&ident.grids).expect("strings serialise");
         let refused = serde_json::to_string(&refused).expect("strings serialise");
         let conn = self.store().conn();
-        // Out of scope (§9), and holding an own change not covered, or not.
+        // Out of scope (§9), and holding an own change not covered, or not. A notice has no
+        // grid (its grids are in `notice_grids`): its `r.grid IN (..)` is false, not NULL,
+        // so that the rest decides (other records without a grid are kept, as before).
         let mut stmt = conn.prepare(
             "SELECT r.docno, r.doc_id, lower(hex(r.doc_id)),
                     EXISTS (SELECT 1 FROM changes c WHERE c.docno = r.docno AND c.origin IS NULL
                             AND (c.lseq > ?3 OR lower(hex(c.hash)) IN (SELECT value FROM json_each(?4))))
              FROM records r
-             WHERE NOT (r.grid IN (SELECT value FROM json_each(?1)) OR r.author = ?2
+             WHERE NOT (COALESCE(r.grid IN (SELECT value FROM json_each(?1)), r.kind != 5)
+                        OR r.author = ?2
                         OR r.assignee IS NOT NULL AND r.assignee = ?2 OR r.kind = 4
                         OR r.docno IN (SELECT n.docno FROM notice_grids n
                             WHERE n.grid IN (SELECT value FROM json_each(?1) UNION ALL SELECT '')))",
