@@ -1211,6 +1211,79 @@ mod tests {
             .collect()
     }
 
+    /// A volunteer's scope holds the notices of its grids and the site-wide ones, and no
+    /// other; SQLite finds them by look-ups in `notice_grids`' key, grid by grid, not by a
+    /// scan of every notice.
+    #[test]
+    fn the_notices_of_a_scope_are_found_through_their_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = InitConfig {
+            name: "幸福驿站".into(),
+            station: true,
+            encrypt: None,
+        };
+        let mut node = Node::init(&dir.path().join("s"), &config, InitSeed::random()).unwrap();
+        let mut expected = std::collections::BTreeSet::new();
+        for i in 0..60 {
+            let grids: Vec<String> = match i % 4 {
+                0 => Vec::new(),
+                1 => vec![format!("g{:02}", i % 10)],
+                _ => vec![format!("g{:02}", i % 10), format!("g{:02}", (i + 3) % 10)],
+            };
+            let id = node
+                .publish_notice(&crate::records::NewNotice {
+                    title: format!("通知 {i}"),
+                    body: "内容".into(),
+                    grids: grids.clone(),
+                    until: None,
+                })
+                .unwrap();
+            if grids.is_empty() || grids.iter().any(|g| g == "g03" || g == "g07") {
+                expected.insert(id);
+            }
+        }
+        let scope = Scope::Member {
+            device: yizhan_protocol::DeviceKey::from_seed([9; 32]).device_id(),
+            grids: vec!["g03".into(), "g07".into()],
+        };
+        let (cond, params) = scope.sql(1, 3);
+        let sql = format!("SELECT r.doc_id FROM records r WHERE r.kind = 5 AND ?3 = ?3 AND {cond}");
+        let conn = node.store().conn();
+        let mut args: Vec<rusqlite::types::Value> = params
+            .into_iter()
+            .map(rusqlite::types::Value::from)
+            .collect();
+        args.push(0i64.into());
+        let found: std::collections::BTreeSet<DocId> = conn
+            .prepare(&sql)
+            .unwrap()
+            .query_map(rusqlite::params_from_iter(args.iter()), |r| {
+                r.get::<_, Vec<u8>>(0)
+            })
+            .unwrap()
+            .map(|id| DocId::from_slice(&id.unwrap()).unwrap())
+            .collect();
+        assert_eq!(found, expected);
+        assert!(
+            expected.len() > 15 && expected.len() < 60,
+            "{}",
+            expected.len()
+        );
+        let plan: Vec<String> = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .unwrap()
+            .query_map(rusqlite::params_from_iter(args.iter()), |r| r.get(3))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        let plan = plan.join("\n");
+        assert!(
+            plan.contains("SEARCH n USING PRIMARY KEY (grid=?)"),
+            "{plan}"
+        );
+        assert!(!plan.contains("SCAN n"), "{plan}");
+    }
+
     #[test]
     fn a_page_opens_in_its_order_with_what_is_no_change_refused() {
         let mut docs = page(300);

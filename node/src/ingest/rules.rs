@@ -1033,6 +1033,110 @@ mod tests {
         );
     }
 
+    /// A station's notice passes; of a notice, a volunteer writes its own read mark, once,
+    /// and nothing else; no one writes another's mark.
+    #[test]
+    fn a_notice_takes_a_stations_fields_and_each_members_own_mark() {
+        use crate::model::Time;
+        use crate::records::{self, NewNotice};
+        let station = automerge::ActorId::from([7u8; 32].as_slice());
+        let me = automerge::ActorId::from([9u8; 32].as_slice());
+        let me_id = yizhan_protocol::DeviceId::from_slice(&[9u8; 32]).unwrap();
+        let id = DocId::from_bytes([1; 16]);
+        let grids = vec!["和平里".to_string()];
+        let last = |am: &mut AutoCommit| {
+            am.commit();
+            am.get_last_local_change().unwrap().clone()
+        };
+        let as_volunteer =
+            |c: &automerge::Change| record_model(RecordKind::Notice, id, c, Some(&grids), None);
+        let mut notice = AutoCommit::new().with_actor(station.clone());
+        let new = NewNotice {
+            title: "停水通知".into(),
+            body: "周三停水".into(),
+            grids: vec!["光明街".into(), "和平里".into()],
+            until: Some(Time::now()),
+        };
+        records::write_new_notice(&mut notice, id, &new, Time::now()).unwrap();
+        let published = last(&mut notice);
+        assert_eq!(
+            record_model(RecordKind::Notice, id, &published, None, None),
+            Ok(())
+        );
+        let mut mine = notice.fork().with_actor(me.clone());
+        let put = |am: &mut AutoCommit, key: &str, value: &str| {
+            am.put(ROOT, key, value).unwrap();
+        };
+        let mark = |am: &mut AutoCommit| {
+            records::write_read_mark(am, me_id, Time::now()).unwrap();
+        };
+        mark(&mut mine);
+        let first = last(&mut mine);
+        assert_eq!(as_volunteer(&first), Ok(()));
+        // Written again: it supersedes the first.
+        put(
+            &mut mine,
+            &format!("read:{}", "09".repeat(32)),
+            "2026-01-02T03:04:05Z",
+        );
+        assert_eq!(
+            as_volunteer(&last(&mut mine)),
+            Err("it marks a notice read a second time".into())
+        );
+        let cases: [(&str, &str, &str); 5] = [
+            (
+                "title",
+                "通知取消",
+                "only a station may write a notice's `title`; a member adds only its own read mark",
+            ),
+            (
+                "read:0707070707070707070707070707070707070707070707070707070707070707",
+                "2026-01-02T03:04:05Z",
+                "it writes another member's read mark",
+            ),
+            (
+                "read:zz",
+                "2026-01-02T03:04:05Z",
+                "it writes `read:zz`, which a notice does not have",
+            ),
+            (
+                "read:0909090909090909090909090909090909090909090909090909090909090909",
+                "not a time",
+                "it writes a read mark that is not a time",
+            ),
+            (
+                "until",
+                "2099-01-01",
+                "only a station may write a notice's `until`; a member adds only its own read mark",
+            ),
+        ];
+        for (key, value, why) in cases {
+            let mut theirs = notice.fork().with_actor(me.clone());
+            put(&mut theirs, key, value);
+            assert_eq!(as_volunteer(&last(&mut theirs)), Err(why.into()), "{key}");
+        }
+        // A station, too, writes no one's mark but its own.
+        let mut again = notice.fork().with_actor(station.clone());
+        put(
+            &mut again,
+            &format!("read:{}", "09".repeat(32)),
+            "2026-01-02T03:04:05Z",
+        );
+        assert_eq!(
+            record_model(RecordKind::Notice, id, &last(&mut again), None, None),
+            Err("it writes another member's read mark".into())
+        );
+        // Its own mark written twice in one change.
+        let mut twice = notice.fork().with_actor(me.clone());
+        let own = format!("read:{}", "09".repeat(32));
+        put(&mut twice, &own, "2026-01-02T03:04:05Z");
+        put(&mut twice, &own, "2026-01-02T03:04:06Z");
+        assert_eq!(
+            as_volunteer(&last(&mut twice)),
+            Err("it marks a notice read a second time".into())
+        );
+    }
+
     #[test]
     fn equivocation_detail_names_both_changes() {
         let d = equivocation_detail(
