@@ -246,7 +246,10 @@ impl Names {
 
     /// The name of `device` (a whole device id), or its short id.
     pub fn name(&self, device: &str) -> String {
-        self.0.get(device).cloned().unwrap_or_else(|| short(device))
+        self.0
+            .get(device)
+            .cloned()
+            .unwrap_or_else(|| short(device))
     }
 
     /// [`Names::name`] of an optional device; `-` for none.
