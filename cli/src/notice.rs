@@ -133,27 +133,44 @@ fn print_notices(notices: &[Notice], names: &Names, all: bool) {
     }
 }
 
-/// The grids of a notice in the report: `全站 whole site` for none.
+/// The grids of a notice in the report: the whole site for none.
 fn report_grids(grids: &[String]) -> String {
     if grids.is_empty() {
-        "全站 Whole site".to_string()
+        tr!("notice-whole-site")
     } else {
         grids.join("、")
     }
+}
+
+/// The columns of the report's notices table: (heading, numeric).
+fn report_columns() -> Vec<(String, bool)> {
+    vec![
+        (tr!("notice-report-col-title"), false),
+        (tr!("notice-report-col-for"), false),
+        (tr!("notice-report-col-readers"), true),
+        (tr!("notice-report-col-of"), true),
+        (tr!("notice-report-col-id"), false),
+    ]
 }
 
 /// The report's notices section in Markdown: each notice published in the period, with how
 /// many of the volunteers it is for have read it. (The report's text is cleaned for people
 /// as a whole, `report::run`.)
 pub fn report_markdown(w: &mut String, r: &Report) {
-    let _ = writeln!(w, "## 八、信息发布 Notices\n");
+    let _ = writeln!(w, "## {}\n", tr!("notice-report-section"));
     if r.notices.is_empty() {
-        let _ = writeln!(w, "本时段未发布通知。No notices published in the period.\n");
+        let _ = writeln!(w, "{}\n", tr!("notice-report-none"));
         return;
     }
+    let columns = report_columns();
+    let cells = |f: &dyn Fn(&(String, bool)) -> String| {
+        columns.iter().map(f).collect::<Vec<_>>().join(" | ")
+    };
     let _ = writeln!(
         w,
-        "| 通知 Notice | 发布范围 For | 已读 Read | 应读 Of | 编号 Id |\n| --- | --- | ---: | ---: | --- |"
+        "| {} |\n| {} |",
+        cells(&|(h, _)| crate::report::md_cell(h)),
+        cells(&|(_, n)| if *n { "---:".into() } else { "---".into() })
     );
     for n in &r.notices {
         let _ = writeln!(
@@ -171,9 +188,17 @@ pub fn report_markdown(w: &mut String, r: &Report) {
 
 /// The report's notices section in HTML (see [`report_markdown`]).
 pub fn report_html(w: &mut String, r: &Report) {
-    w.push_str("<section><h2>八、信息发布 <small>Notices</small></h2>");
+    let _ = write!(
+        w,
+        "<section><h2>{}</h2>",
+        crate::report::esc(&tr!("notice-report-section"))
+    );
     if r.notices.is_empty() {
-        w.push_str("<p>本时段未发布通知。No notices published in the period.</p>");
+        let _ = write!(
+            w,
+            "<p>{}</p>",
+            crate::report::esc(&tr!("notice-report-none"))
+        );
     } else {
         let rows: Vec<Vec<String>> = r
             .notices
@@ -188,17 +213,7 @@ pub fn report_html(w: &mut String, r: &Report) {
                 ]
             })
             .collect();
-        crate::report::html_table(
-            w,
-            &[
-                ("通知", "Notice", false),
-                ("发布范围", "For", false),
-                ("已读", "Read", true),
-                ("应读", "Of", true),
-                ("编号", "Id", false),
-            ],
-            &rows,
-        );
+        crate::report::html_table(w, &report_columns(), &rows);
     }
     w.push_str("</section>\n");
 }

@@ -101,69 +101,6 @@ impl fmt::Display for Category {
     }
 }
 
-macro_rules! word_enum {
-    ($(#[$m:meta])* $name:ident, $what:literal, { $($(#[$vm:meta])* $var:ident => $word:literal),+ $(,)? }) => {
-        $(#[$m])*
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-        pub enum $name { $($(#[$vm])* $var),+ }
-
-        impl $name {
-            /// Every value, in order.
-            pub const ALL: &'static [$name] = &[$($name::$var),+];
-            /// The word used in JSON and in the documents.
-            pub fn as_str(self) -> &'static str {
-                match self { $($name::$var => $word),+ }
-            }
-        }
-
-        impl FromStr for $name {
-            type Err = UnknownValue;
-            fn from_str(s: &str) -> Result<Self, Self::Err> {
-                let t = s.trim();
-                $name::ALL.iter().copied().find(|v| v.as_str().eq_ignore_ascii_case(t)).ok_or_else(|| UnknownValue {
-                    what: $what,
-                    given: s.to_string(),
-                    expected: $name::ALL.iter().map(|v| v.as_str()).collect::<Vec<_>>().join(", "),
-                })
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-    };
-}
-
-word_enum!(
-    /// Where a ticket stands.
-    Status, "status", {
-        /// Newly opened.
-        Open => "open",
-        /// Someone is working on it.
-        InProgress => "in_progress",
-        /// The need was met.
-        Resolved => "resolved",
-        /// Closed (archived); never deleted.
-        Closed => "closed",
-    }
-);
-
-word_enum!(
-    /// How urgent a ticket is.
-    Priority, "priority", {
-        /// Can wait.
-        Low => "low",
-        /// The default.
-        Normal => "normal",
-        /// Soon.
-        High => "high",
-        /// Now.
-        Urgent => "urgent",
-    }
-);
-
 macro_rules! named_enum {
     ($(#[$m:meta])* $name:ident, $what:literal, { $($(#[$vm:meta])* $var:ident => $word:literal, $zh:literal),+ $(,)? }) => {
         $(#[$m])*
@@ -210,6 +147,34 @@ macro_rules! named_enum {
         }
     };
 }
+
+named_enum!(
+    /// Where a ticket stands.
+    Status, "status", {
+        /// Newly opened.
+        Open => "open", "待处理",
+        /// Someone is working on it.
+        InProgress => "in_progress", "处理中",
+        /// The need was met.
+        Resolved => "resolved", "已办结",
+        /// Closed (archived); never deleted.
+        Closed => "closed", "已关闭",
+    }
+);
+
+named_enum!(
+    /// How urgent a ticket is.
+    Priority, "priority", {
+        /// Can wait.
+        Low => "low", "低",
+        /// The default.
+        Normal => "normal", "普通",
+        /// Soon.
+        High => "high", "高",
+        /// Now.
+        Urgent => "urgent", "紧急",
+    }
+);
 
 named_enum!(
     /// A household's tag in the ledger; each has a visit interval in the station's policy.

@@ -12,7 +12,7 @@ use rusqlite::params;
 use serde::{Deserialize, Serialize};
 use yizhan_protocol::{DocId, RecordKind};
 
-use crate::error::{ReadError, WriteError};
+use crate::error::{ReadError, Refusal, WriteError};
 use crate::home::Node;
 use crate::identity::Role;
 use crate::local::local_change;
@@ -42,9 +42,7 @@ impl Node {
     /// Publishes a notice: station only. Returns its id once it is durably stored.
     pub fn publish_notice(&mut self, notice: &NewNotice) -> Result<DocId, WriteError> {
         if self.identity.role != Role::Station {
-            return Err(WriteError::NotAllowed(
-                "only a station may publish a notice".into(),
-            ));
+            return Err(Refusal::NoticeStationOnly.into());
         }
         notice.check()?;
         let tx = self.store.write()?;
@@ -86,7 +84,7 @@ impl Node {
         let tx = self.store.write()?;
         let header = load_header(&tx, id)?;
         if header.kind != RecordKind::Notice {
-            return Err(WriteError::NotAllowed(format!("{id} is not a notice")));
+            return Err(Refusal::NotA(id.to_string(), "notice").into());
         }
         let me = self.identity.device_id;
         let held: Option<String> = tx

@@ -16,3 +16,18 @@ notice-field-published = published
 notice-field-grids = for
 notice-field-until = until
 notice-field-read-by = read by
+
+notice-report-section = 8. Notices
+notice-report-none = No notices were published in the period.
+notice-report-col-title = Notice
+notice-report-col-for = For
+notice-report-col-readers = Read
+notice-report-col-of = Of
+notice-report-col-id = Id
+
+# Field names of a notice, in error lines and history (`output::label`).
+field-body = text
+field-until = until
+field-published_at = published
+notice-grid-multiline = a grid's name must be one line
+kind-notice = notice

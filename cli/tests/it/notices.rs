@@ -312,17 +312,26 @@ fn the_report_counts_each_notice_and_the_volunteers_who_read_it() {
     let before = station.json(&["report", "--until", "2026-01-01"]);
     assert_eq!(before["notices"], serde_json::json!([]));
 
-    // People read a table in Markdown and in HTML.
-    let md = station.text(&["report"]);
-    assert!(md.contains("## 八、信息发布 Notices"), "{md}");
-    assert!(md.contains("| 停水通知 | 和平里 | 1 | 1 |"), "{md}");
+    // People read a table in Markdown and in HTML, in their language.
+    let md = text_in(&station, "zh_CN.UTF-8", &["report"]);
+    assert!(md.contains("## 八、信息发布\n"), "{md}");
     assert!(
-        md.contains("| 周五例会 | 全站 Whole site | 1 | 1 |"),
+        md.contains("| 通知 | 发布范围 | 已读 | 应读 | 编号 |\n| --- | --- | ---: | ---: | --- |"),
         "{md}"
     );
-    let html = station.text(&["report", "--format", "html"]);
-    assert!(html.contains("信息发布"), "{html}");
+    assert!(md.contains("| 停水通知 | 和平里 | 1 | 1 |"), "{md}");
+    assert!(md.contains("| 周五例会 | 全站 | 1 | 1 |"), "{md}");
+    let md = text_in(&station, "C", &["report"]);
+    assert!(md.contains("## 8. Notices\n"), "{md}");
+    assert!(md.contains("| 周五例会 | whole site | 1 | 1 |"), "{md}");
+    let html = text_in(&station, "zh_CN.UTF-8", &["report", "--format", "html"]);
+    assert!(html.contains("<h2>八、信息发布</h2>"), "{html}");
     assert!(html.contains("<td>停水通知</td><td>和平里</td>"), "{html}");
+    let none = text_in(&station, "C", &["report", "--until", "2026-01-01"]);
+    assert!(
+        none.contains("No notices were published in the period."),
+        "{none}"
+    );
 }
 
 fn notices_of(home: &Home) -> Vec<Value> {
