@@ -407,6 +407,20 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX records_by_due ON records(kind, due_ms, doc_id, grid, last_ms, tags, search)
         WHERE due_ms IS NOT NULL;
     "#,
+    // 14: notices (kind 5). A notice names several grids, or the whole site: one row per
+    // grid it names, `''` for the whole site, keyed by grid first, so that "the notices of
+    // these grids or of the whole site" (a volunteer's scope, its list) is a look-up per
+    // grid in this table; by document too, to replace a notice's rows. A notice's `grid`
+    // in `records` is NULL. (`IF NOT EXISTS`: the tests take a store back to an earlier
+    // version and open it again.)
+    r#"
+    CREATE TABLE IF NOT EXISTS notice_grids (
+        grid  TEXT NOT NULL,             -- a grid the notice is for; '' for the whole site
+        docno INTEGER NOT NULL,
+        PRIMARY KEY (grid, docno)
+    ) WITHOUT ROWID;
+    CREATE INDEX IF NOT EXISTS notice_grids_by_doc ON notice_grids(docno);
+    "#,
 ];
 
 /// How many new ids `doc_ids_new` holds at most before they are settled into `doc_ids`
