@@ -1,7 +1,7 @@
 //! A record's history for people: one row per signed change, with who made it (name and
 //! short device id), when, and what it set.
 
-use yizhan_node::records::HistoryEntry;
+use yizhan_node::records::{FieldChange, HistoryEntry};
 
 use crate::output::{self, print_table, table};
 use crate::tr;
@@ -42,7 +42,22 @@ fn verb(message: &str) -> String {
 
 /// `status = resolved; note = 已修好` for the fields a change set.
 fn what(h: &HistoryEntry, names: Option<&output::Names>) -> String {
-    h.changes
+    fields(&h.changes, names, MAX_SHOWN)
+}
+
+/// The fields of a change for people, `label = value; …`, each value in one line of at
+/// most `max` characters (cut with `…`): times, statuses and members as people read them.
+pub(crate) fn fields(changes: &[FieldChange], names: Option<&output::Names>, max: usize) -> String {
+    let shorten = |s: &str| {
+        let one_line = s.replace(['\n', '\r'], " ");
+        if one_line.chars().count() > max {
+            let cut: String = one_line.chars().take(max).collect();
+            format!("{cut}…")
+        } else {
+            one_line
+        }
+    };
+    changes
         .iter()
         .map(|c| {
             let value = match &c.value {
@@ -61,16 +76,6 @@ fn what(h: &HistoryEntry, names: Option<&output::Names>) -> String {
         })
         .collect::<Vec<_>>()
         .join("; ")
-}
-
-fn shorten(s: &str) -> String {
-    let one_line = s.replace(['\n', '\r'], " ");
-    if one_line.chars().count() > MAX_SHOWN {
-        let cut: String = one_line.chars().take(MAX_SHOWN).collect();
-        format!("{cut}…")
-    } else {
-        one_line
-    }
 }
 
 /// A field's value for people: times in the local zone, statuses and the like by name.

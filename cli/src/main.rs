@@ -14,6 +14,7 @@ mod config;
 mod conflicts;
 mod daemon;
 mod errors;
+mod help;
 mod history;
 mod i18n;
 mod ledger;
@@ -26,21 +27,22 @@ mod station;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::FromArgMatches;
 
 fn main() -> ExitCode {
     reset_sigpipe();
-    let cli = args::Cli::parse();
-    init_logging();
-    let home = cli
-        .home
-        .clone()
+    // The language first: `--help` and usage errors follow it too.
+    let raw: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let (lang, home) = help::early(&raw);
+    let home = home
+        .or_else(|| std::env::var_os("YIZHAN_HOME").map(Into::into))
         .or_else(|| dirs::data_dir().map(|d| d.join("yizhan")));
-    let flag = cli.lang.map(|l| match l {
-        args::LangArg::Zh => i18n::Lang::Zh,
-        args::LangArg::En => i18n::Lang::En,
-    });
-    i18n::init(flag, home.as_deref());
+    i18n::init(lang, home.as_deref());
+    let matches = help::command()
+        .try_get_matches_from(raw)
+        .unwrap_or_else(|e| help::exit(e));
+    let cli = args::Cli::from_arg_matches(&matches).unwrap_or_else(|e| help::exit(e));
+    init_logging();
     match try_main(cli) {
         Ok(()) => ExitCode::SUCCESS,
         // Ctrl-C stopped the command: the shell's code for SIGINT, and not a word.

@@ -225,35 +225,22 @@ pub fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result
 /// Chinese, `2026-12-08 08:30` in English. Text that is not an RFC 3339 time is printed as
 /// it is; `None` is `-`.
 pub fn when(time: Option<&str>) -> String {
-    let Some(text) = time else {
-        return "-".to_string();
-    };
-    match chrono::DateTime::parse_from_rfc3339(text) {
-        Ok(t) => {
-            let local = t.with_timezone(&chrono::Local);
-            if crate::i18n::zh() {
-                local.format("%Y年%-m月%-d日 %H:%M").to_string()
-            } else {
-                local.format("%Y-%m-%d %H:%M").to_string()
-            }
-        }
-        Err(_) => text.to_string(),
-    }
+    local(time, "%Y年%-m月%-d日 %H:%M", "%Y-%m-%d %H:%M")
 }
 
 /// A day, for people: `2026年12月8日` or `2026-12-08` (see [`when`]).
 pub fn day(time: Option<&str>) -> String {
+    local(time, "%Y年%-m月%-d日", "%Y-%m-%d")
+}
+
+fn local(time: Option<&str>, zh: &str, en: &str) -> String {
     let Some(text) = time else {
         return "-".to_string();
     };
     match chrono::DateTime::parse_from_rfc3339(text) {
         Ok(t) => {
-            let local = t.with_timezone(&chrono::Local);
-            if crate::i18n::zh() {
-                local.format("%Y年%-m月%-d日").to_string()
-            } else {
-                local.format("%Y-%m-%d").to_string()
-            }
+            let format = if crate::i18n::zh() { zh } else { en };
+            t.with_timezone(&chrono::Local).format(format).to_string()
         }
         Err(_) => text.to_string(),
     }

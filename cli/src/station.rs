@@ -173,7 +173,7 @@ fn print_held(held: &[Held], names: &Names) {
             author,
             output::when(h.made_at.as_deref()),
             output::when(Some(&h.received_at)),
-            writes(&h.writes),
+            writes(&h.writes, names),
             waits,
             reason(&h.reason),
         ];
@@ -201,43 +201,11 @@ fn reason(reason: &str) -> String {
 }
 
 /// `title = 楼道灯坏了; status = open` with long values cut short.
-fn writes(changes: &[FieldChange]) -> String {
+fn writes(changes: &[FieldChange], names: &Names) -> String {
     if changes.is_empty() {
         return tr!("quarantine-writes-nothing");
     }
-    changes
-        .iter()
-        .map(|c| {
-            let value = match &c.value {
-                // A time as people read it.
-                serde_json::Value::String(s) if chrono::DateTime::parse_from_rfc3339(s).is_ok() => {
-                    output::when(Some(s))
-                }
-                serde_json::Value::String(s) => shorten(s),
-                serde_json::Value::Null => tr!("quarantine-removed"),
-                serde_json::Value::Array(items) => shorten(
-                    &items
-                        .iter()
-                        .map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_string))
-                        .collect::<Vec<_>>()
-                        .join("、"),
-                ),
-                other => other.to_string(),
-            };
-            format!("{} = {value}", c.field)
-        })
-        .collect::<Vec<_>>()
-        .join("; ")
-}
-
-fn shorten(s: &str) -> String {
-    let one_line = s.replace(['\n', '\r'], " ");
-    if one_line.chars().count() > MAX_SHOWN {
-        let cut: String = one_line.chars().take(MAX_SHOWN).collect();
-        format!("{cut}…")
-    } else {
-        one_line
-    }
+    crate::history::fields(changes, Some(names), MAX_SHOWN)
 }
 
 /// The record of `kind` that `given` names, as `show` resolves it; when none matches but

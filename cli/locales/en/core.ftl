@@ -192,3 +192,13 @@ note-file-too-long = { $file } is longer than a record's text may be ({ $max } b
 field-comment = comment
 kind-device = device
 kind-quarantined-change = quarantined change
+
+## Usage errors (clap's line follows as the detail)
+usage-error = error: { $what }: { $detail }
+usage-unknown-argument = unknown option
+usage-unknown-command = unknown command
+usage-bad-value = bad value
+usage-missing-argument = a required option is missing
+usage-missing-command = a command is missing
+usage-conflict = options that cannot go together
+usage-other = the command line is not valid

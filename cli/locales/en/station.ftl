@@ -46,7 +46,6 @@ quarantine-author-revoked-no-reason = { $name } (revoked { $at })
 quarantine-writes-nothing = nothing (bookkeeping only)
 quarantine-waits-nothing = nothing held
 quarantine-waits-held = { $id } (also held)
-quarantine-removed = (removed)
 quarantine-reason-revoked = its author was revoked before the station received it
 quarantine-reason-builds-on = it builds on a change that is itself held
 quarantine-accepted = { $count ->

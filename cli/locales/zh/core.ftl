@@ -164,3 +164,13 @@ note-file-too-long = { $file } 超过了记录文本的上限（{ $max } 字节�
 field-comment = 跟进
 kind-device = 设备
 kind-quarantined-change = 隔离的修改
+
+## 命令写法错误（后面附 clap 的英文说明）
+usage-error = 错误：{ $what }：{ $detail }
+usage-unknown-argument = 没有这个选项
+usage-unknown-command = 没有这个命令
+usage-bad-value = 选项的值不对
+usage-missing-argument = 缺少必填的选项
+usage-missing-command = 缺少命令
+usage-conflict = 这几个选项不能一起用
+usage-other = 命令写法不对

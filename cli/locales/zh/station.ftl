@@ -46,7 +46,6 @@ quarantine-author-revoked-no-reason = { $name }（{ $at } 已撤销）
 quarantine-writes-nothing = 无（仅记录自身的登记）
 quarantine-waits-nothing = 无待定依赖
 quarantine-waits-held = { $id }（同在隔离区）
-quarantine-removed = （已删除）
 quarantine-reason-revoked = 驿站收到之前，作者已被撤销
 quarantine-reason-builds-on = 它所依据的修改也在隔离区中
 quarantine-accepted = 已合并 { $count } 条待定修改。
