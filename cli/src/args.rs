@@ -26,6 +26,17 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// `--note TEXT` or `--note-file FILE`, wherever a record takes a note.
+#[derive(Debug, Args)]
+pub struct NoteArgs {
+    /// Free text (may begin with `-`).
+    #[arg(long, allow_hyphen_values = true, conflicts_with = "note_file")]
+    pub note: Option<String>,
+    /// Read the note from FILE (`-`: standard input), for text longer than a command line.
+    #[arg(long, value_name = "FILE")]
+    pub note_file: Option<PathBuf>,
+}
+
 /// `--lang`.
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum LangArg {
@@ -164,7 +175,7 @@ pub struct RevokeArgs {
     /// The device to expel (id or prefix).
     pub device_id: String,
     /// Why, for the record.
-    #[arg(long, value_name = "TEXT")]
+    #[arg(long, value_name = "TEXT", allow_hyphen_values = true)]
     pub reason: Option<String>,
 }
 
@@ -235,14 +246,13 @@ pub struct VisitAddArgs {
     /// Service category (slug or Chinese name).
     #[arg(long)]
     pub category: Option<String>,
-    /// Free text.
-    #[arg(long)]
-    pub note: Option<String>,
+    #[command(flatten)]
+    pub note: NoteArgs,
     /// A resident met (repeat for several).
     #[arg(long = "resident", value_name = "NAME")]
     pub residents: Vec<String>,
     /// What the household needs.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub needs: Option<String>,
     /// When the visit happened (RFC 3339 or YYYY-MM-DD); now by default.
     #[arg(long, value_name = "TIME")]
@@ -281,11 +291,10 @@ pub struct VisitEditArgs {
     /// New category.
     #[arg(long)]
     pub category: Option<String>,
-    /// New note.
-    #[arg(long)]
-    pub note: Option<String>,
+    #[command(flatten)]
+    pub note: NoteArgs,
     /// New needs.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub needs: Option<String>,
     /// Replace the residents (repeat for several).
     #[arg(long = "resident", value_name = "NAME")]
@@ -304,12 +313,17 @@ pub enum TicketCommand {
     Open(TicketOpenArgs),
     /// Change a ticket's status, assignee, priority or title.
     Update(TicketUpdateArgs),
-    /// Comment on a ticket.
+    /// Comment on a ticket: the text, or `--file FILE` (`-`: standard input).
+    #[command(group = clap::ArgGroup::new("comment").required(true).args(["text", "file"]))]
     Comment {
         /// Ticket id or a unique prefix.
         id: String,
-        /// The comment.
-        text: String,
+        /// The comment (may begin with `-`).
+        #[arg(allow_hyphen_values = true)]
+        text: Option<String>,
+        /// Read the comment from FILE (`-`: standard input).
+        #[arg(long, value_name = "FILE")]
+        file: Option<PathBuf>,
     },
     /// List tickets.
     List(TicketListArgs),
@@ -323,7 +337,7 @@ pub enum TicketCommand {
 #[derive(Debug, Args)]
 pub struct TicketOpenArgs {
     /// What is needed, in a few words.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub title: String,
     /// Service category (slug or Chinese name).
     #[arg(long)]
@@ -338,9 +352,8 @@ pub struct TicketOpenArgs {
     /// low, normal (default), high or urgent.
     #[arg(long)]
     pub priority: Option<String>,
-    /// Free text.
-    #[arg(long)]
-    pub note: Option<String>,
+    #[command(flatten)]
+    pub note: NoteArgs,
     /// When the resident asked (RFC 3339 or YYYY-MM-DD); now by default.
     #[arg(long, value_name = "TIME")]
     pub at: Option<String>,
@@ -368,7 +381,7 @@ pub struct TicketUpdateArgs {
     #[arg(long)]
     pub priority: Option<String>,
     /// New title.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub title: Option<String>,
     /// New category.
     #[arg(long)]
@@ -379,9 +392,8 @@ pub struct TicketUpdateArgs {
     /// Move to another grid.
     #[arg(long)]
     pub grid: Option<String>,
-    /// New note.
-    #[arg(long)]
-    pub note: Option<String>,
+    #[command(flatten)]
+    pub note: NoteArgs,
     /// New deadline.
     #[arg(long, value_name = "TIME")]
     pub due: Option<String>,
@@ -444,9 +456,8 @@ pub struct HouseholdAddArgs {
     /// Phone number.
     #[arg(long)]
     pub phone: Option<String>,
-    /// Free text.
-    #[arg(long)]
-    pub note: Option<String>,
+    #[command(flatten)]
+    pub note: NoteArgs,
 }
 
 #[derive(Debug, Args)]
@@ -458,7 +469,7 @@ pub struct HouseholdListArgs {
     #[arg(long, value_name = "TAG")]
     pub tag: Option<String>,
     /// Only households whose address, residents, phone or note hold this text.
-    #[arg(long, value_name = "TEXT")]
+    #[arg(long, value_name = "TEXT", allow_hyphen_values = true)]
     pub search: Option<String>,
 }
 
@@ -484,9 +495,8 @@ pub struct HouseholdEditArgs {
     /// New phone number.
     #[arg(long)]
     pub phone: Option<String>,
-    /// New note.
-    #[arg(long)]
-    pub note: Option<String>,
+    #[command(flatten)]
+    pub note: NoteArgs,
 }
 
 #[derive(Debug, Subcommand)]

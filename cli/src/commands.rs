@@ -15,6 +15,7 @@ use yizhan_protocol::{DocId, MemberRole, RecordKind, Token};
 
 use crate::args::*;
 use crate::output::{self, Out, print_fields, print_table, table};
+use crate::tr;
 
 /// Runs one parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -59,11 +60,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 
 fn resolve_home(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     match flag {
-        Some(dir) if dir.as_os_str().is_empty() => bail!("--home must not be empty"),
+        Some(dir) if dir.as_os_str().is_empty() => bail!(tr!("home-empty")),
         Some(dir) => Ok(dir),
         None => dirs::data_dir()
             .map(|d| d.join("yizhan"))
-            .ok_or_else(|| anyhow!("no home directory: give --home DIR or set YIZHAN_HOME")),
+            .ok_or_else(|| anyhow!(tr!("home-none"))),
     }
 }
 
@@ -88,14 +89,13 @@ fn passphrase(confirm: Confirm) -> anyhow::Result<Passphrase> {
     if let Ok(p) = std::env::var("YIZHAN_PASSPHRASE") {
         return Ok(Passphrase::new(p));
     }
-    let first = rpassword::prompt_password("Passphrase: ").map_err(|_| {
-        anyhow!("this needs a passphrase: set YIZHAN_PASSPHRASE or run it at a terminal")
-    })?;
+    let first = rpassword::prompt_password(format!("{} ", tr!("passphrase-prompt")))
+        .map_err(|_| anyhow!(tr!("passphrase-needed")))?;
     if confirm == Confirm::Twice {
-        let again = rpassword::prompt_password("Passphrase again: ")
-            .map_err(|e| anyhow!("cannot read the passphrase: {e}"))?;
+        let again = rpassword::prompt_password(format!("{} ", tr!("passphrase-again")))
+            .map_err(|e| anyhow!(tr!("passphrase-unreadable", reason = e.to_string())))?;
         if again != first {
-            bail!("the two passphrases differ");
+            bail!(tr!("passphrases-differ"));
         }
     }
     Ok(Passphrase::new(first))
@@ -126,10 +126,14 @@ fn init(home: &Path, out: &Out, args: InitArgs) -> anyhow::Result<()> {
             "role": ident.role.as_str(),
         }),
         || {
-            println!("Initialised {} in {}.", ident.name, home.display());
+            output::say(&tr!(
+                "init-done",
+                name = ident.name.as_str(),
+                home = home.display().to_string()
+            ));
             let mut fields = vec![
                 ("device", ident.device_id.to_string()),
-                ("role", ident.role.as_str().to_string()),
+                ("role", output::role(ident.role.as_str())),
             ];
             if let Some(site) = ident.site_id {
                 fields.push(("site", site.to_string()));
@@ -152,13 +156,13 @@ fn id(node: &Node, out: &Out) -> anyhow::Result<()> {
             print_fields(&[
                 ("device", ident.device_id.to_string()),
                 ("name", ident.name.clone()),
-                ("role", ident.role.as_str().to_string()),
+                ("role", output::role(ident.role.as_str())),
                 (
                     "site",
                     ident
                         .site_id
                         .map(|s| s.to_string())
-                        .unwrap_or_else(|| "- (not a member of a site yet)".into()),
+                        .unwrap_or_else(|| tr!("id-no-site")),
                 ),
                 (
                     "grids",
@@ -192,16 +196,20 @@ fn enroll(node: &mut Node, out: &Out, args: EnrollArgs) -> anyhow::Result<()> {
     let text = token.to_text();
     out.emit(&json!({ "token": text }), || {
         eprintln!(
-            "Enrolled {} ({device}). Hand this token to the device, which runs `yizhan join TOKEN`:",
-            output::clean(&args.name)
+            "{}",
+            output::clean(&tr!(
+                "enroll-done",
+                name = args.name.as_str(),
+                device = device.to_string()
+            ))
         );
         println!("{text}");
     })
 }
 
 fn join(node: &mut Node, out: &Out, args: JoinArgs) -> anyhow::Result<()> {
-    let token =
-        Token::from_text(&args.token).map_err(|e| anyhow!("the token is not valid: {e}"))?;
+    let token = Token::from_text(&args.token)
+        .map_err(|e| anyhow!(tr!("token-invalid", reason = e.to_string())))?;
     if let Some(addr) = &args.station {
         crate::config::parse_addr(addr)?;
     }
@@ -211,12 +219,12 @@ fn join(node: &mut Node, out: &Out, args: JoinArgs) -> anyhow::Result<()> {
     out.emit(
         &json!({ "site_id": site, "role": ident.role.as_str() }),
         || {
-            output::say(&format!(
-                "Joined site {} as {} for grids {}.",
-                site.clone().unwrap_or_default(),
-                ident.role.as_str(),
-                if ident.grids.is_empty() {
-                    "-".into()
+            output::say(&tr!(
+                "join-done",
+                site = site.clone().unwrap_or_default(),
+                role = output::role(ident.role.as_str()),
+                grids = if ident.grids.is_empty() {
+                    "-".to_string()
                 } else {
                     ident.grids.join(", ")
                 }
@@ -229,7 +237,7 @@ fn revoke(node: &mut Node, out: &Out, args: RevokeArgs) -> anyhow::Result<()> {
     let device = node.resolve_device(&args.device_id)?;
     node.revoke(device, args.reason.as_deref().unwrap_or(""))?;
     out.emit(&json!({ "revoked": device.to_string() }), || {
-        println!("Revoked {device}. Members refuse it once the revocation reaches them.")
+        println!("{}", tr!("revoke-done", device = device.to_string()))
     })
 }
 
@@ -290,25 +298,36 @@ fn quarantine(node: &mut Node, out: &Out, cmd: QuarantineCommand) -> anyhow::Res
 fn status(node: &Node, out: &Out) -> anyhow::Result<()> {
     let st = node.status()?;
     out.emit(&st, || {
+        let names = output::Names::of(node).ok();
+        let name_of = |d: &str| {
+            names
+                .as_ref()
+                .map_or_else(|| output::short(d), |n| n.name(d))
+        };
         let pending = st.pending_to_station;
         print_fields(&[
             ("device", st.device_id.clone()),
             ("name", st.name.clone()),
-            ("role", st.role.as_str().to_string()),
+            ("role", output::role(st.role.as_str())),
             ("site", st.site_id.clone().unwrap_or("-".into())),
             (
                 "records",
-                format!(
-                    "{} visits, {} tickets",
-                    st.records.visits, st.records.tickets
+                tr!(
+                    "status-records",
+                    visits = st.records.visits,
+                    tickets = st.records.tickets
                 ),
             ),
             (
-                "at the station",
+                "at-station",
                 match (&st.station_receipt, st.role) {
-                    (_, yizhan_node::Role::Station) => "this is the station".into(),
-                    (None, _) => format!("not yet confirmed; {pending} changes pending"),
-                    (Some(r), _) => format!("confirmed {}; {pending} changes pending", r.at),
+                    (_, yizhan_node::Role::Station) => tr!("status-this-is-station"),
+                    (None, _) => tr!("status-not-confirmed", pending = pending),
+                    (Some(r), _) => tr!(
+                        "status-confirmed",
+                        at = output::when(Some(&r.at)),
+                        pending = pending
+                    ),
                 },
             ),
             ("conflicts", st.conflicts.to_string()),
@@ -316,33 +335,40 @@ fn status(node: &Node, out: &Out) -> anyhow::Result<()> {
             (
                 "dropped",
                 match st.purged {
-                    0 => "none".into(),
-                    n => format!("{n} records that left this laptop's grids were removed"),
+                    0 => tr!("status-none"),
+                    n => tr!("status-dropped", count = n),
                 },
             ),
             (
                 "misbehaviour",
                 match st.misbehaviour.first() {
-                    None => "none".into(),
-                    Some(m) => format!(
-                        "{} recorded; latest: {} by {} ({})",
-                        st.misbehaviour.len(),
-                        m.kind,
-                        output::short(&m.device_id),
-                        m.detail
+                    None => tr!("status-none"),
+                    Some(m) => tr!(
+                        "status-misbehaviour",
+                        count = st.misbehaviour.len(),
+                        kind = m.kind.as_str(),
+                        device = name_of(&m.device_id),
+                        detail = m.detail.as_str()
                     ),
                 },
             ),
         ]);
         if !st.peers.is_empty() {
-            println!("\nPeers:");
-            let mut t = table(&["DEVICE", "NAME", "ADDRESS", "LAST SYNC"]);
+            println!("\n{}", tr!("status-peers"));
+            let mut t = table(&[
+                tr!("col-device"),
+                tr!("col-name"),
+                tr!("col-address"),
+                tr!("col-last-sync"),
+            ]);
             for p in &st.peers {
                 t.add_row(vec![
                     output::short(&p.device_id),
                     p.name.clone().unwrap_or_default(),
                     p.addr.clone().unwrap_or("-".into()),
-                    p.last_sync.clone().unwrap_or("never".into()),
+                    p.last_sync
+                        .as_deref()
+                        .map_or_else(|| tr!("status-never"), |t| output::when(Some(t))),
                 ]);
             }
             print_table(&t, "");
@@ -356,9 +382,25 @@ fn tickets(node: &Node, ids: &[String]) -> anyhow::Result<Vec<DocId>> {
         .collect()
 }
 
-pub(crate) fn saved(out: &Out, what: &str, id: DocId) -> anyhow::Result<()> {
+/// What a command saved, for its one line: `Saved visit ID.`
+#[derive(Clone, Copy)]
+pub(crate) enum Saved {
+    Visit,
+    Ticket,
+    Comment,
+    Household,
+}
+
+pub(crate) fn saved(out: &Out, what: Saved, id: DocId) -> anyhow::Result<()> {
     out.emit(&json!({ "id": id.to_string() }), || {
-        println!("Saved {what} {id}.")
+        let id = id.to_string();
+        let line = match what {
+            Saved::Visit => tr!("saved-visit", id = id),
+            Saved::Ticket => tr!("saved-ticket", id = id),
+            Saved::Comment => tr!("saved-comment", id = id),
+            Saved::Household => tr!("saved-household", id = id),
+        };
+        println!("{line}");
     })
 }
 
@@ -369,7 +411,7 @@ fn visit(node: &mut Node, out: &Out, cmd: VisitCommand) -> anyhow::Result<()> {
                 household: a.household,
                 grid: a.grid,
                 category: parse_opt::<Category>(a.category)?,
-                note: a.note,
+                note: note_text(a.note)?,
                 residents: a.residents,
                 needs: a.needs,
                 visited_at: parse_opt::<Time>(a.at)?,
@@ -377,7 +419,7 @@ fn visit(node: &mut Node, out: &Out, cmd: VisitCommand) -> anyhow::Result<()> {
                 household_id: None,
             };
             let id = node.add_visit(&visit)?;
-            saved(out, "visit", id)
+            saved(out, Saved::Visit, id)
         }
         VisitCommand::List(a) => {
             let filter = VisitFilter {
@@ -388,39 +430,48 @@ fn visit(node: &mut Node, out: &Out, cmd: VisitCommand) -> anyhow::Result<()> {
             };
             let visits = node.list_visits(&filter)?;
             out.emit(&visits, || {
-                let mut t = table(&["ID", "VISITED", "HOUSEHOLD", "GRID", "CATEGORY", "AUTHOR"]);
+                let names = output::Names::of(node).ok();
+                let mut t = table(&[
+                    tr!("col-id"),
+                    tr!("col-visited"),
+                    tr!("col-household"),
+                    tr!("col-grid"),
+                    tr!("col-category"),
+                    tr!("col-author"),
+                ]);
                 for v in &visits {
                     t.add_row(vec![
                         v.id.clone(),
-                        v.visited_at.clone(),
+                        output::when(Some(&v.visited_at)),
                         v.household.clone(),
                         output::opt(&v.grid),
                         output::category(&v.category),
-                        output::short(&v.author),
+                        output::name(names.as_ref(), &v.author),
                     ]);
                 }
-                print_table(&t, "No visits.");
+                print_table(&t, &tr!("no-visits"));
             })
         }
         VisitCommand::Show { id } => {
             let id = node.resolve(RecordKind::Visit, &id)?;
             let d = node.show_visit(id)?;
             out.emit(&d, || {
+                let names = output::Names::of(node).ok();
                 let v = &d.visit;
                 print_fields(&[
                     ("id", v.id.clone()),
                     ("household", v.household.clone()),
-                    ("household id", output::opt(&v.household_id)),
+                    ("household_id", output::opt(&v.household_id)),
                     ("grid", output::opt(&v.grid)),
                     ("category", output::category(&v.category)),
-                    ("visited at", v.visited_at.clone()),
-                    ("residents", v.residents.join("、")),
+                    ("visited_at", output::when(Some(&v.visited_at))),
+                    ("residents", or_dash(v.residents.join("、"))),
                     ("needs", output::opt(&v.needs)),
                     ("note", output::opt(&v.note)),
-                    ("author", v.author.clone()),
-                    ("tickets", v.tickets.join(", ")),
+                    ("author", output::name(names.as_ref(), &v.author)),
+                    ("tickets", or_dash(v.tickets.join(", "))),
                 ]);
-                print_history(&d.history);
+                print_history(node, &d.history);
                 print_conflicts(&d.conflicts);
             })
         }
@@ -430,7 +481,7 @@ fn visit(node: &mut Node, out: &Out, cmd: VisitCommand) -> anyhow::Result<()> {
                 household: a.household,
                 grid: a.grid,
                 category: parse_opt::<Category>(a.category)?,
-                note: a.note,
+                note: note_text(a.note)?,
                 residents: (!a.residents.is_empty()).then_some(a.residents),
                 needs: a.needs,
                 visited_at: parse_opt::<Time>(a.at)?,
@@ -438,7 +489,7 @@ fn visit(node: &mut Node, out: &Out, cmd: VisitCommand) -> anyhow::Result<()> {
                 household_id: None,
             };
             node.edit_visit(id, &edit)?;
-            saved(out, "visit", id)
+            saved(out, Saved::Visit, id)
         }
     }
 }
@@ -452,14 +503,14 @@ fn ticket(node: &mut Node, out: &Out, cmd: TicketCommand) -> anyhow::Result<()> 
                 household: a.household,
                 grid: a.grid,
                 priority: parse_opt::<Priority>(a.priority)?,
-                note: a.note,
+                note: note_text(a.note)?,
                 opened_at: parse_opt::<Time>(a.at)?,
                 due: parse_opt::<Time>(a.due)?,
                 channel: parse_opt::<Channel>(a.channel)?,
                 ..NewTicket::default()
             };
             let id = node.open_ticket(&ticket)?;
-            saved(out, "ticket", id)
+            saved(out, Saved::Ticket, id)
         }
         TicketCommand::Update(a) => {
             let id = node.resolve(RecordKind::Ticket, &a.id)?;
@@ -471,18 +522,23 @@ fn ticket(node: &mut Node, out: &Out, cmd: TicketCommand) -> anyhow::Result<()> 
                 category: parse_opt::<Category>(a.category)?,
                 household: a.household,
                 grid: a.grid,
-                note: a.note,
+                note: note_text(a.note)?,
                 due: parse_opt::<Time>(a.due)?,
                 satisfaction: parse_opt::<Satisfaction>(a.satisfaction)?,
                 ..TicketUpdate::default()
             };
             node.update_ticket(id, &update)?;
-            saved(out, "ticket", id)
+            saved(out, Saved::Ticket, id)
         }
-        TicketCommand::Comment { id, text } => {
+        TicketCommand::Comment { id, text, file } => {
+            let text = match (text, file) {
+                (Some(text), _) => text,
+                (None, Some(file)) => read_text(&file)?,
+                (None, None) => unreachable!("clap requires the text or --file"),
+            };
             let id = node.resolve(RecordKind::Ticket, &id)?;
             node.comment_ticket(id, &text)?;
-            saved(out, "comment on ticket", id)
+            saved(out, Saved::Comment, id)
         }
         TicketCommand::List(a) => {
             let filter = TicketFilter {
@@ -495,75 +551,140 @@ fn ticket(node: &mut Node, out: &Out, cmd: TicketCommand) -> anyhow::Result<()> 
             };
             let tickets = node.list_tickets(&filter)?;
             out.emit(&tickets, || {
+                let names = output::Names::of(node).ok();
                 let mut t = table(&[
-                    "ID", "OPENED", "DUE", "STATUS", "PRIORITY", "TITLE", "CATEGORY", "GRID",
-                    "ASSIGNEE",
+                    tr!("col-id"),
+                    tr!("col-opened"),
+                    tr!("col-due"),
+                    tr!("col-status"),
+                    tr!("col-priority"),
+                    tr!("col-title"),
+                    tr!("col-category"),
+                    tr!("col-grid"),
+                    tr!("col-assignee"),
                 ]);
                 for k in &tickets {
-                    let due = match (&k.due, k.overdue) {
-                        (Some(d), true) => format!("{d} (overdue)"),
-                        (d, _) => output::opt(d),
-                    };
                     t.add_row(vec![
                         k.id.clone(),
-                        k.opened_at.clone(),
-                        due,
-                        k.status.clone(),
-                        k.priority.clone(),
+                        output::when(Some(&k.opened_at)),
+                        due(&k.due, k.overdue),
+                        output::word(&k.status),
+                        output::word(&k.priority),
                         k.title.clone(),
                         output::category(&k.category),
                         output::opt(&k.grid),
-                        k.assignee
-                            .as_deref()
-                            .map(output::short)
-                            .unwrap_or("-".into()),
+                        output::opt_name(names.as_ref(), k.assignee.as_deref()),
                     ]);
                 }
-                print_table(&t, "No tickets.");
+                print_table(&t, &tr!("no-tickets"));
             })
         }
         TicketCommand::Show { id } => {
             let id = node.resolve(RecordKind::Ticket, &id)?;
             let d = node.show_ticket(id)?;
             out.emit(&d, || {
+                let names = output::Names::of(node).ok();
                 let k = &d.ticket;
                 print_fields(&[
                     ("id", k.id.clone()),
                     ("title", k.title.clone()),
-                    ("status", k.status.clone()),
-                    ("priority", k.priority.clone()),
+                    ("status", output::word(&k.status)),
+                    ("priority", output::word(&k.priority)),
                     ("category", output::category(&k.category)),
                     ("household", output::opt(&k.household)),
-                    ("household id", output::opt(&k.household_id)),
+                    ("household_id", output::opt(&k.household_id)),
                     ("grid", output::opt(&k.grid)),
-                    ("assignee", output::opt(&k.assignee)),
-                    ("opened by", k.opened_by.clone()),
-                    ("opened at", k.opened_at.clone()),
-                    ("channel", output::opt(&k.channel)),
                     (
-                        "due",
-                        match (&k.due, k.overdue) {
-                            (Some(d), true) => format!("{d} (overdue)"),
-                            (d, _) => output::opt(d),
-                        },
+                        "assignee",
+                        output::opt_name(names.as_ref(), k.assignee.as_deref()),
                     ),
-                    ("resolved at", output::opt(&k.resolved_at)),
-                    ("satisfaction", output::opt(&k.satisfaction)),
+                    ("opened_by", output::name(names.as_ref(), &k.opened_by)),
+                    ("opened_at", output::when(Some(&k.opened_at))),
+                    ("channel", output::opt_word(&k.channel)),
+                    ("due", due(&k.due, k.overdue)),
+                    ("resolved_at", output::when(k.resolved_at.as_deref())),
+                    ("satisfaction", output::opt_word(&k.satisfaction)),
                     ("note", output::opt(&k.note)),
-                    ("visits", d.visits.join(", ")),
+                    ("visits", or_dash(d.visits.join(", "))),
                 ]);
                 if !d.comments.is_empty() {
-                    println!("\nComments:");
-                    let mut t = table(&["AT", "AUTHOR", "TEXT"]);
+                    println!("\n{}", tr!("comments-heading"));
+                    let mut t = table(&[tr!("col-at"), tr!("col-author"), tr!("col-text")]);
                     for c in &d.comments {
-                        t.add_row(vec![c.at.clone(), output::short(&c.author), c.text.clone()]);
+                        t.add_row(vec![
+                            output::when(Some(&c.at)),
+                            output::name(names.as_ref(), &c.author),
+                            c.text.clone(),
+                        ]);
                     }
                     print_table(&t, "");
                 }
-                print_history(&d.history);
+                print_history(node, &d.history);
                 print_conflicts(&d.conflicts);
             })
         }
+    }
+}
+
+/// The note of `--note TEXT` or `--note-file FILE`.
+pub(crate) fn note_text(args: NoteArgs) -> anyhow::Result<Option<String>> {
+    match (args.note, args.note_file) {
+        (Some(text), _) => Ok(Some(text)),
+        (None, Some(file)) => Ok(Some(read_text(&file)?)),
+        (None, None) => Ok(None),
+    }
+}
+
+/// A long text from FILE, or standard input for `-`: UTF-8, its final line break dropped.
+/// Reading stops past the longest text a record holds, so a wrong file (a disk image, a
+/// stream without end) costs nothing and is refused.
+pub(crate) fn read_text(file: &Path) -> anyhow::Result<String> {
+    use std::io::Read;
+    let limit = yizhan_node::records::MAX_LONG_TEXT as u64;
+    let name = file.display().to_string();
+    let unreadable = |e: std::io::Error| {
+        anyhow!(tr!(
+            "note-file-unreadable",
+            file = name.as_str(),
+            reason = e.to_string()
+        ))
+    };
+    let mut bytes = Vec::new();
+    if file.as_os_str() == "-" {
+        std::io::stdin()
+            .lock()
+            .take(limit + 1)
+            .read_to_end(&mut bytes)
+            .map_err(unreadable)?;
+    } else {
+        std::fs::File::open(file)
+            .and_then(|f| f.take(limit + 1).read_to_end(&mut bytes))
+            .map_err(unreadable)?;
+    }
+    if bytes.len() as u64 > limit {
+        bail!(tr!("note-file-too-long", file = name.as_str(), max = limit));
+    }
+    let mut text = String::from_utf8(bytes)
+        .map_err(|_| anyhow!(tr!("note-file-not-text", file = name.as_str())))?;
+    let kept = text.trim_end_matches(['\n', '\r']).len();
+    text.truncate(kept);
+    Ok(text)
+}
+
+/// `-` for an empty list.
+pub(crate) fn or_dash(text: String) -> String {
+    if text.is_empty() {
+        "-".to_string()
+    } else {
+        text
+    }
+}
+
+/// A deadline for people, marked when it has passed.
+pub(crate) fn due(due: &Option<String>, overdue: bool) -> String {
+    match (due, overdue) {
+        (Some(d), true) => tr!("overdue-mark", when = output::when(Some(d))),
+        (d, _) => output::when(d.as_deref()),
     }
 }
 
@@ -580,30 +701,32 @@ pub(crate) fn member(node: &Node, given: &str) -> anyhow::Result<yizhan_protocol
         .collect();
     match named.as_slice() {
         [one] => Ok(one.device_id.parse()?),
-        [] => bail!("no member is named '{given}' or has an id that starts with it"),
-        many => bail!(
-            "{} members are named '{given}': give the device id ({})",
-            many.len(),
-            many.iter()
+        [] => bail!(tr!("member-unknown", given = given)),
+        many => bail!(tr!(
+            "member-ambiguous",
+            count = many.len(),
+            given = given,
+            ids = many
+                .iter()
                 .map(|m| output::short(&m.device_id))
                 .collect::<Vec<_>>()
                 .join(", ")
-        ),
+        )),
     }
 }
 
-pub(crate) fn print_history(history: &[yizhan_node::records::HistoryEntry]) {
-    crate::history::print(history);
+pub(crate) fn print_history(node: &Node, history: &[yizhan_node::records::HistoryEntry]) {
+    crate::history::print(history, output::Names::of(node).ok().as_ref());
 }
 
 pub(crate) fn print_conflicts(conflicts: &[yizhan_node::records::Conflict]) {
     if conflicts.is_empty() {
         return;
     }
-    println!("\nConflicts (edited concurrently; the first value is shown):");
-    let mut t = table(&["FIELD", "VALUES"]);
+    println!("\n{}", tr!("conflicts-in-record"));
+    let mut t = table(&[tr!("col-field"), tr!("col-values")]);
     for c in conflicts {
-        t.add_row(vec![c.field.clone(), c.values.join(" | ")]);
+        t.add_row(vec![output::label(&c.field), c.values.join(" | ")]);
     }
     print_table(&t, "");
 }
@@ -612,27 +735,22 @@ fn verify(node: &Node, out: &Out) -> anyhow::Result<()> {
     let report = node.verify()?;
     out.emit(&report, || {
         println!(
-            "Checked {} changes: {}.",
-            report.changes,
-            if report.bad == 0 {
-                "all good".to_string()
-            } else {
-                format!("{} bad", report.bad)
-            }
+            "{}",
+            tr!("verify-done", count = report.changes, bad = report.bad)
         )
     })?;
     if report.bad > 0 {
         let shown: Vec<&str> = report.problems.iter().take(3).map(String::as_str).collect();
-        bail!(
-            "verification found {} problem(s): {}{}",
-            report.bad,
-            shown.join("; "),
-            if report.problems.len() > 3 {
-                "; …"
-            } else {
-                ""
-            }
-        );
+        let more = if report.problems.len() > 3 {
+            "; …"
+        } else {
+            ""
+        };
+        bail!(tr!(
+            "verify-problems",
+            count = report.bad,
+            shown = format!("{}{more}", shown.join("; "))
+        ));
     }
     Ok(())
 }

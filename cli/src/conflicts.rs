@@ -11,13 +11,21 @@ use yizhan_protocol::{DocId, RecordKind};
 
 use crate::args::ResolveArgs;
 use crate::output::{Out, print_table, table};
+use crate::tr;
 
 /// `yizhan conflicts`: `[{"record", "kind", "field", "values": [{"value", "author", "at"}]}]`.
 pub fn list(node: &Node, out: &Out) -> anyhow::Result<()> {
     let conflicts = node.conflicts()?;
     out.emit(&conflicts, || {
         let names = device_names(node);
-        let mut t = table(&["RECORD", "KIND", "FIELD", "VALUE", "AUTHOR", "AT"]);
+        let mut t = table(&[
+            tr!("col-record"),
+            tr!("col-kind"),
+            tr!("col-field"),
+            tr!("col-value"),
+            tr!("col-author"),
+            tr!("col-at"),
+        ]);
         for c in &conflicts {
             for (i, v) in c.values.iter().enumerate() {
                 let first = i == 0;
@@ -27,25 +35,25 @@ pub fn list(node: &Node, out: &Out) -> anyhow::Result<()> {
                     } else {
                         String::new()
                     },
-                    if first { c.kind.clone() } else { String::new() },
                     if first {
-                        c.field.clone()
+                        crate::i18n::message_or(&format!("kind-{}", c.kind), &c.kind)
+                    } else {
+                        String::new()
+                    },
+                    if first {
+                        crate::output::label(&c.field)
                     } else {
                         String::new()
                     },
                     v.value.clone(),
                     author(&names, &v.author),
-                    v.at.clone(),
+                    crate::output::when(Some(&v.at)),
                 ]);
             }
         }
-        print_table(&t, "No conflicts.");
+        print_table(&t, &tr!("no-conflicts"));
         if !conflicts.is_empty() {
-            println!(
-                "\n{} field(s) in conflict; the first value of each is the one shown. \
-                 Settle one with: yizhan resolve ID FIELD VALUE",
-                conflicts.len()
-            );
+            println!("\n{}", tr!("conflicts-summary", count = conflicts.len()));
         }
     })
 }
@@ -57,9 +65,11 @@ pub fn resolve(node: &mut Node, out: &Out, args: ResolveArgs) -> anyhow::Result<
     out.emit(
         &json!({ "id": done.id, "field": done.field, "value": done.value }),
         || {
-            crate::output::say(&format!(
-                "Resolved {} of {}: it is now '{}' on this node, and on every node once synced.",
-                done.field, done.id, done.value
+            crate::output::say(&tr!(
+                "resolve-done",
+                field = crate::output::label(&done.field),
+                id = done.id.as_str(),
+                value = done.value.as_str()
             ))
         },
     )
@@ -74,12 +84,12 @@ fn resolve_record(node: &Node, prefix: &str) -> anyhow::Result<DocId> {
             Ok(id)
         }
         (Ok(_), Ok(_)) => {
-            bail!("'{prefix}' is ambiguous: it matches a visit and a ticket; give more characters")
+            bail!(tr!("record-ambiguous", prefix = prefix))
         }
         (Err(ResolveError::NotFound(..)), Err(ResolveError::NotFound(..))) => {
-            bail!("no visit or ticket matches '{prefix}'")
+            bail!(tr!("record-none", prefix = prefix))
         }
-        (Err(ResolveError::Malformed(..)), _) => bail!("'{prefix}' is not a record id"),
+        (Err(ResolveError::Malformed(..)), _) => bail!(tr!("record-malformed", prefix = prefix)),
         (Err(e), _) | (_, Err(e)) => Err(e.into()),
     }
 }

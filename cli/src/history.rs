@@ -4,37 +4,50 @@
 use yizhan_node::records::HistoryEntry;
 
 use crate::output::{self, print_table, table};
+use crate::tr;
 
 /// Longest value shown in a history row, in characters (notes may be long).
 const MAX_SHOWN: usize = 40;
 
 /// Prints the `History:` table of `visit show` / `ticket show`.
-pub fn print(history: &[HistoryEntry]) {
-    println!("\nHistory:");
-    let mut t = table(&["AT", "AUTHOR", "CHANGE", "WHAT"]);
+pub fn print(history: &[HistoryEntry], names: Option<&output::Names>) {
+    println!("\n{}", tr!("history-heading"));
+    let mut t = table(&[
+        tr!("col-at"),
+        tr!("col-author"),
+        tr!("col-change"),
+        tr!("col-what"),
+    ]);
     for h in history {
         let who = match &h.author_name {
             Some(name) => format!("{name} ({})", output::short(&h.author)),
             None => output::short(&h.author),
         };
-        t.add_row(vec![h.at.clone(), who, verb(&h.message), what(h)]);
+        t.add_row(vec![
+            output::when(Some(&h.at)),
+            who,
+            verb(&h.message),
+            what(h, names),
+        ]);
     }
-    print_table(&t, "(none)");
+    print_table(&t, &tr!("history-none"));
 }
 
-/// The message without its field list (the WHAT column names the fields with values).
+/// The message without its field list (the WHAT column names the fields with values), in
+/// this run's language where the catalogue knows it (`update ticket` → `更新工单`).
 fn verb(message: &str) -> String {
-    message.split(':').next().unwrap_or(message).to_string()
+    let verb = message.split(':').next().unwrap_or(message).trim();
+    crate::i18n::message_or(&format!("verb-{}", verb.replace(' ', "-")), verb)
 }
 
 /// `status = resolved; note = 已修好` for the fields a change set.
-fn what(h: &HistoryEntry) -> String {
+fn what(h: &HistoryEntry, names: Option<&output::Names>) -> String {
     h.changes
         .iter()
         .map(|c| {
             let value = match &c.value {
-                serde_json::Value::String(s) => shorten(s),
-                serde_json::Value::Null => "(removed)".to_string(),
+                serde_json::Value::String(s) => shorten(&value_for_people(&c.field, s, names)),
+                serde_json::Value::Null => tr!("history-removed"),
                 serde_json::Value::Array(items) => shorten(
                     &items
                         .iter()
@@ -44,7 +57,7 @@ fn what(h: &HistoryEntry) -> String {
                 ),
                 other => other.to_string(),
             };
-            format!("{} = {value}", c.field)
+            format!("{} = {value}", output::label(&c.field))
         })
         .collect::<Vec<_>>()
         .join("; ")
@@ -57,5 +70,16 @@ fn shorten(s: &str) -> String {
         format!("{cut}…")
     } else {
         one_line
+    }
+}
+
+/// A field's value for people: times in the local zone, statuses and the like by name.
+fn value_for_people(field: &str, value: &str, names: Option<&output::Names>) -> String {
+    match field {
+        "assignee" | "opened_by" | "author" => output::name(names, value),
+        "category" => output::category(&Some(value.to_string())),
+        "status" | "priority" | "channel" | "satisfaction" => output::word(value),
+        f if f.ends_with("_at") || f == "due" => output::when(Some(value)),
+        _ => value.to_string(),
     }
 }

@@ -122,6 +122,14 @@ pub fn message_in(lang: Lang, id: &str, args: &[(&'static str, FluentValue<'stat
         .unwrap_or_else(|| id.to_string())
 }
 
+/// A message whose id is made at run time (`field-{name}`, `role-{slug}`), or `fallback`
+/// when the catalogue has none: for names that come from data, such as a record's fields.
+pub fn message_or(id: &str, fallback: &str) -> String {
+    LOCALES
+        .try_lookup_complete(lang().id(), id, None)
+        .unwrap_or_else(|| fallback.to_string())
+}
+
 /// An argument of a message: text, or a number (which selects plural forms).
 pub fn arg<T: Into<Arg>>(value: T) -> FluentValue<'static> {
     value.into().0
@@ -138,7 +146,7 @@ arg_from!(text: String, &String, &str, Cow<'_, str>, &std::path::Display<'_>, st
 arg_from!(number: usize, u64, u32, i64, i32, f64);
 
 /// A message from the catalogue in this run's language:
-/// `tr!("sync-done", peer = addr, sent = n)`.
+/// `tr!("saved-visit", id = id)`.
 #[macro_export]
 macro_rules! tr {
     ($id:literal) => {

@@ -8,8 +8,9 @@ use yizhan_node::{DueList, HouseholdFilter};
 use yizhan_protocol::RecordKind;
 
 use crate::args::{DueArgs, HouseholdCommand, PolicyCommand, PolicySetting};
-use crate::commands::{parse_opt, print_conflicts, print_history, saved};
+use crate::commands::{Saved, note_text, parse_opt, print_conflicts, print_history, saved};
 use crate::output::{self, Out, print_fields, print_table, table};
+use crate::tr;
 
 fn tags(given: &[String]) -> anyhow::Result<Vec<Tag>> {
     given.iter().map(|t| Ok(t.parse::<Tag>()?)).collect()
@@ -31,6 +32,16 @@ fn tag_names(slugs: &[String]) -> String {
         .join("、")
 }
 
+/// A household's next visit for people, marked when it has passed; `now` for one
+/// that was never visited and has no date to count from.
+fn next_due(next: &Option<String>, overdue: bool) -> String {
+    match (next, overdue) {
+        (None, true) => tr!("overdue-mark", when = tr!("household-due-now")),
+        (None, false) => tr!("household-due-now"),
+        (d, _) => crate::commands::due(d, overdue),
+    }
+}
+
 pub fn household(node: &mut Node, out: &Out, cmd: HouseholdCommand) -> anyhow::Result<()> {
     match cmd {
         HouseholdCommand::Add(a) => {
@@ -40,11 +51,11 @@ pub fn household(node: &mut Node, out: &Out, cmd: HouseholdCommand) -> anyhow::R
                 residents: a.residents,
                 tags: tags(&a.tags)?,
                 phone: a.phone,
-                note: a.note,
+                note: note_text(a.note)?,
                 added_at: None,
             };
             let id = node.add_household(&h)?;
-            saved(out, "household", id)
+            saved(out, Saved::Household, id)
         }
         HouseholdCommand::List(a) => {
             let filter = HouseholdFilter {
@@ -55,37 +66,33 @@ pub fn household(node: &mut Node, out: &Out, cmd: HouseholdCommand) -> anyhow::R
             let households = node.list_households(&filter)?;
             out.emit(&households, || {
                 let mut t = table(&[
-                    "ID",
-                    "ADDRESS",
-                    "GRID",
-                    "RESIDENTS",
-                    "TAGS",
-                    "LAST VISIT",
-                    "NEXT DUE",
+                    tr!("col-id"),
+                    tr!("col-address"),
+                    tr!("col-grid"),
+                    tr!("col-residents"),
+                    tr!("col-tags"),
+                    tr!("col-last-visit"),
+                    tr!("col-next-due"),
                 ]);
                 for h in &households {
-                    let due = match (&h.next_due, h.overdue) {
-                        (Some(d), true) => format!("{d} (overdue)"),
-                        (None, true) => "now (overdue)".into(),
-                        (d, _) => output::opt(d),
-                    };
                     t.add_row(vec![
                         h.id.clone(),
                         h.address.clone(),
                         output::opt(&h.grid),
                         h.residents.join("、"),
                         tag_names(&h.tags),
-                        output::opt(&h.last_visit),
-                        due,
+                        output::day(h.last_visit.as_deref()),
+                        next_due(&h.next_due, h.overdue),
                     ]);
                 }
-                print_table(&t, "No households.");
+                print_table(&t, &tr!("no-households"));
             })
         }
         HouseholdCommand::Show { id } => {
             let id = node.resolve(RecordKind::Household, &id)?;
             let d = node.show_household(id)?;
             out.emit(&d, || {
+                let names = output::Names::of(node).ok();
                 let h = &d.household;
                 print_fields(&[
                     ("id", h.id.clone()),
@@ -95,42 +102,47 @@ pub fn household(node: &mut Node, out: &Out, cmd: HouseholdCommand) -> anyhow::R
                     ("tags", tag_names(&h.tags)),
                     ("phone", output::opt(&h.phone)),
                     ("note", output::opt(&h.note)),
-                    ("added at", output::opt(&h.added_at)),
-                    ("last visit", output::opt(&h.last_visit)),
-                    (
-                        "next due",
-                        format!(
-                            "{}{}",
-                            h.next_due.as_deref().unwrap_or("now"),
-                            if h.overdue { " (overdue)" } else { "" }
-                        ),
-                    ),
+                    ("added_at", output::when(h.added_at.as_deref())),
+                    ("last_visit", output::when(h.last_visit.as_deref())),
+                    ("next_due", next_due(&h.next_due, h.overdue)),
                 ]);
-                println!("\nVisits:");
-                let mut t = table(&["ID", "VISITED", "CATEGORY", "AUTHOR", "NOTE"]);
+                println!("\n{}", tr!("household-visits"));
+                let mut t = table(&[
+                    tr!("col-id"),
+                    tr!("col-visited"),
+                    tr!("col-category"),
+                    tr!("col-author"),
+                    tr!("col-note"),
+                ]);
                 for v in &d.visits {
                     t.add_row(vec![
                         v.id.clone(),
-                        v.visited_at.clone(),
+                        output::when(Some(&v.visited_at)),
                         output::category(&v.category),
-                        output::short(&v.author),
+                        output::name(names.as_ref(), &v.author),
                         output::opt(&v.note),
                     ]);
                 }
-                print_table(&t, "No visits.");
-                println!("\nTickets:");
-                let mut t = table(&["ID", "OPENED", "STATUS", "DUE", "TITLE"]);
+                print_table(&t, &tr!("no-visits"));
+                println!("\n{}", tr!("household-tickets"));
+                let mut t = table(&[
+                    tr!("col-id"),
+                    tr!("col-opened"),
+                    tr!("col-status"),
+                    tr!("col-due"),
+                    tr!("col-title"),
+                ]);
                 for k in &d.tickets {
                     t.add_row(vec![
                         k.id.clone(),
-                        k.opened_at.clone(),
-                        k.status.clone(),
-                        output::opt(&k.due),
+                        output::when(Some(&k.opened_at)),
+                        output::word(&k.status),
+                        crate::commands::due(&k.due, k.overdue),
                         k.title.clone(),
                     ]);
                 }
-                print_table(&t, "No tickets.");
-                print_history(&d.history);
+                print_table(&t, &tr!("no-tickets"));
+                print_history(node, &d.history);
                 print_conflicts(&d.conflicts);
             })
         }
@@ -143,10 +155,10 @@ pub fn household(node: &mut Node, out: &Out, cmd: HouseholdCommand) -> anyhow::R
                 tag: tags(&a.tags)?,
                 untag: tags(&a.untags)?,
                 phone: a.phone,
-                note: a.note,
+                note: note_text(a.note)?,
             };
             node.edit_household(id, &edit)?;
-            saved(out, "household", id)
+            saved(out, Saved::Household, id)
         }
     }
 }
@@ -158,7 +170,7 @@ pub fn policy(node: &mut Node, out: &Out, cmd: PolicyCommand) -> anyhow::Result<
             let days: u32 = days
                 .trim()
                 .parse()
-                .map_err(|_| anyhow!("'{days}' is not a number of whole days"))?;
+                .map_err(|_| anyhow!(tr!("policy-days-invalid", days = days.as_str())))?;
             match setting {
                 PolicySetting::VisitEvery => node.set_visit_every(key.parse::<Tag>()?, days)?,
                 PolicySetting::TicketDue => node.set_ticket_due(key.parse::<Priority>()?, days)?,
@@ -166,7 +178,7 @@ pub fn policy(node: &mut Node, out: &Out, cmd: PolicyCommand) -> anyhow::Result<
         }
     };
     out.emit(&policy, || {
-        let mut t = table(&["TAG", "VISIT EVERY (DAYS)"]);
+        let mut t = table(&[tr!("col-tag"), tr!("col-visit-every")]);
         for tag in Tag::ALL {
             let days = policy
                 .visit_every
@@ -180,10 +192,10 @@ pub fn policy(node: &mut Node, out: &Out, cmd: PolicyCommand) -> anyhow::Result<
         }
         print_table(&t, "");
         println!();
-        let mut t = table(&["PRIORITY", "TICKET DUE (DAYS)"]);
+        let mut t = table(&[tr!("col-priority"), tr!("col-ticket-due")]);
         for p in Priority::ALL {
             t.add_row(vec![
-                p.as_str().to_string(),
+                format!("{} {}", p.as_str(), p.zh()),
                 policy.ticket_due(*p).to_string(),
             ]);
         }
@@ -194,46 +206,60 @@ pub fn policy(node: &mut Node, out: &Out, cmd: PolicyCommand) -> anyhow::Result<
 pub fn due(node: &Node, out: &Out, args: DueArgs) -> anyhow::Result<()> {
     let within: i64 = match args.within.trim().parse() {
         Ok(d) if (0..=3650).contains(&d) => d,
-        _ => bail!(
-            "--within takes whole days from 0 to 3650, not '{}'",
-            args.within
-        ),
+        _ => bail!(tr!("due-within-invalid", given = args.within.as_str())),
     };
     let list: DueList = node.due(args.grid.as_deref(), within)?;
     out.emit(&list, || {
+        let names = output::Names::of(node).ok();
         let when = |days: Option<i64>| match days {
-            None => "never visited".to_string(),
-            Some(d) if d > 0 => format!("{d} days overdue"),
-            Some(0) => "due today".to_string(),
-            Some(d) => format!("due in {} days", -d),
+            None => tr!("due-never-visited"),
+            Some(d) if d > 0 => tr!("due-overdue", days = d),
+            Some(0) => tr!("due-today"),
+            Some(d) => tr!("due-in", days = -d),
         };
-        println!("Households due a visit ({}):", Time::now());
-        let mut t = table(&["ID", "ADDRESS", "GRID", "TAGS", "LAST VISIT", "DUE"]);
+        println!(
+            "{}",
+            tr!(
+                "due-households",
+                now = output::when(Some(&Time::now().to_rfc3339()))
+            )
+        );
+        let mut t = table(&[
+            tr!("col-id"),
+            tr!("col-address"),
+            tr!("col-grid"),
+            tr!("col-tags"),
+            tr!("col-last-visit"),
+            tr!("col-due"),
+        ]);
         for h in &list.households {
             t.add_row(vec![
                 output::short(&h.id),
                 h.address.clone(),
                 output::opt(&h.grid),
                 tag_names(&h.tags),
-                output::opt(&h.last_visit),
+                output::day(h.last_visit.as_deref()),
                 when(h.days_overdue),
             ]);
         }
-        print_table(&t, "None.");
-        println!("\nTickets due:");
-        let mut t = table(&["ID", "TITLE", "GRID", "ASSIGNEE", "DUE"]);
+        print_table(&t, &tr!("due-none"));
+        println!("\n{}", tr!("due-tickets"));
+        let mut t = table(&[
+            tr!("col-id"),
+            tr!("col-title"),
+            tr!("col-grid"),
+            tr!("col-assignee"),
+            tr!("col-due"),
+        ]);
         for k in &list.tickets {
             t.add_row(vec![
                 output::short(&k.id),
                 k.title.clone(),
                 output::opt(&k.grid),
-                k.assignee
-                    .as_deref()
-                    .map(output::short)
-                    .unwrap_or("-".into()),
+                output::opt_name(names.as_ref(), k.assignee.as_deref()),
                 when(Some(k.days_overdue)),
             ]);
         }
-        print_table(&t, "None.");
+        print_table(&t, &tr!("due-none"));
     })
 }

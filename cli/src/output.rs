@@ -84,11 +84,16 @@ impl Table {
     }
 }
 
-/// An empty [`Table`] with `header`.
-pub fn table(header: &[&str]) -> Table {
+/// An empty [`Table`] with `header` (already in this run's language).
+pub fn table<S: AsRef<str>>(header: &[S]) -> Table {
     let mut t = comfy_table::Table::new();
     t.load_preset(presets::NOTHING);
-    t.set_header(header.to_vec());
+    t.set_header(
+        header
+            .iter()
+            .map(|h| h.as_ref().to_string())
+            .collect::<Vec<_>>(),
+    );
     Table(t)
 }
 
@@ -103,17 +108,59 @@ pub fn print_table(t: &Table, empty: &str) {
     }
 }
 
-/// Prints `key  value` lines with the keys padded to one width.
+/// Prints `label  value` lines, the labels padded to one width. Each key is a field name
+/// (`visited_at`), shown by its label in this run's language ([`label`]).
 pub fn print_fields(fields: &[(&str, String)]) {
-    let width = fields
+    let labels: Vec<String> = fields.iter().map(|(k, _)| label(k)).collect();
+    let width = labels
         .iter()
-        .map(|(k, _)| unicode_width::UnicodeWidthStr::width(*k))
+        .map(|k| unicode_width::UnicodeWidthStr::width(k.as_str()))
         .max()
         .unwrap_or(0);
-    for (k, v) in fields {
-        let pad = width - unicode_width::UnicodeWidthStr::width(*k);
-        println!("{k}{}  {}", " ".repeat(pad), clean(v));
+    for (k, (_, v)) in labels.iter().zip(fields) {
+        let pad = width - unicode_width::UnicodeWidthStr::width(k.as_str());
+        // A note's later lines start under its first.
+        let v = clean(v).replace('\n', &format!("\n{}", " ".repeat(width + 2)));
+        println!("{k}{}  {v}", " ".repeat(pad));
     }
+}
+
+/// A record field's name for people (`visited_at` → `visited at` / `走访时间`); a field the
+/// catalogue does not name (`tag:disabled`) as it is.
+pub fn label(field: &str) -> String {
+    if let Some(tag) = field.strip_prefix("tag:") {
+        return match tag.parse::<yizhan_node::model::Tag>() {
+            Ok(t) if crate::i18n::zh() => format!("{}：{}", label("tags"), t.zh()),
+            _ => field.to_string(),
+        };
+    }
+    crate::i18n::message_or(&format!("field-{field}"), field)
+}
+
+/// A member's role for people (`volunteer` → `网格员`).
+pub fn role(slug: &str) -> String {
+    crate::i18n::message_or(&format!("role-{slug}"), slug)
+}
+
+/// A status, priority, channel, satisfaction or tag for people: its Chinese name in a
+/// Chinese run, its slug otherwise; text that is none of them as it is.
+pub fn word(slug: &str) -> String {
+    use yizhan_node::model::{Channel, Priority, Satisfaction, Status, Tag};
+    if !crate::i18n::zh() {
+        return slug.to_string();
+    }
+    slug.parse::<Status>()
+        .map(Status::zh)
+        .or_else(|_| slug.parse::<Priority>().map(Priority::zh))
+        .or_else(|_| slug.parse::<Channel>().map(Channel::zh))
+        .or_else(|_| slug.parse::<Satisfaction>().map(Satisfaction::zh))
+        .or_else(|_| slug.parse::<Tag>().map(Tag::zh))
+        .map_or_else(|_| slug.to_string(), str::to_string)
+}
+
+/// [`word`] of an optional value; `-` for none.
+pub fn opt_word(value: &Option<String>) -> String {
+    value.as_deref().map_or_else(|| "-".to_string(), word)
 }
 
 /// A category for people: its Chinese name.
@@ -246,14 +293,16 @@ impl Names {
 
     /// The name of `device` (a whole device id), or its short id.
     pub fn name(&self, device: &str) -> String {
-        self.0
-            .get(device)
-            .cloned()
-            .unwrap_or_else(|| short(device))
+        self.0.get(device).cloned().unwrap_or_else(|| short(device))
     }
+}
 
-    /// [`Names::name`] of an optional device; `-` for none.
-    pub fn opt(&self, device: Option<&str>) -> String {
-        device.map_or_else(|| "-".to_string(), |d| self.name(d))
-    }
+/// A member's name from `names` when the roster could be read, else its short id.
+pub fn name(names: Option<&Names>, device: &str) -> String {
+    names.map_or_else(|| short(device), |n| n.name(device))
+}
+
+/// [`name`] of an optional member; `-` for none.
+pub fn opt_name(names: Option<&Names>, device: Option<&str>) -> String {
+    device.map_or_else(|| "-".to_string(), |d| name(names, d))
 }

@@ -369,7 +369,12 @@ fn print_ticket(node: &Node, id: &str, names: &Names) -> anyhow::Result<(String,
         ),
         (t("print-opened-by"), names.name(&tk.opened_by)),
         (t("print-opened-at"), when(Some(&tk.opened_at))),
-        (t("print-assignee"), names.opt(tk.assignee.as_deref())),
+        (
+            t("print-assignee"),
+            tk.assignee
+                .as_deref()
+                .map_or_else(|| "-".to_string(), |d| names.name(d)),
+        ),
         (t("print-due"), when(tk.due.as_deref())),
         (t("print-resolved-at"), when(tk.resolved_at.as_deref())),
         (
@@ -452,7 +457,9 @@ fn print_household(node: &Node, id: &str, names: &Names) -> anyhow::Result<(Stri
                 when(Some(&tk.opened_at)),
                 tk.title.clone(),
                 ticket_status(tk),
-                names.opt(tk.assignee.as_deref()),
+                tk.assignee
+                    .as_deref()
+                    .map_or_else(|| "-".to_string(), |d| names.name(d)),
             ]
         })
         .collect();

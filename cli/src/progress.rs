@@ -29,9 +29,12 @@ impl Progress {
         }
         let bar = ProgressBar::with_draw_target(Some(len as u64), ProgressDrawTarget::stderr());
         bar.set_style(
-            ProgressStyle::with_template("{msg:10} [{bar:40}] {pos}/{len} rows ({eta})")
-                .expect("a valid template")
-                .progress_chars("=> "),
+            ProgressStyle::with_template(&format!(
+                "{{msg:10}} [{{bar:40}}] {{pos}}/{{len}} {} ({{eta}})",
+                crate::tr!("progress-rows")
+            ))
+            .expect("a valid template")
+            .progress_chars("=> "),
         );
         bar.set_message(what.to_string());
         Progress { bar: Some(bar) }

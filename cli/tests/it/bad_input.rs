@@ -352,7 +352,7 @@ fn bad_status_or_priority_is_refused() {
         case(&["ticket", "update", &t, "--status", "done"]),
         case(&["ticket", "update", &t, "--status", "已解决"]),
         case(&["ticket", "update", &t, "--priority", "critical"]),
-        case(&["ticket", "open", "--title", "甲", "--priority", "紧急"]),
+        case(&["ticket", "open", "--title", "甲", "--priority", "十万火急"]),
         case(&["ticket", "list", "--status", "done"]),
     ] {
         let (code, stderr) = home.fail(&args);

@@ -148,6 +148,10 @@ impl Home {
             )
             .env("TZ", "UTC")
             .env("NO_COLOR", "1")
+            // English unless a test asks for Chinese (`LANG=zh_CN.UTF-8` or `--lang zh`).
+            .env_remove("LC_ALL")
+            .env_remove("LC_MESSAGES")
+            .env("LANG", "C.UTF-8")
             .stdin(Stdio::null());
         if let Some(p) = &self.passphrase {
             cmd.env("YIZHAN_PASSPHRASE", p);
