@@ -186,7 +186,12 @@ footer { margin-top: 6mm; font-size: 9pt; color: #333; text-align: right; }
 "#;
 
 /// The Chinese name of a field a change set.
-fn field_name(field: &str) -> String {
+fn field_name(field: &str, kind: RecordKind) -> String {
+    match (kind, field) {
+        (RecordKind::Household, "residents") => return t("print-household-residents"),
+        (RecordKind::Household, "note") => return t("print-household-note"),
+        _ => {}
+    }
     let id = format!("print-field-{}", field.replace('_', "-"));
     let name = t(&id);
     if name == id { field.to_string() } else { name }
@@ -238,7 +243,7 @@ fn verb(message: &str) -> String {
     }
 }
 
-fn history(page: &mut Page, entries: &[HistoryEntry], names: &Names) {
+fn history(page: &mut Page, entries: &[HistoryEntry], names: &Names, kind: RecordKind) {
     let rows: Vec<Vec<String>> = entries
         .iter()
         .map(|h| {
@@ -248,7 +253,8 @@ fn history(page: &mut Page, entries: &[HistoryEntry], names: &Names) {
                 .filter(|c| !matches!(c.field.as_str(), "kind" | "id" | "household_id"))
                 .map(|c| match c.field.strip_prefix("tag:") {
                     Some(tag) => {
-                        let id = if c.value == Value::Bool(true) {
+                        let set = c.value == Value::Bool(true) || c.value == "true";
+                        let id = if set {
                             "print-tag-added"
                         } else {
                             "print-tag-removed"
@@ -260,7 +266,7 @@ fn history(page: &mut Page, entries: &[HistoryEntry], names: &Names) {
                     }
                     None => format!(
                         "{}：{}",
-                        field_name(&c.field),
+                        field_name(&c.field, kind),
                         field_value(&c.field, &c.value, names)
                     ),
                 })
@@ -341,7 +347,7 @@ fn print_visit(node: &Node, id: &str, names: &Names) -> anyhow::Result<(String, 
         (t("print-tickets"), list(&v.tickets)),
         (t("print-id"), v.id.clone()),
     ]);
-    history(&mut page, &d.history, names);
+    history(&mut page, &d.history, names, RecordKind::Visit);
     Ok((v.id.clone(), page.finish(&v.id)))
 }
 
@@ -409,7 +415,7 @@ fn print_ticket(node: &Node, id: &str, names: &Names) -> anyhow::Result<(String,
         &[20, 12, 12, 16, 40],
         &visit_rows(&visits, names),
     );
-    history(&mut page, &d.history, names);
+    history(&mut page, &d.history, names, RecordKind::Ticket);
     Ok((tk.id.clone(), page.finish(&tk.id)))
 }
 
@@ -437,7 +443,7 @@ fn print_household(node: &Node, id: &str, names: &Names) -> anyhow::Result<(Stri
         (t("print-household-residents"), list(&h.residents)),
         (t("print-tags"), list(&tags)),
         (t("print-phone"), opt(h.phone.as_deref())),
-        (t("print-note"), opt(h.note.as_deref())),
+        (t("print-household-note"), opt(h.note.as_deref())),
         (t("print-added-at"), when(h.added_at.as_deref())),
         (t("print-last-visit"), when(h.last_visit.as_deref())),
         (t("print-next-due"), next),
@@ -474,7 +480,7 @@ fn print_household(node: &Node, id: &str, names: &Names) -> anyhow::Result<(Stri
         &[20, 46, 18, 16],
         &tickets,
     );
-    history(&mut page, &d.history, names);
+    history(&mut page, &d.history, names, RecordKind::Household);
     Ok((h.id.clone(), page.finish(&h.id)))
 }
 

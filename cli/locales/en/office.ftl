@@ -92,3 +92,4 @@ print-field-rated-at = Rated
 print-household-residents = Residents
 print-tag-added = Tag: { $tag }
 print-tag-removed = Tag removed: { $tag }
+print-household-note = Note

@@ -84,3 +84,4 @@ print-field-rated-at = 回访时间
 print-household-residents = 居民
 print-tag-added = 标签：{ $tag }
 print-tag-removed = 去掉标签：{ $tag }
+print-household-note = 备注

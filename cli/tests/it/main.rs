@@ -14,6 +14,7 @@ mod encryption;
 mod exchange;
 mod history;
 mod ledger;
+mod office;
 mod progress;
 mod records;
 mod report;

@@ -34,6 +34,23 @@ pub const MAX_UNPACKED: u64 = 512 * 1024 * 1024;
 /// The most rows a sheet may have, its header row included.
 pub const MAX_ROWS: u32 = 200_001;
 
+/// How much a workbook to import may hold.
+#[derive(Clone, Copy, Debug)]
+struct Limits {
+    /// The file, in bytes.
+    file: u64,
+    /// All its parts unpacked, in bytes.
+    unpacked: u64,
+    /// The rows of its sheet, the header row included.
+    rows: u32,
+}
+
+const LIMITS: Limits = Limits {
+    file: MAX_FILE,
+    unpacked: MAX_UNPACKED,
+    rows: MAX_ROWS,
+};
+
 /// What a column holds, and so how it is written and read.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Cell {
@@ -346,37 +363,37 @@ fn unreadable(reason: impl Into<String>) -> ImportError {
 /// Checks the archive before a reader reads any part whole: every part is unpacked into
 /// nothing, counting, and the file is refused once they add up to more than
 /// [`MAX_UNPACKED`] (the sizes an archive declares may lie).
-fn check_archive(bytes: &[u8]) -> Result<(), ImportError> {
-    if bytes.len() as u64 > MAX_FILE {
+fn check_archive(bytes: &[u8], limits: Limits) -> Result<(), ImportError> {
+    if bytes.len() as u64 > limits.file {
         return Err(unreadable(format!(
             "the file is larger than {} MiB",
-            MAX_FILE / (1024 * 1024)
+            limits.file / (1024 * 1024)
         )));
     }
     let mut zip = zip::ZipArchive::new(Cursor::new(bytes))
         .map_err(|e| unreadable(format!("not an Excel workbook (.xlsx): {e}")))?;
-    let mut left = MAX_UNPACKED;
+    let mut left = limits.unpacked;
     for i in 0..zip.len() {
         let part = zip
             .by_index(i)
             .map_err(|e| unreadable(format!("a damaged part: {e}")))?;
         if part.size() > left {
-            return Err(unreadable(too_big()));
+            return Err(unreadable(too_big(limits)));
         }
         let read = std::io::copy(&mut part.take(left + 1), &mut std::io::sink())
             .map_err(|e| unreadable(format!("a damaged part: {e}")))?;
         if read > left {
-            return Err(unreadable(too_big()));
+            return Err(unreadable(too_big(limits)));
         }
         left -= read;
     }
     Ok(())
 }
 
-fn too_big() -> String {
+fn too_big(limits: Limits) -> String {
     format!(
         "it unpacks to more than {} MiB",
-        MAX_UNPACKED / (1024 * 1024)
+        limits.unpacked / (1024 * 1024)
     )
 }
 
@@ -476,7 +493,11 @@ fn header(kind: Kind, text: &str) -> Option<Header> {
 /// The rows of the first sheet of a workbook, each as the JSON object of a CSV row. The
 /// place of a row is its number as Excel shows it (the header is row 1).
 pub(super) fn read(bytes: &[u8], kind: Kind) -> Result<Vec<Row>, ImportError> {
-    check_archive(bytes)?;
+    read_within(bytes, kind, LIMITS)
+}
+
+fn read_within(bytes: &[u8], kind: Kind, limits: Limits) -> Result<Vec<Row>, ImportError> {
+    check_archive(bytes, limits)?;
     let mut book = calamine::Xlsx::new(Cursor::new(bytes))
         .map_err(|e| unreadable(format!("not an Excel workbook (.xlsx): {e}")))?;
     let first = book
@@ -487,15 +508,15 @@ pub(super) fn read(bytes: &[u8], kind: Kind) -> Result<Vec<Row>, ImportError> {
     let mut cells = book
         .worksheet_cells_reader(&first)
         .map_err(|e| unreadable(e.to_string()))?;
-    if cells.dimensions().end.0 >= MAX_ROWS {
-        return Err(too_many_rows());
+    if cells.dimensions().end.0 >= limits.rows {
+        return Err(too_many_rows(limits));
     }
     // Row number (from 0) → (column → value), in sheet order.
     let mut sheet: Vec<(u32, Vec<(u32, DataRef<'_>)>)> = Vec::new();
     while let Some(cell) = cells.next_cell().map_err(|e| unreadable(e.to_string()))? {
         let (r, c) = cell.get_position();
-        if r >= MAX_ROWS {
-            return Err(too_many_rows());
+        if r >= limits.rows {
+            return Err(too_many_rows(limits));
         }
         let value = cell.get_value().clone();
         if matches!(value, DataRef::Empty) {
@@ -554,8 +575,8 @@ pub(super) fn read(bytes: &[u8], kind: Kind) -> Result<Vec<Row>, ImportError> {
     Ok(rows)
 }
 
-fn too_many_rows() -> ImportError {
-    unreadable(format!("the sheet has more than {} rows", MAX_ROWS - 1))
+fn too_many_rows(limits: Limits) -> ImportError {
+    unreadable(format!("the sheet has more than {} rows", limits.rows - 1))
 }
 
 #[cfg(test)]
@@ -600,6 +621,57 @@ mod tests {
             list_cell(&cell).unwrap(),
             serde_json::json!(["张、三", "李四"])
         );
+    }
+
+    /// A workbook of `n` visits, as export writes it.
+    fn workbook(n: usize) -> Vec<u8> {
+        let visits: Vec<Value> = (0..n)
+            .map(|i| {
+                serde_json::json!({"id": format!("{i:032x}"), "household": format!("和平路{i}号"),
+                    "grid": "第一网格", "visited_at": "2026-11-20T08:00:00+08:00",
+                    "residents": [], "tickets": [], "author": "00"})
+            })
+            .collect();
+        let names = HashMap::new();
+        let mut how = Export {
+            format: super::super::Format::Xlsx,
+            names: &names,
+            on_row: &mut |_| {},
+            on_cut: &mut |_| {},
+        };
+        write(&visits, Kind::Visits, &mut how).unwrap()
+    }
+
+    #[test]
+    fn workbooks_beyond_the_limits_are_refused_before_they_are_read() {
+        let book = workbook(50);
+        assert_eq!(read_within(&book, Kind::Visits, LIMITS).unwrap().len(), 50);
+        let small = |file, unpacked, rows| Limits {
+            file,
+            unpacked,
+            rows,
+        };
+        let err = read_within(&book, Kind::Visits, small(1000, MAX_UNPACKED, MAX_ROWS)).err();
+        assert!(format!("{}", err.unwrap()).contains("larger than"));
+        let err = read_within(&book, Kind::Visits, small(MAX_FILE, 4096, MAX_ROWS)).err();
+        assert!(format!("{}", err.unwrap()).contains("unpacks to more than"));
+        let err = read_within(&book, Kind::Visits, small(MAX_FILE, MAX_UNPACKED, 50)).err();
+        assert!(format!("{}", err.unwrap()).contains("more than 49 rows"));
+        assert!(read_within(&book, Kind::Visits, small(MAX_FILE, MAX_UNPACKED, 51)).is_ok());
+
+        // A few kilobytes that unpack to a megabyte, against a limit of half of one.
+        let mut bomb = Vec::new();
+        {
+            let mut zip = zip::ZipWriter::new(Cursor::new(&mut bomb));
+            let opts = zip::write::SimpleFileOptions::default()
+                .compression_method(zip::CompressionMethod::Deflated);
+            zip.start_file("xl/sharedStrings.xml", opts).unwrap();
+            std::io::Write::write_all(&mut zip, &vec![b' '; 1 << 20]).unwrap();
+            zip.finish().unwrap();
+        }
+        assert!(bomb.len() < 10_000, "{} bytes", bomb.len());
+        let err = read_within(&bomb, Kind::Visits, small(MAX_FILE, 1 << 19, MAX_ROWS)).err();
+        assert!(format!("{}", err.unwrap()).contains("unpacks to more than"));
     }
 
     #[test]
