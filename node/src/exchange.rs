@@ -1,4 +1,4 @@
-//! Export and import of records as CSV or JSON.
+//! Export and import of records as CSV, JSON or Excel workbooks.
 //!
 //! Both formats carry the objects `list --json` prints (visits, tickets, households). JSON
 //! is an array of them. CSV has a header row with the same keys in the same order and one
