@@ -7,7 +7,7 @@ use std::io::{IsTerminal, Write};
 
 use anyhow::{Context, bail};
 use serde_json::json;
-use yizhan_node::exchange::{self, Cut, Export, Format};
+use yizhan_node::exchange::{self, Cut, Export, Format, ImportError, Place};
 use yizhan_node::model::Time;
 use yizhan_node::{Node, TicketFilter, VisitFilter};
 
@@ -147,6 +147,22 @@ pub fn export(node: &Node, out: &Out, args: ExportArgs) -> anyhow::Result<()> {
     }
 }
 
+/// Why a file imported nothing, for people: the bad row's place in their language.
+fn refused(e: ImportError, file: &str) -> anyhow::Error {
+    let nothing = tr!("office-nothing-imported", file = file);
+    match e {
+        ImportError::BadRow { place, reason } => {
+            let place = match place {
+                Place::CsvRow { row, line } => tr!("office-place-csv", row = row, line = line),
+                Place::JsonRecord(n) => tr!("office-place-json", n = n),
+                Place::SheetRow(n) => tr!("office-place-sheet", n = n),
+            };
+            anyhow::anyhow!(tr!("office-bad-row", place = place, reason = reason)).context(nothing)
+        }
+        other => anyhow::Error::new(other).context(nothing),
+    }
+}
+
 /// `import`: the records of a file as this node's own, all or nothing.
 pub fn import(node: &mut Node, out: &Out, args: ImportArgs) -> anyhow::Result<()> {
     let file = args.file.display().to_string();
@@ -166,23 +182,23 @@ pub fn import(node: &mut Node, out: &Out, args: ImportArgs) -> anyhow::Result<()
     }
     let bytes = std::fs::read(&args.file)
         .with_context(|| tr!("office-cannot-read", file = file.clone()))?;
-    let nothing = || tr!("office-nothing-imported", file = file.clone());
     let what = tr!("office-importing");
     let count = match args.kind {
         Kind::Visits => {
-            let visits = exchange::parse_visits(&bytes, format).with_context(nothing)?;
+            let visits = exchange::parse_visits(&bytes, format).map_err(|e| refused(e, &file))?;
             let bar = Progress::rows(out, visits.len(), &what);
             node.add_visits_observed(&visits, &mut |n| bar.set(n))?
                 .len()
         }
         Kind::Tickets => {
-            let tickets = exchange::parse_tickets(&bytes, format).with_context(nothing)?;
+            let tickets = exchange::parse_tickets(&bytes, format).map_err(|e| refused(e, &file))?;
             let bar = Progress::rows(out, tickets.len(), &what);
             node.open_tickets_observed(&tickets, &mut |n| bar.set(n))?
                 .len()
         }
         Kind::Households => {
-            let households = exchange::parse_households(&bytes, format).with_context(nothing)?;
+            let households =
+                exchange::parse_households(&bytes, format).map_err(|e| refused(e, &file))?;
             node.add_households(&households)?.len()
         }
     };

@@ -1,6 +1,6 @@
 //! Export and import of records as CSV, JSON or Excel workbooks.
 //!
-//! Both formats carry the objects `list --json` prints (visits, tickets, households). JSON
+//! CSV and JSON carry the objects `list --json` prints (visits, tickets, households). JSON
 //! is an array of them. CSV has a header row with the same keys in the same order and one
 //! record a row; a list field (`residents`, `tickets`, `tags`) is a JSON array inside its
 //! cell, and an empty cell is null.
@@ -166,14 +166,40 @@ pub enum ImportError {
     /// One row is bad.
     #[error("{place}: {reason}")]
     BadRow {
-        /// Where: `row 3 (line 4)`, `record 3` or `sheet row 4`.
-        place: String,
+        /// Where.
+        place: Place,
         /// What is wrong.
         reason: String,
     },
     /// The file holds no records.
     #[error("the file holds no records")]
     Empty,
+}
+
+/// Where a row is in an import file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Place {
+    /// A CSV record (from 1) and its line (the header is line 1).
+    CsvRow {
+        /// The record's number, from 1.
+        row: usize,
+        /// Its line in the file.
+        line: usize,
+    },
+    /// An element of a JSON array, from 1.
+    JsonRecord(usize),
+    /// A sheet row as Excel numbers it (the header is row 1).
+    SheetRow(u32),
+}
+
+impl std::fmt::Display for Place {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Place::CsvRow { row, line } => write!(f, "row {row} (line {line})"),
+            Place::JsonRecord(n) => write!(f, "record {n}"),
+            Place::SheetRow(n) => write!(f, "row {n}"),
+        }
+    }
 }
 
 fn csv_cell(value: &Value) -> String {
@@ -381,7 +407,7 @@ pub fn export_households_with(
 
 /// One row as a JSON object, with where it came from.
 pub(crate) struct Row {
-    place: String,
+    place: Place,
     fields: Map<String, Value>,
 }
 
@@ -404,7 +430,7 @@ fn read_rows(bytes: &[u8], format: Format, kind: Kind) -> Result<Vec<Row>, Impor
             };
             let mut rows = Vec::with_capacity(items.len());
             for (i, item) in items.into_iter().enumerate() {
-                let place = format!("record {}", i + 1);
+                let place = Place::JsonRecord(i + 1);
                 let Value::Object(fields) = item else {
                     return Err(ImportError::BadRow {
                         place,
@@ -440,9 +466,12 @@ fn read_rows(bytes: &[u8], format: Format, kind: Kind) -> Result<Vec<Row>, Impor
             }
             let mut rows = Vec::new();
             for (i, record) in reader.records().enumerate() {
-                let place = format!("row {} (line {})", i + 1, i + 2);
+                let place = Place::CsvRow {
+                    row: i + 1,
+                    line: i + 2,
+                };
                 let record = record.map_err(|e| ImportError::BadRow {
-                    place: place.clone(),
+                    place,
                     reason: e.to_string(),
                 })?;
                 let mut fields = Map::new();
@@ -452,7 +481,7 @@ fn read_rows(bytes: &[u8], format: Format, kind: Kind) -> Result<Vec<Row>, Impor
                         Value::Null
                     } else if ARRAY_COLUMNS.contains(&name.as_str()) {
                         list_cell(cell).map_err(|_| ImportError::BadRow {
-                            place: place.clone(),
+                            place,
                             reason: format!(
                                 "{name} must be a list like 张秀英、王强 or [\"张秀英\",\"王强\"]"
                             ),
@@ -491,7 +520,7 @@ pub(crate) fn list_cell(cell: &str) -> Result<Value, serde_json::Error> {
 impl Row {
     fn bad(&self, reason: impl Into<String>) -> ImportError {
         ImportError::BadRow {
-            place: self.place.clone(),
+            place: self.place,
             reason: reason.into(),
         }
     }

@@ -17,6 +17,10 @@ office-xlsx-needs-out = an Excel workbook is not for a terminal: give --out FILE
 office-cannot-write = cannot write { $file }
 office-cannot-read = cannot read { $file }
 office-too-large = { $file } is larger than { $mib } MiB, more than an export of a station holds: nothing imported
+office-bad-row = { $place }: { $reason }
+office-place-csv = row { $row } (line { $line })
+office-place-json = record { $n }
+office-place-sheet = row { $n }
 office-nothing-imported = { $file }: nothing imported
 print-written = Wrote the page to { $file }.
 

@@ -9,6 +9,10 @@ office-xlsx-needs-out = Excel 工作簿不能输出到终端：请加 --out 文�
 office-cannot-write = 无法写入 { $file }
 office-cannot-read = 无法读取 { $file }
 office-too-large = { $file } 超过 { $mib } MiB，比一个驿站的导出文件大得多：未导入任何记录
+office-bad-row = { $place }：{ $reason }
+office-place-csv = 第 { $row } 条（第 { $line } 行）
+office-place-json = 第 { $n } 条记录
+office-place-sheet = 第 { $n } 行
 office-nothing-imported = { $file }：未导入任何记录
 print-written = 已生成打印页 { $file }。
 

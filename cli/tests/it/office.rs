@@ -611,7 +611,7 @@ fn a_bad_row_imports_nothing_and_is_named_as_excel_numbers_it() {
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("未导入任何记录"), "{stderr}");
-    assert!(stderr.contains("row 4"), "{stderr}");
+    assert!(stderr.contains("第 4 行"), "{stderr}");
 
     // Not a workbook at all.
     let junk = home.scratch("junk.xlsx");

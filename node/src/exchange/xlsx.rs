@@ -548,7 +548,7 @@ fn read_within(bytes: &[u8], kind: Kind, limits: Limits) -> Result<Vec<Row>, Imp
     }
     let mut rows = Vec::new();
     for (r, cells) in rows_in {
-        let place = format!("row {}", r + 1);
+        let place = super::Place::SheetRow(r + 1);
         let mut fields = Map::new();
         for (c, data) in &cells {
             let Some(column) = columns.get(c) else {
