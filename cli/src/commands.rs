@@ -32,7 +32,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Enroll(args) => enroll(&mut open(&home)?, &out, args),
         Command::Join(args) => join(&mut open(&home)?, &out, args),
         Command::Revoke(args) => revoke(&mut open(&home)?, &out, args),
-        Command::Members => members(&open(&home)?, &out),
+        Command::Members => crate::station::members(&open(&home)?, &out),
         Command::Serve(args) => crate::daemon::serve(open(&home)?, &out, args),
         Command::Sync(args) => crate::daemon::sync_once(open(&home)?, &out, args),
         Command::Config(args) => {
@@ -49,7 +49,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Resolve(args) => crate::conflicts::resolve(&mut open(&home)?, &out, args),
         Command::Completions(args) => crate::shell::completions(args.shell),
         Command::Man => crate::shell::man(),
-        Command::Quarantine(cmd) => quarantine(&mut open(&home)?, &out, cmd),
+        Command::Quarantine(cmd) => crate::station::quarantine(&mut open(&home)?, &out, cmd),
         Command::Verify => verify(&open(&home)?, &out),
         Command::Export(args) => crate::office::export(&open(&home)?, &out, args),
         Command::Import(args) => crate::office::import(&mut open(&home)?, &out, args),
@@ -241,60 +241,6 @@ fn revoke(node: &mut Node, out: &Out, args: RevokeArgs) -> anyhow::Result<()> {
     })
 }
 
-fn members(node: &Node, out: &Out) -> anyhow::Result<()> {
-    let members = node.members()?;
-    out.emit(&members, || {
-        let mut t = table(&["DEVICE", "NAME", "ROLE", "GRIDS", "REVOKED"]);
-        for m in &members {
-            t.add_row(vec![
-                m.device_id.clone(),
-                m.name.clone(),
-                m.role.clone(),
-                m.grids.join(", "),
-                if m.revoked {
-                    "revoked".into()
-                } else {
-                    String::new()
-                },
-            ]);
-        }
-        print_table(&t, "No members known (this node has not joined a site).");
-    })
-}
-
-fn quarantine(node: &mut Node, out: &Out, cmd: QuarantineCommand) -> anyhow::Result<()> {
-    match cmd {
-        QuarantineCommand::List => {
-            let held = node.quarantine_list()?;
-            out.emit(&held, || {
-                let mut t = table(&["ID", "AUTHOR", "RECORD", "RECEIVED", "REASON"]);
-                for h in &held {
-                    t.add_row(vec![
-                        h.id.clone(),
-                        output::short(&h.author),
-                        h.record.clone(),
-                        h.received_at.clone(),
-                        h.reason.clone(),
-                    ]);
-                }
-                print_table(&t, "Nothing is held in quarantine.");
-            })
-        }
-        QuarantineCommand::Accept(target) => {
-            let n = node.quarantine_accept(target.id.as_deref())?;
-            out.emit(&json!({ "accepted": n }), || {
-                println!("Merged {n} held changes.")
-            })
-        }
-        QuarantineCommand::Reject(target) => {
-            let n = node.quarantine_reject(target.id.as_deref())?;
-            out.emit(&json!({ "rejected": n }), || {
-                println!("Dropped {n} held changes for good.")
-            })
-        }
-    }
-}
-
 fn status(node: &Node, out: &Out) -> anyhow::Result<()> {
     let st = node.status()?;
     out.emit(&st, || {
@@ -453,7 +399,7 @@ fn visit(node: &mut Node, out: &Out, cmd: VisitCommand) -> anyhow::Result<()> {
             })
         }
         VisitCommand::Show { id } => {
-            let id = node.resolve(RecordKind::Visit, &id)?;
+            let id = crate::station::resolve_shown(node, RecordKind::Visit, &id)?;
             let d = node.show_visit(id)?;
             out.emit(&d, || {
                 let names = output::Names::of(node).ok();
@@ -580,7 +526,7 @@ fn ticket(node: &mut Node, out: &Out, cmd: TicketCommand) -> anyhow::Result<()> 
             })
         }
         TicketCommand::Show { id } => {
-            let id = node.resolve(RecordKind::Ticket, &id)?;
+            let id = crate::station::resolve_shown(node, RecordKind::Ticket, &id)?;
             let d = node.show_ticket(id)?;
             out.emit(&d, || {
                 let names = output::Names::of(node).ok();

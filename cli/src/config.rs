@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::{Context, anyhow};
 use serde_json::{Value, json};
 use yizhan_node::Node;
 use yizhan_node::config as file;
@@ -23,6 +23,7 @@ use yizhan_node::daemon::ServeConfig;
 
 use crate::args::ServeArgs;
 use crate::output::{Out, print_table, table};
+use crate::tr;
 
 /// Where a setting's value comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,6 +35,7 @@ pub enum Source {
 }
 
 impl Source {
+    /// As `config --json` names it.
     fn as_str(self) -> &'static str {
         match self {
             Source::Default => "default",
@@ -41,6 +43,17 @@ impl Source {
             Source::Join => "join",
             Source::Flag => "flag",
         }
+    }
+
+    /// For people, in this run's language.
+    fn label(self) -> String {
+        let key = match self {
+            Source::Default => "default",
+            Source::File => "file",
+            Source::Join => "join",
+            Source::Flag => "flag",
+        };
+        tr!("config-source", source = key)
     }
 }
 
@@ -91,8 +104,14 @@ pub fn settings(
 ) -> anyhow::Result<Settings> {
     let path = file::path_in(home);
     let cfg = file::load(home)?;
-    let bad =
-        |key: &str, value: &str| format!("the config file {}, {key} = {value:?}", path.display());
+    let bad = |key: &str, value: &str| {
+        tr!(
+            "config-bad-value",
+            path = &path.display(),
+            key = key,
+            value = format!("{value:?}")
+        )
+    };
     for (key, value) in [("listen", &cfg.listen), ("station", &cfg.station)] {
         if let Some(v) = value {
             parse_addr(v).with_context(|| bad(key, v))?;
@@ -183,7 +202,12 @@ pub fn show(home: &Path, node: Option<&Node>, out: &Out, flags: &ServeArgs) -> a
         value[key] = json!({ "value": v, "source": source.as_str() });
     }
     out.emit(&value, || {
-        let mut t = table(&["setting", "value", "from"]);
+        let header = [
+            tr!("config-col-setting"),
+            tr!("config-col-value"),
+            tr!("config-col-from"),
+        ];
+        let mut t = table(&header.each_ref().map(String::as_str));
         for (key, v, source) in s.rows() {
             let shown = match &v {
                 Value::Null => "-".to_string(),
@@ -196,13 +220,17 @@ pub fn show(home: &Path, node: Option<&Node>, out: &Out, flags: &ServeArgs) -> a
                     .join(", "),
                 other => other.to_string(),
             };
-            t.add_row(vec![key.to_string(), shown, source.as_str().to_string()]);
+            t.add_row(vec![key.to_string(), shown, source.label()]);
         }
         print_table(&t, "");
+        let path = s.file.display();
         println!(
-            "Config file: {}{}",
-            s.file.display(),
-            if exists { "" } else { " (not present)" }
+            "{}",
+            if exists {
+                tr!("config-file", path = &path)
+            } else {
+                tr!("config-file-missing", path = &path)
+            }
         );
     })
 }
@@ -218,11 +246,18 @@ pub fn station_for_sync(node: &Node) -> anyhow::Result<SocketAddr> {
     };
     match for_node(home.dir(), node, &flags)?.station.value {
         Some(addr) => parse_addr(&addr),
-        None => Err(yizhan_node::link::DaemonError::NoStation.into()),
+        None => Err(anyhow!(tr!("sync-no-station"))),
     }
 }
 
-/// Checks a HOST:PORT address.
+/// Checks a HOST:PORT address and resolves its host: an address that is not of that form
+/// and a host name that does not resolve are told apart.
 pub fn parse_addr(addr: &str) -> anyhow::Result<std::net::SocketAddr> {
-    Ok(yizhan_node::link::resolve(addr)?)
+    use yizhan_node::link::{self, DaemonError};
+    link::resolve(addr).map_err(|e| match e {
+        DaemonError::Unresolved(host) => {
+            anyhow!(tr!("addr-unresolved", addr = addr, host = host))
+        }
+        _ => anyhow!(tr!("addr-not-host-port", addr = addr)),
+    })
 }

@@ -12,6 +12,7 @@ use yizhan_node::link;
 use crate::args::{ServeArgs, SyncArgs};
 use crate::output::Out;
 use crate::progress::Progress;
+use crate::tr;
 use yizhan_node::sync::{SyncConfig, SyncProgress, SyncStats};
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -19,28 +20,60 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .worker_threads(2)
         .enable_all()
         .build()
-        .context("cannot start the async runtime")
+        .context(tr!("serve-runtime"))
 }
+
+/// `sync` was stopped by Ctrl-C (SIGINT) before it ended: `main` exits 130, the shell's
+/// code for a command ended by SIGINT, and says nothing (the person pressed it).
+#[derive(Debug)]
+pub struct Interrupted;
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("interrupted")
+    }
+}
+
+impl std::error::Error for Interrupted {}
 
 pub fn sync_once(node: Node, out: &Out, args: SyncArgs) -> anyhow::Result<()> {
     let addr = match &args.peer {
         Some(a) => crate::config::parse_addr(a)?,
         None => crate::config::station_for_sync(&node)?,
     };
-    let spinner = Progress::spinner(out, &format!("syncing with {addr}"));
+    let spinner = Progress::spinner(out, &tr!("sync-spinner", addr = addr));
     let config = SyncConfig {
         progress: spinner.handle().map(|bar| {
             SyncProgress(std::sync::Arc::new(move |s: &SyncStats| {
-                bar.set_message(format!(
-                    "syncing with {addr}: sent {} changes, received {}",
-                    s.sent, s.received
+                bar.set_message(tr!(
+                    "sync-progress",
+                    addr = addr,
+                    sent = s.sent,
+                    received = s.received
                 ));
             }))
         }),
         ..SyncConfig::default()
     };
-    let report = runtime()?.block_on(link::sync_once(node, addr, config));
+    let rt = runtime()?;
+    // Ctrl-C drops the sync where it waits (between two store writes, never inside one:
+    // each of the node's transactions runs whole within one step of the sync), so the
+    // store holds what the completed steps wrote, as after a lost connection.
+    let report = rt.block_on(async {
+        // Listening for SIGINT before the first packet leaves.
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut interrupt = signal(SignalKind::interrupt()).context(tr!("serve-runtime"))?;
+        anyhow::Ok(tokio::select! {
+            report = link::sync_once(node, addr, config) => Some(report),
+            _ = interrupt.recv() => None,
+        })
+    })?;
     spinner.finish();
+    // The sync's tasks end with the runtime, before the process does.
+    drop(rt);
+    let Some(report) = report else {
+        return Err(Interrupted.into());
+    };
     let report = report?;
     let s = &report.stats;
     out.emit(
@@ -55,8 +88,17 @@ pub fn sync_once(node: Node, out: &Out, args: SyncArgs) -> anyhow::Result<()> {
         }),
         || {
             println!(
-                "Synced with {addr}: sent {} changes, received {}, rejected {} ({} bytes out, {} in, {} round trips).",
-                s.sent, s.received, s.rejected, s.bytes_sent, s.bytes_received, s.round_trips
+                "{}",
+                tr!(
+                    "sync-done",
+                    addr = addr,
+                    sent = s.sent,
+                    received = s.received,
+                    rejected = s.rejected,
+                    bytes_out = s.bytes_sent,
+                    bytes_in = s.bytes_received,
+                    trips = s.round_trips
+                )
             )
         },
     )
@@ -65,6 +107,9 @@ pub fn sync_once(node: Node, out: &Out, args: SyncArgs) -> anyhow::Result<()> {
 pub fn serve(node: Node, out: &Out, args: ServeArgs) -> anyhow::Result<()> {
     let home = node.home_handle();
     let config = crate::config::for_node(home.dir(), &node, &args)?.serve_config()?;
+    // Peers by name in the lines for people (the roster as it is when serving starts; a
+    // member enrolled later shows by its short id).
+    let names = crate::output::Names::of(&node)?;
     drop(node);
     let json = out.json;
     let rt = runtime()?;
@@ -87,21 +132,21 @@ pub fn serve(node: Node, out: &Out, args: ServeArgs) -> anyhow::Result<()> {
             let _ = stop_tx.send(true);
         });
         while let Some(event) = events.recv().await {
-            print_event(json, &event);
+            print_event(json, &names, &event);
         }
         signals.abort();
-        server.await.context("the daemon stopped unexpectedly")??;
+        server.await.context(tr!("serve-stopped"))??;
         Ok(())
     })
 }
 
-fn print_event(json: bool, event: &ServeEvent) {
+fn print_event(json: bool, names: &crate::output::Names, event: &ServeEvent) {
     let mut stdout = std::io::stdout().lock();
     let line = match (json, event) {
         (true, ServeEvent::Listening(addr)) => {
             json!({"event": "listening", "addr": addr.to_string()}).to_string()
         }
-        (false, ServeEvent::Listening(addr)) => format!("listening on {addr}"),
+        (false, ServeEvent::Listening(addr)) => tr!("serve-listening", addr = *addr),
         (true, ServeEvent::Synced { peer, stats }) => json!({
             "event": "synced",
             "peer": peer.to_string(),
@@ -110,12 +155,12 @@ fn print_event(json: bool, event: &ServeEvent) {
             "rejected": stats.rejected,
         })
         .to_string(),
-        (false, ServeEvent::Synced { peer, stats }) => format!(
-            "synced with {}: sent {}, received {}, rejected {}",
-            &peer.to_string()[..12],
-            stats.sent,
-            stats.received,
-            stats.rejected
+        (false, ServeEvent::Synced { peer, stats }) => tr!(
+            "serve-synced",
+            peer = names.name(&peer.to_string()),
+            sent = stats.sent,
+            received = stats.received,
+            rejected = stats.rejected
         ),
         (true, ServeEvent::Discovered { peer, addrs }) => json!({
             "event": "discovered",
@@ -123,10 +168,10 @@ fn print_event(json: bool, event: &ServeEvent) {
             "addrs": addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
         })
         .to_string(),
-        (false, ServeEvent::Discovered { peer, addrs }) => format!(
-            "found {} nearby at {}",
-            &peer.to_string()[..12],
-            addrs
+        (false, ServeEvent::Discovered { peer, addrs }) => tr!(
+            "serve-found",
+            peer = names.name(&peer.to_string()),
+            addrs = addrs
                 .iter()
                 .map(|a| a.to_string())
                 .collect::<Vec<_>>()
@@ -138,11 +183,12 @@ fn print_event(json: bool, event: &ServeEvent) {
             "reason": reason,
         })
         .to_string(),
-        (false, ServeEvent::Ignored { device, reason }) => format!(
-            "ignored {} nearby: {reason}",
-            device
+        (false, ServeEvent::Ignored { device, reason }) => tr!(
+            "serve-ignored",
+            who = device
                 .as_deref()
-                .map_or_else(|| "a node".to_string(), |d| d.chars().take(12).collect())
+                .map_or_else(|| tr!("serve-a-node"), |d| names.name(d)),
+            reason = reason.as_str()
         ),
         (true, ServeEvent::Failed { peer, error }) => json!({
             "event": "failed",
@@ -151,12 +197,18 @@ fn print_event(json: bool, event: &ServeEvent) {
         })
         .to_string(),
         (false, ServeEvent::Failed { peer, error }) => {
+            // A peer's refusal reason is its own text.
+            let error = crate::output::clean(error);
             eprintln!(
-                "sync failed{}: {}",
-                peer.map(|p| format!(" with {}", &p.to_string()[..12]))
-                    .unwrap_or_default(),
-                // A peer's refusal reason is its own text.
-                crate::output::clean(error)
+                "{}",
+                match peer {
+                    Some(p) => tr!(
+                        "serve-failed-with",
+                        peer = names.name(&p.to_string()),
+                        error = error
+                    ),
+                    None => tr!("serve-failed", error = error),
+                }
             );
             return;
         }

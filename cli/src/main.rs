@@ -13,6 +13,7 @@ mod commands;
 mod config;
 mod conflicts;
 mod daemon;
+mod errors;
 mod history;
 mod i18n;
 mod ledger;
@@ -22,6 +23,7 @@ mod print;
 mod progress;
 mod report;
 mod shell;
+mod station;
 
 use std::process::ExitCode;
 
@@ -42,6 +44,8 @@ fn main() -> ExitCode {
     i18n::init(flag, home.as_deref());
     match try_main(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        // Ctrl-C stopped the command: the shell's code for SIGINT, and not a word.
+        Err(e) if e.is::<daemon::Interrupted>() => ExitCode::from(130),
         Err(e) => {
             eprintln!("{}", tr!("error-line", reason = one_line(&e)));
             ExitCode::from(1)
@@ -62,21 +66,10 @@ fn reset_sigpipe() {
     }
 }
 
-/// The error and its causes on one line, each cause once: library errors often already
-/// include their source's text in their own message.
+/// The error line for people ([`errors::one_line`]), on one line and [`output::clean`]ed:
+/// errors quote what peers sent (a refusal's reason, a record's text).
 fn one_line(e: &anyhow::Error) -> String {
-    let mut msg = String::new();
-    for cause in e.chain() {
-        let text = cause.to_string();
-        if msg.contains(&text) {
-            continue;
-        }
-        if !msg.is_empty() {
-            msg.push_str(": ");
-        }
-        msg.push_str(&text);
-    }
-    // Errors quote what peers sent (a refusal's reason, a record's text): for people.
+    let msg = errors::one_line(e);
     output::clean(&msg.replace(['\n', '\r'], " ")).into_owned()
 }
 

@@ -1,7 +1,8 @@
 //! `yizhan report`: the station's report for a time window, as Markdown, as one
 //! self-contained HTML file with bar charts (inline SVG drawn with plotters), or with
 //! `--json` as the `Report` value. The figures are computed by `yizhan_node::report`; this
-//! module only lays them out, in Chinese with English alongside.
+//! module only lays them out, in the run's language (headings, labels and dates from the
+//! message catalogue; Chinese dates as `2026年12月1日`), members by name.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -12,6 +13,8 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 use yizhan_node::Node;
 use yizhan_node::model::{Category, Channel, Time};
 use yizhan_node::report::{Report, Window};
+
+use crate::tr;
 
 use crate::args::{ReportArgs, ReportFormat};
 use crate::output::Out;
@@ -61,22 +64,23 @@ pub fn run(node: &Node, out: &Out, args: ReportArgs) -> anyhow::Result<()> {
         None => Time::from_millis((Time::now_millis() / 1000 + 1) * 1000),
     };
     let report = node.report(&Window { since, until }, Time::now())?;
+    let names = crate::output::Names::of(node)?;
     let format = args.format.unwrap_or(ReportFormat::Md);
     let text = match format {
-        ReportFormat::Md => markdown(&report),
-        ReportFormat::Html => html(&report)?,
+        ReportFormat::Md => markdown(&report, &names),
+        ReportFormat::Html => html(&report, &names)?,
     };
     // Names and grids are other members' text; the HTML escapes its markup already.
     let text = crate::output::clean(&text).into_owned();
     if let Some(path) = &args.out {
         crate::output::write_atomically(path, text.as_bytes())
-            .with_context(|| format!("cannot write {}", path.display()))?;
+            .with_context(|| tr!("report-cannot-write", path = &path.display()))?;
     }
     if out.json {
         return out.emit(&report, || {});
     }
     match &args.out {
-        Some(path) => println!("Wrote the report to {}.", path.display()),
+        Some(path) => println!("{}", tr!("report-written", path = &path.display())),
         None => {
             let mut stdout = std::io::stdout().lock();
             stdout.write_all(text.as_bytes())?;
@@ -84,9 +88,7 @@ pub fn run(node: &Node, out: &Out, args: ReportArgs) -> anyhow::Result<()> {
         }
     }
     if !report.whole_site {
-        eprintln!(
-            "note: this node is not the station; the report covers only the records it holds"
-        );
+        eprintln!("{}", tr!("report-partial"));
     }
     Ok(())
 }
@@ -94,34 +96,26 @@ pub fn run(node: &Node, out: &Out, args: ReportArgs) -> anyhow::Result<()> {
 // ----------------------------------------------------------------------------------------
 // Words shared by both formats.
 
+/// A category for people: its Chinese name in Chinese, its slug in English.
 fn category_label(slug: &Option<String>) -> String {
     match slug.as_deref() {
-        None => "未分类 (none)".to_string(),
+        None => tr!("report-uncategorised"),
         Some(s) => match s.parse::<Category>() {
-            Ok(c) => format!("{} {}", c.zh(), c.slug()),
+            Ok(c) if crate::i18n::zh() => c.zh().to_string(),
+            Ok(c) => c.slug().to_string(),
             Err(_) => s.to_string(),
         },
     }
 }
 
-fn category_short(slug: &Option<String>) -> String {
-    match slug.as_deref() {
-        None => "未分类".to_string(),
-        Some(s) => s
-            .parse::<Category>()
-            .map(|c| c.zh().to_string())
-            .unwrap_or_else(|_| s.to_string()),
-    }
-}
-
 fn grid_label(grid: &Option<String>) -> String {
-    grid.clone()
-        .unwrap_or_else(|| "未分网格 (none)".to_string())
+    grid.clone().unwrap_or_else(|| tr!("report-no-grid"))
 }
 
 fn channel_label(slug: &str) -> String {
     match slug.parse::<Channel>() {
-        Ok(c) => format!("{} {}", c.zh(), c.as_str()),
+        Ok(c) if crate::i18n::zh() => c.zh().to_string(),
+        Ok(c) => c.as_str().to_string(),
         Err(_) => slug.to_string(),
     }
 }
@@ -146,11 +140,6 @@ fn channels(r: &Report) -> Vec<(String, u64)> {
 /// How many overdue ids the Markdown and HTML list; `--json` has them all.
 const LISTED: usize = 50;
 
-/// A grid's name in a chart.
-fn grid_short(grid: &Option<String>) -> String {
-    grid.clone().unwrap_or_else(|| "未分网格".into())
-}
-
 /// "3 / 5 (60%)".
 fn share(part: u64, whole: u64) -> String {
     if whole == 0 {
@@ -163,12 +152,17 @@ fn share(part: u64, whole: u64) -> String {
     }
 }
 
-fn volunteer_label(name: &Option<String>) -> String {
-    name.clone()
-        .unwrap_or_else(|| "（花名册中没有）not in roster".to_string())
+/// A member for people: its name (with a short id where two share it), or its short id
+/// marked as not in the roster.
+fn member_label(names: &crate::output::Names, device: &str, known: bool) -> String {
+    if known {
+        names.name(device)
+    } else {
+        tr!("report-not-in-roster", id = crate::output::short(device))
+    }
 }
 
-/// A duration for people: "2 天 3 小时 (2 d 3 h)".
+/// A duration for people: "2 天 3 小时" / "2 d 3 h".
 pub fn duration(secs: Option<f64>) -> String {
     let Some(secs) = secs else {
         return "—".to_string();
@@ -176,25 +170,40 @@ pub fn duration(secs: Option<f64>) -> String {
     let total_min = (secs / 60.0).round() as i64;
     let (d, h, m) = (total_min / 1440, total_min / 60 % 24, total_min % 60);
     if d > 0 {
-        format!("{d} 天 {h} 小时 ({d} d {h} h)")
+        tr!("report-days-hours", days = d, hours = h)
     } else if h > 0 {
-        format!("{h} 小时 {m} 分钟 ({h} h {m} min)")
+        tr!("report-hours-minutes", hours = h, minutes = m)
     } else {
-        format!("{m} 分钟 ({m} min)")
+        tr!("report-minutes", minutes = m)
+    }
+}
+
+/// A date for people, in this machine's zone: the day alone at midnight (the window's
+/// bounds), else the day and the time (`2026年12月1日`, `2026年12月1日 08:30`).
+fn date(time: &str) -> String {
+    match chrono::DateTime::parse_from_rfc3339(time) {
+        Ok(t) if t.with_timezone(&chrono::Local).time() == chrono::NaiveTime::MIN => {
+            crate::output::day(Some(time))
+        }
+        _ => crate::output::when(Some(time)),
     }
 }
 
 fn period(r: &Report) -> String {
-    format!(
-        "{} 至 {}",
-        r.since.as_deref().unwrap_or("最早记录 first record"),
-        r.until
+    tr!(
+        "report-period",
+        since = r
+            .since
+            .as_deref()
+            .map_or_else(|| tr!("report-first-record"), date),
+        until = date(&r.until)
     )
 }
 
-const NOT_STATION: &str = "本机不是驿站，报告只含本机保存的记录；网格员同步情况指与本机的同步。\
-                           This node is not the station: the figures cover only the records it \
-                           holds, and \"last sync\" means the last sync with this node.";
+/// Whether the report has something to flag: revoked devices, changes in quarantine.
+fn needs_attention(r: &Report) -> bool {
+    !r.revoked_devices.is_empty() || r.held_in_quarantine > 0
+}
 
 // ----------------------------------------------------------------------------------------
 // Markdown.
@@ -203,56 +212,117 @@ fn md_cell(s: &str) -> String {
     s.replace('|', "\\|").replace(['\n', '\r'], " ")
 }
 
+/// A Markdown table's header and rule: (label, numeric).
+fn md_head(w: &mut String, heads: &[(String, bool)]) {
+    let _ = writeln!(
+        w,
+        "| {} |\n| {} |",
+        heads
+            .iter()
+            .map(|(h, _)| md_cell(h))
+            .collect::<Vec<_>>()
+            .join(" | "),
+        heads
+            .iter()
+            .map(|(_, n)| if *n { "---:" } else { "---" })
+            .collect::<Vec<_>>()
+            .join(" | ")
+    );
+}
+
+/// A text heading (`false`) or a numeric one (`true`).
+fn col(id: String, numeric: bool) -> (String, bool) {
+    (id, numeric)
+}
+
+/// `**x**`: a total's cell.
+fn bold(x: impl std::fmt::Display) -> String {
+    format!("**{x}**")
+}
+
 /// The report as Markdown.
-pub fn markdown(r: &Report) -> String {
+pub fn markdown(r: &Report, names: &crate::output::Names) -> String {
     let mut s = String::new();
     let w = &mut s;
-    let _ = writeln!(w, "# 幸福驿站工作报告 · Station report\n");
+    let _ = writeln!(w, "# {}\n", tr!("report-title"));
+    let _ = writeln!(w, "- {}", tr!("report-period-line", period = period(r)));
     let _ = writeln!(
         w,
-        "- 统计时段 Period: {} (含起点，不含终点 start included, end excluded)",
-        period(r)
+        "- {}",
+        tr!(
+            "report-generated",
+            at = crate::output::when(Some(&r.generated_at))
+        )
     );
-    let _ = writeln!(w, "- 生成时间 Generated: {}", r.generated_at);
     let _ = writeln!(
         w,
-        "- 生成节点 Made on: {} ({})\n",
-        md_cell(&r.node.name),
-        r.node.role
+        "- {}\n",
+        tr!(
+            "report-made-on",
+            name = md_cell(&r.node.name),
+            role = tr!("members-role", role = r.node.role.as_str())
+        )
     );
     if !r.whole_site {
-        let _ = writeln!(w, "> **注意 Note:** {NOT_STATION}\n");
+        let _ = writeln!(
+            w,
+            "> **{}** {}\n",
+            tr!("report-note"),
+            tr!("report-not-station")
+        );
     }
+    markdown_attention(w, r, names);
 
     let t = &r.tickets;
-    let _ = writeln!(w, "## 概览 Summary\n");
-    let _ = writeln!(w, "| 指标 Figure | 数值 Value |\n| --- | ---: |");
-    let _ = writeln!(w, "| 走访 Visits | {} |", r.visits.total);
-    let _ = writeln!(w, "| 新开工单 Tickets opened | {} |", t.opened);
-    let _ = writeln!(w, "| 办结工单 Tickets resolved | {} |", t.resolved);
-    let _ = writeln!(w, "| 截至期末未结 Still open at end | {} |", t.open);
-    let _ = writeln!(
+    let _ = writeln!(w, "## {}\n", tr!("report-summary"));
+    md_head(
         w,
-        "| 办结用时中位数 Median time to resolve | {} |",
-        duration(t.median_resolve_secs)
+        &[
+            col(tr!("report-col-figure"), false),
+            col(tr!("report-col-value"), true),
+        ],
     );
-    let _ = writeln!(
-        w,
-        "| 超过 {} 天未同步的网格员 Volunteers not synced for {} days | {} |\n",
-        r.stale_after_days,
-        r.stale_after_days,
-        r.volunteers_not_synced.len()
-    );
+    for (k, v) in [
+        (tr!("report-visits"), r.visits.total.to_string()),
+        (tr!("report-tickets-opened"), t.opened.to_string()),
+        (tr!("report-tickets-resolved"), t.resolved.to_string()),
+        (tr!("report-still-open"), t.open.to_string()),
+        (tr!("report-median"), duration(t.median_resolve_secs)),
+        (
+            tr!("report-not-synced-count", days = r.stale_after_days),
+            r.volunteers_not_synced.len().to_string(),
+        ),
+    ] {
+        let _ = writeln!(w, "| {k} | {v} |");
+    }
+    let _ = writeln!(w);
 
-    let _ = writeln!(w, "## 一、走访 Visits\n");
-    let _ = writeln!(w, "### 按网格 By grid\n");
-    let _ = writeln!(w, "| 网格 Grid | 走访 Visits |\n| --- | ---: |");
+    let _ = writeln!(w, "## {}\n", tr!("report-sec-visits"));
+    let _ = writeln!(w, "### {}\n", tr!("report-by-grid"));
+    md_head(
+        w,
+        &[
+            col(tr!("report-col-grid"), false),
+            col(tr!("report-col-visits"), true),
+        ],
+    );
     for g in &r.visits.by_grid {
         let _ = writeln!(w, "| {} | {} |", md_cell(&grid_label(&g.grid)), g.count);
     }
-    let _ = writeln!(w, "| **合计 Total** | **{}** |\n", r.visits.total);
-    let _ = writeln!(w, "### 按服务类别 By category\n");
-    let _ = writeln!(w, "| 类别 Category | 走访 Visits |\n| --- | ---: |");
+    let _ = writeln!(
+        w,
+        "| {} | {} |\n",
+        bold(tr!("report-total")),
+        bold(r.visits.total)
+    );
+    let _ = writeln!(w, "### {}\n", tr!("report-by-category"));
+    md_head(
+        w,
+        &[
+            col(tr!("report-col-category"), false),
+            col(tr!("report-col-visits"), true),
+        ],
+    );
     for c in &r.visits.by_category {
         let _ = writeln!(
             w,
@@ -262,26 +332,34 @@ pub fn markdown(r: &Report) -> String {
         );
     }
     let _ = writeln!(w);
-    let _ = writeln!(w, "### 按网格员 By volunteer\n");
-    let _ = writeln!(
+    let _ = writeln!(w, "### {}\n", tr!("report-by-volunteer"));
+    md_head(
         w,
-        "| 网格员 Volunteer | 设备 Device | 走访 Visits |\n| --- | --- | ---: |"
+        &[
+            col(tr!("report-col-volunteer"), false),
+            col(tr!("report-col-visits"), true),
+        ],
     );
     for v in &r.visits.by_volunteer {
         let _ = writeln!(
             w,
-            "| {} | `{}` | {} |",
-            md_cell(&volunteer_label(&v.name)),
-            crate::output::short(&v.device_id),
+            "| {} | {} |",
+            md_cell(&member_label(names, &v.device_id, v.name.is_some())),
             v.count
         );
     }
     let _ = writeln!(w);
 
-    let _ = writeln!(w, "## 二、工单 Tickets\n");
-    let _ = writeln!(
+    let _ = writeln!(w, "## {}\n", tr!("report-sec-tickets"));
+    md_head(
         w,
-        "| 类别 Category | 新开 Opened | 办结 Resolved | 未结 Still open | 办结用时中位数 Median time to resolve |\n| --- | ---: | ---: | ---: | --- |"
+        &[
+            col(tr!("report-col-category"), false),
+            col(tr!("report-col-opened"), true),
+            col(tr!("report-col-resolved"), true),
+            col(tr!("report-col-open"), true),
+            col(tr!("report-median"), false),
+        ],
     );
     for c in &t.by_category {
         let _ = writeln!(
@@ -296,36 +374,40 @@ pub fn markdown(r: &Report) -> String {
     }
     let _ = writeln!(
         w,
-        "| **合计 Total** | **{}** | **{}** | **{}** | **{}** |\n",
-        t.opened,
-        t.resolved,
-        t.open,
-        duration(t.median_resolve_secs)
+        "| {} | {} | {} | {} | {} |\n",
+        bold(tr!("report-total")),
+        bold(t.opened),
+        bold(t.resolved),
+        bold(t.open),
+        bold(duration(t.median_resolve_secs))
     );
 
     let _ = writeln!(
         w,
-        "## 三、超过 {} 天未同步的网格员 Volunteers not synced for {} days\n",
-        r.stale_after_days, r.stale_after_days
+        "## {}\n",
+        tr!("report-sec-not-synced", days = r.stale_after_days)
     );
     if r.volunteers_not_synced.is_empty() {
-        let _ = writeln!(
-            w,
-            "无。每位网格员都在 {} 天内同步过。None: every volunteer synced within {} days.",
-            r.stale_after_days, r.stale_after_days
-        );
+        let _ = writeln!(w, "{}", tr!("report-all-synced", days = r.stale_after_days));
     } else {
-        let _ = writeln!(
+        md_head(
             w,
-            "| 网格员 Volunteer | 网格 Grids | 上次同步 Last sync | 未同步天数 Days |\n| --- | --- | --- | ---: |"
+            &[
+                col(tr!("report-col-volunteer"), false),
+                col(tr!("report-col-grids"), false),
+                col(tr!("report-col-last-sync"), false),
+                col(tr!("report-col-days"), true),
+            ],
         );
         for v in &r.volunteers_not_synced {
             let _ = writeln!(
                 w,
                 "| {} | {} | {} | {} |",
-                md_cell(&v.name),
+                md_cell(&names.name(&v.device_id)),
                 md_cell(&v.grids.join("、")),
-                v.last_sync.as_deref().unwrap_or("从未 never"),
+                v.last_sync
+                    .as_deref()
+                    .map_or_else(|| tr!("report-never"), |t| crate::output::when(Some(t))),
                 v.days_since_sync
                     .map(|d| d.to_string())
                     .unwrap_or_else(|| "—".into())
@@ -333,23 +415,69 @@ pub fn markdown(r: &Report) -> String {
         }
     }
     let _ = writeln!(w);
-    markdown_grids(w, r);
+    markdown_grids(w, r, names);
     s
 }
 
+/// The warning section: revoked devices and changes waiting in quarantine.
+fn markdown_attention(w: &mut String, r: &Report, names: &crate::output::Names) {
+    if !needs_attention(r) {
+        return;
+    }
+    let _ = writeln!(w, "## ⚠ {}\n", tr!("report-attention"));
+    if r.held_in_quarantine > 0 {
+        let _ = writeln!(
+            w,
+            "> **{}** {}\n",
+            tr!("report-quarantine"),
+            tr!("report-held", count = r.held_in_quarantine)
+        );
+    }
+    if !r.revoked_devices.is_empty() {
+        let _ = writeln!(w, "### {}\n", tr!("report-revoked-devices"));
+        md_head(
+            w,
+            &[
+                col(tr!("report-col-member"), false),
+                col(tr!("report-col-revoked-at"), false),
+                col(tr!("report-col-reason"), false),
+            ],
+        );
+        for d in &r.revoked_devices {
+            let _ = writeln!(
+                w,
+                "| {} | {} | {} |",
+                md_cell(&member_label(names, &d.device_id, d.name.is_some())),
+                crate::output::when(Some(&d.revoked_at)),
+                md_cell(if d.reason.trim().is_empty() {
+                    "—"
+                } else {
+                    &d.reason
+                })
+            );
+        }
+        let _ = writeln!(w);
+    }
+}
+
 /// The per-grid, per-volunteer, channel and overdue sections of the Markdown.
-fn markdown_grids(w: &mut String, r: &Report) {
-    let _ = writeln!(w, "## 四、网格 By grid\n");
-    let _ = writeln!(
+fn markdown_grids(w: &mut String, r: &Report, names: &crate::output::Names) {
+    let _ = writeln!(w, "## {}\n", tr!("report-sec-grids"));
+    let _ = writeln!(w, "{}\n", tr!("report-grids-note"));
+    md_head(
         w,
-        "覆盖：期末时最近一次走访仍在走访周期内的住户。按期：首次办结不晚于办结期限。\
-         Covered: households whose latest visit is within their interval at the end. \
-         On time: resolved at or before the ticket's due time.\n"
-    );
-    let _ = writeln!(
-        w,
-        "| 网格 Grid | 住户 Households | 已覆盖 Covered | 走访 Visits | 新开工单 Opened | 办结 Resolved | 按期办结 On time | 回访 Rated | 满意 Satisfied | 期末逾期工单 Overdue tickets |\n\
-         | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+        &[
+            col(tr!("report-col-grid"), false),
+            col(tr!("report-col-households"), true),
+            col(tr!("report-col-covered"), true),
+            col(tr!("report-col-visits"), true),
+            col(tr!("report-tickets-opened"), true),
+            col(tr!("report-tickets-resolved"), true),
+            col(tr!("report-col-on-time"), true),
+            col(tr!("report-col-rated"), true),
+            col(tr!("report-col-satisfied"), true),
+            col(tr!("report-col-overdue-tickets"), true),
+        ],
     );
     for g in &r.grids {
         let _ = writeln!(
@@ -371,30 +499,34 @@ fn markdown_grids(w: &mut String, r: &Report) {
         |f: fn(&yizhan_node::report::GridFigures) -> u64| -> u64 { r.grids.iter().map(f).sum() };
     let _ = writeln!(
         w,
-        "| **合计 Total** | **{}** | **{}** | **{}** | **{}** | **{}** | **{}** | **{}** | **{}** | **{}** |\n",
-        sum(|g| g.households),
-        sum(|g| g.covered),
-        sum(|g| g.visits),
-        sum(|g| g.tickets_opened),
-        sum(|g| g.tickets_resolved),
-        sum(|g| g.resolved_on_time),
-        sum(|g| g.rated),
-        sum(|g| g.satisfied),
-        sum(|g| g.overdue_tickets)
+        "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+        bold(tr!("report-total")),
+        bold(sum(|g| g.households)),
+        bold(sum(|g| g.covered)),
+        bold(sum(|g| g.visits)),
+        bold(sum(|g| g.tickets_opened)),
+        bold(sum(|g| g.tickets_resolved)),
+        bold(sum(|g| g.resolved_on_time)),
+        bold(sum(|g| g.rated)),
+        bold(sum(|g| g.satisfied)),
+        bold(sum(|g| g.overdue_tickets))
     );
 
-    let _ = writeln!(w, "## 五、网格员 By volunteer\n");
-    let _ = writeln!(
+    let _ = writeln!(w, "## {}\n", tr!("report-sec-volunteers"));
+    md_head(
         w,
-        "| 网格员 Volunteer | 设备 Device | 走访 Visits | 办结工单 Tickets resolved | 按期办结 On time |\n\
-         | --- | --- | ---: | ---: | ---: |"
+        &[
+            col(tr!("report-col-volunteer"), false),
+            col(tr!("report-col-visits"), true),
+            col(tr!("report-tickets-resolved"), true),
+            col(tr!("report-col-on-time"), true),
+        ],
     );
     for v in &r.volunteers {
         let _ = writeln!(
             w,
-            "| {} | `{}` | {} | {} | {} |",
-            md_cell(&volunteer_label(&v.name)),
-            crate::output::short(&v.device_id),
+            "| {} | {} | {} | {} |",
+            md_cell(&member_label(names, &v.device_id, v.name.is_some())),
             v.visits,
             v.tickets_resolved,
             v.resolved_on_time
@@ -402,46 +534,48 @@ fn markdown_grids(w: &mut String, r: &Report) {
     }
     let _ = writeln!(w);
 
-    let _ = writeln!(w, "## 六、工单来源 Tickets by channel\n");
-    let _ = writeln!(
+    let _ = writeln!(w, "## {}\n", tr!("report-sec-channels"));
+    md_head(
         w,
-        "| 渠道 Channel | 新开工单 Tickets opened |\n| --- | ---: |"
+        &[
+            col(tr!("report-col-channel"), false),
+            col(tr!("report-tickets-opened"), true),
+        ],
     );
     for (slug, n) in channels(r) {
         let _ = writeln!(w, "| {} | {} |", md_cell(&channel_label(&slug)), n);
     }
     let _ = writeln!(w);
 
-    let _ = writeln!(w, "## 七、期末逾期 Overdue at the end\n");
+    let _ = writeln!(w, "## {}\n", tr!("report-sec-overdue"));
+    md_head(
+        w,
+        &[
+            col(tr!("report-col-item"), false),
+            col(tr!("report-col-count"), true),
+        ],
+    );
     let _ = writeln!(
         w,
-        "| 项目 Item | 数量 Count |\n| --- | ---: |\n\
-         | 逾期未走访住户 Households overdue for a visit | {} |\n\
-         | 逾期未办结工单 Tickets overdue | {} |\n",
+        "| {} | {} |\n| {} | {} |\n",
+        tr!("report-overdue-households"),
         r.overdue_households.len(),
+        tr!("report-overdue-tickets"),
         r.overdue_tickets.len()
     );
     for (title, ids) in [
-        (
-            "逾期未走访住户 Households overdue for a visit",
-            &r.overdue_households,
-        ),
-        ("逾期未办结工单 Tickets overdue", &r.overdue_tickets),
+        (tr!("report-overdue-households"), &r.overdue_households),
+        (tr!("report-overdue-tickets"), &r.overdue_tickets),
     ] {
         if ids.is_empty() {
             continue;
         }
-        let _ = writeln!(w, "{title}:\n");
+        let _ = writeln!(w, "{}\n", tr!("report-list-of", title = title));
         for id in ids.iter().take(LISTED) {
             let _ = writeln!(w, "- `{id}`");
         }
         if ids.len() > LISTED {
-            let _ = writeln!(
-                w,
-                "- …… 另有 {} 项 and {} more (`--json`)",
-                ids.len() - LISTED,
-                ids.len() - LISTED
-            );
+            let _ = writeln!(w, "- {}", tr!("report-more", count = ids.len() - LISTED));
         }
         let _ = writeln!(w);
     }
@@ -467,7 +601,7 @@ fn esc(s: &str) -> String {
 
 /// One series of a bar chart: its name and colour.
 struct Series {
-    name: &'static str,
+    name: String,
     colour: RGBColor,
 }
 
@@ -505,7 +639,7 @@ fn bar_chart(rows: &[(String, Vec<u64>)], series: &[Series]) -> anyhow::Result<S
                     .map_err(chart_err)?;
                 legend
                     .draw(&Text::new(
-                        s.name,
+                        s.name.as_str(),
                         (x + 20, 16),
                         label_font.pos(Pos::new(HPos::Left, VPos::Center)),
                     ))
@@ -572,7 +706,7 @@ fn bar_chart(rows: &[(String, Vec<u64>)], series: &[Series]) -> anyhow::Result<S
 }
 
 fn chart_err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
-    anyhow::anyhow!("cannot draw the chart: {e:?}")
+    anyhow::anyhow!(tr!("report-cannot-draw", reason = format!("{e:?}")))
 }
 
 const CSS: &str = r#"
@@ -589,6 +723,8 @@ h2 small, h3 small, th small { color: var(--muted); font-weight: normal; }
 h3 { font-size: 16px; margin: 14px 0 6px; }
 .meta { color: var(--muted); margin: 0; }
 .note { background: #fff4e5; border: 1px solid #f0c27b; padding: 8px 12px; margin: 12px 0; }
+.attention { background: #fdecea; border: 2px solid var(--accent); padding: 2px 14px 10px; margin: 12px 0; }
+.attention h2 { border-left: none; padding-left: 0; margin-top: 8px; color: var(--accent); }
 .cards { display: grid; grid-template-columns: repeat(6, 1fr); gap: 10px; }
 .card { border: 1px solid var(--line); border-radius: 6px; padding: 8px 10px; }
 .card .v { font-size: 21px; font-weight: bold; white-space: nowrap; }
@@ -616,77 +752,81 @@ section { break-inside: avoid; page-break-inside: avoid; }
 }
 "#;
 
-fn th(zh: &str, en: &str, numeric: bool) -> String {
+fn th(label: &str, numeric: bool) -> String {
     format!(
-        "<th{}>{}<br><small>{}</small></th>",
+        "<th{}>{}</th>",
         if numeric { " class=\"n\"" } else { "" },
-        esc(zh),
-        esc(en)
+        esc(label)
     )
 }
 
+/// One chart series.
+fn series(name: String, colour: RGBColor) -> Series {
+    Series { name, colour }
+}
+
 /// The report as one self-contained HTML page: inline CSS and inline SVG charts, nothing
-/// fetched from anywhere.
-pub fn html(r: &Report) -> anyhow::Result<String> {
+/// fetched from anywhere. Its `lang` is the run's language.
+pub fn html(r: &Report, names: &crate::output::Names) -> anyhow::Result<String> {
     let t = &r.tickets;
     let mut s = String::new();
     let w = &mut s;
     let _ = write!(
         w,
-        "<!DOCTYPE html>\n<html lang=\"zh-CN\">\n<head>\n<meta charset=\"utf-8\">\n\
+        "<!DOCTYPE html>\n<html lang=\"{}\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-         <title>幸福驿站工作报告 Station report {}</title>\n<style>{}</style>\n</head>\n<body>\n<main>\n",
+         <title>{} {}</title>\n<style>{}</style>\n</head>\n<body>\n<main>\n",
+        if crate::i18n::zh() { "zh-CN" } else { "en" },
+        esc(&tr!("report-title")),
         esc(&period(r)),
         CSS.replace("FONTS", FONTS)
     );
     let _ = writeln!(
         w,
-        "<header><h1>幸福驿站工作报告 <small>Station report</small></h1>\
-         <p class=\"meta\">统计时段 Period: <b>{}</b>（含起点，不含终点 start included, end excluded）</p>\
-         <p class=\"meta\">生成时间 Generated: {} · 生成节点 Made on: {} ({})</p></header>",
-        esc(&period(r)),
-        esc(&r.generated_at),
-        esc(&r.node.name),
-        esc(&r.node.role)
+        "<header><h1>{}</h1><p class=\"meta\">{}</p><p class=\"meta\">{} · {}</p></header>",
+        esc(&tr!("report-title")),
+        esc(&tr!("report-period-line", period = period(r))),
+        esc(&tr!(
+            "report-generated",
+            at = crate::output::when(Some(&r.generated_at))
+        )),
+        esc(&tr!(
+            "report-made-on",
+            name = r.node.name.as_str(),
+            role = tr!("members-role", role = r.node.role.as_str())
+        ))
     );
     if !r.whole_site {
         let _ = writeln!(
             w,
-            "<p class=\"note\"><b>注意 Note:</b> {}</p>",
-            esc(NOT_STATION)
+            "<p class=\"note\"><b>{}</b> {}</p>",
+            esc(&tr!("report-note")),
+            esc(&tr!("report-not-station"))
         );
     }
+    html_attention(w, r, names);
     let cards = [
-        ("走访", "Visits", r.visits.total.to_string()),
-        ("新开工单", "Tickets opened", t.opened.to_string()),
-        ("办结工单", "Tickets resolved", t.resolved.to_string()),
-        ("期末未结", "Still open at end", t.open.to_string()),
+        (tr!("report-visits"), r.visits.total.to_string()),
+        (tr!("report-tickets-opened"), t.opened.to_string()),
+        (tr!("report-tickets-resolved"), t.resolved.to_string()),
+        (tr!("report-still-open"), t.open.to_string()),
+        (tr!("report-median"), duration(t.median_resolve_secs)),
         (
-            "办结用时中位数",
-            "Median time to resolve",
-            duration(t.median_resolve_secs)
-                .split(" (")
-                .next()
-                .unwrap_or_default()
-                .to_string(),
-        ),
-        (
-            "未同步网格员",
-            "Volunteers not synced",
+            tr!("report-not-synced-card"),
             r.volunteers_not_synced.len().to_string(),
         ),
     ];
     let _ = write!(
         w,
-        "<section><h2>概览 <small>Summary</small></h2><div class=\"cards\">"
+        "<section><h2>{}</h2><div class=\"cards\">",
+        esc(&tr!("report-summary"))
     );
-    for (zh, en, v) in cards {
+    for (k, v) in cards {
         let _ = write!(
             w,
-            "<div class=\"card\"><div class=\"v\">{}</div><div class=\"k\">{}<br>{}</div></div>",
+            "<div class=\"card\"><div class=\"v\">{}</div><div class=\"k\">{}</div></div>",
             esc(&v),
-            esc(zh),
-            esc(en)
+            esc(&k)
         );
     }
     let _ = writeln!(w, "</div></section>");
@@ -694,27 +834,25 @@ pub fn html(r: &Report) -> anyhow::Result<String> {
     // Visits by category.
     let _ = write!(
         w,
-        "<section><h2>一、走访 <small>Visits</small></h2>\
-         <h3>按服务类别 <small>By category</small></h3><div class=\"pair\" id=\"visits-by-category\">"
+        "<section><h2>{}</h2><h3>{}</h3><div class=\"pair\" id=\"visits-by-category\">",
+        esc(&tr!("report-sec-visits")),
+        esc(&tr!("report-by-category"))
     );
     let rows: Vec<(String, Vec<u64>)> = r
         .visits
         .by_category
         .iter()
-        .map(|c| (category_short(&c.category), vec![c.count]))
+        .map(|c| (category_label(&c.category), vec![c.count]))
         .collect();
     w.push_str(&bar_chart(
         &rows,
-        &[Series {
-            name: "走访 Visits",
-            colour: VISIT_CATEGORY_COLOUR,
-        }],
+        &[series(tr!("report-col-visits"), VISIT_CATEGORY_COLOUR)],
     )?);
     let _ = write!(
         w,
         "<table><tr>{}{}</tr>",
-        th("类别", "Category", false),
-        th("走访", "Visits", true)
+        th(&tr!("report-col-category"), false),
+        th(&tr!("report-col-visits"), true)
     );
     for c in &r.visits.by_category {
         let _ = write!(
@@ -726,38 +864,32 @@ pub fn html(r: &Report) -> anyhow::Result<String> {
     }
     let _ = writeln!(
         w,
-        "<tr class=\"total\"><td>合计 Total</td><td class=\"n\">{}</td></tr></table></div>",
+        "<tr class=\"total\"><td>{}</td><td class=\"n\">{}</td></tr></table></div>",
+        esc(&tr!("report-total")),
         r.visits.total
     );
 
     // Visits by grid.
     let _ = write!(
         w,
-        "<h3>按网格 <small>By grid</small></h3><div class=\"pair\" id=\"visits-by-grid\">"
+        "<h3>{}</h3><div class=\"pair\" id=\"visits-by-grid\">",
+        esc(&tr!("report-by-grid"))
     );
     let rows: Vec<(String, Vec<u64>)> = r
         .visits
         .by_grid
         .iter()
-        .map(|g| {
-            (
-                g.grid.clone().unwrap_or_else(|| "未分网格".into()),
-                vec![g.count],
-            )
-        })
+        .map(|g| (grid_label(&g.grid), vec![g.count]))
         .collect();
     w.push_str(&bar_chart(
         &rows,
-        &[Series {
-            name: "走访 Visits",
-            colour: VISIT_GRID_COLOUR,
-        }],
+        &[series(tr!("report-col-visits"), VISIT_GRID_COLOUR)],
     )?);
     let _ = write!(
         w,
         "<table><tr>{}{}</tr>",
-        th("网格", "Grid", false),
-        th("走访", "Visits", true)
+        th(&tr!("report-col-grid"), false),
+        th(&tr!("report-col-visits"), true)
     );
     for g in &r.visits.by_grid {
         let _ = write!(
@@ -772,17 +904,16 @@ pub fn html(r: &Report) -> anyhow::Result<String> {
     // Visits by volunteer.
     let _ = write!(
         w,
-        "<h3>按网格员 <small>By volunteer</small></h3><table><tr>{}{}{}</tr>",
-        th("网格员", "Volunteer", false),
-        th("设备", "Device", false),
-        th("走访", "Visits", true)
+        "<h3>{}</h3><table><tr>{}{}</tr>",
+        esc(&tr!("report-by-volunteer")),
+        th(&tr!("report-col-volunteer"), false),
+        th(&tr!("report-col-visits"), true)
     );
     for v in &r.visits.by_volunteer {
         let _ = write!(
             w,
-            "<tr><td>{}</td><td><code>{}</code></td><td class=\"n\">{}</td></tr>",
-            esc(&volunteer_label(&v.name)),
-            esc(&crate::output::short(&v.device_id)),
+            "<tr><td>{}</td><td class=\"n\">{}</td></tr>",
+            esc(&member_label(names, &v.device_id, v.name.is_some())),
             v.count
         );
     }
@@ -791,15 +922,16 @@ pub fn html(r: &Report) -> anyhow::Result<String> {
     // Tickets.
     let _ = write!(
         w,
-        "<section><h2>二、工单 <small>Tickets</small></h2>\
-         <h3>按服务类别 <small>By category</small></h3><div class=\"stack\" id=\"tickets-by-category\">"
+        "<section><h2>{}</h2><h3>{}</h3><div class=\"stack\" id=\"tickets-by-category\">",
+        esc(&tr!("report-sec-tickets")),
+        esc(&tr!("report-by-category"))
     );
     let rows: Vec<(String, Vec<u64>)> = t
         .by_category
         .iter()
         .map(|c| {
             (
-                category_short(&c.category),
+                category_label(&c.category),
                 vec![c.opened, c.resolved, c.open],
             )
         })
@@ -807,34 +939,25 @@ pub fn html(r: &Report) -> anyhow::Result<String> {
     w.push_str(&bar_chart(
         &rows,
         &[
-            Series {
-                name: "新开 Opened",
-                colour: OPENED_COLOUR,
-            },
-            Series {
-                name: "办结 Resolved",
-                colour: RESOLVED_COLOUR,
-            },
-            Series {
-                name: "未结 Still open",
-                colour: OPEN_COLOUR,
-            },
+            series(tr!("report-col-opened"), OPENED_COLOUR),
+            series(tr!("report-col-resolved"), RESOLVED_COLOUR),
+            series(tr!("report-col-open"), OPEN_COLOUR),
         ],
     )?);
     let _ = write!(
         w,
         "<table><tr>{}{}{}{}{}</tr>",
-        th("类别", "Category", false),
-        th("新开", "Opened", true),
-        th("办结", "Resolved", true),
-        th("未结", "Still open", true),
-        th("用时中位数", "Median to resolve", true)
+        th(&tr!("report-col-category"), false),
+        th(&tr!("report-col-opened"), true),
+        th(&tr!("report-col-resolved"), true),
+        th(&tr!("report-col-open"), true),
+        th(&tr!("report-median"), true)
     );
     for c in &t.by_category {
         let _ = write!(
             w,
             "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
-            esc(&category_short(&c.category)),
+            esc(&category_label(&c.category)),
             c.opened,
             c.resolved,
             c.open,
@@ -843,7 +966,8 @@ pub fn html(r: &Report) -> anyhow::Result<String> {
     }
     let _ = writeln!(
         w,
-        "<tr class=\"total\"><td>合计 Total</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr></table></div></section>",
+        "<tr class=\"total\"><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr></table></div></section>",
+        esc(&tr!("report-total")),
         t.opened,
         t.resolved,
         t.open,
@@ -853,31 +977,34 @@ pub fn html(r: &Report) -> anyhow::Result<String> {
     // Volunteers not synced.
     let _ = write!(
         w,
-        "<section><h2>三、超过 {d} 天未同步的网格员 <small>Volunteers not synced for {d} days</small></h2>",
-        d = r.stale_after_days
+        "<section><h2>{}</h2>",
+        esc(&tr!("report-sec-not-synced", days = r.stale_after_days))
     );
     if r.volunteers_not_synced.is_empty() {
         let _ = write!(
             w,
-            "<p>无。每位网格员都在 {d} 天内同步过。None: every volunteer synced within {d} days.</p>",
-            d = r.stale_after_days
+            "<p>{}</p>",
+            esc(&tr!("report-all-synced", days = r.stale_after_days))
         );
     } else {
         let _ = write!(
             w,
             "<table><tr>{}{}{}{}</tr>",
-            th("网格员", "Volunteer", false),
-            th("网格", "Grids", false),
-            th("上次同步", "Last sync", false),
-            th("未同步天数", "Days", true)
+            th(&tr!("report-col-volunteer"), false),
+            th(&tr!("report-col-grids"), false),
+            th(&tr!("report-col-last-sync"), false),
+            th(&tr!("report-col-days"), true)
         );
         for v in &r.volunteers_not_synced {
             let _ = write!(
                 w,
                 "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td></tr>",
-                esc(&v.name),
+                esc(&names.name(&v.device_id)),
                 esc(&v.grids.join("、")),
-                esc(v.last_sync.as_deref().unwrap_or("从未 never")),
+                esc(&v
+                    .last_sync
+                    .as_deref()
+                    .map_or_else(|| tr!("report-never"), |t| crate::output::when(Some(t)))),
                 v.days_since_sync
                     .map(|d| d.to_string())
                     .unwrap_or_else(|| "—".into())
@@ -886,27 +1013,73 @@ pub fn html(r: &Report) -> anyhow::Result<String> {
         let _ = write!(w, "</table>");
     }
     w.push_str("</section>\n");
-    html_grids(w, r)?;
+    html_grids(w, r, names)?;
     let _ = write!(
         w,
-        "\n<footer>走访按走访时间计入时段；工单的办结时间取自其签名变更的时间。\
-         Visits count by visit time; a ticket's resolution time is the time of the signed change \
-         that resolved it. yizhan {}</footer>\n</main>\n</body>\n</html>\n",
-        env!("CARGO_PKG_VERSION")
+        "\n<footer>{}</footer>\n</main>\n</body>\n</html>\n",
+        esc(&tr!("report-footer", version = env!("CARGO_PKG_VERSION")))
     );
     Ok(s)
 }
 
-/// One multi-series chart with its table, as the per-grid sections show them.
-fn html_table(w: &mut String, heads: &[(&str, &str, bool)], rows: &[Vec<String>]) {
+/// The warning section: revoked devices and changes waiting in quarantine.
+fn html_attention(w: &mut String, r: &Report, names: &crate::output::Names) {
+    if !needs_attention(r) {
+        return;
+    }
+    let _ = write!(
+        w,
+        "<section class=\"attention\" id=\"attention\"><h2>⚠ {}</h2>",
+        esc(&tr!("report-attention"))
+    );
+    if r.held_in_quarantine > 0 {
+        let _ = write!(
+            w,
+            "<p><b>{}</b> {}</p>",
+            esc(&tr!("report-quarantine")),
+            esc(&tr!("report-held", count = r.held_in_quarantine))
+        );
+    }
+    if !r.revoked_devices.is_empty() {
+        let _ = write!(w, "<h3>{}</h3>", esc(&tr!("report-revoked-devices")));
+        let rows: Vec<Vec<String>> = r
+            .revoked_devices
+            .iter()
+            .map(|d| {
+                vec![
+                    member_label(names, &d.device_id, d.name.is_some()),
+                    crate::output::when(Some(&d.revoked_at)),
+                    if d.reason.trim().is_empty() {
+                        "—".to_string()
+                    } else {
+                        d.reason.clone()
+                    },
+                ]
+            })
+            .collect();
+        html_table(
+            w,
+            &[
+                (tr!("report-col-member"), false),
+                (tr!("report-col-revoked-at"), false),
+                (tr!("report-col-reason"), false),
+            ],
+            &rows,
+        );
+    }
+    w.push_str("</section>\n");
+}
+
+/// A table: (heading, numeric) and rows of cells.
+fn html_table(w: &mut String, heads: &[(String, bool)], rows: &[Vec<String>]) {
     w.push_str("<table><tr>");
-    for (zh, en, n) in heads {
-        w.push_str(&th(zh, en, *n));
+    for (label, n) in heads {
+        w.push_str(&th(label, *n));
     }
     w.push_str("</tr>");
     for row in rows {
         w.push_str("<tr>");
-        for (cell, (_, _, n)) in row.iter().zip(heads) {
+        for (cell, (_, n)) in row.iter().zip(heads) {
             let _ = write!(
                 w,
                 "<td{}>{}</td>",
@@ -920,31 +1093,24 @@ fn html_table(w: &mut String, heads: &[(&str, &str, bool)], rows: &[Vec<String>]
 }
 
 /// The per-grid, per-volunteer, channel and overdue sections of the HTML.
-fn html_grids(w: &mut String, r: &Report) -> anyhow::Result<()> {
+fn html_grids(w: &mut String, r: &Report, names: &crate::output::Names) -> anyhow::Result<()> {
     // Grids: households and coverage charted, every figure in the table.
     let _ = write!(
         w,
-        "<section><h2>四、网格 <small>By grid</small></h2>\
-         <p class=\"meta\">覆盖：期末时最近一次走访仍在走访周期内的住户。按期：不晚于办结期限办结。\
-         Covered: latest visit within the household's interval at the end. On time: resolved by the due time.</p>\
-         <div class=\"stack\" id=\"grids\">"
+        "<section><h2>{}</h2><p class=\"meta\">{}</p><div class=\"stack\" id=\"grids\">",
+        esc(&tr!("report-sec-grids")),
+        esc(&tr!("report-grids-note"))
     );
     let rows: Vec<(String, Vec<u64>)> = r
         .grids
         .iter()
-        .map(|g| (grid_short(&g.grid), vec![g.households, g.covered]))
+        .map(|g| (grid_label(&g.grid), vec![g.households, g.covered]))
         .collect();
     w.push_str(&bar_chart(
         &rows,
         &[
-            Series {
-                name: "住户 Households",
-                colour: HOUSEHOLD_COLOUR,
-            },
-            Series {
-                name: "已覆盖 Covered",
-                colour: COVERED_COLOUR,
-            },
+            series(tr!("report-col-households"), HOUSEHOLD_COLOUR),
+            series(tr!("report-col-covered"), COVERED_COLOUR),
         ],
     )?);
     let rows: Vec<Vec<String>> = r
@@ -968,16 +1134,16 @@ fn html_grids(w: &mut String, r: &Report) -> anyhow::Result<()> {
     html_table(
         w,
         &[
-            ("网格", "Grid", false),
-            ("住户", "Households", true),
-            ("已覆盖", "Covered", true),
-            ("走访", "Visits", true),
-            ("新开工单", "Opened", true),
-            ("办结", "Resolved", true),
-            ("按期办结", "On time", true),
-            ("回访", "Rated", true),
-            ("满意", "Satisfied", true),
-            ("期末逾期工单", "Overdue tickets", true),
+            (tr!("report-col-grid"), false),
+            (tr!("report-col-households"), true),
+            (tr!("report-col-covered"), true),
+            (tr!("report-col-visits"), true),
+            (tr!("report-tickets-opened"), true),
+            (tr!("report-tickets-resolved"), true),
+            (tr!("report-col-on-time"), true),
+            (tr!("report-col-rated"), true),
+            (tr!("report-col-satisfied"), true),
+            (tr!("report-col-overdue-tickets"), true),
         ],
         &rows,
     );
@@ -986,16 +1152,15 @@ fn html_grids(w: &mut String, r: &Report) -> anyhow::Result<()> {
     // Volunteers.
     let _ = write!(
         w,
-        "<section><h2>五、网格员 <small>By volunteer</small></h2><div class=\"stack\" id=\"volunteers\">"
+        "<section><h2>{}</h2><div class=\"stack\" id=\"volunteers\">",
+        esc(&tr!("report-sec-volunteers"))
     );
     let rows: Vec<(String, Vec<u64>)> = r
         .volunteers
         .iter()
         .map(|v| {
             (
-                v.name
-                    .clone()
-                    .unwrap_or_else(|| crate::output::short(&v.device_id)),
+                member_label(names, &v.device_id, v.name.is_some()),
                 vec![v.visits, v.tickets_resolved, v.resolved_on_time],
             )
         })
@@ -1003,18 +1168,9 @@ fn html_grids(w: &mut String, r: &Report) -> anyhow::Result<()> {
     w.push_str(&bar_chart(
         &rows,
         &[
-            Series {
-                name: "走访 Visits",
-                colour: VOLUNTEER_VISIT_COLOUR,
-            },
-            Series {
-                name: "办结 Resolved",
-                colour: VOLUNTEER_RESOLVED_COLOUR,
-            },
-            Series {
-                name: "按期 On time",
-                colour: ON_TIME_COLOUR,
-            },
+            series(tr!("report-col-visits"), VOLUNTEER_VISIT_COLOUR),
+            series(tr!("report-col-resolved"), VOLUNTEER_RESOLVED_COLOUR),
+            series(tr!("report-col-on-time"), ON_TIME_COLOUR),
         ],
     )?);
     let rows: Vec<Vec<String>> = r
@@ -1022,8 +1178,7 @@ fn html_grids(w: &mut String, r: &Report) -> anyhow::Result<()> {
         .iter()
         .map(|v| {
             vec![
-                volunteer_label(&v.name),
-                crate::output::short(&v.device_id),
+                member_label(names, &v.device_id, v.name.is_some()),
                 v.visits.to_string(),
                 v.tickets_resolved.to_string(),
                 share(v.resolved_on_time, v.tickets_resolved),
@@ -1033,11 +1188,10 @@ fn html_grids(w: &mut String, r: &Report) -> anyhow::Result<()> {
     html_table(
         w,
         &[
-            ("网格员", "Volunteer", false),
-            ("设备", "Device", false),
-            ("走访", "Visits", true),
-            ("办结工单", "Tickets resolved", true),
-            ("按期办结", "On time", true),
+            (tr!("report-col-volunteer"), false),
+            (tr!("report-col-visits"), true),
+            (tr!("report-tickets-resolved"), true),
+            (tr!("report-col-on-time"), true),
         ],
         &rows,
     );
@@ -1046,25 +1200,17 @@ fn html_grids(w: &mut String, r: &Report) -> anyhow::Result<()> {
     // Channels.
     let _ = write!(
         w,
-        "<section><h2>六、工单来源 <small>Tickets by channel</small></h2><div class=\"pair\" id=\"channels\">"
+        "<section><h2>{}</h2><div class=\"pair\" id=\"channels\">",
+        esc(&tr!("report-sec-channels"))
     );
     let channels = channels(r);
     let rows: Vec<(String, Vec<u64>)> = channels
         .iter()
-        .map(|(slug, n)| {
-            let label = slug
-                .parse::<Channel>()
-                .map(|c| c.zh().to_string())
-                .unwrap_or_else(|_| slug.clone());
-            (label, vec![*n])
-        })
+        .map(|(slug, n)| (channel_label(slug), vec![*n]))
         .collect();
     w.push_str(&bar_chart(
         &rows,
-        &[Series {
-            name: "新开工单 Tickets opened",
-            colour: CHANNEL_COLOUR,
-        }],
+        &[series(tr!("report-tickets-opened"), CHANNEL_COLOUR)],
     )?);
     let rows: Vec<Vec<String>> = channels
         .iter()
@@ -1073,8 +1219,8 @@ fn html_grids(w: &mut String, r: &Report) -> anyhow::Result<()> {
     html_table(
         w,
         &[
-            ("渠道", "Channel", false),
-            ("新开工单", "Tickets opened", true),
+            (tr!("report-col-channel"), false),
+            (tr!("report-tickets-opened"), true),
         ],
         &rows,
     );
@@ -1083,10 +1229,11 @@ fn html_grids(w: &mut String, r: &Report) -> anyhow::Result<()> {
     // Overdue at the end.
     let _ = write!(
         w,
-        "<section><h2>七、期末逾期 <small>Overdue at the end</small></h2><div class=\"pair\" id=\"overdue\">"
+        "<section><h2>{}</h2><div class=\"pair\" id=\"overdue\">",
+        esc(&tr!("report-sec-overdue"))
     );
     let rows = vec![(
-        "期末 End".to_string(),
+        tr!("report-end"),
         vec![
             r.overdue_households.len() as u64,
             r.overdue_tickets.len() as u64,
@@ -1095,34 +1242,18 @@ fn html_grids(w: &mut String, r: &Report) -> anyhow::Result<()> {
     w.push_str(&bar_chart(
         &rows,
         &[
-            Series {
-                name: "住户 Households",
-                colour: OVERDUE_HOUSEHOLD_COLOUR,
-            },
-            Series {
-                name: "工单 Tickets",
-                colour: OVERDUE_TICKET_COLOUR,
-            },
+            series(tr!("report-col-households"), OVERDUE_HOUSEHOLD_COLOUR),
+            series(tr!("report-col-tickets"), OVERDUE_TICKET_COLOUR),
         ],
     )?);
     w.push_str("<div>");
-    for (zh, en, ids) in [
-        (
-            "逾期未走访住户",
-            "Households overdue for a visit",
-            &r.overdue_households,
-        ),
-        ("逾期未办结工单", "Tickets overdue", &r.overdue_tickets),
+    for (title, ids) in [
+        (tr!("report-overdue-households"), &r.overdue_households),
+        (tr!("report-overdue-tickets"), &r.overdue_tickets),
     ] {
-        let _ = write!(
-            w,
-            "<h3>{} <small>{}</small>: {}</h3>",
-            esc(zh),
-            esc(en),
-            ids.len()
-        );
+        let _ = write!(w, "<h3>{}: {}</h3>", esc(&title), ids.len());
         if ids.is_empty() {
-            w.push_str("<p>无 None</p>");
+            let _ = write!(w, "<p>{}</p>", esc(&tr!("report-none")));
             continue;
         }
         w.push_str("<p>");
@@ -1130,11 +1261,7 @@ fn html_grids(w: &mut String, r: &Report) -> anyhow::Result<()> {
             let _ = write!(w, "<code>{}</code> ", esc(id));
         }
         if ids.len() > LISTED {
-            let _ = write!(
-                w,
-                "…… 另有 {n} 项 and {n} more (--json)",
-                n = ids.len() - LISTED
-            );
+            w.push_str(&esc(&tr!("report-more", count = ids.len() - LISTED)));
         }
         w.push_str("</p>");
     }

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use yizhan_protocol::envelope::decode_change;
 use yizhan_protocol::{DocId, RecordKind};
 
-use crate::error::{ReadError, ResolveError, WriteError};
+use crate::error::{ReadError, Refusal, ResolveError, WriteError};
 use crate::home::Node;
 use crate::model::{Category, Priority, Status, Time, UnknownValue};
 use crate::records::{
@@ -306,7 +306,7 @@ impl Node {
         let kind = match load_header_conn(self.store().conn(), id) {
             Ok(h) => h.kind,
             Err(ReadError::Sqlite(rusqlite::Error::QueryReturnedNoRows)) => {
-                return Err(WriteError::NotAllowed(format!("no record {id} in this store")).into());
+                return Err(WriteError::from(Refusal::NoRecord(id.to_string())).into());
             }
             Err(e) => return Err(e.into()),
         };
@@ -350,10 +350,7 @@ impl Node {
             .map(|all| all.len() == 1)
             .unwrap_or(false);
         if !settled {
-            return Err(WriteError::NotAllowed(format!(
-                "the change to '{field}' did not settle the conflict"
-            ))
-            .into());
+            return Err(WriteError::from(Refusal::NotSettled(field.to_string())).into());
         }
         tx.commit()?;
         Ok(Resolved {

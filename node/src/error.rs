@@ -69,15 +69,102 @@ pub enum OpenError {
     Sqlite(#[from] rusqlite::Error),
 }
 
+/// Why this node may not make a change: the write rules as the writer sees them. Each
+/// carries what a person needs to put it right.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// A volunteer wrote outside its grids.
+    #[error(
+        "grid '{grid}' is not one of this volunteer's grids ({own}): a volunteer may write records only in its own grids"
+    )]
+    NotOwnGrid {
+        /// The grid written to.
+        grid: String,
+        /// The volunteer's grids, joined.
+        own: String,
+    },
+    /// A station's record names no grid.
+    #[error("a station must name the grid (--grid)")]
+    StationNeedsGrid,
+    /// Households are derived from the site, which this node does not have yet.
+    #[error("households are kept once this device has joined a site")]
+    NotJoined,
+    /// `household add` of an address the grid already has.
+    #[error("grid {grid} already has a household at {address}: {id}")]
+    HouseholdExists {
+        /// The grid.
+        grid: String,
+        /// The address held.
+        address: String,
+        /// The household's id.
+        id: String,
+    },
+    /// The household now lies outside this device's grids.
+    #[error(
+        "the household at {address} in grid {grid} ({id}) has moved out of this device's grids"
+    )]
+    HouseholdMovedAway {
+        /// Its grid now.
+        grid: String,
+        /// Its address.
+        address: String,
+        /// Its id.
+        id: String,
+    },
+    /// A household named by id is in another grid than the one given.
+    #[error("household {id} is in grid {grid}, not {given}")]
+    HouseholdInOtherGrid {
+        /// The household.
+        id: String,
+        /// Its grid.
+        grid: String,
+        /// The grid given.
+        given: String,
+    },
+    /// A household id that is not one.
+    #[error("malformed household id")]
+    MalformedHousehold,
+    /// A prefix matching several households.
+    #[error("'{0}' matches more than one household: give more of its id")]
+    HouseholdAmbiguous(String),
+    /// A satisfaction verdict on a ticket still open.
+    #[error("the ticket is {0}: a follow-up verdict is recorded on a resolved or closed ticket")]
+    NotFinished(String),
+    /// Only a station writes the policy.
+    #[error("only a station may change the policy")]
+    PolicyStationOnly,
+    /// Policy days out of range.
+    #[error("days must be between 1 and {0}")]
+    PolicyDays(u32),
+    /// A visit log edited by someone else.
+    #[error("only the visit's author or a station may change a visit log")]
+    NotVisitAuthor,
+    /// A visit links a ticket this node does not hold.
+    #[error("links to ticket {0}, which this node does not hold")]
+    UnknownTicket(String),
+    /// A record of another kind than the command's.
+    #[error("{0} is not a {1}")]
+    NotA(String, &'static str),
+    /// No such record.
+    #[error("no record {0} in this store")]
+    NoRecord(String),
+    /// A resolution that did not settle the field.
+    #[error("the change to '{0}' did not settle the conflict")]
+    NotSettled(String),
+    /// This node's own change failed its own signature checks.
+    #[error("{0}")]
+    Signature(String),
+}
+
 /// Why a write was refused or failed. Nothing was written.
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
     /// A field is not acceptable.
     #[error(transparent)]
     Field(#[from] FieldError),
-    /// This node may not change that record.
-    #[error("{0}")]
-    NotAllowed(String),
+    /// This node may not make that change.
+    #[error(transparent)]
+    NotAllowed(#[from] Refusal),
     /// The stored document could not be loaded.
     #[error("record {0} is damaged in the store: {1}")]
     Damaged(DocId, String),
@@ -140,7 +227,7 @@ pub enum ReadError {
 
 impl From<VerifyError> for WriteError {
     fn from(e: VerifyError) -> Self {
-        WriteError::NotAllowed(e.to_string())
+        WriteError::NotAllowed(Refusal::Signature(e.to_string()))
     }
 }
 

@@ -63,6 +63,39 @@ pub(crate) fn read(
         .collect())
 }
 
+/// What each of `extra` sets: changes of record `id` that are not stored with it (held in
+/// quarantine), read as if they followed its stored changes, so that an item of a list or
+/// map a stored change made is named. In the order given.
+pub(crate) fn describe_unstored(
+    conn: &rusqlite::Connection,
+    id: DocId,
+    extra: &[automerge::Change],
+) -> Result<Vec<Vec<FieldChange>>, ReadError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT bytes FROM changes
+         WHERE docno = (SELECT docno FROM doc_index WHERE doc_id = ?1) ORDER BY lseq",
+    )?;
+    let stored = stmt
+        .query_map([id.as_bytes().as_slice()], |r| r.get::<_, Vec<u8>>(0))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut changes = Vec::with_capacity(stored.len() + extra.len());
+    for bytes in stored {
+        let change = decode_change(&bytes).map_err(|e| ReadError::Damaged(id, e.to_string()))?;
+        changes.push((String::new(), change));
+    }
+    let first_extra = changes.len();
+    changes.extend(extra.iter().map(|c| (String::new(), c.clone())));
+    let mut labels = Labels::default();
+    let mut out = vec![Vec::new(); extra.len()];
+    for i in causal_order(&changes) {
+        let described = labels.describe(&changes[i].1);
+        if i >= first_extra {
+            out[i - first_extra] = described;
+        }
+    }
+    Ok(out)
+}
+
 /// The names this node knows devices by: the roster's, and its own.
 fn device_names(
     conn: &rusqlite::Connection,

@@ -66,17 +66,27 @@ impl Identity {
         grid.clone().or_else(|| self.grids.first().cloned())
     }
 
+    /// Refuses a new record without a grid at a station: a station works every grid, so it
+    /// has no first grid to default to. (A volunteer's default is its first grid; a node
+    /// of no site yet keeps records without one until it joins.)
+    pub(crate) fn needs_grid(&self, grid: Option<&str>) -> Result<(), WriteError> {
+        if grid.is_none() && self.role == Role::Station {
+            return Err(crate::error::Refusal::StationNeedsGrid.into());
+        }
+        Ok(())
+    }
+
     /// Refuses a grid this node may not write records in: a volunteer writes only in its
     /// own grids (every receiving node refuses the change too, `rules::record_model`); a
     /// station, and a node of no site yet, in any.
     pub(crate) fn may_write_grid(&self, grid: Option<&str>) -> Result<(), WriteError> {
         match grid {
             Some(g) if self.role == Role::Volunteer && !self.grids.iter().any(|m| m == g) => {
-                Err(WriteError::NotAllowed(format!(
-                    "grid '{g}' is not one of this volunteer's grids ({}): a volunteer may \
-                     write records only in its own grids",
-                    self.grids.join(", ")
-                )))
+                Err(crate::error::Refusal::NotOwnGrid {
+                    grid: g.to_string(),
+                    own: self.grids.join(", "),
+                }
+                .into())
             }
             _ => Ok(()),
         }

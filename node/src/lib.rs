@@ -51,7 +51,7 @@ pub mod sync;
 pub mod upgrade;
 pub mod write;
 
-pub use error::{InitError, OpenError, ReadError, ResolveError, WriteError};
+pub use error::{InitError, OpenError, ReadError, Refusal, ResolveError, WriteError};
 pub use home::{Home, InitConfig, InitSeed, Node};
 pub use identity::{Identity, Role};
 pub use ingest::{DocChanges, IngestReport, Rejection};

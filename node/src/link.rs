@@ -61,6 +61,9 @@ pub enum DaemonError {
     /// A bad address.
     #[error("'{0}' is not a HOST:PORT address")]
     BadAddress(String),
+    /// A HOST:PORT address whose host name does not resolve.
+    #[error("the host '{0}' cannot be found (its name does not resolve)")]
+    Unresolved(String),
 }
 
 /// The result of a completed sync.
@@ -72,13 +75,28 @@ pub struct SyncReport {
     pub stats: SyncStats,
 }
 
-/// Resolves `HOST:PORT` (a name or an address).
+/// Resolves `HOST:PORT` (a name or an address): [`DaemonError::BadAddress`] when it is not
+/// of that form, [`DaemonError::Unresolved`] when the host name does not resolve.
 pub fn resolve(addr: &str) -> Result<SocketAddr, DaemonError> {
     use std::net::ToSocketAddrs;
-    addr.to_socket_addrs()
+    let text = addr.trim();
+    if let Ok(a) = text.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    let host = host_of(text).ok_or_else(|| DaemonError::BadAddress(addr.to_string()))?;
+    text.to_socket_addrs()
         .ok()
         .and_then(|mut a| a.next())
-        .ok_or_else(|| DaemonError::BadAddress(addr.to_string()))
+        .ok_or_else(|| DaemonError::Unresolved(host.to_string()))
+}
+
+/// The host of a `HOST:PORT` address that is not an IP address: a name (no colon, no
+/// space) and a port number. `None` when the text is not of that form.
+pub fn host_of(addr: &str) -> Option<&str> {
+    let (host, port) = addr.rsplit_once(':')?;
+    let name =
+        !host.is_empty() && !host.contains([':', '[', ']']) && !host.contains(char::is_whitespace);
+    (name && port.parse::<u16>().is_ok()).then_some(host)
 }
 
 /// Runs store work on this task's thread: it is short and synchronous, and the runtime

@@ -9,7 +9,7 @@ use automerge::{ActorId, AutoCommit};
 use rusqlite::{OptionalExtension, Transaction};
 use yizhan_protocol::{DeviceKey, DocHeader, DocId, RecordKind, SignedChange, normalize_address};
 
-use crate::error::WriteError;
+use crate::error::{Refusal, WriteError};
 use crate::identity::Identity;
 use crate::model::Time;
 use crate::records::{self, NewHousehold};
@@ -77,11 +77,9 @@ pub(crate) fn make_household_in(
     let grid = h
         .grid
         .as_deref()
-        .ok_or_else(|| WriteError::NotAllowed("a station must name the grid (--grid)".into()))?;
+        .ok_or(WriteError::from(Refusal::StationNeedsGrid))?;
     if identity.site_id.is_none() {
-        return Err(WriteError::NotAllowed(
-            "households are kept once this device has joined a site".into(),
-        ));
+        return Err(Refusal::NotJoined.into());
     }
     identity.may_write_grid(Some(grid))?;
     // Stored as every maker derives it, so that two makers' addresses merge as one value.
@@ -92,16 +90,20 @@ pub(crate) fn make_household_in(
     let header = household_header(identity, grid, &h.address);
     let id = header.doc_id();
     if has_doc(tx, id)? {
-        return Err(WriteError::NotAllowed(format!(
-            "grid {grid} already has a household at {}: {id}",
-            h.address
-        )));
+        return Err(Refusal::HouseholdExists {
+            grid: grid.to_string(),
+            address: h.address.clone(),
+            id: id.to_string(),
+        }
+        .into());
     }
     if was_purged(tx, id)? {
-        return Err(WriteError::NotAllowed(format!(
-            "the household at {} in grid {grid} ({id}) has moved out of this device's grids",
-            h.address
-        )));
+        return Err(Refusal::HouseholdMovedAway {
+            grid: grid.to_string(),
+            address: h.address.clone(),
+            id: id.to_string(),
+        }
+        .into());
     }
     local_change(tx, key, identity, header, None, |doc| {
         records::write_new_household(doc, id, h, added_at)
@@ -165,20 +167,19 @@ pub(crate) fn household_for(
         match found.as_slice() {
             [(raw, hgrid, address)] => {
                 let id = DocId::from_slice(raw)
-                    .ok_or_else(|| WriteError::NotAllowed("malformed household id".into()))?;
+                    .ok_or_else(|| WriteError::from(Refusal::MalformedHousehold))?;
                 if grid_given && grid != hgrid.as_deref() {
-                    return Err(WriteError::NotAllowed(format!(
-                        "household {id} is in grid {}, not {}",
-                        hgrid.as_deref().unwrap_or("-"),
-                        grid.unwrap_or("-")
-                    )));
+                    return Err(Refusal::HouseholdInOtherGrid {
+                        id: id.to_string(),
+                        grid: hgrid.as_deref().unwrap_or("-").to_string(),
+                        given: grid.unwrap_or("-").to_string(),
+                    }
+                    .into());
                 }
                 return Ok((Some(id), address.clone(), hgrid.clone()));
             }
             [_, _] => {
-                return Err(WriteError::NotAllowed(format!(
-                    "'{value}' matches more than one household: give more of its id"
-                )));
+                return Err(Refusal::HouseholdAmbiguous(value.to_string()).into());
             }
             _ => {}
         }

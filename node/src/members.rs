@@ -101,6 +101,10 @@ pub struct MemberInfo {
     pub grids: Vec<String>,
     /// Whether it has been revoked.
     pub revoked: bool,
+    /// When its membership expires (RFC 3339, from its certificate), or never.
+    pub expires_at: Option<String>,
+    /// When this node last completed a sync with it (RFC 3339), or never.
+    pub last_sync: Option<String>,
 }
 
 impl Node {
@@ -335,25 +339,33 @@ impl Node {
             .prepare("SELECT device FROM revocations")?
             .query_map([], |r| r.get(0))?
             .collect::<rusqlite::Result<_>>()?;
-        let mut stmt =
-            conn.prepare("SELECT device, name, role, grids FROM members ORDER BY role, name")?;
+        let mut stmt = conn.prepare(
+            "SELECT m.device, m.name, m.role, m.grids, m.expires_at, p.last_sync
+             FROM members m LEFT JOIN peers p ON p.device = m.device
+             ORDER BY m.role, m.name",
+        )?;
         let rows = stmt.query_map([], |r| {
             Ok((
                 r.get::<_, Vec<u8>>(0)?,
                 r.get::<_, String>(1)?,
                 r.get::<_, String>(2)?,
                 r.get::<_, String>(3)?,
+                r.get::<_, Option<i64>>(4)?,
+                r.get::<_, Option<i64>>(5)?,
             ))
         })?;
+        let at = |ms: i64| Time::from_millis(ms).to_rfc3339();
         let mut out = Vec::new();
         for row in rows {
-            let (device, name, role, grids) = row?;
+            let (device, name, role, grids, expires_at, last_sync) = row?;
             out.push(MemberInfo {
                 device_id: hex::encode(&device),
                 name,
                 role,
                 grids: serde_json::from_str(&grids).unwrap_or_default(),
                 revoked: revoked.contains(&device),
+                expires_at: expires_at.map(at),
+                last_sync: last_sync.map(at),
             });
         }
         Ok(out)

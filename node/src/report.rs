@@ -104,6 +104,27 @@ pub struct Report {
     /// Ids of the tickets overdue at the window's end: opened before it, neither resolved
     /// nor closed as of it, and due before it.
     pub overdue_tickets: Vec<String>,
+    /// Devices the site has revoked (as this node knows), revoked before the window's end,
+    /// oldest first.
+    #[serde(default)]
+    pub revoked_devices: Vec<RevokedDevice>,
+    /// Changes held in quarantine now, waiting for the station's decision (always 0 on a
+    /// node that is not the station).
+    #[serde(default)]
+    pub held_in_quarantine: u64,
+}
+
+/// A device the site revoked.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RevokedDevice {
+    /// Its device id.
+    pub device_id: String,
+    /// Its name in the roster, or null.
+    pub name: Option<String>,
+    /// When it was revoked (RFC 3339).
+    pub revoked_at: String,
+    /// The reason the station gave.
+    pub reason: String,
 }
 
 /// One grid's figures for a window.
@@ -672,7 +693,39 @@ impl Node {
             volunteers,
             overdue_households,
             overdue_tickets,
+            revoked_devices: self.revoked_devices(window, &names)?,
+            held_in_quarantine: self.held_count()?,
         })
+    }
+
+    /// Devices revoked before the window's end, oldest first.
+    fn revoked_devices(
+        &self,
+        window: &Window,
+        names: &HashMap<String, String>,
+    ) -> rusqlite::Result<Vec<RevokedDevice>> {
+        let conn = self.store().conn();
+        let mut stmt = conn.prepare(
+            "SELECT lower(hex(device)), revoked_at, reason FROM revocations
+             WHERE revoked_at < ?1 ORDER BY revoked_at, device",
+        )?;
+        stmt.query_map([window.until.millis()], |r| {
+            let device: String = r.get(0)?;
+            Ok(RevokedDevice {
+                name: names.get(&device).cloned(),
+                device_id: device,
+                revoked_at: Time::from_millis(r.get(1)?).to_rfc3339(),
+                reason: r.get(2)?,
+            })
+        })?
+        .collect()
+    }
+
+    /// How many changes wait in quarantine.
+    fn held_count(&self) -> rusqlite::Result<u64> {
+        self.store()
+            .conn()
+            .query_row("SELECT COUNT(*) FROM quarantine", [], |r| r.get(0))
     }
 
     /// Visit counts, from the index: one grouped query per breakdown.

@@ -12,7 +12,7 @@ use automerge::AutoCommit;
 use rusqlite::Transaction;
 use yizhan_protocol::{DeviceKey, DocId, RecordKind};
 
-use crate::error::WriteError;
+use crate::error::{Refusal, WriteError};
 use crate::home::Node;
 use crate::identity::{Identity, Role};
 use crate::local::{household_for, local_change, make_household_in, policy_header};
@@ -62,6 +62,9 @@ impl Node {
                 .map_err(in_batch)?;
                 (v.household_id, v.household, v.grid) = (id, address, grid);
             }
+            self.identity
+                .needs_grid(v.grid.as_deref())
+                .map_err(in_batch)?;
             self.identity
                 .may_write_grid(v.grid.as_deref())
                 .map_err(in_batch)?;
@@ -133,6 +136,9 @@ impl Node {
                 (t.household_id, t.household, t.grid) = (id, Some(address), grid);
             }
             self.identity
+                .needs_grid(t.grid.as_deref())
+                .map_err(in_batch)?;
+            self.identity
                 .may_write_grid(t.grid.as_deref())
                 .map_err(in_batch)?;
             let header = self.identity.new_header(RecordKind::Ticket);
@@ -187,10 +193,7 @@ impl Node {
                     .unwrap_or(Status::Open),
             };
             if !matches!(status, Status::Resolved | Status::Closed) {
-                return Err(WriteError::NotAllowed(format!(
-                    "the ticket is {status}: a follow-up verdict is recorded on a resolved or \
-                     closed ticket"
-                )));
+                return Err(Refusal::NotFinished(status.to_string()).into());
             }
         }
         update_ticket_in(&tx, &self.key, &self.identity, id, update)?;
@@ -247,15 +250,10 @@ impl Node {
 
     fn set_policy(&mut self, field: Field, days: u32) -> Result<Policy, WriteError> {
         if self.identity.role != Role::Station {
-            return Err(WriteError::NotAllowed(
-                "only a station may change the policy".into(),
-            ));
+            return Err(Refusal::PolicyStationOnly.into());
         }
         if !(1..=crate::model::MAX_POLICY_DAYS).contains(&days) {
-            return Err(WriteError::NotAllowed(format!(
-                "days must be between 1 and {}",
-                crate::model::MAX_POLICY_DAYS
-            )));
+            return Err(Refusal::PolicyDays(crate::model::MAX_POLICY_DAYS).into());
         }
         let tx = self.store.write()?;
         set_policy_in(&tx, &self.key, &self.identity, field, days)?;
@@ -298,9 +296,7 @@ pub(crate) fn edit_visit_in(
 ) -> Result<(), WriteError> {
     let header = load_header(tx, id)?;
     if header.author != identity.device_id && identity.role != Role::Station {
-        return Err(WriteError::NotAllowed(
-            "only the visit's author or a station may change a visit log".into(),
-        ));
+        return Err(Refusal::NotVisitAuthor.into());
     }
     identity.may_write_grid(edit.grid.as_deref())?;
     check_ticket_links(tx, &edit.link_tickets)?;
@@ -319,9 +315,7 @@ pub(crate) fn check_ticket_links(
         match load_header(tx, t) {
             Ok(h) if h.kind == RecordKind::Ticket => {}
             Ok(_) | Err(WriteError::NotAllowed(_)) => {
-                return Err(WriteError::NotAllowed(format!(
-                    "links to ticket {t}, which this node does not hold"
-                )));
+                return Err(Refusal::UnknownTicket(t.to_string()).into());
             }
             Err(e) => return Err(e),
         }
@@ -339,7 +333,7 @@ pub(crate) fn update_ticket_in(
     let header = load_header(tx, id)?;
     identity.may_write_grid(update.grid.as_deref())?;
     if header.kind != RecordKind::Ticket {
-        return Err(WriteError::NotAllowed(format!("{id} is not a ticket")));
+        return Err(Refusal::NotA(id.to_string(), "ticket").into());
     }
     local_change(tx, key, identity, header, Some(id), |doc| {
         records::write_ticket_update(doc, update, Time::now())
@@ -355,7 +349,7 @@ pub(crate) fn edit_household_in(
 ) -> Result<(), WriteError> {
     let header = load_header(tx, id)?;
     if header.kind != RecordKind::Household {
-        return Err(WriteError::NotAllowed(format!("{id} is not a household")));
+        return Err(Refusal::NotA(id.to_string(), "household").into());
     }
     identity.may_write_grid(edit.grid.as_deref())?;
     local_change(tx, key, identity, header, Some(id), |doc| {
@@ -371,9 +365,7 @@ pub(crate) fn set_policy_in(
     days: u32,
 ) -> Result<(), WriteError> {
     if identity.role != Role::Station {
-        return Err(WriteError::NotAllowed(
-            "only a station may change the policy".into(),
-        ));
+        return Err(Refusal::PolicyStationOnly.into());
     }
     let header = policy_header(identity);
     let id = header.doc_id();

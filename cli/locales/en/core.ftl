@@ -190,3 +190,5 @@ kind-policy = policy
 progress-rows = rows
 note-file-too-long = { $file } is longer than a record's text may be ({ $max } bytes)
 field-comment = comment
+kind-device = device
+kind-quarantined-change = quarantined change

@@ -162,3 +162,5 @@ kind-policy = 规则
 progress-rows = 行
 note-file-too-long = { $file } 超过了记录文本的上限（{ $max } 字节）
 field-comment = 跟进
+kind-device = 设备
+kind-quarantined-change = 隔离的修改

@@ -374,7 +374,7 @@ fn second_init_is_refused_and_changes_nothing() {
         } else {
             Home::new()
         };
-        home.add_visit("甲", &[]);
+        home.add_visit("甲", &["--grid", "一网格"]);
         let key = read(&home.path().join("device.key"));
         let id = home.json(&["id"]);
         let before = state(&home);

@@ -427,29 +427,40 @@ fn every_figure_matches_the_hand_counted_fixture() {
     );
 
     // ---- The Markdown shows the same figures ---------------------------------------------
+    // In Chinese, as the station prints it for its office.
     let md = s.text(&[
+        "--lang",
+        "zh",
         "report",
         "--since",
         "2026-11-01",
         "--until",
         tomorrow.as_str(),
     ]);
-    let oct_md = s.text(&["report", "--since", "2026-10-01", "--until", "2026-11-01"]);
+    let oct_md = s.text(&[
+        "--lang",
+        "zh",
+        "report",
+        "--since",
+        "2026-10-01",
+        "--until",
+        "2026-11-01",
+    ]);
     for line in [
         "| 和平里 | 4 |",
         "| 幸福路 | 3 |",
         "| 光明街 | 2 |",
-        "| **合计 Total** | **9** |",
-        "| 扶贫解困 poverty-relief | 2 |",
-        "| 城市管理 city-management | 2 |",
-        "| 未分类 (none) | 1 |",
-        "| 走访 Visits | 9 |",
-        "| 新开工单 Tickets opened | 3 |",
-        "| 办结工单 Tickets resolved | 0 |",
-        "| 截至期末未结 Still open at end | 3 |",
-        "| 扶贫解困 poverty-relief | 2 | 0 | 1 | — |",
-        "| 纠纷调解 dispute-mediation | 0 | 0 | 1 | — |",
-        "| 王姐 | 和平里 | 从未 never | — |",
+        "| **合计** | **9** |",
+        "| 扶贫解困 | 2 |",
+        "| 城市管理 | 2 |",
+        "| 未分类 | 1 |",
+        "| 走访 | 9 |",
+        "| 新开工单 | 3 |",
+        "| 办结工单 | 0 |",
+        "| 截至期末未结 | 3 |",
+        "| 扶贫解困 | 2 | 0 | 1 | — |",
+        "| 纠纷调解 | 0 | 0 | 1 | — |",
+        "| 王姐 | 和平里 | 从未 | — |",
     ] {
         assert!(
             oct_md.contains(line),
@@ -457,39 +468,55 @@ fn every_figure_matches_the_hand_counted_fixture() {
         );
     }
     assert!(
-        oct_md.contains(&format!("| 张阿姨 | `{}` | 4 |", &site.ids["张阿姨"][..12])),
+        oct_md.contains("| 张阿姨 | 4 |") && !oct_md.contains(&site.ids["张阿姨"][..12]),
         "{oct_md}"
     );
     assert!(
-        oct_md.contains("2026-10-01T00:00:00Z 至 2026-11-01T00:00:00Z"),
+        oct_md.contains("统计时段：2026年10月1日 至 2026年11月1日（含起点，不含终点）"),
         "{oct_md}"
     );
     for line in [
-        "| 走访 Visits | 3 |",
-        "| 新开工单 Tickets opened | 4 |",
-        "| 办结工单 Tickets resolved | 5 |",
-        "| 截至期末未结 Still open at end | 3 |",
-        "| 政策咨询 policy-consultation | 1 | 0 | 1 | — |",
-        "| 未分类 (none) | 1 | 0 | 1 | — |",
+        "| 走访 | 3 |",
+        "| 新开工单 | 4 |",
+        "| 办结工单 | 5 |",
+        "| 截至期末未结 | 3 |",
+        "| 政策咨询 | 1 | 0 | 1 | — |",
+        "| 未分类 | 1 | 0 | 1 | — |",
     ] {
         assert!(
             md.contains(line),
             "November's Markdown lacks {line:?}:\n{md}"
         );
     }
+    assert!(md.contains("| 扶贫解困 | 1 | 3 | 0 | "), "{md}");
     assert!(
-        md.contains("| 扶贫解困 poverty-relief | 1 | 3 | 0 | "),
-        "{md}"
-    );
-    assert!(
-        !md.contains("注意 Note"),
+        !md.contains("本机不是驿站"),
         "a station's report is not partial"
     );
+    // The revoked volunteer is flagged, by name, with the day of its revocation.
+    let revoked = array(all["revoked_devices"].clone());
+    assert_eq!(revoked.len(), 1, "{revoked:?}");
+    assert_eq!(revoked[0]["name"], "赵哥");
+    assert_eq!(revoked[0]["reason"], "搬走了");
+    assert_recent(&revoked[0]["revoked_at"]);
+    assert_eq!(all["held_in_quarantine"], 0);
+    assert!(md.contains("## ⚠ 需要注意"), "{md}");
+    assert!(md.contains("### 已撤销的设备"), "{md}");
+    let row = md
+        .lines()
+        .find(|l| l.starts_with("| 赵哥 |"))
+        .unwrap_or_else(|| panic!("no row for 赵哥:\n{md}"));
+    assert!(row.contains("年") && row.contains("| 搬走了 |"), "{row}");
+    // Dates as Chinese readers write them; no RFC 3339 left for people.
+    assert!(!md.contains("T00:00:00Z"), "{md}");
+    assert!(md.contains("生成时间：20") && md.contains("日 "), "{md}");
 
     // --out writes the same Markdown to a file.
     let out = s.scratch("oct.md");
     let o = out.to_str().unwrap();
     let printed = s.text(&[
+        "--lang",
+        "zh",
         "report",
         "--since",
         "2026-10-01",
@@ -514,13 +541,18 @@ fn every_figure_matches_the_hand_counted_fixture() {
     assert_eq!(v["visits"]["total"], 4, "only 和平里's visits: {v}");
     let out = site.zhang.run(&["report"]);
     assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stdout).contains("注意 Note"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Note:"));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not the station"));
+    let out = site.zhang.run(&["--lang", "zh", "report"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("> **注意：** 本机不是驿站"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("本机不是驿站"));
 
     // ---- The HTML report, rendered -----------------------------------------------------
     let html = s.scratch("report.html");
     let h = html.to_str().unwrap();
     s.text(&[
+        "--lang",
+        "zh",
         "report",
         "--until",
         later.as_str(),
@@ -530,12 +562,36 @@ fn every_figure_matches_the_hand_counted_fixture() {
         h,
     ]);
     check_html(&html, &s.scratch("report.png"), &all);
+
+    // In English, the same page speaks English and says so.
+    let en = s.scratch("report-en.html");
+    s.text(&[
+        "--lang",
+        "en",
+        "report",
+        "--format",
+        "html",
+        "--out",
+        en.to_str().unwrap(),
+    ]);
+    let text = std::fs::read_to_string(&en).unwrap();
+    assert!(text.contains("<html lang=\"en\">"));
+    for needed in [
+        "<h1>Station report</h1>",
+        "<h2>⚠ Needs attention</h2>",
+        "<h3>Revoked devices</h3>",
+        "<td>赵哥</td>",
+        "<h2>4. By grid</h2>",
+    ] {
+        assert!(text.contains(needed), "the English page lacks {needed}");
+    }
+    assert!(!text.contains("幸福驿站工作报告") && !text.contains("走访"));
 }
 
 /// The "generated at" line, which differs between two runs.
 fn generated(md: &str) -> &str {
     md.lines()
-        .find(|l| l.contains("Generated:"))
+        .find(|l| l.contains("Generated:") || l.contains("生成时间："))
         .expect("a Generated line")
 }
 
@@ -742,7 +798,12 @@ fn check_html(html: &Path, png: &Path, report: &Value) {
         assert!(text.contains(heading), "no section {heading}");
     }
     assert!(text.contains("Noto Sans CJK SC"), "CJK fonts asked for");
-    assert!(text.contains("幸福驿站工作报告") && text.contains("Station report"));
+    assert!(text.contains("<html lang=\"zh-CN\">"));
+    // The revoked volunteer flagged where the page begins.
+    let attention = text.find("id=\"attention\"").expect("a warning section");
+    assert!(attention < text.find("<h2>概览</h2>").expect("the summary"));
+    assert!(text.contains("<h3>已撤销的设备</h3>") && text.contains("<td>赵哥</td>"));
+    assert!(text.contains("幸福驿站工作报告") && !text.contains("Station report"));
 
     screenshot(html, png);
     // To look at it (docs/img/report-example.png is one such screenshot).
@@ -758,6 +819,13 @@ fn check_html(html: &Path, png: &Path, report: &Value) {
         .filter(|p| p.iter().all(|c| *c < 100))
         .count();
     assert!(ink > 20_000, "the page looks blank: {ink} dark pixels");
+    // The warning section is drawn: its tinted box (`.attention`, #fdecea) is on the page.
+    let tint = img
+        .rgb
+        .iter()
+        .filter(|p| p[..] == [0xfd, 0xec, 0xea])
+        .count();
+    assert!(tint > 5_000, "no warning box on the page: {tint} pixels");
 
     // All time: visits by category 1 2 1 3 1 1 2 and 2 with none; by grid 6 4 3.
     assert_bars(
@@ -1123,17 +1191,17 @@ mod day {
         assert_eq!(ids(&b["overdue_households"]), vec![h5.clone()]);
         assert_eq!(ids(&b["overdue_tickets"]), sorted_ids(&[&t3, &t5]));
 
-        // ---- The Markdown shows the same -------------------------------------------------
+        // ---- The Markdown shows the same (in English) --------------------------------------
         let md = station.text(&["report", "--since", a0.as_str(), "--until", a1.as_str()]);
         for line in [
             "| 和平里 | 4 | 2 | 1 | 3 | 2 | 1 | 2 | 2 | 0 |",
             "| 幸福路 | 3 | 2 | 2 | 2 | 2 | 1 | 1 | 0 | 1 |",
-            "| **合计 Total** | **7** | **4** | **3** | **5** | **4** | **2** | **3** | **2** | **1** |",
-            "| 热线 hotline | 2 |",
-            "| 来访 walk-in | 1 |",
-            "| 信箱 mailbox | 0 |",
-            "| 逾期未走访住户 Households overdue for a visit | 2 |",
-            "| 逾期未办结工单 Tickets overdue | 1 |",
+            "| **Total** | **7** | **4** | **3** | **5** | **4** | **2** | **3** | **2** | **1** |",
+            "| hotline | 2 |",
+            "| walk-in | 1 |",
+            "| mailbox | 0 |",
+            "| Households overdue for a visit | 2 |",
+            "| Tickets overdue | 1 |",
         ] {
             assert!(md.contains(line), "the Markdown lacks {line:?}:\n{md}");
         }
@@ -1142,8 +1210,9 @@ mod day {
             ("张阿姨", &zhang.device_id, "1 | 2 | 1"),
             ("幸福里工作站", &station.device_id, "0 | 1 | 0"),
         ] {
-            let line = format!("| {name} | `{}` | {row} |", &id[..12]);
+            let line = format!("| {name} | {row} |");
             assert!(md.contains(&line), "the Markdown lacks {line:?}:\n{md}");
+            assert!(!md.contains(&id[..12]), "a member in hex:\n{md}");
         }
         assert!(md.contains(&format!("- `{t3}`")), "{md}");
     }

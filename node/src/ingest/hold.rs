@@ -9,6 +9,11 @@ use crate::error::WriteError;
 use crate::ingest::{IngestContext, IngestReport, Rejection};
 use crate::model::Time;
 
+/// Why a change is held: its author was revoked before the station received it.
+pub const REVOKED_AUTHOR: &str = "its author was revoked before the station received it";
+/// Why a change is held: it builds on a change held in quarantine.
+pub const BUILDS_ON_HELD: &str = "it builds on a change held in quarantine";
+
 /// Holds a change back in quarantine until the station accepts or rejects it.
 pub(crate) fn hold(
     tx: &Transaction<'_>,

@@ -321,7 +321,7 @@ pub(crate) fn apply_group(
                     report,
                     &header,
                     &v.envelope,
-                    "its author was revoked before the station received it",
+                    crate::ingest::hold::REVOKED_AUTHOR,
                 )?,
                 Err(why) => {
                     let signer = v.envelope.signer;
@@ -430,7 +430,7 @@ pub(crate) fn apply_group(
                     report,
                     &header,
                     &env,
-                    "it builds on a change held in quarantine",
+                    crate::ingest::hold::BUILDS_ON_HELD,
                 )?;
             } else {
                 still.push((env, deps));

@@ -14,7 +14,7 @@ use automerge::AutoCommit;
 use rusqlite::{OptionalExtension, Transaction, params};
 use yizhan_protocol::{ChangeHash, DeviceId, DocHeader, DocId, RecordKind, SignedChange, SiteId};
 
-use crate::error::{ReadError, WriteError};
+use crate::error::{ReadError, Refusal, WriteError};
 use crate::model::Time;
 use crate::records;
 use crate::store;
@@ -568,9 +568,9 @@ pub(crate) fn stored_index_row(
 pub(crate) fn load_header(tx: &Transaction<'_>, id: DocId) -> Result<DocHeader, WriteError> {
     match load_header_conn(tx, id) {
         Ok(h) => Ok(h),
-        Err(ReadError::Sqlite(rusqlite::Error::QueryReturnedNoRows)) => Err(
-            WriteError::NotAllowed(format!("no record {id} in this store")),
-        ),
+        Err(ReadError::Sqlite(rusqlite::Error::QueryReturnedNoRows)) => {
+            Err(WriteError::from(Refusal::NoRecord(id.to_string())))
+        }
         Err(ReadError::Sqlite(e)) => Err(WriteError::Sqlite(e)),
         Err(e) => Err(WriteError::Damaged(id, e.to_string())),
     }
@@ -616,8 +616,7 @@ pub(crate) fn load_doc(conn: &rusqlite::Connection, id: DocId) -> Result<AutoCom
         ))?
         .query_row([id.as_bytes().as_slice()], |r| r.get(0))
         .optional()?;
-    let snapshot =
-        snapshot.ok_or_else(|| WriteError::NotAllowed(format!("no record {id} in this store")))?;
+    let snapshot = snapshot.ok_or_else(|| WriteError::from(Refusal::NoRecord(id.to_string())))?;
     match catch_unwind(|| AutoCommit::load(&snapshot)) {
         Ok(Ok(doc)) => Ok(doc),
         Ok(Err(e)) => Err(WriteError::Damaged(id, e.to_string())),

@@ -2,8 +2,9 @@
 //! (virtual clock; loss, duplication and reordering of frames).
 
 use yizhan_node::model::Status;
+use yizhan_node::quarantine::QuarantineError;
 use yizhan_node::records::{NewTicket, NewVisit, TicketUpdate};
-use yizhan_protocol::DocId;
+use yizhan_protocol::{DeviceId, DocId, RecordKind};
 use yizhan_tests::{Faults, TestNode, enroll, rng, sync, sync_until_ok};
 
 fn visit(node: &mut TestNode, household: &str) -> DocId {
@@ -483,6 +484,93 @@ fn changes_built_on_a_held_change_wait_with_it_and_never_stall_the_sync() {
     let report = w.b.node.verify().unwrap();
     assert_eq!(report.bad, 1, "{:?}", report.problems);
     assert!(report.problems[0].contains("its author was revoked"));
+}
+
+#[test]
+fn a_held_change_is_accepted_only_after_the_held_change_it_builds_on() {
+    let mut w = world();
+    let t =
+        w.a.node
+            .open_ticket(&NewTicket {
+                title: "修路灯".into(),
+                ..NewTicket::default()
+            })
+            .unwrap();
+    assert!(sync_until_ok(&mut w.a, &mut w.b, 1).ok());
+    w.station.node.revoke(w.a.id(), "设备丢失").unwrap();
+    w.b.node
+        .update_ticket(
+            t,
+            &TicketUpdate {
+                status: Some(Status::InProgress),
+                ..TicketUpdate::default()
+            },
+        )
+        .unwrap();
+    assert!(sync_until_ok(&mut w.b, &mut w.station, 1).ok());
+    let held = w.station.node.quarantine_list().unwrap();
+    let by = |d: DeviceId| held.iter().find(|h| h.author == d.to_string()).unwrap();
+    let (a_change, b_change) = (by(w.a.id()), by(w.b.id()));
+    // What each holds, when it was made, and what it waits for.
+    assert_eq!(a_change.kind, "ticket");
+    assert_eq!(a_change.reason, yizhan_node::quarantine::REVOKED_AUTHOR);
+    assert_eq!(b_change.reason, yizhan_node::quarantine::BUILDS_ON_HELD);
+    assert!(a_change.depends_on.is_empty());
+    assert_eq!(b_change.depends_on, vec![a_change.id.clone()]);
+    assert!(a_change.writes.iter().any(|c| c.field == "title"));
+    assert!(
+        b_change
+            .writes
+            .iter()
+            .any(|c| c.field == "status" && c.value == "in_progress")
+    );
+    assert!(a_change.made_at.is_some() && a_change.revoked_at.is_some());
+    assert_eq!(a_change.revocation_reason.as_deref(), Some("设备丢失"));
+    let record = w
+        .station
+        .node
+        .held_record(RecordKind::Ticket, &t.to_string()[..8])
+        .unwrap()
+        .expect("the ticket is held");
+    assert_eq!(record.changes, 2);
+    assert!(record.revoked_at.is_some());
+
+    // B's change alone: refused, naming A's, and nothing merged.
+    match w.station.node.quarantine_accept(Some(&b_change.id)) {
+        Err(QuarantineError::WaitsFor { change, waits_for }) => {
+            assert_eq!(change, b_change.id);
+            assert_eq!(waits_for, vec![a_change.id.clone()]);
+        }
+        other => panic!("accepted a change before the one it builds on: {other:?}"),
+    }
+    assert_eq!(w.station.node.quarantine_list().unwrap().len(), 2);
+    assert_eq!(
+        w.station
+            .node
+            .quarantine_accept(Some(&a_change.id))
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        w.station
+            .node
+            .quarantine_accept(Some(&b_change.id))
+            .unwrap(),
+        1
+    );
+    assert!(w.quarantine_empty());
+    assert_eq!(
+        w.station.node.show_ticket(t).unwrap().ticket.status,
+        "in_progress"
+    );
+    assert!(
+        w.station
+            .node
+            .held_record(RecordKind::Ticket, &t.to_string())
+            .unwrap()
+            .is_none()
+    );
+    verify_clean(&[&w.station]);
 }
 
 #[test]

@@ -1,0 +1,317 @@
+//! The error line for people, in this run's language.
+//!
+//! The node's errors are `thiserror` enums whose English `Display` serves logs and library
+//! users. For the one line `main` prints, each error in the chain that the catalogue knows
+//! (the ones people meet: a home not set up, a wrong passphrase, an id that matches nothing,
+//! a field refused, a grid that is not theirs...) is told from `errors.ftl`, with the values
+//! it carries; an error the catalogue does not know keeps its English text.
+
+use std::error::Error;
+
+use yizhan_node::error::StoreOpenError;
+use yizhan_node::link::DaemonError;
+use yizhan_node::members::SiteError;
+use yizhan_node::model::{BadTime, TimeRange, UnknownValue};
+use yizhan_node::quarantine::QuarantineError;
+use yizhan_node::records::FieldError;
+use yizhan_node::sync::SyncError;
+use yizhan_node::{InitError, OpenError, Refusal, ResolveError};
+
+use crate::output::label;
+use crate::tr;
+
+/// The error and its causes on one line, each told once. A wrapper that only passes its
+/// source's text on (`#[error(transparent)]`) is skipped, and a cause whose text its
+/// parent already quoted adds nothing.
+pub fn one_line(e: &anyhow::Error) -> String {
+    let chain: Vec<&(dyn Error + 'static)> = e.chain().collect();
+    let mut english = String::new();
+    let mut parts: Vec<String> = Vec::new();
+    for (i, cause) in chain.iter().enumerate() {
+        let text = cause.to_string();
+        // A transparent wrapper: the next cause says the same, in its own words.
+        if chain
+            .get(i + 1)
+            .is_some_and(|next| next.to_string() == text)
+        {
+            continue;
+        }
+        if english.contains(&text) {
+            continue;
+        }
+        english.push_str(&text);
+        english.push_str(": ");
+        let told = known(*cause).unwrap_or(text);
+        if !parts.iter().any(|p| p.contains(&told)) {
+            parts.push(told);
+        }
+    }
+    parts.join(": ")
+}
+
+/// The error a transparent wrapper stands for. `#[error(transparent)]` passes `source()`
+/// through to its inner error's source, so the inner error itself never appears in the
+/// chain: it is reached here.
+fn unwrap<'a>(e: &'a (dyn Error + 'static)) -> &'a (dyn Error + 'static) {
+    use yizhan_node::WriteError;
+    use yizhan_node::conflicts::ConflictError;
+    let inner: Option<&(dyn Error + 'static)> = if let Some(w) = e.downcast_ref::<WriteError>() {
+        match w {
+            WriteError::Field(f) => Some(f),
+            WriteError::NotAllowed(r) => Some(r),
+            _ => None,
+        }
+    } else if let Some(o) = e.downcast_ref::<OpenError>() {
+        match o {
+            OpenError::Store(s) => Some(s),
+            _ => None,
+        }
+    } else if let Some(i) = e.downcast_ref::<InitError>() {
+        match i {
+            InitError::Store(s) => Some(s),
+            _ => None,
+        }
+    } else if let Some(d) = e.downcast_ref::<DaemonError>() {
+        match d {
+            DaemonError::Open(o) => Some(o),
+            DaemonError::Sync(s) => Some(s),
+            DaemonError::Read(r) => Some(r),
+            DaemonError::Write(w) => Some(w),
+            _ => None,
+        }
+    } else if let Some(s) = e.downcast_ref::<SyncError>() {
+        match s {
+            SyncError::Write(w) => Some(w),
+            SyncError::Read(r) => Some(r),
+            _ => None,
+        }
+    } else if let Some(q) = e.downcast_ref::<QuarantineError>() {
+        match q {
+            QuarantineError::Resolve(r) => Some(r),
+            QuarantineError::Write(w) => Some(w),
+            QuarantineError::Read(r) => Some(r),
+            _ => None,
+        }
+    } else if let Some(c) = e.downcast_ref::<ConflictError>() {
+        match c {
+            ConflictError::Value(v) => Some(v),
+            ConflictError::Time(t) => Some(t),
+            ConflictError::Field(f) => Some(f),
+            ConflictError::Device(d) => Some(d),
+            ConflictError::Write(w) => Some(w),
+            ConflictError::Read(r) => Some(r),
+            _ => None,
+        }
+    } else if let Some(SiteError::Write(w)) = e.downcast_ref::<SiteError>() {
+        Some(w)
+    } else {
+        None
+    };
+    inner.map_or(e, unwrap)
+}
+
+/// The catalogue's words for `e`, when it knows them.
+fn known(e: &(dyn Error + 'static)) -> Option<String> {
+    let e = unwrap(e);
+    if let Some(e) = e.downcast_ref::<OpenError>() {
+        return match e {
+            OpenError::NotInitialised(home) => Some(tr!(
+                "err-not-initialised",
+                home = home.display().to_string()
+            )),
+            OpenError::NeedsPassphrase(home) => Some(tr!(
+                "err-needs-passphrase",
+                home = home.display().to_string()
+            )),
+            OpenError::NotEncrypted(home) => {
+                Some(tr!("err-not-encrypted", home = home.display().to_string()))
+            }
+            _ => None,
+        };
+    }
+    if let Some(e) = e.downcast_ref::<StoreOpenError>() {
+        return match e {
+            StoreOpenError::WrongPassphrase => Some(tr!("err-wrong-passphrase")),
+            StoreOpenError::EmptyPassphrase => Some(tr!("err-empty-passphrase")),
+            StoreOpenError::NotADatabase(path) | StoreOpenError::Foreign(path) => {
+                Some(tr!("err-not-a-store", path = path.as_str()))
+            }
+            StoreOpenError::TooNew(version) => Some(tr!("err-store-too-new", version = *version)),
+            _ => None,
+        };
+    }
+    if let Some(e) = e.downcast_ref::<InitError>() {
+        return match e {
+            InitError::AlreadyInitialised(home) => Some(tr!(
+                "err-already-initialised",
+                home = home.display().to_string()
+            )),
+            InitError::EmptyName => Some(tr!("err-empty-name")),
+            InitError::EmptyPassphrase => Some(tr!("err-empty-passphrase")),
+            _ => None,
+        };
+    }
+    if let Some(e) = e.downcast_ref::<ResolveError>() {
+        return match e {
+            ResolveError::TooShort(given) => Some(tr!("err-prefix-short", given = given.as_str())),
+            ResolveError::Malformed(given, kind) => Some(tr!(
+                "err-id-malformed",
+                given = given.as_str(),
+                kind = kind_name(kind)
+            )),
+            ResolveError::NotFound(given, kind) => Some(tr!(
+                "err-id-none",
+                given = given.as_str(),
+                kind = kind_name(kind)
+            )),
+            ResolveError::Ambiguous(given, count, kind) => Some(tr!(
+                "err-id-ambiguous",
+                given = given.as_str(),
+                count = *count,
+                kind = kind_name(kind)
+            )),
+            ResolveError::Sqlite(_) => None,
+        };
+    }
+    if let Some(e) = e.downcast_ref::<Refusal>() {
+        return refusal(e);
+    }
+    if let Some(e) = e.downcast_ref::<FieldError>() {
+        return Some(match e {
+            FieldError::Empty(field) => tr!("err-field-empty", field = label(field)),
+            FieldError::TooLong(field, max) => {
+                tr!("err-field-too-long", field = label(field), max = *max)
+            }
+            FieldError::TooMany(what, max) => {
+                tr!("err-field-too-many", field = label(what), max = *max)
+            }
+            FieldError::NothingToChange => tr!("err-nothing-to-change"),
+            FieldError::Time(field, range) => {
+                format!("{}: {}", label(field), time_range(range))
+            }
+            FieldError::Multiline => tr!("err-resident-multiline"),
+        });
+    }
+    if let Some(e) = e.downcast_ref::<TimeRange>() {
+        return Some(time_range(e));
+    }
+    if let Some(BadTime(given)) = e.downcast_ref::<BadTime>() {
+        return Some(tr!("err-bad-time", given = given.as_str()));
+    }
+    if let Some(e) = e.downcast_ref::<UnknownValue>() {
+        return Some(tr!(
+            "err-unknown-value",
+            what = label(e.what),
+            given = e.given.as_str(),
+            expected = e.expected.as_str()
+        ));
+    }
+    if let Some(e) = e.downcast_ref::<SiteError>() {
+        return match e {
+            SiteError::NotStation(what) => Some(tr!(
+                "err-station-only",
+                action =
+                    crate::i18n::message_or(&format!("action-{}", what.replace(' ', "-")), what)
+            )),
+            SiteError::NoGrid => Some(tr!("err-volunteer-needs-grid")),
+            SiteError::EmptyName => Some(tr!("err-empty-name")),
+            SiteError::OtherSite(site) => Some(tr!("err-other-site", site = site.to_string())),
+            SiteError::Revoked(device) => Some(tr!("err-revoked", device = device.to_string())),
+            SiteError::ExpiresDays(days) => Some(tr!(
+                "err-expires-days",
+                given = *days,
+                max = yizhan_node::members::MAX_EXPIRES_DAYS
+            )),
+            SiteError::RevokeSelf => Some(tr!("err-revoke-self")),
+            _ => None,
+        };
+    }
+    if let Some(SyncError::NotMember) = e.downcast_ref::<SyncError>() {
+        return Some(tr!("err-not-member"));
+    }
+    if let Some(QuarantineError::NotStation) = e.downcast_ref::<QuarantineError>() {
+        return Some(tr!("err-quarantine-station-only"));
+    }
+    if let Some(DaemonError::NoStation) = e.downcast_ref::<DaemonError>() {
+        return Some(tr!("err-no-station-address"));
+    }
+    None
+}
+
+fn refusal(e: &Refusal) -> Option<String> {
+    Some(match e {
+        Refusal::NotOwnGrid { grid, own } => {
+            tr!("err-not-own-grid", grid = grid.as_str(), own = own.as_str())
+        }
+        Refusal::StationNeedsGrid => tr!("err-station-needs-grid"),
+        Refusal::NotJoined => tr!("err-households-need-site"),
+        Refusal::HouseholdExists { grid, address, id } => tr!(
+            "err-household-exists",
+            grid = grid.as_str(),
+            address = address.as_str(),
+            id = id.as_str()
+        ),
+        Refusal::HouseholdMovedAway { grid, address, id } => tr!(
+            "err-household-moved",
+            grid = grid.as_str(),
+            address = address.as_str(),
+            id = id.as_str()
+        ),
+        Refusal::HouseholdInOtherGrid { id, grid, given } => tr!(
+            "err-household-other-grid",
+            id = id.as_str(),
+            grid = grid.as_str(),
+            given = given.as_str()
+        ),
+        Refusal::MalformedHousehold => tr!("err-household-malformed"),
+        Refusal::HouseholdAmbiguous(given) => {
+            tr!("err-household-ambiguous", given = given.as_str())
+        }
+        Refusal::NotFinished(status) => {
+            tr!("err-not-finished", status = crate::output::word(status))
+        }
+        Refusal::PolicyStationOnly => tr!("err-policy-station-only"),
+        Refusal::PolicyDays(max) => tr!("err-policy-days", max = *max),
+        Refusal::NotVisitAuthor => tr!("err-not-visit-author"),
+        Refusal::UnknownTicket(id) => tr!("err-unknown-ticket", id = id.as_str()),
+        Refusal::NotA(id, kind) => tr!("err-not-a", id = id.as_str(), kind = kind_name(kind)),
+        Refusal::NoRecord(id) => tr!("err-no-record", id = id.as_str()),
+        Refusal::NotSettled(field) => tr!("err-not-settled", field = label(field)),
+        Refusal::Signature(_) => return None,
+    })
+}
+
+fn time_range(e: &TimeRange) -> String {
+    match e {
+        TimeRange::TooEarly(given) => tr!("err-time-too-early", given = given.as_str()),
+        TimeRange::Ahead { given, now } => {
+            tr!("err-time-ahead", given = given.as_str(), now = now.as_str())
+        }
+    }
+}
+
+/// `visit`, `ticket`, `household`... in this run's language.
+fn kind_name(kind: &str) -> String {
+    crate::i18n::message_or(&format!("kind-{}", kind.replace(' ', "-")), kind)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_transparent_wrapper_is_told_once() {
+        let inner = OpenError::NotInitialised("/tmp/h".into());
+        let e = anyhow::Error::new(DaemonError::Open(inner));
+        assert_eq!(
+            one_line(&e),
+            "/tmp/h is not initialised (run `yizhan init --name NAME` first)"
+        );
+    }
+
+    #[test]
+    fn context_and_cause_are_both_told() {
+        let e = anyhow::Error::new(FieldError::Empty("title")).context("row 3");
+        assert_eq!(one_line(&e), "row 3: title must not be empty");
+    }
+}
