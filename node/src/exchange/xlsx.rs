@@ -199,7 +199,12 @@ fn from_serial(serial: f64) -> Option<Time> {
         return None;
     }
     let ms = (serial * crate::model::DAY_MS as f64).round() as i64;
-    let local = excel_epoch() + chrono::Duration::milliseconds(ms);
+    local_time(excel_epoch() + chrono::Duration::milliseconds(ms))
+}
+
+/// A wall-clock time in this machine's zone (the earlier one in the hour a clock is set
+/// back).
+fn local_time(local: NaiveDateTime) -> Option<Time> {
     let at = Local.from_local_datetime(&local).earliest()?;
     Some(Time::from_millis(at.timestamp_millis()))
 }
@@ -405,8 +410,19 @@ fn value_of(cell: Cell, data: &DataRef<'_>) -> Option<Result<Value, String>> {
         DataRef::SharedString(s) => (*s).to_string(),
         DataRef::DateTime(d) => {
             if cell == Cell::Time {
+                // Its parts, as the workbook's date system (1900 or 1904) counts them.
+                let (y, mo, day, h, mi, sec, ms) = d.to_ymd_hms_milli();
                 return Some(
-                    from_serial(d.as_f64())
+                    NaiveDate::from_ymd_opt(i32::from(y), u32::from(mo), u32::from(day))
+                        .and_then(|date| {
+                            date.and_hms_milli_opt(
+                                u32::from(h),
+                                u32::from(mi),
+                                u32::from(sec),
+                                u32::from(ms),
+                            )
+                        })
+                        .and_then(local_time)
                         .map(|t| Value::String(t.to_rfc3339()))
                         .ok_or_else(|| format!("{} is not a date-time", d.as_f64())),
                 );
