@@ -288,7 +288,7 @@ fn history(page: &mut Page, entries: &[HistoryEntry], names: &Names, kind: Recor
             t("print-change"),
             t("print-what"),
         ],
-        &[20, 14, 12, 54],
+        &[23, 14, 12, 51],
         &rows,
     );
 }
@@ -398,7 +398,7 @@ fn print_ticket(node: &Node, id: &str, names: &Names) -> anyhow::Result<(String,
     page.section(
         &t("print-comments"),
         &[t("print-at"), t("print-who"), t("print-comment")],
-        &[20, 14, 66],
+        &[23, 14, 63],
         &comments,
     );
     let mut visits = Vec::new();
@@ -412,7 +412,7 @@ fn print_ticket(node: &Node, id: &str, names: &Names) -> anyhow::Result<(String,
     page.section(
         &t("print-visits"),
         &visit_header(),
-        &[20, 12, 12, 16, 40],
+        &[23, 12, 12, 15, 38],
         &visit_rows(&visits, names),
     );
     history(&mut page, &d.history, names, RecordKind::Ticket);
@@ -452,7 +452,7 @@ fn print_household(node: &Node, id: &str, names: &Names) -> anyhow::Result<(Stri
     page.section(
         &t("print-visits"),
         &visit_header(),
-        &[20, 12, 12, 16, 40],
+        &[23, 12, 12, 15, 38],
         &visit_rows(&d.visits, names),
     );
     let tickets: Vec<Vec<String>> = d
@@ -477,7 +477,7 @@ fn print_household(node: &Node, id: &str, names: &Names) -> anyhow::Result<(Stri
             t("print-status"),
             t("print-assignee"),
         ],
-        &[20, 46, 18, 16],
+        &[23, 43, 18, 16],
         &tickets,
     );
     history(&mut page, &d.history, names, RecordKind::Household);
