@@ -191,7 +191,10 @@ pub fn import(node: &mut Node, out: &Out, args: ImportArgs) -> anyhow::Result<()
                 .len()
         }
         Kind::Tickets => {
-            let tickets = exchange::parse_tickets(&bytes, format).map_err(|e| refused(e, &file))?;
+            let tickets = exchange::parse_tickets_with(&bytes, format, &|name| {
+                crate::commands::member(node, name).ok()
+            })
+            .map_err(|e| refused(e, &file))?;
             let bar = Progress::rows(out, tickets.len(), &what);
             node.open_tickets_observed(&tickets, &mut |n| bar.set(n))?
                 .len()

@@ -614,10 +614,30 @@ pub fn parse_visits(bytes: &[u8], format: Format) -> Result<Vec<NewVisit>, Impor
 
 /// Reads tickets to import. Every row is checked; the first bad one is the error.
 pub fn parse_tickets(bytes: &[u8], format: Format) -> Result<Vec<NewTicket>, ImportError> {
+    parse_tickets_with(bytes, format, &|_| None)
+}
+
+/// [`parse_tickets`], with the members by name: a workbook row whose assignee has a name
+/// (承办人) and no device id is assigned to the member `member` finds by that name; a name
+/// it does not find makes the row bad. The device id wins where a row has both.
+pub fn parse_tickets_with(
+    bytes: &[u8],
+    format: Format,
+    member: &dyn Fn(&str) -> Option<DeviceId>,
+) -> Result<Vec<NewTicket>, ImportError> {
     read_rows(bytes, format, Kind::Tickets)?
         .iter()
         .map(|row| {
             let opened_at = row.happened("opened_at")?;
+            let assignee = match row.parsed::<DeviceId>("assignee")? {
+                Some(d) => Some(d),
+                None => match row.text(&xlsx::name_key("assignee"))? {
+                    Some(name) => Some(member(name.trim()).ok_or_else(|| {
+                        row.bad(format!("no member is named '{name}' (assignee)"))
+                    })?),
+                    None => None,
+                },
+            };
             let ticket = NewTicket {
                 title: row.required("title")?,
                 status: row.parsed::<Status>("status")?,
@@ -625,7 +645,7 @@ pub fn parse_tickets(bytes: &[u8], format: Format) -> Result<Vec<NewTicket>, Imp
                 priority: row.parsed::<Priority>("priority")?,
                 household: row.text("household")?,
                 grid: row.text("grid")?,
-                assignee: row.parsed::<DeviceId>("assignee")?,
+                assignee,
                 opened_at: Some(opened_at),
                 note: row.text("note")?,
                 due: row.parsed::<Time>("due")?,

@@ -908,3 +908,54 @@ fn printed_pages_hold_the_record_its_history_and_its_visits_on_a4() {
     let (code, _) = home.fail(&["print", "ticket", "ffffffffff"]);
     assert_eq!(code, 1);
 }
+
+#[test]
+fn a_ticket_assigned_by_name_in_a_workbook_goes_to_that_member() {
+    let home = Home::station();
+    let opened = serial(&hours_ago(4));
+    let write = |path: &Path, assignee: &str| {
+        let mut book = umya_spreadsheet::new_file();
+        let ws = book.sheet_mut(0).unwrap();
+        for (c, h) in ["登记时间", "标题", "网格", "承办人"].iter().enumerate() {
+            ws.cell_mut((c as u32 + 1, 1)).set_value(*h);
+        }
+        let at = ws.cell_mut((1, 2));
+        at.set_value_number(opened);
+        at.style_mut()
+            .number_format_mut()
+            .set_format_code("yyyy-mm-dd hh:mm");
+        ws.cell_mut((2, 2)).set_value("楼道灯坏了");
+        ws.cell_mut((3, 2)).set_value(GRID);
+        ws.cell_mut((4, 2)).set_value(assignee);
+        umya_spreadsheet::writer::xlsx::write(&book, path).unwrap();
+    };
+    let file = home.scratch("assigned.xlsx");
+    write(&file, STATION);
+    home.json(&[
+        "import",
+        "--kind",
+        "tickets",
+        "--format",
+        "xlsx",
+        file.to_str().unwrap(),
+    ]);
+    let tickets = home.json(&["ticket", "list"]);
+    assert_eq!(tickets[0]["assignee"], home.device_id.as_str());
+
+    // A name that is no member's is a bad row: nothing imported.
+    write(&file, "不认识的人");
+    let (code, stderr) = home.fail(&[
+        "import",
+        "--kind",
+        "tickets",
+        "--format",
+        "xlsx",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("row 2") && stderr.contains("不认识的人"),
+        "{stderr}"
+    );
+    assert_eq!(home.json(&["ticket", "list"]).as_array().unwrap().len(), 1);
+}

@@ -6,8 +6,9 @@
 //!
 //! The reader turns each sheet row into the same JSON object as a CSV row ([`super::Row`]),
 //! so that an imported workbook obeys the rules of [`super`] and no others. It takes the
-//! Chinese headers or the column keys, names or slugs, date-time cells or text; the name
-//! columns and the derived columns are read past, as in CSV.
+//! Chinese headers or the column keys, names or slugs, date-time cells or text. A name
+//! typed beside a member column is kept for [`super::parse_tickets_with`] to look up (a
+//! ticket assigned by name); the derived columns are read past, as in CSV.
 //!
 //! A workbook is a zip archive, so reading is bounded before anything is read whole: a file
 //! larger than [`MAX_FILE`], parts that unpack to more than [`MAX_UNPACKED`] in all, or a
@@ -487,10 +488,10 @@ fn local_text_time(text: &str) -> String {
     t.to_string()
 }
 
-/// What a header names: a column, or a name column (read past).
+/// What a header names: a column, or the name column beside a member column.
 enum Header {
     Column(&'static Column),
-    Name,
+    Name(&'static Column),
 }
 
 fn header(kind: Kind, text: &str) -> Option<Header> {
@@ -500,7 +501,7 @@ fn header(kind: Kind, text: &str) -> Option<Header> {
             return Some(Header::Column(c));
         }
         if matches!(c.cell, Cell::Member(name) if name == t) {
-            return Some(Header::Name);
+            return Some(Header::Name(c));
         }
     }
     None
@@ -548,6 +549,8 @@ fn read_within(bytes: &[u8], kind: Kind, limits: Limits) -> Result<Vec<Row>, Imp
         return Err(super::ImportError::Empty);
     };
     let mut columns: HashMap<u32, &'static Column> = HashMap::new();
+    // Name columns, by the key of the member column they stand beside.
+    let mut name_columns: HashMap<u32, &'static str> = HashMap::new();
     for (c, data) in &header_cells {
         let text = match data {
             DataRef::String(s) => s.clone(),
@@ -558,7 +561,9 @@ fn read_within(bytes: &[u8], kind: Kind, limits: Limits) -> Result<Vec<Row>, Imp
             Some(Header::Column(col)) => {
                 columns.insert(*c, col);
             }
-            Some(Header::Name) => {}
+            Some(Header::Name(member)) => {
+                name_columns.insert(*c, member.key);
+            }
             None => return Err(ImportError::UnknownColumn(text.trim().to_string())),
         }
     }
@@ -567,6 +572,12 @@ fn read_within(bytes: &[u8], kind: Kind, limits: Limits) -> Result<Vec<Row>, Imp
         let place = super::Place::SheetRow(r + 1);
         let mut fields = Map::new();
         for (c, data) in &cells {
+            if let Some(key) = name_columns.get(c) {
+                if let Some(Ok(Value::String(name))) = value_of(Cell::Text, data) {
+                    fields.insert(name_key(key), Value::String(name));
+                }
+                continue;
+            }
             let Some(column) = columns.get(c) else {
                 continue;
             };
@@ -589,6 +600,11 @@ fn read_within(bytes: &[u8], kind: Kind, limits: Limits) -> Result<Vec<Row>, Imp
         rows.push(Row { place, fields });
     }
     Ok(rows)
+}
+
+/// The field of a row that holds the name typed beside a member column (`assignee_name`).
+pub(super) fn name_key(key: &str) -> String {
+    format!("{key}_name")
 }
 
 fn too_many_rows(limits: Limits) -> ImportError {
