@@ -62,6 +62,9 @@ pub enum Command {
     /// The station's policy: visit intervals by tag, ticket deadlines by priority.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Notices (信息发布): a station publishes; members read them offline and mark them read.
+    #[command(subcommand)]
+    Notice(NoticeCommand),
     /// What needs doing: households due a visit and tickets near or past their deadline,
     /// most overdue first, from the records this node holds (works offline).
     Due(DueArgs),
@@ -519,6 +522,36 @@ pub enum PolicyCommand {
 pub enum PolicySetting {
     VisitEvery,
     TicketDue,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NoticeCommand {
+    /// Station only: publish a notice to the grids named, or to the whole site.
+    Publish {
+        /// Its title.
+        #[arg(long)]
+        title: String,
+        /// Its text.
+        #[arg(long)]
+        body: String,
+        /// A grid it is for (repeat for several); none: the whole site.
+        #[arg(long = "grid", value_name = "GRID")]
+        grids: Vec<String>,
+        /// When it stops being current (RFC 3339, or a date: its start); none: never.
+        #[arg(long, value_name = "TIME")]
+        until: Option<String>,
+    },
+    /// The notices this node holds, newest first (works offline).
+    List {
+        /// Also those whose `until` has passed.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Mark a notice read by this device (it reaches the station with the next sync).
+    Read {
+        /// Notice id or a unique prefix (6+ characters).
+        id: String,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -29,6 +29,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Household(cmd) => crate::ledger::household(&mut open(&home)?, &out, cmd),
         Command::Policy(cmd) => crate::ledger::policy(&mut open(&home)?, &out, cmd),
         Command::Due(args) => crate::ledger::due(&open(&home)?, &out, args),
+        Command::Notice(cmd) => crate::notice::run(&mut open(&home)?, &out, cmd),
         Command::Enroll(args) => enroll(&mut open(&home)?, &out, args),
         Command::Join(args) => join(&mut open(&home)?, &out, args),
         Command::Revoke(args) => revoke(&mut open(&home)?, &out, args),

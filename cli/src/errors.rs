@@ -190,6 +190,7 @@ fn known(e: &(dyn Error + 'static)) -> Option<String> {
                 format!("{}: {}", label(field), time_range(range))
             }
             FieldError::Multiline => tr!("err-resident-multiline"),
+            FieldError::MultilineGrid => tr!("notice-grid-multiline"),
         });
     }
     if let Some(e) = e.downcast_ref::<TimeRange>() {
@@ -271,6 +272,7 @@ fn refusal(e: &Refusal) -> Option<String> {
             tr!("err-not-finished", status = crate::output::word(status))
         }
         Refusal::PolicyStationOnly => tr!("err-policy-station-only"),
+        Refusal::NoticeStationOnly => tr!("notice-station-only"),
         Refusal::PolicyDays(max) => tr!("err-policy-days", max = *max),
         Refusal::NotVisitAuthor => tr!("err-not-visit-author"),
         Refusal::UnknownTicket(id) => tr!("err-unknown-ticket", id = id.as_str()),

@@ -17,6 +17,7 @@ mod errors;
 mod history;
 mod i18n;
 mod ledger;
+mod notice;
 mod office;
 mod output;
 mod print;

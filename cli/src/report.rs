@@ -208,7 +208,7 @@ fn needs_attention(r: &Report) -> bool {
 // ----------------------------------------------------------------------------------------
 // Markdown.
 
-fn md_cell(s: &str) -> String {
+pub(crate) fn md_cell(s: &str) -> String {
     s.replace('|', "\\|").replace(['\n', '\r'], " ")
 }
 
@@ -416,6 +416,7 @@ pub fn markdown(r: &Report, names: &crate::output::Names) -> String {
     }
     let _ = writeln!(w);
     markdown_grids(w, r, names);
+    crate::notice::report_markdown(w, r);
     s
 }
 
@@ -584,7 +585,7 @@ fn markdown_grids(w: &mut String, r: &Report, names: &crate::output::Names) {
 // ----------------------------------------------------------------------------------------
 // HTML.
 
-fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -1014,6 +1015,7 @@ pub fn html(r: &Report, names: &crate::output::Names) -> anyhow::Result<String> 
     }
     w.push_str("</section>\n");
     html_grids(w, r, names)?;
+    crate::notice::report_html(w, r);
     let _ = write!(
         w,
         "\n<footer>{}</footer>\n</main>\n</body>\n</html>\n",
@@ -1071,7 +1073,7 @@ fn html_attention(w: &mut String, r: &Report, names: &crate::output::Names) {
 }
 
 /// A table: (heading, numeric) and rows of cells.
-fn html_table(w: &mut String, heads: &[(String, bool)], rows: &[Vec<String>]) {
+pub(crate) fn html_table(w: &mut String, heads: &[(String, bool)], rows: &[Vec<String>]) {
     w.push_str("<table><tr>");
     for (label, n) in heads {
         w.push_str(&th(label, *n));

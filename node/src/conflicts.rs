@@ -498,6 +498,8 @@ impl Node {
                 e.check()?;
                 Edit::Household(e, stored)
             }
+            // A notice is published whole; its fields are not settled one by one.
+            RecordKind::Notice => return Err(ConflictError::Fixed(field.as_str().to_string())),
             RecordKind::Policy => {
                 let days: u32 = value.trim().parse().map_err(|_| {
                     ConflictError::Fixed(format!("{} (give whole days)", field.as_str()))

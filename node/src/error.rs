@@ -133,6 +133,9 @@ pub enum Refusal {
     /// Only a station writes the policy.
     #[error("only a station may change the policy")]
     PolicyStationOnly,
+    /// Only a station publishes a notice.
+    #[error("only a station may publish a notice")]
+    NoticeStationOnly,
     /// Policy days out of range.
     #[error("days must be between 1 and {0}")]
     PolicyDays(u32),

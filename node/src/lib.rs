@@ -10,7 +10,7 @@
 //! | layer | modules | what they hold |
 //! |---|---|---|
 //! | 0 | [`model`], [`net`], [`discovery`], [`config`] | values (categories, status, channels, tags, times); QUIC endpoints and framing; mDNS; `config.toml` |
-//! | 1 | [`records`] | the record model: how visits, tickets, households and the policy are laid out in their documents, field by field |
+//! | 1 | [`records`] | the record model: how visits, tickets, households, the policy and notices are laid out in their documents, field by field |
 //! | 2 | [`error`] | the errors of every operation |
 //! | 3 | [`store`] | SQLite: schema and migrations, the connection, documents and their index rows |
 //! | 4 | [`identity`] | who this node is (role, site, grids, certificate) |
@@ -18,7 +18,7 @@
 //! | 6 | [`ingest`], [`local`] | the gate every received change passes: admission rules, the pipeline, quarantine, group commit; one change made and signed on this node, and the household a new record names |
 //! | 7 | [`upgrade`] | linking an older store's visits and tickets to households, once |
 //! | 8 | [`home`] | home directories, the key file, the pool, and [`Node`] itself |
-//! | 9 | [`write`](mod@write), [`history`] | local writes; a record's history from its signed changes |
+//! | 9 | [`write`](mod@write), [`history`], [`notices`] | local writes; a record's history from its signed changes; notices: publishing, reading, listing, their report figures |
 //! | 10 | [`query`], [`conflicts`], [`members`], [`purge`], [`quarantine`], [`report`], [`status`], [`exchange`] | what commands read and do with a node |
 //! | 11 | [`sync`] | the sync engine: a `protocol::Session` driven with this node's store |
 //! | 12 | [`link`] | one sync over a QUIC stream |
@@ -39,6 +39,7 @@ pub mod local;
 pub mod members;
 pub mod model;
 pub mod net;
+pub mod notices;
 pub mod purge;
 pub mod quarantine;
 pub mod query;
@@ -73,7 +74,7 @@ mod layering {
         &["ingest", "local"],
         &["upgrade"],
         &["home"],
-        &["write", "history"],
+        &["write", "history", "notices"],
         &[
             "query",
             "conflicts",

@@ -295,7 +295,8 @@ impl Node {
                             ..TicketUpdate::default()
                         },
                     )?,
-                    Some(RecordKind::Household | RecordKind::Policy) | None => {}
+                    Some(RecordKind::Household | RecordKind::Policy | RecordKind::Notice)
+                    | None => {}
                 }
             }
         }

@@ -1,7 +1,8 @@
 //! Dropping the records a volunteer's laptop may no longer hold.
 //!
-//! A volunteer's laptop holds the records of its grids, those it made and the tickets
-//! assigned to it (protocol.md §9). A record that leaves that scope (moved to another grid,
+//! A volunteer's laptop holds the records of its grids, those it made, the tickets
+//! assigned to it, the policy, and the notices of its grids and of the whole site
+//! (protocol.md §9). A record that leaves that scope (moved to another grid,
 //! reassigned, or the volunteer's own grids changed by a new enrolment) is removed from the
 //! store at the end of the sync that brought the news: its document, its changes, its row
 //! in the records index, its links, its refused changes and its moves, with SQLite's
@@ -76,14 +77,19 @@ impl Node {
         let grids = serde_json::to_string(&ident.grids).expect("strings serialise");
         let refused = serde_json::to_string(&refused).expect("strings serialise");
         let conn = self.store().conn();
-        // Out of scope (§9), and holding an own change not covered, or not.
+        // Out of scope (§9), and holding an own change not covered, or not. A notice has no
+        // grid (its grids are in `notice_grids`): its `r.grid IN (..)` is false, not NULL,
+        // so that the rest decides (other records without a grid are kept, as before).
         let mut stmt = conn.prepare(
             "SELECT r.docno, r.doc_id, lower(hex(r.doc_id)),
                     EXISTS (SELECT 1 FROM changes c WHERE c.docno = r.docno AND c.origin IS NULL
                             AND (c.lseq > ?3 OR lower(hex(c.hash)) IN (SELECT value FROM json_each(?4))))
              FROM records r
-             WHERE NOT (r.grid IN (SELECT value FROM json_each(?1)) OR r.author = ?2
-                        OR r.assignee IS NOT NULL AND r.assignee = ?2 OR r.kind = 4)",
+             WHERE NOT (COALESCE(r.grid IN (SELECT value FROM json_each(?1)), r.kind != 5)
+                        OR r.author = ?2
+                        OR r.assignee IS NOT NULL AND r.assignee = ?2 OR r.kind = 4
+                        OR r.docno IN (SELECT n.docno FROM notice_grids n
+                            WHERE n.grid IN (SELECT value FROM json_each(?1) UNION ALL SELECT '')))",
         )?;
         let rows: Vec<(i64, Vec<u8>, String, bool)> = stmt
             .query_map(params![grids, me.to_string(), covers, refused], |r| {
@@ -127,6 +133,7 @@ impl Node {
                 tx.execute("DELETE FROM changes WHERE docno = ?1", [docno])?;
                 tx.execute("DELETE FROM records WHERE docno = ?1", [docno])?;
                 tx.execute("DELETE FROM moves WHERE docno = ?1", [docno])?;
+                tx.execute("DELETE FROM notice_grids WHERE docno = ?1", [docno])?;
                 tx.execute("DELETE FROM docs WHERE docno = ?1", [docno])?;
                 tx.execute("DELETE FROM doc_ids WHERE doc_id = ?1", [doc_id])?;
                 tx.execute("DELETE FROM doc_ids_new WHERE doc_id = ?1", [doc_id])?;

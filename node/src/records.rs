@@ -1,24 +1,33 @@
-//! The record model: how a visit log, a ticket, a household or the station's policy is laid
-//! out in its Automerge document, and how the CLI-facing objects are read back out of it.
+//! The record model: how a visit log, a ticket, a household, the station's policy or a
+//! notice is laid out in its Automerge document, and how the CLI-facing objects are read
+//! back out of it.
 //!
 //! Root of every record document:
 //!
-//! | key | type | visit | ticket | household | policy |
-//! | --- | --- | --- | --- | --- | --- |
-//! | `kind` | str | `"visit"` | `"ticket"` | `"household"` | `"policy"` |
-//! | `id` | str | the record id | the record id | the record id | the record id |
-//! | `grid`, `note` | str | yes | yes | yes | |
-//! | `household`, `household_id`, `category` | str | yes | yes | | |
-//! | `needs`, `visited_at` | str | yes | | | |
-//! | `residents` | list of str | yes | | | |
-//! | `residents` | str, one name a line | | | yes | |
-//! | `tickets` | map ticket id → true | yes | | | |
-//! | `title`, `status`, `priority`, `assignee`, `opened_at` | str | | yes | | |
-//! | `due`, `channel`, `resolved_at`, `satisfaction`, `rated_at` | str | | yes | | |
-//! | `comments` | list of map {author, text, at} | | yes | | |
-//! | `address`, `phone`, `added_at` | str | | | yes | |
-//! | `tag:TAG` | `"true"` / `"false"` | | | yes | |
-//! | `visit_every:TAG`, `ticket_due:PRIORITY` | str, whole days | | | | yes |
+//! | key | type | visit | ticket | household | policy | notice |
+//! | --- | --- | --- | --- | --- | --- | --- |
+//! | `kind` | str | `"visit"` | `"ticket"` | `"household"` | `"policy"` | `"notice"` |
+//! | `id` | str | the record id | the record id | the record id | the record id | the record id |
+//! | `grid`, `note` | str | yes | yes | yes | | |
+//! | `household`, `household_id`, `category` | str | yes | yes | | | |
+//! | `needs`, `visited_at` | str | yes | | | | |
+//! | `residents` | list of str | yes | | | | |
+//! | `residents` | str, one name a line | | | yes | | |
+//! | `tickets` | map ticket id → true | yes | | | | |
+//! | `title` | str | | yes | | | yes |
+//! | `status`, `priority`, `assignee`, `opened_at` | str | | yes | | | |
+//! | `due`, `channel`, `resolved_at`, `satisfaction`, `rated_at` | str | | yes | | | |
+//! | `comments` | list of map {author, text, at} | | yes | | | |
+//! | `address`, `phone`, `added_at` | str | | | yes | | |
+//! | `tag:TAG` | `"true"` / `"false"` | | | yes | | |
+//! | `visit_every:TAG`, `ticket_due:PRIORITY` | str, whole days | | | | yes | |
+//! | `body`, `published_at`, `until` | str | | | | | yes |
+//! | `grids` | str, one grid a line, sorted; empty: the whole site | | | | | yes |
+//! | `read:DEVICE` | str, when that device read it (RFC 3339) | | | | | yes |
+//!
+//! A notice's fields other than its read marks are written only by stations; a read mark
+//! only by the device it names, once (`ingest::rules`). So a notice holds at most one
+//! small register for each member, whatever its members do.
 //!
 //! A household's residents and tags are registers, not lists or maps: a household is made
 //! by whoever comes first (its id derives from its site, grid and address), and two
@@ -116,6 +125,107 @@ pub const POLICY_FIELDS: &[Field] = &[
     Field::TicketDue(Priority::High),
     Field::TicketDue(Priority::Urgent),
 ];
+
+/// The scalar fields of a notice (its read marks, `read:DEVICE`, apart), in display order.
+pub const NOTICE_FIELDS: &[Field] = &[
+    Field::Title,
+    Field::Body,
+    Field::Grids,
+    Field::PublishedAt,
+    Field::Until,
+];
+
+/// The key prefix of a notice's read marks: `read:` and the 64-hex device id.
+pub const READ_MARK_PREFIX: &str = "read:";
+
+/// Longest value a read mark may hold, in bytes: an RFC 3339 time is at most 35.
+pub const MAX_READ_MARK: usize = 64;
+
+/// The key of `device`'s read mark on a notice.
+pub fn read_mark_key(device: DeviceId) -> String {
+    format!("{READ_MARK_PREFIX}{device}")
+}
+
+/// The device (64 lowercase hex) whose read mark `key` is, if it is one.
+pub fn read_mark_device(key: &str) -> Option<&str> {
+    key.strip_prefix(READ_MARK_PREFIX)
+        .filter(|d| d.len() == 64 && d.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+}
+
+/// A notice as `notice list --json` prints it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Notice {
+    /// Record id (32 hex).
+    pub id: String,
+    /// Its title.
+    pub title: String,
+    /// Its text.
+    pub body: String,
+    /// The grids it is for; empty: the whole site.
+    pub grids: Vec<String>,
+    /// When it was published (RFC 3339).
+    pub published_at: String,
+    /// When it stops being current (RFC 3339); none: it stays current.
+    pub until: Option<String>,
+    /// Whether this node's device has read it.
+    pub read: bool,
+    /// The devices that have read it (64 hex each), in id order.
+    pub read_by: Vec<String>,
+}
+
+impl Notice {
+    /// Whether it is current at `now_ms`: no `until`, or `until` ahead.
+    pub fn current(&self, now_ms: i64) -> bool {
+        self.until
+            .as_deref()
+            .is_none_or(|u| u.parse::<Time>().map_or(true, |t| t.millis() > now_ms))
+    }
+}
+
+/// A new notice, as a station publishes it.
+#[derive(Debug, Clone, Default)]
+pub struct NewNotice {
+    /// Required, not empty.
+    pub title: String,
+    /// Required, not empty.
+    pub body: String,
+    /// The grids it is for; none: the whole site.
+    pub grids: Vec<String>,
+    /// When it stops being current; none: never.
+    pub until: Option<Time>,
+}
+
+impl NewNotice {
+    /// Checks every field; the grids come back sorted, each once.
+    pub fn check(&self) -> Result<(), FieldError> {
+        check_required(Field::Title.as_str(), &self.title)?;
+        if self.body.trim().is_empty() {
+            return Err(FieldError::Empty(Field::Body.as_str()));
+        }
+        check_text(Field::Body.as_str(), &self.body, MAX_LONG_TEXT)?;
+        if self.grids.len() > MAX_NOTICE_GRIDS {
+            return Err(FieldError::TooMany(Field::Grids.as_str(), MAX_NOTICE_GRIDS));
+        }
+        for g in &self.grids {
+            check_required(Field::Grid.as_str(), g)?;
+            if g.contains(['\n', '\r']) {
+                return Err(FieldError::MultilineGrid);
+            }
+        }
+        Ok(())
+    }
+
+    /// Its grids sorted, each once.
+    pub fn grid_set(&self) -> Vec<String> {
+        let mut grids: Vec<String> = self.grids.iter().map(|g| g.trim().to_string()).collect();
+        grids.sort();
+        grids.dedup();
+        grids
+    }
+}
+
+/// Most grids one notice may name.
+pub const MAX_NOTICE_GRIDS: usize = 100;
 
 /// A visit log as `visit list --json` prints it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -543,6 +653,9 @@ pub enum FieldError {
     /// A resident's name holds a line break (a household keeps one name a line).
     #[error("a resident's name must be one line")]
     Multiline,
+    /// A notice's grid holds a line break (a notice keeps one grid a line).
+    #[error("a grid's name must be one line")]
+    MultilineGrid,
 }
 
 fn check_text(field: &'static str, value: &str, max: usize) -> Result<(), FieldError> {
@@ -954,6 +1067,34 @@ pub fn write_policy(
     Ok(e.message("set policy"))
 }
 
+/// Writes a new notice into an empty document; returns the history message.
+pub fn write_new_notice(
+    doc: &mut AutoCommit,
+    id: DocId,
+    n: &NewNotice,
+    published_at: Time,
+) -> Result<String, automerge::AutomergeError> {
+    let mut e = Edits::default();
+    doc.put(ROOT, Field::Kind, RecordKind::Notice.name())?;
+    doc.put(ROOT, Field::Id, id.to_string())?;
+    e.put(doc, Field::Title, Some(n.title.as_str()))?;
+    e.put(doc, Field::Body, Some(n.body.as_str()))?;
+    e.put(doc, Field::Grids, Some(n.grid_set().join("\n")))?;
+    e.put(doc, Field::PublishedAt, Some(published_at.to_rfc3339()))?;
+    e.put(doc, Field::Until, n.until.map(|t| t.to_rfc3339()))?;
+    Ok("publish notice".to_string())
+}
+
+/// Writes `device`'s read mark on a notice, at `at`; returns the history message.
+pub fn write_read_mark(
+    doc: &mut AutoCommit,
+    device: DeviceId,
+    at: Time,
+) -> Result<String, automerge::AutomergeError> {
+    doc.put(ROOT, read_mark_key(device), at.to_rfc3339())?;
+    Ok("read notice".to_string())
+}
+
 /// Applies an update to a ticket; returns the history message.
 pub fn write_ticket_update(
     doc: &mut AutoCommit,
@@ -1021,6 +1162,7 @@ pub(crate) fn fields_of(kind: RecordKind) -> &'static [Field] {
         RecordKind::Ticket => TICKET_FIELDS,
         RecordKind::Household => HOUSEHOLD_FIELDS,
         RecordKind::Policy => POLICY_FIELDS,
+        RecordKind::Notice => NOTICE_FIELDS,
     }
 }
 
@@ -1372,6 +1514,47 @@ pub fn read_policy_from(root: &Root) -> Policy {
         }
     }
     policy
+}
+
+/// Reads a notice's list object from its root, read once, as seen by `me`.
+pub fn read_notice_from(root: &Root, header: &DocHeader, me: Option<DeviceId>) -> Notice {
+    let mut read_by: Vec<String> = root
+        .fields
+        .keys()
+        .filter_map(|k| read_mark_device(k))
+        .map(str::to_string)
+        .collect();
+    read_by.sort();
+    let me = me.map(|d| d.to_string());
+    Notice {
+        id: header.doc_id().to_string(),
+        title: root.text(Field::Title).unwrap_or_default(),
+        body: root.text(Field::Body).unwrap_or_default(),
+        grids: root
+            .text(Field::Grids)
+            .map(|g| {
+                g.lines()
+                    .filter(|l| !l.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default(),
+        published_at: root.text(Field::PublishedAt).unwrap_or_default(),
+        until: root.text(Field::Until),
+        read: me.is_some_and(|me| read_by.contains(&me)),
+        read_by,
+    }
+}
+
+/// A notice's read marks: (device id in hex, when it read the notice as the mark says).
+pub fn read_marks_from(root: &Root) -> Vec<(String, String)> {
+    let mut marks: Vec<(String, String)> = root
+        .fields
+        .iter()
+        .filter_map(|(k, e)| Some((read_mark_device(k)?.to_string(), scalar_text(&e.value)?)))
+        .collect();
+    marks.sort();
+    marks
 }
 
 /// Reads a ticket's comments, in list order.

@@ -112,6 +112,9 @@ pub struct Report {
     /// node that is not the station).
     #[serde(default)]
     pub held_in_quarantine: u64,
+    /// The notices published in the window, oldest first, with their readers.
+    #[serde(default)]
+    pub notices: Vec<crate::notices::NoticeFigures>,
 }
 
 /// A device the site revoked.
@@ -695,6 +698,7 @@ impl Node {
             overdue_tickets,
             revoked_devices: self.revoked_devices(window, &names)?,
             held_in_quarantine: self.held_count()?,
+            notices: self.notice_figures(window.since.map(Time::millis), window.until.millis())?,
         })
     }
 

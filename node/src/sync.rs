@@ -126,9 +126,11 @@ impl Scope {
     /// scope, or it left the scope at a position after parameter `?{after}` (`moves`), so
     /// that a node that held it learns of the move (and drops it, `purge.rs`).
     ///
-    /// The policy (kind 4) is in every scope. Each of the five terms is one an index
-    /// answers (`records_by_grid`, `_by_author`, `_by_assignee`, `_by_kind_time`, the
-    /// record's row id), so SQLite reads the records of the scope
+    /// The policy (kind 4) is in every scope; a notice (kind 5) in the scope of the grids
+    /// it names, or of every member when it names none (`notice_grids`, `''`). Each of the
+    /// six terms is one an index answers (`records_by_grid`, `_by_author`, `_by_assignee`,
+    /// `_by_kind_time`, `notice_grids`' key, the record's row id), so SQLite reads the
+    /// records of the scope
     /// and never the whole log after the puller's position. (A correlated `EXISTS` on
     /// `moves` made it walk `changes` by position instead: a laptop's pull then scanned
     /// every other grid's new changes, and a station's evening merge cost 30-60% more
@@ -139,8 +141,10 @@ impl Scope {
             Scope::Member { device, grids } => (
                 format!(
                     "(r.grid IN (SELECT value FROM json_each(?{a})) OR r.author = ?{b} OR r.assignee = ?{b} OR r.kind = 4
+                      OR r.docno IN (SELECT n.docno FROM notice_grids n
+                          WHERE n.grid IN (SELECT value FROM json_each(?{a}) UNION ALL SELECT ''))
                       OR r.docno IN (SELECT m.docno FROM moves m WHERE m.lseq > ?{after}
-                          AND (m.grid IN (SELECT value FROM json_each(?{a})) OR m.assignee = ?{b})))",
+                          AND (m.grid IN (SELECT value FROM json_each(?{a})) OR m.grid = '' OR m.assignee = ?{b})))",
                     a = first_param,
                     b = first_param + 1
                 ),
@@ -1205,6 +1209,79 @@ mod tests {
                 (d.header, wire)
             })
             .collect()
+    }
+
+    /// A volunteer's scope holds the notices of its grids and the site-wide ones, and no
+    /// other; SQLite finds them by look-ups in `notice_grids`' key, grid by grid, not by a
+    /// scan of every notice.
+    #[test]
+    fn the_notices_of_a_scope_are_found_through_their_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = InitConfig {
+            name: "幸福驿站".into(),
+            station: true,
+            encrypt: None,
+        };
+        let mut node = Node::init(&dir.path().join("s"), &config, InitSeed::random()).unwrap();
+        let mut expected = std::collections::BTreeSet::new();
+        for i in 0..60 {
+            let grids: Vec<String> = match i % 4 {
+                0 => Vec::new(),
+                1 => vec![format!("g{:02}", i % 10)],
+                _ => vec![format!("g{:02}", i % 10), format!("g{:02}", (i + 3) % 10)],
+            };
+            let id = node
+                .publish_notice(&crate::records::NewNotice {
+                    title: format!("通知 {i}"),
+                    body: "内容".into(),
+                    grids: grids.clone(),
+                    until: None,
+                })
+                .unwrap();
+            if grids.is_empty() || grids.iter().any(|g| g == "g03" || g == "g07") {
+                expected.insert(id);
+            }
+        }
+        let scope = Scope::Member {
+            device: yizhan_protocol::DeviceKey::from_seed([9; 32]).device_id(),
+            grids: vec!["g03".into(), "g07".into()],
+        };
+        let (cond, params) = scope.sql(1, 3);
+        let sql = format!("SELECT r.doc_id FROM records r WHERE r.kind = 5 AND ?3 = ?3 AND {cond}");
+        let conn = node.store().conn();
+        let mut args: Vec<rusqlite::types::Value> = params
+            .into_iter()
+            .map(rusqlite::types::Value::from)
+            .collect();
+        args.push(0i64.into());
+        let found: std::collections::BTreeSet<DocId> = conn
+            .prepare(&sql)
+            .unwrap()
+            .query_map(rusqlite::params_from_iter(args.iter()), |r| {
+                r.get::<_, Vec<u8>>(0)
+            })
+            .unwrap()
+            .map(|id| DocId::from_slice(&id.unwrap()).unwrap())
+            .collect();
+        assert_eq!(found, expected);
+        assert!(
+            expected.len() > 15 && expected.len() < 60,
+            "{}",
+            expected.len()
+        );
+        let plan: Vec<String> = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .unwrap()
+            .query_map(rusqlite::params_from_iter(args.iter()), |r| r.get(3))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        let plan = plan.join("\n");
+        assert!(
+            plan.contains("SEARCH n USING PRIMARY KEY (grid=?)"),
+            "{plan}"
+        );
+        assert!(!plan.contains("SCAN n"), "{plan}");
     }
 
     #[test]

@@ -1,13 +1,13 @@
 //! Record documents and their ids.
 //!
-//! Every record (a visit log, a ticket, a household, the station's policy) is one Automerge
-//! document. Its [`DocId`] is not random: it is the first 16 bytes of SHA-256 over the
-//! document's [`DocHeader`]. There are two derivations:
+//! Every record (a visit log, a ticket, a household, the station's policy, a notice) is one
+//! Automerge document. Its [`DocId`] is not random: it is the first 16 bytes of SHA-256 over
+//! the document's [`DocHeader`]. There are two derivations:
 //!
-//! - **Made by one author** (visits, tickets): the id covers the kind, the device that made
-//!   the record and a random nonce. Whoever holds the header can check that a document id
-//!   really names a visit log made by that author, so neither the kind nor the author of a
-//!   record can be forged by a later change.
+//! - **Made by one author** (visits, tickets, notices): the id covers the kind, the device
+//!   that made the record and a random nonce. Whoever holds the header can check that a
+//!   document id really names a visit log made by that author, so neither the kind nor the
+//!   author of a record can be forged by a later change.
 //! - **Made by whoever comes first** (households, the policy): the id covers the kind and a
 //!   nonce derived from what the record is about, not from who made it: a household from
 //!   its site, grid and normalised address ([`household_nonce`]), the policy from its site
@@ -37,6 +37,9 @@ pub enum RecordKind {
     /// The station's policy (visit intervals, ticket deadlines): one per site, written
     /// only by stations, held by every member.
     Policy,
+    /// A notice (信息发布) a station publishes to some grids or the whole site: its text
+    /// written only by stations; each member that holds it adds only its own read mark.
+    Notice,
 }
 
 impl RecordKind {
@@ -47,6 +50,7 @@ impl RecordKind {
             RecordKind::Ticket => 2,
             RecordKind::Household => 3,
             RecordKind::Policy => 4,
+            RecordKind::Notice => 5,
         }
     }
 
@@ -57,17 +61,19 @@ impl RecordKind {
             2 => Some(RecordKind::Ticket),
             3 => Some(RecordKind::Household),
             4 => Some(RecordKind::Policy),
+            5 => Some(RecordKind::Notice),
             _ => None,
         }
     }
 
-    /// The lowercase English name (`visit`, `ticket`, `household`, `policy`).
+    /// The lowercase English name (`visit`, `ticket`, `household`, `policy`, `notice`).
     pub fn name(self) -> &'static str {
         match self {
             RecordKind::Visit => "visit",
             RecordKind::Ticket => "ticket",
             RecordKind::Household => "household",
             RecordKind::Policy => "policy",
+            RecordKind::Notice => "notice",
         }
     }
 

@@ -67,8 +67,8 @@ fn copy_home(from: &Path, to: &Path) {
 /// One document of an ingest input.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CaseDoc {
-    /// The header's kind byte (1 visit, 2 ticket, 3 household, 4 policy; anything else is
-    /// read as `kind % 2 + 1`).
+    /// The header's kind byte (1 visit, 2 ticket, 3 household, 4 policy, 5 notice; anything
+    /// else is read as `kind % 2 + 1`).
     pub kind: u8,
     /// The header's author: a test key by `author % 4`.
     pub author: u8,
@@ -268,6 +268,7 @@ pub fn ingest(data: &[u8]) {
             RecordKind::Ticket => node.show_ticket(h.doc_id()).map(|_| ()),
             RecordKind::Household => node.show_household(h.doc_id()).map(|_| ()),
             RecordKind::Policy => node.policy().map(|_| ()),
+            RecordKind::Notice => node.list_notices(true).map(|_| ()),
         };
     }
 }

@@ -15,6 +15,7 @@ mod exchange;
 mod history;
 mod language;
 mod ledger;
+mod notices;
 mod office;
 mod progress;
 mod records;

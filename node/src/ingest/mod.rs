@@ -121,7 +121,8 @@ impl IngestContext {
 /// - a document is started only by its header's author, except a shared one (a
 ///   household, the policy), which any member may start, with what derives its id;
 /// - a visit log is changed only by its author or by a station;
-/// - the policy is written only by stations.
+/// - the policy is written only by stations, and a notice published only by one (what
+///   others may write of it, their own read mark, is judged by `rules::record_model`).
 ///
 /// What a change it merges writes is judged next, by [`model_grids`] and
 /// `rules::record_model`.
@@ -143,6 +144,13 @@ pub(crate) fn may_write(
     }
     if header.kind == RecordKind::Policy && ctx.site.is_some() && !signer_is_station {
         return Err("only a station may write the policy".into());
+    }
+    if header.kind == RecordKind::Notice
+        && ctx.site.is_some()
+        && v.change.deps().is_empty()
+        && !signer_is_station
+    {
+        return Err("only a station may publish a notice".into());
     }
     if header.kind == RecordKind::Visit && signer != header.author && !signer_is_station {
         return Err("only the visit's author or a station may change a visit log".into());

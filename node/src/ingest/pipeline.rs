@@ -194,7 +194,10 @@ pub(crate) fn build_fresh(
         }) && crate::ingest::rules::op_budget(0, results.iter().flatten().map(|v| v.change.len()))
             .iter()
             .all(Result::is_ok);
-    if !mergeable || results.is_empty() {
+    // Read marks are written once (`rules::record_model`): a notice's changes are checked
+    // against one another by `apply_group`.
+    let notice_marks = header.kind == yizhan_protocol::RecordKind::Notice && results.len() > 1;
+    if !mergeable || results.is_empty() || notice_marks {
         return Work::Checked(header, results);
     }
     let mut kept = Vec::with_capacity(results.len());
@@ -348,6 +351,35 @@ pub(crate) fn apply_group(
     let mut doc = load()?;
     // The fields that hold a value now: a change may not take the last one away.
     let before: Vec<String> = automerge::ReadDoc::keys(&doc, automerge::ROOT).collect();
+    // A notice's read mark is written once: not where the record holds it already, nor twice
+    // in the batch (rules.rs).
+    if header.kind == yizhan_protocol::RecordKind::Notice {
+        let mut marked: std::collections::HashSet<String> = before
+            .iter()
+            .filter(|k| records::read_mark_device(k).is_some())
+            .cloned()
+            .collect();
+        let mut fresh = Vec::with_capacity(verified.len());
+        for v in verified {
+            let marks = crate::ingest::rules::read_marks_written(&v.change);
+            if marks.iter().all(|m| !marked.contains(m)) {
+                marked.extend(marks);
+                fresh.push(v);
+            } else {
+                reject(
+                    tx,
+                    ctx,
+                    report,
+                    &v.envelope,
+                    "it marks a notice read a second time",
+                )?;
+            }
+        }
+        verified = fresh;
+        if verified.is_empty() {
+            return Ok(());
+        }
+    }
     // The record's budget of operations, before Automerge materialises any (rules.rs).
     let held = automerge::ReadDoc::stats(&doc).num_ops;
     let budget = crate::ingest::rules::op_budget(held, verified.iter().map(|v| v.change.len()));

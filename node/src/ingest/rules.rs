@@ -346,6 +346,12 @@ pub struct Misbehaviour {
 ///   several, one a maker) writes its `address` and `grid`, and they derive its id with
 ///   the `site`; the policy's id is the one its site derives. So no member can take the
 ///   id of a household it did not make, nor hold a second policy.
+/// - **Notices.** A volunteer (`grids` is `Some`) writes nothing of a notice but its own
+///   read mark, `read:` and its device id, valued a time of at most
+///   [`records::MAX_READ_MARK`] bytes; no one writes another device's mark, and a mark is
+///   written once: it supersedes no value, once in a change (a mark the record already
+///   holds is refused by ingest, `ingest::pipeline`). A member's marks cost a notice one
+///   register each, whatever the member sends.
 pub fn record_model(
     kind: RecordKind,
     doc: DocId,
@@ -392,6 +398,8 @@ pub fn record_model_of(
     let start = change.start_op().get();
     let genesis = change.deps().is_empty();
     let mut made: HashMap<u64, Made> = HashMap::new();
+    // A notice's read mark is written at most once by a change.
+    let mut marked = false;
     // A household's first change: the address and grid it writes.
     let (mut first_address, mut first_grid) = (None, None);
     for (i, op) in expanded.operations.iter().enumerate() {
@@ -405,9 +413,11 @@ pub fn record_model_of(
         let value = match &op.action {
             OpType::Put(v) => Some(v),
             OpType::Make(_) => None,
-            // Settling a conflict on the value that already shows deletes the others.
+            // Settling a conflict on the value that already shows deletes the others (a
+            // notice's fields are a station's to settle).
             OpType::Delete
                 if op.obj == ObjectId::Root
+                    && (kind != RecordKind::Notice || grids.is_none())
                     && !op.insert
                     && !op.pred.is_empty()
                     && matches!(&op.key, Key::Map(k) if records::scalar_field(kind, k).is_some()) =>
@@ -431,6 +441,17 @@ pub fn record_model_of(
                 }
                 let field = key.as_str();
                 match (&op.action, Field::parse(field), kind) {
+                    (OpType::Put(_), None, RecordKind::Notice)
+                        if field.starts_with(records::READ_MARK_PREFIX) =>
+                    {
+                        let v = text(value).unwrap_or_default();
+                        read_mark(field, &v, actor, op.pred.is_empty(), &mut marked)?;
+                    }
+                    (OpType::Put(_), _, RecordKind::Notice) if grids.is_some() => {
+                        return Err(format!(
+                            "only a station may write a notice's `{field}`; a member adds only its own read mark"
+                        ));
+                    }
                     (OpType::Put(_), _, _) => {
                         let Some(v) = text(value) else {
                             return Err(format!("it writes a value that is not text to `{field}`"));
@@ -625,6 +646,15 @@ fn valid_scalar(
             }
             true
         }
+        Field::Body => !v.trim().is_empty() && v.len() <= records::MAX_LONG_TEXT,
+        Field::PublishedAt | Field::Until => v.parse::<Time>().is_ok(),
+        // A notice's grids: one a line, each a grid's name; none: the whole site.
+        Field::Grids => {
+            v.len() <= records::MAX_LONG_TEXT
+                && v.lines().count() <= records::MAX_NOTICE_GRIDS
+                && v.lines()
+                    .all(|l| !l.trim().is_empty() && l.len() <= records::MAX_SHORT_TEXT)
+        }
         Field::Household | Field::Title => {
             (field == Field::Household && kind == RecordKind::Ticket || !v.trim().is_empty())
                 && v.len() <= records::MAX_SHORT_TEXT
@@ -633,6 +663,48 @@ fn valid_scalar(
         // Not scalar fields: set once by the first change, or objects.
         Field::Kind | Field::Id | Field::Tickets | Field::Comments => false,
     })
+}
+
+/// Checks a notice's read mark `key` = `v` written by `author` (see [`record_model`]): the
+/// key names the writer, the value is a time of bounded length, and it supersedes nothing
+/// (a mark is written once), once in the change.
+fn read_mark(
+    key: &str,
+    v: &str,
+    author: &automerge::ActorId,
+    fresh: bool,
+    marked: &mut bool,
+) -> Result<(), String> {
+    let Some(device) = records::read_mark_device(key) else {
+        return Err(format!("it writes `{key}`, which a notice does not have"));
+    };
+    if hex::decode(device).ok().as_deref() != Some(author.to_bytes()) {
+        return Err("it writes another member's read mark".into());
+    }
+    if v.len() > records::MAX_READ_MARK || v.parse::<crate::model::Time>().is_err() {
+        return Err("it writes a read mark that is not a time".into());
+    }
+    if !fresh || std::mem::replace(marked, true) {
+        return Err("it marks a notice read a second time".into());
+    }
+    Ok(())
+}
+
+/// The read marks (`read:DEVICE` keys) a change of a notice writes.
+pub fn read_marks_written(change: &automerge::Change) -> Vec<String> {
+    use automerge::legacy::{Key, ObjectId};
+    let Ok(expanded) = expand(change) else {
+        return Vec::new();
+    };
+    expanded
+        .operations
+        .iter()
+        .filter(|op| op.obj == ObjectId::Root)
+        .filter_map(|op| match &op.key {
+            Key::Map(k) if k.starts_with(records::READ_MARK_PREFIX) => Some(k.to_string()),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Checks a comment field written by its author (see [`record_model`]).
@@ -958,6 +1030,110 @@ mod tests {
         assert_eq!(
             ok(RecordKind::Ticket, &last(&mut ticket)),
             Err("it alters a comment another member wrote".into())
+        );
+    }
+
+    /// A station's notice passes; of a notice, a volunteer writes its own read mark, once,
+    /// and nothing else; no one writes another's mark.
+    #[test]
+    fn a_notice_takes_a_stations_fields_and_each_members_own_mark() {
+        use crate::model::Time;
+        use crate::records::{self, NewNotice};
+        let station = automerge::ActorId::from([7u8; 32].as_slice());
+        let me = automerge::ActorId::from([9u8; 32].as_slice());
+        let me_id = yizhan_protocol::DeviceId::from_slice(&[9u8; 32]).unwrap();
+        let id = DocId::from_bytes([1; 16]);
+        let grids = vec!["和平里".to_string()];
+        let last = |am: &mut AutoCommit| {
+            am.commit();
+            am.get_last_local_change().unwrap().clone()
+        };
+        let as_volunteer =
+            |c: &automerge::Change| record_model(RecordKind::Notice, id, c, Some(&grids), None);
+        let mut notice = AutoCommit::new().with_actor(station.clone());
+        let new = NewNotice {
+            title: "停水通知".into(),
+            body: "周三停水".into(),
+            grids: vec!["光明街".into(), "和平里".into()],
+            until: Some(Time::now()),
+        };
+        records::write_new_notice(&mut notice, id, &new, Time::now()).unwrap();
+        let published = last(&mut notice);
+        assert_eq!(
+            record_model(RecordKind::Notice, id, &published, None, None),
+            Ok(())
+        );
+        let mut mine = notice.fork().with_actor(me.clone());
+        let put = |am: &mut AutoCommit, key: &str, value: &str| {
+            am.put(ROOT, key, value).unwrap();
+        };
+        let mark = |am: &mut AutoCommit| {
+            records::write_read_mark(am, me_id, Time::now()).unwrap();
+        };
+        mark(&mut mine);
+        let first = last(&mut mine);
+        assert_eq!(as_volunteer(&first), Ok(()));
+        // Written again: it supersedes the first.
+        put(
+            &mut mine,
+            &format!("read:{}", "09".repeat(32)),
+            "2026-01-02T03:04:05Z",
+        );
+        assert_eq!(
+            as_volunteer(&last(&mut mine)),
+            Err("it marks a notice read a second time".into())
+        );
+        let cases: [(&str, &str, &str); 5] = [
+            (
+                "title",
+                "通知取消",
+                "only a station may write a notice's `title`; a member adds only its own read mark",
+            ),
+            (
+                "read:0707070707070707070707070707070707070707070707070707070707070707",
+                "2026-01-02T03:04:05Z",
+                "it writes another member's read mark",
+            ),
+            (
+                "read:zz",
+                "2026-01-02T03:04:05Z",
+                "it writes `read:zz`, which a notice does not have",
+            ),
+            (
+                "read:0909090909090909090909090909090909090909090909090909090909090909",
+                "not a time",
+                "it writes a read mark that is not a time",
+            ),
+            (
+                "until",
+                "2099-01-01",
+                "only a station may write a notice's `until`; a member adds only its own read mark",
+            ),
+        ];
+        for (key, value, why) in cases {
+            let mut theirs = notice.fork().with_actor(me.clone());
+            put(&mut theirs, key, value);
+            assert_eq!(as_volunteer(&last(&mut theirs)), Err(why.into()), "{key}");
+        }
+        // A station, too, writes no one's mark but its own.
+        let mut again = notice.fork().with_actor(station.clone());
+        put(
+            &mut again,
+            &format!("read:{}", "09".repeat(32)),
+            "2026-01-02T03:04:05Z",
+        );
+        assert_eq!(
+            record_model(RecordKind::Notice, id, &last(&mut again), None, None),
+            Err("it writes another member's read mark".into())
+        );
+        // Its own mark written twice in one change.
+        let mut twice = notice.fork().with_actor(me.clone());
+        let own = format!("read:{}", "09".repeat(32));
+        put(&mut twice, &own, "2026-01-02T03:04:05Z");
+        put(&mut twice, &own, "2026-01-02T03:04:06Z");
+        assert_eq!(
+            as_volunteer(&last(&mut twice)),
+            Err("it marks a notice read a second time".into())
         );
     }
 

@@ -9,8 +9,8 @@ use crate::model::{Priority, Tag};
 /// A key of a record document's root map (see the table in [`crate::records`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Field {
-    /// `kind`: `"visit"`, `"ticket"`, `"household"` or `"policy"`, written once by the
-    /// record's first change.
+    /// `kind`: `"visit"`, `"ticket"`, `"household"`, `"policy"` or `"notice"`, written once
+    /// by the record's first change.
     Kind,
     /// `id`: the record id, written once by the record's first change.
     Id,
@@ -61,6 +61,14 @@ pub enum Field {
     Satisfaction,
     /// `rated_at`: when that verdict was recorded (RFC 3339).
     RatedAt,
+    /// `body`: a notice's text.
+    Body,
+    /// `grids`: the grids a notice is for, one a line, sorted; empty for the whole site.
+    Grids,
+    /// `until`: when a notice stops being current (RFC 3339); none: it stays current.
+    Until,
+    /// `published_at`: when a notice was published (RFC 3339).
+    PublishedAt,
     /// `tag:SLUG`: whether a household has the tag (`"true"` or `"false"`). One register
     /// a tag, so that tags added on two laptops merge.
     Tag(Tag),
@@ -86,7 +94,7 @@ macro_rules! per_tag {
 
 impl Field {
     /// Every field without a parameter.
-    pub const PLAIN: [Field; 25] = [
+    pub const PLAIN: [Field; 29] = [
         Field::Kind,
         Field::Id,
         Field::Household,
@@ -112,6 +120,10 @@ impl Field {
         Field::ResolvedAt,
         Field::Satisfaction,
         Field::RatedAt,
+        Field::Body,
+        Field::Grids,
+        Field::Until,
+        Field::PublishedAt,
     ];
 
     /// Every field.
@@ -151,6 +163,10 @@ impl Field {
             Field::ResolvedAt => "resolved_at",
             Field::Satisfaction => "satisfaction",
             Field::RatedAt => "rated_at",
+            Field::Body => "body",
+            Field::Grids => "grids",
+            Field::Until => "until",
+            Field::PublishedAt => "published_at",
             Field::Tag(t) => per_tag!(t, "tag:"),
             Field::VisitEvery(t) => per_tag!(t, "visit_every:"),
             Field::TicketDue(p) => match p {
@@ -193,6 +209,10 @@ impl Field {
             "resolved_at" => Field::ResolvedAt,
             "satisfaction" => Field::Satisfaction,
             "rated_at" => Field::RatedAt,
+            "body" => Field::Body,
+            "grids" => Field::Grids,
+            "until" => Field::Until,
+            "published_at" => Field::PublishedAt,
             _ => {
                 if let Some(slug) = key.strip_prefix("tag:") {
                     Field::Tag(tag(slug)?)
@@ -293,6 +313,10 @@ mod tests {
                 "resolved_at",
                 "satisfaction",
                 "rated_at",
+                "body",
+                "grids",
+                "until",
+                "published_at",
                 "tag:elderly-alone",
                 "tag:low-income",
                 "tag:disabled",

@@ -267,6 +267,8 @@ pub(crate) struct IndexRow {
     pub(crate) tags: Option<String>,
     /// A household's searchable text: address, residents, phone and note.
     pub(crate) search: Option<String>,
+    /// A notice's grids, sorted (`notice_grids`); empty: the whole site.
+    pub(crate) notice_grids: Option<Vec<String>>,
 }
 
 pub(crate) fn index_row(header: &DocHeader, doc: &AutoCommit, site: Option<&SiteId>) -> IndexRow {
@@ -318,6 +320,7 @@ pub(crate) fn index_row_of(
         due_ms: None,
         tags: None,
         search: None,
+        notice_grids: None,
     };
     let ms = |t: &str| t.parse::<Time>().map(Time::millis).unwrap_or(0);
     match header.kind {
@@ -368,6 +371,13 @@ pub(crate) fn index_row_of(
         RecordKind::Policy => {
             let p = records::read_policy_from(root);
             row.summary = serde_json::to_string(&p).expect("records serialise");
+        }
+        RecordKind::Notice => {
+            // Stored as no one's: `read` is the reader's (`Node::list_notices`).
+            let n = records::read_notice_from(root, header, None);
+            row.summary = serde_json::to_string(&n).expect("records serialise");
+            row.at_ms = ms(&n.published_at);
+            row.notice_grids = Some(n.grids);
         }
     }
     row
@@ -456,6 +466,9 @@ pub(crate) fn materialize_row(
             }
         },
         RecordKind::Household => refresh_household(tx, docno)?,
+        RecordKind::Notice => {
+            index_notice_grids(tx, docno, row.notice_grids.as_deref().unwrap_or_default())?
+        }
         RecordKind::Policy => {
             // Two statements: every expression of one `SET` reads the row as it was, so
             // `due_ms` would take the interval before the change.
@@ -469,6 +482,39 @@ pub(crate) fn materialize_row(
             .execute([])?;
         }
         RecordKind::Ticket => {}
+    }
+    Ok(())
+}
+
+/// The rows of `notice_grids` of the notice numbered `docno`, for `grids` (none: the whole
+/// site, `''`). A grid it no longer names is a move (`moves`), so that a laptop that held
+/// the notice learns of it and drops it (`purge.rs`).
+fn index_notice_grids(tx: &Transaction<'_>, docno: i64, grids: &[String]) -> rusqlite::Result<()> {
+    let mut new: Vec<&str> = grids.iter().map(String::as_str).collect();
+    if new.is_empty() {
+        new.push("");
+    }
+    new.sort_unstable();
+    let old: Vec<String> = tx
+        .prepare_cached("SELECT grid FROM notice_grids WHERE docno = ?1 ORDER BY grid")?
+        .query_map([docno], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    if old.iter().map(String::as_str).eq(new.iter().copied()) {
+        return Ok(());
+    }
+    tx.prepare_cached("DELETE FROM notice_grids WHERE docno = ?1")?
+        .execute([docno])?;
+    let mut insert =
+        tx.prepare_cached("INSERT OR IGNORE INTO notice_grids(grid, docno) VALUES (?1, ?2)")?;
+    for g in &new {
+        insert.execute(params![g, docno])?;
+    }
+    let mut moved = tx.prepare_cached(
+        "INSERT INTO moves(docno, lseq, grid, assignee)
+         VALUES (?1, (SELECT COALESCE(MAX(lseq), 0) FROM changes), ?2, NULL)",
+    )?;
+    for g in old.iter().filter(|g| !new.contains(&g.as_str())) {
+        moved.execute(params![docno, g])?;
     }
     Ok(())
 }
@@ -536,7 +582,7 @@ pub(crate) fn stored_index_row(
     let row = conn
         .prepare_cached(
             "SELECT grid, category, status, assignee, at_ms, summary, conflicts, household,
-                    CASE WHEN kind = 3 THEN NULL ELSE due_ms END, tags, search
+                    CASE WHEN kind = 3 THEN NULL ELSE due_ms END, tags, search, kind
              FROM records WHERE docno = (SELECT docno FROM doc_index WHERE doc_id = ?1)",
         )?
         .query_row([id.as_bytes().as_slice()], |r| {
@@ -553,10 +599,22 @@ pub(crate) fn stored_index_row(
                 due_ms: r.get(8)?,
                 tags: r.get(9)?,
                 search: r.get(10)?,
+                notice_grids: (r.get::<_, u8>(11)? == RecordKind::Notice.code()).then(Vec::new),
             })
         })
         .optional()?;
     let Some(mut row) = row else { return Ok(None) };
+    if row.notice_grids.is_some() {
+        let grids: Vec<String> = conn
+            .prepare_cached(
+                "SELECT grid FROM notice_grids
+                 WHERE docno = (SELECT docno FROM doc_index WHERE doc_id = ?1) AND grid != ''
+                 ORDER BY grid",
+            )?
+            .query_map([id.as_bytes().as_slice()], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        row.notice_grids = Some(grids);
+    }
     row.links = conn
         .prepare_cached("SELECT ticket FROM links WHERE visit = ?1 ORDER BY ticket")?
         .query_map([id.to_string()], |r| r.get(0))?

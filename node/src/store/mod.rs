@@ -407,6 +407,20 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX records_by_due ON records(kind, due_ms, doc_id, grid, last_ms, tags, search)
         WHERE due_ms IS NOT NULL;
     "#,
+    // 14: notices (kind 5). A notice names several grids, or the whole site: one row per
+    // grid it names, `''` for the whole site, keyed by grid first, so that "the notices of
+    // these grids or of the whole site" (a volunteer's scope, its list) is a look-up per
+    // grid in this table; by document too, to replace a notice's rows. A notice's `grid`
+    // in `records` is NULL. (`IF NOT EXISTS`: the tests take a store back to an earlier
+    // version and open it again.)
+    r#"
+    CREATE TABLE IF NOT EXISTS notice_grids (
+        grid  TEXT NOT NULL,             -- a grid the notice is for; '' for the whole site
+        docno INTEGER NOT NULL,
+        PRIMARY KEY (grid, docno)
+    ) WITHOUT ROWID;
+    CREATE INDEX IF NOT EXISTS notice_grids_by_doc ON notice_grids(docno);
+    "#,
 ];
 
 /// How many new ids `doc_ids_new` holds at most before they are settled into `doc_ids`
@@ -768,22 +782,24 @@ mod tests {
         let mut node = Node::init(&home, &config, InitSeed { key: [4; 32] }).unwrap();
         let visit = |i: usize| NewVisit {
             household: format!("幸福里 {i} 号"),
+            grid: Some("g00".into()),
             ..NewVisit::default()
         };
         let first = node
             .add_visits(&(0..30).map(visit).collect::<Vec<_>>())
             .unwrap();
-        assert_eq!(where_ids_are(node.store().conn()), (0, 30));
+        // Each visit names a new household: 30 visits and 30 households.
+        assert_eq!(where_ids_are(node.store().conn()), (0, 60));
         {
             let tx = node.store_mut().write().unwrap();
-            assert_eq!(settle_doc_ids(&tx).unwrap(), 30);
+            assert_eq!(settle_doc_ids(&tx).unwrap(), 60);
             tx.commit().unwrap();
         }
-        assert_eq!(where_ids_are(node.store().conn()), (30, 0));
+        assert_eq!(where_ids_are(node.store().conn()), (60, 0));
         let second = node
             .add_visits(&(30..50).map(visit).collect::<Vec<_>>())
             .unwrap();
-        assert_eq!(where_ids_are(node.store().conn()), (30, 20));
+        assert_eq!(where_ids_are(node.store().conn()), (60, 40));
 
         for id in first.iter().chain(&second) {
             let text = id.to_string();
@@ -798,10 +814,11 @@ mod tests {
             };
             node.edit_visit(id, &edit).unwrap();
         }
-        assert_eq!(where_ids_are(node.store().conn()), (30, 20));
+        assert_eq!(where_ids_are(node.store().conn()), (60, 40));
         assert_eq!(node.list_visits(&VisitFilter::default()).unwrap().len(), 50);
         let report = node.verify().unwrap();
-        assert_eq!((report.changes, report.bad), (52, 0), "{report:?}");
+        // 50 visits, 2 edits, and the 50 households the visits named.
+        assert_eq!((report.changes, report.bad), (102, 0), "{report:?}");
     }
 
     /// The small index is settled when a document's number reaches a multiple of
@@ -936,12 +953,14 @@ mod tests {
         // The counts follow records made, and dropped, after the migration.
         node.add_visit(&NewVisit {
             household: "和平里 20 号".into(),
+            grid: Some("g00".into()),
             ..NewVisit::default()
         })
         .unwrap();
         let tickets: Vec<NewTicket> = (0..3)
             .map(|i| NewTicket {
                 title: format!("楼道灯 {i}"),
+                grid: Some("g00".into()),
                 ..NewTicket::default()
             })
             .collect();
@@ -995,6 +1014,7 @@ mod tests {
         let visits: Vec<NewVisit> = (0..40)
             .map(|i| NewVisit {
                 household: format!("和平里 {i} 号"),
+                grid: Some("g00".into()),
                 ..NewVisit::default()
             })
             .collect();
@@ -1002,6 +1022,7 @@ mod tests {
         let tickets: Vec<NewTicket> = (0..15)
             .map(|i| NewTicket {
                 title: format!("楼道灯 {i}"),
+                grid: Some("g00".into()),
                 ..NewTicket::default()
             })
             .collect();
@@ -1020,7 +1041,8 @@ mod tests {
             )
         };
         let before = listed(&node);
-        let changes_before = node.verify().unwrap().changes;
+        // The visits' households are left out of the old store below: schema 6 had none.
+        let changes_before = node.verify().unwrap().changes - 40;
         assert_eq!(changes_before, 40 + 15 * 3);
         drop(node);
 
@@ -1044,17 +1066,18 @@ mod tests {
                  INSERT INTO main.docs(rowid, doc_id, kind, author, nonce, snapshot, heads,
                                        updated_at)
                      SELECT docno, doc_id, kind, author, nonce, snapshot, heads, updated_at
-                     FROM v7.docs;
+                     FROM v7.docs WHERE kind != 3;
                  INSERT INTO main.changes(rowid, hash, doc_id, actor, seq, signer, signature,
                                           bytes, received_at, lseq, origin)
                      SELECT rowid, hash, doc_id, actor, seq, signer, signature, bytes,
                             received_at, lseq, origin
-                     FROM v7.changes;
+                     FROM v7.changes
+                     WHERE doc_id NOT IN (SELECT doc_id FROM v7.docs WHERE kind = 3);
                  INSERT INTO main.records(doc_id, id, kind, grid, category, author, status,
                                           assignee, at_ms, summary, conflicts)
                      SELECT doc_id, lower(hex(doc_id)), kind, grid, category, author, status,
                             assignee, at_ms, summary, conflicts
-                     FROM v7.records ORDER BY docno;
+                     FROM v7.records WHERE kind != 3 ORDER BY docno;
                  PRAGMA main.user_version = 6;",
             )
             .unwrap();
@@ -1073,10 +1096,11 @@ mod tests {
             .unwrap();
         assert_eq!(version, MIGRATIONS.len() as i64);
         assert_eq!(listed(&node), before);
+        // Opening it upgrades it: the node makes the 40 households its visits name.
         let report = node.verify().unwrap();
         assert_eq!(
             (report.changes, report.bad),
-            (changes_before, 0),
+            (changes_before + 40, 0),
             "{report:?}"
         );
         for t in &before.1 {
@@ -1092,6 +1116,7 @@ mod tests {
         let new = node
             .add_visit(&NewVisit {
                 household: "和平里 99 号".into(),
+                grid: Some("g00".into()),
                 ..NewVisit::default()
             })
             .unwrap();
@@ -1115,8 +1140,9 @@ mod tests {
             )
             .unwrap();
         assert_eq!(docno(new), highest + 1);
-        // The migrated ids are in the large index, the new one in the small one.
-        assert_eq!(where_ids_are(node.store().conn()), (55, 1));
+        // The migrated ids are in the large index; the new ones in the small one: the
+        // households the upgrade made, the new visit and its household.
+        assert_eq!(where_ids_are(node.store().conn()), (55, 42));
         assert_eq!(listed(&node).0.len(), 41);
         assert_eq!(node.verify().unwrap().bad, 0);
     }

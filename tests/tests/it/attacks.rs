@@ -3469,3 +3469,160 @@ fn deleting_the_last_value_of_a_field() {
         assert_eq!(shown.household.address, "和平里 8号");
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Notices: a member adds its own read mark, once, and nothing else
+// ---------------------------------------------------------------------------------------
+
+/// The notice `id` as `n` lists it.
+fn notice_at(n: &TestNode, id: DocId) -> records::Notice {
+    n.node
+        .list_notices(true)
+        .unwrap()
+        .into_iter()
+        .find(|x| x.id == id.to_string())
+        .expect("the notice is held")
+}
+
+#[test]
+fn a_notice_altered_or_marked_read_for_another_member() {
+    let mut w = world();
+    let notice = w
+        .station
+        .node
+        .publish_notice(&records::NewNotice {
+            title: "停水通知".into(),
+            body: "周三上午和平里停水。".into(),
+            grids: vec![GRID.into()],
+            until: None,
+        })
+        .unwrap();
+    sync_until_ok(&mut w.m, &mut w.station, 1);
+    sync_until_ok(&mut w.a, &mut w.station, 1);
+    assert!(holds(&w.m, notice) && holds(&w.a, notice));
+    let key = w.m.node.device_key();
+    let s = Some(site(&w));
+    let a_mark = format!("read:{}", w.a.id());
+    let station_mark = format!("read:{}", w.station.id());
+    type Edit = Box<dyn FnOnce(&mut AutoCommit)>;
+    let attempts: Vec<(Edit, &str)> = vec![
+        (
+            Box::new(|am: &mut AutoCommit| {
+                am.put(ROOT, "title", "通知取消").unwrap();
+            }),
+            "only a station may write a notice's `title`; a member adds only its own read mark",
+        ),
+        (
+            Box::new(move |am: &mut AutoCommit| {
+                am.put(ROOT, a_mark.as_str(), Time::now().to_rfc3339())
+                    .unwrap();
+            }),
+            "it writes another member's read mark",
+        ),
+        (
+            Box::new(move |am: &mut AutoCommit| {
+                am.put(ROOT, station_mark.as_str(), Time::now().to_rfc3339())
+                    .unwrap();
+            }),
+            "it writes another member's read mark",
+        ),
+        (
+            Box::new(|am: &mut AutoCommit| {
+                am.put(ROOT, "grids", "光明街").unwrap();
+            }),
+            "only a station may write a notice's `grids`; a member adds only its own read mark",
+        ),
+        (
+            Box::new(|am: &mut AutoCommit| {
+                am.delete(ROOT, "until").unwrap_or(());
+                am.delete(ROOT, "title").unwrap();
+            }),
+            "it deletes part of the record",
+        ),
+    ];
+    let before = notice_at(&w.station, notice);
+    let before_a = notice_at(&w.a, notice);
+    for (i, (edit, reason)) in attempts.into_iter().enumerate() {
+        let (header, mut am) = fork_of(&w.m, notice, w.m.id());
+        let change = commit(&mut am, now_ms(), edit);
+        let env = SignedChange::sign(&key, s, notice, &change);
+        // An honest record of M's in the same page: it is kept.
+        let (visit_header, _, visit) = new_visit_by(&key, s, &format!("和平里 {i} 号楼"), now_ms());
+        for to_station in [true, false] {
+            let page = vec![
+                wire_doc(header, vec![wire(&env)]),
+                wire_doc(visit_header, vec![wire(&visit)]),
+            ];
+            let out = m_sends(&mut w, to_station, vec![page]);
+            let stats = out.victim.as_ref().expect("the victim completes the sync");
+            assert_eq!((stats.rejected, stats.received), (1, 1), "{out:?}");
+            let victim = if to_station { &w.station } else { &w.a };
+            assert_eq!(last_reason(victim), reason);
+            assert!(victim.node.show_visit(visit_header.doc_id()).is_ok());
+        }
+    }
+    assert_eq!(notice_at(&w.station, notice), before);
+    assert_eq!(notice_at(&w.a, notice), before_a);
+    assert_eq!(before.title, "停水通知");
+    assert!(before.read_by.is_empty());
+
+    // A volunteer's notice of its own is refused whole.
+    let header = DocHeader {
+        kind: RecordKind::Notice,
+        author: w.m.id(),
+        nonce: rand::random(),
+    };
+    let mut am = AutoCommit::new().with_actor(actor(w.m.id()));
+    let change = commit(&mut am, now_ms(), |am| {
+        let n = records::NewNotice {
+            title: "假通知".into(),
+            body: "假的".into(),
+            ..Default::default()
+        };
+        records::write_new_notice(am, header.doc_id(), &n, Time::now()).unwrap();
+    });
+    let env = SignedChange::sign(&key, s, header.doc_id(), &change);
+    let out = m_sends(&mut w, true, vec![vec![wire_doc(header, vec![wire(&env)])]]);
+    all_refused(&out, 1);
+    assert_eq!(
+        last_reason(&w.station),
+        "only a station may publish a notice"
+    );
+    assert!(!holds(&w.station, header.doc_id()));
+
+    // M's own mark is taken, once: written again (superseding it) or beside it (a
+    // crafted second value), it is refused.
+    w.m.node.read_notice(notice).unwrap();
+    sync_until_ok(&mut w.m, &mut w.station, 1);
+    assert_eq!(
+        notice_at(&w.station, notice).read_by,
+        [w.m.id().to_string()]
+    );
+    let mark = format!("read:{}", w.m.id());
+    // Another time than the mark holds (a value put again unchanged writes nothing).
+    let again = |am: &mut AutoCommit| {
+        am.put(ROOT, mark.as_str(), "2026-01-02T03:04:05Z").unwrap();
+    };
+    let (header, mut am) = fork_of(&w.m, notice, w.m.id());
+    let change = commit(&mut am, now_ms(), again);
+    let env = SignedChange::sign(&key, s, notice, &change);
+    let out = m_sends(&mut w, true, vec![vec![wire_doc(header, vec![wire(&env)])]]);
+    all_refused(&out, 1);
+    assert_eq!(
+        last_reason(&w.station),
+        "it marks a notice read a second time"
+    );
+    let (header, env) = m_crafted(&w, &w.m, notice, again, |e| {
+        e.operations[0].pred = Vec::new().into_iter().collect();
+    });
+    let out = m_sends(&mut w, true, vec![vec![wire_doc(header, vec![wire(&env)])]]);
+    all_refused(&out, 1);
+    assert_eq!(
+        last_reason(&w.station),
+        "it marks a notice read a second time"
+    );
+    let held = notice_at(&w.station, notice);
+    assert_eq!(held.read_by, [w.m.id().to_string()]);
+    assert_eq!(held.title, "停水通知");
+    still_serves(&mut w.station, &mut w.a);
+}

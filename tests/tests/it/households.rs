@@ -491,7 +491,7 @@ fn downgrade_and_reopen(n: &mut TestNode) {
     let version: i64 = open_db(&n.node.home().join("store.db"))
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 13);
+    assert_eq!(version, 14);
 }
 
 /// A station and a laptop hold visits and a ticket made before households existed, at

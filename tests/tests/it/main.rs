@@ -9,6 +9,7 @@ mod first_change;
 mod fuzz_smoke;
 mod households;
 mod merge;
+mod notices;
 mod quic;
 mod resolve;
 mod sync_sim;

@@ -54,7 +54,10 @@ fn every_prefix_finds_exactly_the_records_it_starts() {
         // The same id asked for as the other kind is not found.
         let other = match kind {
             RecordKind::Visit => RecordKind::Ticket,
-            RecordKind::Ticket | RecordKind::Household | RecordKind::Policy => RecordKind::Visit,
+            RecordKind::Ticket
+            | RecordKind::Household
+            | RecordKind::Policy
+            | RecordKind::Notice => RecordKind::Visit,
         };
         assert!(matches!(
             t.node.resolve(other, id),
