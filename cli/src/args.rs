@@ -104,6 +104,8 @@ pub enum Command {
     Import(ImportArgs),
     /// The station's report for a period: visits, tickets, volunteers not synced.
     Report(ReportArgs),
+    /// One record as a page for A4 paper (HTML, in Chinese), with its history.
+    Print(PrintArgs),
 }
 
 #[derive(Debug, Args)]
@@ -573,6 +575,8 @@ pub enum Kind {
 pub enum FileFormat {
     Csv,
     Json,
+    /// An Excel workbook (headers and names in Chinese).
+    Xlsx,
 }
 
 #[derive(Debug, Args)]
@@ -626,4 +630,22 @@ pub struct ReportArgs {
     /// Write the report to this file (replaced atomically) instead of stdout.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum PrintKind {
+    Visit,
+    Ticket,
+    Household,
+}
+
+#[derive(Debug, Args)]
+pub struct PrintArgs {
+    /// Which kind of record.
+    pub kind: PrintKind,
+    /// Its id, or a unique prefix of at least 6 characters.
+    pub id: String,
+    /// Write the page to this file (replaced atomically) instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<std::path::PathBuf>,
 }

@@ -1,13 +1,11 @@
 //! One function per command. Each opens the node, parses its values (a bad value is an
 //! error, exit 1, before anything is written), calls the node, and prints the result.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, anyhow, bail};
+use anyhow::{anyhow, bail};
 use serde_json::json;
 use yizhan_node::Node;
-use yizhan_node::exchange::{self, Format};
 use yizhan_node::members::{EnrollRequest, SiteError};
 use yizhan_node::model::{Category, Channel, Priority, Satisfaction, Status, Time};
 use yizhan_node::records::{NewTicket, NewVisit, TicketUpdate, VisitEdit};
@@ -17,7 +15,6 @@ use yizhan_protocol::{DocId, MemberRole, RecordKind, Token};
 
 use crate::args::*;
 use crate::output::{self, Out, print_fields, print_table, table};
-use crate::progress::Progress;
 use crate::tr;
 
 /// Runs one parsed command line.
@@ -55,8 +52,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Man => crate::shell::man(),
         Command::Quarantine(cmd) => crate::station::quarantine(&mut open(&home)?, &out, cmd),
         Command::Verify => verify(&open(&home)?, &out),
-        Command::Export(args) => export(&open(&home)?, &out, args),
-        Command::Import(args) => import(&mut open(&home)?, &out, args),
+        Command::Export(args) => crate::office::export(&open(&home)?, &out, args),
+        Command::Import(args) => crate::office::import(&mut open(&home)?, &out, args),
+        Command::Print(args) => crate::print::run(&open(&home)?, &out, args),
         Command::Report(args) => crate::report::run(&open(&home)?, &out, args),
     }
 }
@@ -702,102 +700,4 @@ fn verify(node: &Node, out: &Out) -> anyhow::Result<()> {
         ));
     }
     Ok(())
-}
-
-fn format_of(f: FileFormat) -> Format {
-    match f {
-        FileFormat::Csv => Format::Csv,
-        FileFormat::Json => Format::Json,
-    }
-}
-
-fn export(node: &Node, out: &Out, args: ExportArgs) -> anyhow::Result<()> {
-    let since = parse_opt::<Time>(args.since)?;
-    let format = format_of(args.format);
-    let mut buf = Vec::new();
-    let count = match args.kind {
-        Kind::Visits => {
-            let visits = node.list_visits(&VisitFilter {
-                since,
-                ..VisitFilter::default()
-            })?;
-            let bar = Progress::rows(out, visits.len(), "exporting");
-            exchange::export_visits_observed(&visits, format, &mut buf, &mut |n| bar.set(n))?;
-            visits.len()
-        }
-        Kind::Tickets => {
-            let tickets = node.list_tickets(&TicketFilter {
-                since,
-                ..TicketFilter::default()
-            })?;
-            let bar = Progress::rows(out, tickets.len(), "exporting");
-            exchange::export_tickets_observed(&tickets, format, &mut buf, &mut |n| bar.set(n))?;
-            tickets.len()
-        }
-        Kind::Households => {
-            let mut households = node.list_households(&yizhan_node::HouseholdFilter::default())?;
-            // Since when a household is in the ledger; one of unknown date (made from older
-            // records) is left out when a time is given.
-            if let Some(since) = since {
-                households.retain(|h| {
-                    h.added_at
-                        .as_deref()
-                        .and_then(|a| a.parse::<Time>().ok())
-                        .is_some_and(|a| a.millis() >= since.millis())
-                });
-            }
-            let bar = Progress::rows(out, households.len(), "exporting");
-            exchange::export_households_observed(&households, format, &mut buf, &mut |n| {
-                bar.set(n)
-            })?;
-            households.len()
-        }
-    };
-    match args.out {
-        None => {
-            let mut stdout = std::io::stdout().lock();
-            stdout.write_all(&buf)?;
-            stdout.flush()?;
-            Ok(())
-        }
-        Some(path) => {
-            output::write_atomically(&path, &buf)
-                .with_context(|| format!("cannot write {}", path.display()))?;
-            out.emit(
-                &json!({ "exported": count, "out": path.display().to_string() }),
-                || println!("Exported {count} records to {}.", path.display()),
-            )
-        }
-    }
-}
-
-fn import(node: &mut Node, out: &Out, args: ImportArgs) -> anyhow::Result<()> {
-    let bytes = std::fs::read(&args.file)
-        .with_context(|| format!("cannot read {}", args.file.display()))?;
-    let format = format_of(args.format);
-    let file = args.file.display();
-    let count = match args.kind {
-        Kind::Visits => {
-            let visits = exchange::parse_visits(&bytes, format)
-                .with_context(|| format!("{file}: nothing imported"))?;
-            let bar = Progress::rows(out, visits.len(), "importing");
-            node.add_visits_observed(&visits, &mut |n| bar.set(n))?
-                .len()
-        }
-        Kind::Tickets => {
-            let tickets = exchange::parse_tickets(&bytes, format)
-                .with_context(|| format!("{file}: nothing imported"))?;
-            let bar = Progress::rows(out, tickets.len(), "importing");
-            node.open_tickets_observed(&tickets, &mut |n| bar.set(n))?
-                .len()
-        }
-        Kind::Households => {
-            let households = exchange::parse_households(&bytes, format)
-                .with_context(|| format!("{file}: nothing imported"))?;
-            node.add_households(&households)?.len()
-        }
-    };
-    out.emit(&json!({ "imported": count }), || {
-        println!("Imported {count} records.")
-    })
 }

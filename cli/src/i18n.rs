@@ -107,13 +107,18 @@ pub fn zh() -> bool {
 
 /// One message in this run's language. Use [`tr!`].
 pub fn message(id: &str, args: &[(&'static str, FluentValue<'static>)]) -> String {
+    message_in(lang(), id, args)
+}
+
+/// One message in `lang`, whatever this run speaks (a printed page is always Chinese).
+pub fn message_in(lang: Lang, id: &str, args: &[(&'static str, FluentValue<'static>)]) -> String {
     let map: HashMap<Cow<'static, str>, FluentValue<'static>> = args
         .iter()
         .map(|(k, v)| (Cow::Borrowed(*k), v.clone()))
         .collect();
     let args = (!map.is_empty()).then_some(&map);
     LOCALES
-        .try_lookup_complete(lang().id(), id, args)
+        .try_lookup_complete(lang.id(), id, args)
         .unwrap_or_else(|| id.to_string())
 }
 

@@ -1,6 +1,6 @@
-//! Export and import of records as CSV or JSON.
+//! Export and import of records as CSV, JSON or Excel workbooks.
 //!
-//! Both formats carry the objects `list --json` prints (visits, tickets, households). JSON
+//! CSV and JSON carry the objects `list --json` prints (visits, tickets, households). JSON
 //! is an array of them. CSV has a header row with the same keys in the same order and one
 //! record a row; a list field (`residents`, `tickets`, `tags`) is a JSON array inside its
 //! cell, and an empty cell is null.
@@ -21,7 +21,13 @@
 //! ([`csv_unescape`]). Import reads UTF-8, with or without the mark, and GB 18030 (what
 //! Excel saves on Chinese Windows): a file that is valid UTF-8 is UTF-8, any other is
 //! decoded as GB 18030 ([`decode`]).
+//!
+//! An Excel workbook ([`Format::Xlsx`], in [`xlsx`]) shows the same records for people: a
+//! header row in Chinese, names instead of slugs, lists joined by `、`, real date-time
+//! cells. Its reader turns each sheet row into the same JSON object as a CSV row, so the
+//! rules below are the only ones.
 
+use std::collections::HashMap;
 use std::io::Write;
 
 use serde_json::{Map, Value};
@@ -37,6 +43,45 @@ pub enum Format {
     Csv,
     /// A JSON array of objects.
     Json,
+    /// An Excel workbook (Office Open XML) of one sheet, for people ([`xlsx`]).
+    Xlsx,
+}
+
+pub mod xlsx;
+
+/// Which records a file holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Visit logs.
+    Visits,
+    /// Tickets.
+    Tickets,
+    /// Households.
+    Households,
+}
+
+/// A text cut to fit a spreadsheet cell ([`xlsx::MAX_CELL`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cut {
+    /// The record's id.
+    pub record: String,
+    /// The column's header, as the sheet names it.
+    pub column: &'static str,
+    /// The text's length, in characters, before the cut.
+    pub chars: usize,
+}
+
+/// How an export is written, beyond its records and format.
+pub struct Export<'a> {
+    /// The file format.
+    pub format: Format,
+    /// Members' names by device id: a workbook has a name column beside each device id.
+    /// CSV and JSON carry ids only.
+    pub names: &'a HashMap<String, String>,
+    /// Called with the number of records written so far, after each.
+    pub on_row: &'a mut dyn FnMut(usize),
+    /// Called for each text cut to fit a cell (only a workbook's cells have a limit).
+    pub on_cut: &'a mut dyn FnMut(&Cut),
 }
 
 /// The columns of a visit, in order.
@@ -99,6 +144,9 @@ pub enum ExportError {
     /// The CSV writer failed.
     #[error("cannot write CSV: {0}")]
     Csv(#[from] csv::Error),
+    /// The workbook writer failed.
+    #[error("cannot write the workbook: {0}")]
+    Xlsx(String),
 }
 
 /// Why an import file was refused. Nothing was imported.
@@ -107,7 +155,7 @@ pub enum ImportError {
     /// The file as a whole is not readable in that format.
     #[error("the file is not valid {format}: {reason}")]
     Unreadable {
-        /// `CSV` or `JSON`.
+        /// `CSV`, `JSON` or `xlsx`.
         format: &'static str,
         /// Why.
         reason: String,
@@ -118,14 +166,40 @@ pub enum ImportError {
     /// One row is bad.
     #[error("{place}: {reason}")]
     BadRow {
-        /// Where: `row 3 (line 4)` or `record 3`.
-        place: String,
+        /// Where.
+        place: Place,
         /// What is wrong.
         reason: String,
     },
     /// The file holds no records.
     #[error("the file holds no records")]
     Empty,
+}
+
+/// Where a row is in an import file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Place {
+    /// A CSV record (from 1) and its line (the header is line 1).
+    CsvRow {
+        /// The record's number, from 1.
+        row: usize,
+        /// Its line in the file.
+        line: usize,
+    },
+    /// An element of a JSON array, from 1.
+    JsonRecord(usize),
+    /// A sheet row as Excel numbers it (the header is row 1).
+    SheetRow(u32),
+}
+
+impl std::fmt::Display for Place {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Place::CsvRow { row, line } => write!(f, "row {row} (line {line})"),
+            Place::JsonRecord(n) => write!(f, "record {n}"),
+            Place::SheetRow(n) => write!(f, "row {n}"),
+        }
+    }
 }
 
 fn csv_cell(value: &Value) -> String {
@@ -220,16 +294,16 @@ impl<T: serde::Serialize> serde::Serialize for Observed<'_, T> {
 
 fn export<T: serde::Serialize>(
     records: &[T],
-    columns: &[&str],
-    format: Format,
+    kind: Kind,
     out: &mut dyn Write,
-    on_row: &mut dyn FnMut(usize),
+    how: &mut Export<'_>,
 ) -> Result<(), ExportError> {
-    match format {
+    let columns = columns(kind);
+    match how.format {
         Format::Json => {
             let observed = Observed {
                 records,
-                on_row: std::cell::RefCell::new(on_row),
+                on_row: std::cell::RefCell::new(&mut *how.on_row),
             };
             serde_json::to_writer_pretty(&mut *out, &observed).map_err(std::io::Error::from)?;
             out.write_all(b"\n")?;
@@ -241,87 +315,108 @@ fn export<T: serde::Serialize>(
             for (i, r) in records.iter().enumerate() {
                 let v = serde_json::to_value(r).expect("records serialise");
                 w.write_record(columns.iter().map(|c| csv_cell(&v[*c])))?;
-                on_row(i + 1);
+                (how.on_row)(i + 1);
             }
             w.flush()?;
+        }
+        Format::Xlsx => {
+            let values: Vec<Value> = records
+                .iter()
+                .map(|r| serde_json::to_value(r).expect("records serialise"))
+                .collect();
+            out.write_all(&xlsx::write(&values, kind, how)?)?;
         }
     }
     Ok(())
 }
 
-/// Writes visits in `format`.
+/// The columns of `kind`, in order (CSV's header; the keys of a JSON object).
+pub fn columns(kind: Kind) -> &'static [&'static str] {
+    match kind {
+        Kind::Visits => VISIT_COLUMNS,
+        Kind::Tickets => TICKET_COLUMNS,
+        Kind::Households => HOUSEHOLD_COLUMNS,
+    }
+}
+
+/// Runs `export` with no names, no progress and no report of cuts.
+fn quietly<R>(format: Format, export: impl FnOnce(&mut Export<'_>) -> R) -> R {
+    let names = HashMap::new();
+    let mut how = Export {
+        format,
+        names: &names,
+        on_row: &mut |_| {},
+        on_cut: &mut |_| {},
+    };
+    export(&mut how)
+}
+
+/// Writes visits in `format` (a workbook without member names, cuts unreported).
 pub fn export_visits(
     visits: &[Visit],
     format: Format,
     out: &mut dyn Write,
 ) -> Result<(), ExportError> {
-    export(visits, VISIT_COLUMNS, format, out, &mut |_| {})
+    quietly(format, |how| export(visits, Kind::Visits, out, how))
 }
 
-/// Writes tickets in `format`.
+/// Writes tickets in `format` (a workbook without member names, cuts unreported).
 pub fn export_tickets(
     tickets: &[Ticket],
     format: Format,
     out: &mut dyn Write,
 ) -> Result<(), ExportError> {
-    export(tickets, TICKET_COLUMNS, format, out, &mut |_| {})
+    quietly(format, |how| export(tickets, Kind::Tickets, out, how))
 }
 
-/// [`export_visits`], calling `on_row` with the number of rows written after each one.
-pub fn export_visits_observed(
-    visits: &[Visit],
-    format: Format,
-    out: &mut dyn Write,
-    on_row: &mut dyn FnMut(usize),
-) -> Result<(), ExportError> {
-    export(visits, VISIT_COLUMNS, format, out, on_row)
-}
-
-/// [`export_tickets`], calling `on_row` with the number of rows written after each one.
-pub fn export_tickets_observed(
-    tickets: &[Ticket],
-    format: Format,
-    out: &mut dyn Write,
-    on_row: &mut dyn FnMut(usize),
-) -> Result<(), ExportError> {
-    export(tickets, TICKET_COLUMNS, format, out, on_row)
-}
-
-/// Writes households in `format`.
+/// Writes households in `format` (a workbook without member names, cuts unreported).
 pub fn export_households(
     households: &[Household],
     format: Format,
     out: &mut dyn Write,
 ) -> Result<(), ExportError> {
-    export(households, HOUSEHOLD_COLUMNS, format, out, &mut |_| {})
+    quietly(format, |how| export(households, Kind::Households, out, how))
 }
 
-/// [`export_households`], calling `on_row` with the number of rows written after each one.
-pub fn export_households_observed(
-    households: &[Household],
-    format: Format,
+/// Writes visits as `how` says.
+pub fn export_visits_with(
+    visits: &[Visit],
     out: &mut dyn Write,
-    on_row: &mut dyn FnMut(usize),
+    how: &mut Export<'_>,
 ) -> Result<(), ExportError> {
-    export(households, HOUSEHOLD_COLUMNS, format, out, on_row)
+    export(visits, Kind::Visits, out, how)
+}
+
+/// Writes tickets as `how` says.
+pub fn export_tickets_with(
+    tickets: &[Ticket],
+    out: &mut dyn Write,
+    how: &mut Export<'_>,
+) -> Result<(), ExportError> {
+    export(tickets, Kind::Tickets, out, how)
+}
+
+/// Writes households as `how` says.
+pub fn export_households_with(
+    households: &[Household],
+    out: &mut dyn Write,
+    how: &mut Export<'_>,
+) -> Result<(), ExportError> {
+    export(households, Kind::Households, out, how)
 }
 
 /// One row as a JSON object, with where it came from.
-struct Row {
-    place: String,
+pub(crate) struct Row {
+    place: Place,
     fields: Map<String, Value>,
 }
 
-fn read_rows(bytes: &[u8], format: Format, columns: &[&str]) -> Result<Vec<Row>, ImportError> {
-    let text = decode(
-        bytes,
-        match format {
-            Format::Csv => "CSV",
-            Format::Json => "JSON",
-        },
-    )?;
+fn read_rows(bytes: &[u8], format: Format, kind: Kind) -> Result<Vec<Row>, ImportError> {
+    let columns = columns(kind);
     let rows = match format {
+        Format::Xlsx => xlsx::read(bytes, kind)?,
         Format::Json => {
+            let text = decode(bytes, "JSON")?;
             let value: Value =
                 serde_json::from_str(&text).map_err(|e| ImportError::Unreadable {
                     format: "JSON",
@@ -335,7 +430,7 @@ fn read_rows(bytes: &[u8], format: Format, columns: &[&str]) -> Result<Vec<Row>,
             };
             let mut rows = Vec::with_capacity(items.len());
             for (i, item) in items.into_iter().enumerate() {
-                let place = format!("record {}", i + 1);
+                let place = Place::JsonRecord(i + 1);
                 let Value::Object(fields) = item else {
                     return Err(ImportError::BadRow {
                         place,
@@ -353,6 +448,7 @@ fn read_rows(bytes: &[u8], format: Format, columns: &[&str]) -> Result<Vec<Row>,
             rows
         }
         Format::Csv => {
+            let text = decode(bytes, "CSV")?;
             let mut reader = csv::ReaderBuilder::new()
                 .flexible(false)
                 .from_reader(text.as_bytes());
@@ -370,9 +466,12 @@ fn read_rows(bytes: &[u8], format: Format, columns: &[&str]) -> Result<Vec<Row>,
             }
             let mut rows = Vec::new();
             for (i, record) in reader.records().enumerate() {
-                let place = format!("row {} (line {})", i + 1, i + 2);
+                let place = Place::CsvRow {
+                    row: i + 1,
+                    line: i + 2,
+                };
                 let record = record.map_err(|e| ImportError::BadRow {
-                    place: place.clone(),
+                    place,
                     reason: e.to_string(),
                 })?;
                 let mut fields = Map::new();
@@ -382,7 +481,7 @@ fn read_rows(bytes: &[u8], format: Format, columns: &[&str]) -> Result<Vec<Row>,
                         Value::Null
                     } else if ARRAY_COLUMNS.contains(&name.as_str()) {
                         list_cell(cell).map_err(|_| ImportError::BadRow {
-                            place: place.clone(),
+                            place,
                             reason: format!(
                                 "{name} must be a list like 张秀英、王强 or [\"张秀英\",\"王强\"]"
                             ),
@@ -405,7 +504,7 @@ fn read_rows(bytes: &[u8], format: Format, columns: &[&str]) -> Result<Vec<Row>,
 
 /// A list in one cell: the JSON array `export` writes, or items as people type them in a
 /// spreadsheet, separated by 、 , ， ; ； or line breaks.
-fn list_cell(cell: &str) -> Result<Value, serde_json::Error> {
+pub(crate) fn list_cell(cell: &str) -> Result<Value, serde_json::Error> {
     if cell.trim_start().starts_with('[') {
         return serde_json::from_str(cell);
     }
@@ -421,7 +520,7 @@ fn list_cell(cell: &str) -> Result<Value, serde_json::Error> {
 impl Row {
     fn bad(&self, reason: impl Into<String>) -> ImportError {
         ImportError::BadRow {
-            place: self.place.clone(),
+            place: self.place,
             reason: reason.into(),
         }
     }
@@ -485,7 +584,7 @@ impl Row {
 
 /// Reads visits to import. Every row is checked; the first bad one is the error.
 pub fn parse_visits(bytes: &[u8], format: Format) -> Result<Vec<NewVisit>, ImportError> {
-    read_rows(bytes, format, VISIT_COLUMNS)?
+    read_rows(bytes, format, Kind::Visits)?
         .iter()
         .map(|row| {
             let tickets = row
@@ -515,10 +614,30 @@ pub fn parse_visits(bytes: &[u8], format: Format) -> Result<Vec<NewVisit>, Impor
 
 /// Reads tickets to import. Every row is checked; the first bad one is the error.
 pub fn parse_tickets(bytes: &[u8], format: Format) -> Result<Vec<NewTicket>, ImportError> {
-    read_rows(bytes, format, TICKET_COLUMNS)?
+    parse_tickets_with(bytes, format, &|_| None)
+}
+
+/// [`parse_tickets`], with the members by name: a workbook row whose assignee has a name
+/// (承办人) and no device id is assigned to the member `member` finds by that name; a name
+/// it does not find makes the row bad. The device id wins where a row has both.
+pub fn parse_tickets_with(
+    bytes: &[u8],
+    format: Format,
+    member: &dyn Fn(&str) -> Option<DeviceId>,
+) -> Result<Vec<NewTicket>, ImportError> {
+    read_rows(bytes, format, Kind::Tickets)?
         .iter()
         .map(|row| {
             let opened_at = row.happened("opened_at")?;
+            let assignee = match row.parsed::<DeviceId>("assignee")? {
+                Some(d) => Some(d),
+                None => match row.text(&xlsx::name_key("assignee"))? {
+                    Some(name) => Some(member(name.trim()).ok_or_else(|| {
+                        row.bad(format!("no member is named '{name}' (assignee)"))
+                    })?),
+                    None => None,
+                },
+            };
             let ticket = NewTicket {
                 title: row.required("title")?,
                 status: row.parsed::<Status>("status")?,
@@ -526,7 +645,7 @@ pub fn parse_tickets(bytes: &[u8], format: Format) -> Result<Vec<NewTicket>, Imp
                 priority: row.parsed::<Priority>("priority")?,
                 household: row.text("household")?,
                 grid: row.text("grid")?,
-                assignee: row.parsed::<DeviceId>("assignee")?,
+                assignee,
                 opened_at: Some(opened_at),
                 note: row.text("note")?,
                 due: row.parsed::<Time>("due")?,
@@ -561,7 +680,7 @@ pub fn parse_tickets(bytes: &[u8], format: Format) -> Result<Vec<NewTicket>, Imp
 /// row without `added_at` is added now: a station's ledger seldom records when a household
 /// joined it.
 pub fn parse_households(bytes: &[u8], format: Format) -> Result<Vec<NewHousehold>, ImportError> {
-    read_rows(bytes, format, HOUSEHOLD_COLUMNS)?
+    read_rows(bytes, format, Kind::Households)?
         .iter()
         .map(|row| {
             let tags = row

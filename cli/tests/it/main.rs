@@ -16,6 +16,7 @@ mod history;
 mod language;
 mod ledger;
 mod notices;
+mod office;
 mod progress;
 mod records;
 mod report;

@@ -634,22 +634,6 @@ const CHANNEL: [u8; 3] = [0x7a, 0x5c, 0x3e];
 const OVERDUE_HOUSEHOLD: [u8; 3] = [0xd9, 0x6c, 0x2b];
 const OVERDUE_TICKET: [u8; 3] = [0x99, 0x33, 0x66];
 
-fn chromium() -> PathBuf {
-    for name in ["chromium", "chromium-browser", "google-chrome"] {
-        if let Ok(out) = Command::new("sh")
-            .args(["-c", &format!("command -v {name}")])
-            .output()
-            && out.status.success()
-        {
-            return PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-        }
-    }
-    panic!(
-        "Chromium is not installed, so the HTML report cannot be checked: install it with \
-         `apt-get install -y --no-install-recommends chromium fonts-noto-cjk` (.ci/run does)"
-    );
-}
-
 fn screenshot(html: &Path, png: &Path) {
     let profile = tempfile::tempdir().unwrap();
     let out = Command::new(chromium())

@@ -676,3 +676,21 @@ pub fn join(station: &Home, v: &Home, name: &str, grids: &[&str], addr: &str) {
         "join names another site: {joined}"
     );
 }
+
+/// The installed Chromium (for rendering the HTML the binary writes); panics with how to
+/// install it when there is none.
+pub fn chromium() -> PathBuf {
+    for name in ["chromium", "chromium-browser", "google-chrome"] {
+        if let Ok(out) = Command::new("sh")
+            .args(["-c", &format!("command -v {name}")])
+            .output()
+            && out.status.success()
+        {
+            return PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        }
+    }
+    panic!(
+        "Chromium is not installed, so the HTML pages cannot be checked: install it with \
+         `apt-get install -y --no-install-recommends chromium fonts-noto-cjk` (.ci/run does)"
+    );
+}
