@@ -173,3 +173,7 @@ help-report--since = 时段起点，含当时（RFC 3339 或 YYYY-MM-DD）；不
 help-report--until = 时段终点，不含当时（RFC 3339 或 YYYY-MM-DD）；不填则到现在
 help-report--format = md（默认）或 html
 help-report--out = 报告写入此文件（整体替换，不会只写一半），不打印到标准输出
+help-print = 把一条记录连同修改历史排成一页 A4 纸（HTML，中文），用于打印归档
+help-print--kind = 记录类型：visit（走访）、ticket（工单）或 household（户）
+help-print--id = 记录编号，或至少 6 位的唯一前缀
+help-print--out = 把页面写入此文件（整体替换），不打印到标准输出
