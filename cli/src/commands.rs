@@ -224,11 +224,7 @@ fn join(node: &mut Node, out: &Out, args: JoinArgs) -> anyhow::Result<()> {
                 "join-done",
                 site = site.clone().unwrap_or_default(),
                 role = output::role(ident.role.as_str()),
-                grids = if ident.grids.is_empty() {
-                    "-".to_string()
-                } else {
-                    ident.grids.join(", ")
-                }
+                grids = output::list(&ident.grids)
             ))
         },
     )

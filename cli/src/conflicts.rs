@@ -1,12 +1,11 @@
 //! `conflicts` and `resolve`: fields edited concurrently, across all records, and settling
 //! one of them with a new signed change.
 
-use std::collections::HashMap;
-
 use anyhow::bail;
 use serde_json::json;
 use yizhan_node::Node;
 use yizhan_node::ResolveError;
+use yizhan_node::conflicts::ConflictError;
 use yizhan_protocol::{DocId, RecordKind};
 
 use crate::args::ResolveArgs;
@@ -17,7 +16,7 @@ use crate::tr;
 pub fn list(node: &Node, out: &Out) -> anyhow::Result<()> {
     let conflicts = node.conflicts()?;
     out.emit(&conflicts, || {
-        let names = device_names(node);
+        let names = crate::output::Names::of(node).ok();
         let mut t = table(&[
             tr!("col-record"),
             tr!("col-kind"),
@@ -46,7 +45,7 @@ pub fn list(node: &Node, out: &Out) -> anyhow::Result<()> {
                         String::new()
                     },
                     v.value.clone(),
-                    author(&names, &v.author),
+                    crate::output::name(names.as_ref(), &v.author),
                     crate::output::when(Some(&v.at)),
                 ]);
             }
@@ -61,7 +60,19 @@ pub fn list(node: &Node, out: &Out) -> anyhow::Result<()> {
 /// `yizhan resolve ID FIELD VALUE`: `{"id", "field", "value"}`.
 pub fn resolve(node: &mut Node, out: &Out, args: ResolveArgs) -> anyhow::Result<()> {
     let id = resolve_record(node, &args.id)?;
-    let done = node.resolve_conflict(id, args.field.trim(), &args.value)?;
+    let given = args.field.trim();
+    let done = match node.resolve_conflict(id, given, &args.value) {
+        // The field as the conflicts table names it for people (`备注` for `note`).
+        Err(ConflictError::UnknownField { ref fields, .. })
+            if let Some(field) = fields
+                .split(", ")
+                .find(|f| crate::output::label(f) == given)
+                .map(str::to_string) =>
+        {
+            node.resolve_conflict(id, &field, &args.value)?
+        }
+        done => done?,
+    };
     out.emit(
         &json!({ "id": done.id, "field": done.field, "value": done.value }),
         || {
@@ -91,27 +102,5 @@ fn resolve_record(node: &Node, prefix: &str) -> anyhow::Result<DocId> {
         }
         (Err(ResolveError::Malformed(..)), _) => bail!(tr!("record-malformed", prefix = prefix)),
         (Err(e), _) | (_, Err(e)) => Err(e.into()),
-    }
-}
-
-/// Device id → name, for the devices this node knows by name.
-fn device_names(node: &Node) -> HashMap<String, String> {
-    let mut names: HashMap<String, String> = node
-        .members()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|m| (m.device_id, m.name))
-        .collect();
-    let me = node.identity();
-    names.insert(me.device_id.to_string(), me.name.clone());
-    names
-}
-
-/// A device for people: its short id and, where known, its name.
-fn author(names: &HashMap<String, String>, device: &str) -> String {
-    let short = crate::output::short(device);
-    match names.get(device) {
-        Some(name) => format!("{name} ({short})"),
-        None => short,
     }
 }

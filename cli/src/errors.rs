@@ -8,10 +8,12 @@
 
 use std::error::Error;
 
+use yizhan_node::conflicts::ConflictError;
 use yizhan_node::error::StoreOpenError;
 use yizhan_node::link::DaemonError;
 use yizhan_node::members::SiteError;
 use yizhan_node::model::{BadTime, TimeRange, UnknownValue};
+use yizhan_node::net::NetError;
 use yizhan_node::quarantine::QuarantineError;
 use yizhan_node::records::FieldError;
 use yizhan_node::sync::SyncError;
@@ -54,7 +56,6 @@ pub fn one_line(e: &anyhow::Error) -> String {
 /// chain: it is reached here.
 fn unwrap<'a>(e: &'a (dyn Error + 'static)) -> &'a (dyn Error + 'static) {
     use yizhan_node::WriteError;
-    use yizhan_node::conflicts::ConflictError;
     let inner: Option<&(dyn Error + 'static)> = if let Some(w) = e.downcast_ref::<WriteError>() {
         match w {
             WriteError::Field(f) => Some(f),
@@ -77,6 +78,7 @@ fn unwrap<'a>(e: &'a (dyn Error + 'static)) -> &'a (dyn Error + 'static) {
             DaemonError::Sync(s) => Some(s),
             DaemonError::Read(r) => Some(r),
             DaemonError::Write(w) => Some(w),
+            DaemonError::Net(n) => Some(n),
             _ => None,
         }
     } else if let Some(s) = e.downcast_ref::<SyncError>() {
@@ -224,6 +226,12 @@ fn known(e: &(dyn Error + 'static)) -> Option<String> {
                 max = yizhan_node::members::MAX_EXPIRES_DAYS
             )),
             SiteError::RevokeSelf => Some(tr!("err-revoke-self")),
+            SiteError::Token(e) => Some(tr!("token-invalid", reason = e.to_string())),
+            SiteError::OlderToken { given, held } => Some(tr!(
+                "err-older-token",
+                given = crate::output::when(Some(given)),
+                held = crate::output::when(Some(held))
+            )),
             _ => None,
         };
     }
@@ -235,6 +243,60 @@ fn known(e: &(dyn Error + 'static)) -> Option<String> {
     }
     if let Some(DaemonError::NoStation) = e.downcast_ref::<DaemonError>() {
         return Some(tr!("err-no-station-address"));
+    }
+    if let Some(e) = e.downcast_ref::<NetError>() {
+        return match e {
+            NetError::Timeout { addr, after } => Some(tr!(
+                "err-handshake-timeout",
+                addr = addr.to_string(),
+                secs = after.as_secs()
+            )),
+            NetError::Handshake { addr, source } => Some(tr!(
+                "err-handshake-failed",
+                addr = addr.to_string(),
+                reason = source.to_string()
+            )),
+            NetError::Connect { addr, source } => Some(tr!(
+                "err-connect-failed",
+                addr = addr.to_string(),
+                reason = source.to_string()
+            )),
+            _ => None,
+        };
+    }
+    if let Some(e) = e.downcast_ref::<ConflictError>() {
+        return match e {
+            ConflictError::UnknownField {
+                kind,
+                field,
+                fields,
+            } => Some(tr!(
+                "err-no-such-field",
+                kind = kind_name(kind),
+                field = field.as_str(),
+                fields = fields
+                    .split(", ")
+                    .map(|f| format!("{f} {}", label(f)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+            ConflictError::NoConflict { kind, id, field } => Some(tr!(
+                "err-no-conflict",
+                kind = kind_name(kind),
+                id = id.to_string(),
+                field = label(field)
+            )),
+            _ => None,
+        };
+    }
+    if let Some(yizhan_node::config::ConfigError::Invalid { path, message }) =
+        e.downcast_ref::<yizhan_node::config::ConfigError>()
+    {
+        return Some(tr!(
+            "err-config-invalid",
+            path = path.display().to_string(),
+            reason = message.as_str()
+        ));
     }
     None
 }

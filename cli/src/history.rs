@@ -19,9 +19,12 @@ pub fn print(history: &[HistoryEntry], names: Option<&output::Names>) {
         tr!("col-what"),
     ]);
     for h in history {
-        let who = match &h.author_name {
-            Some(name) => format!("{name} ({})", output::short(&h.author)),
-            None => output::short(&h.author),
+        // By the roster's name (a short id only where two share it); a device the roster
+        // does not know by the name its certificate gave, with its short id.
+        let who = match (names, &h.author_name) {
+            (Some(n), _) if n.knows(&h.author) => n.name(&h.author),
+            (_, Some(name)) => format!("{name} ({})", output::short(&h.author)),
+            _ => output::short(&h.author),
         };
         t.add_row(vec![
             output::when(Some(&h.at)),

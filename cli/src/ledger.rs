@@ -42,6 +42,15 @@ fn next_due(next: &Option<String>, overdue: bool) -> String {
     }
 }
 
+/// [`next_due`] as a day, for the list.
+fn next_due_day(next: &Option<String>, overdue: bool) -> String {
+    match (next, overdue) {
+        (Some(d), true) => tr!("overdue-mark", when = output::day(Some(d))),
+        (Some(d), false) => output::day(Some(d)),
+        (None, _) => next_due(&None, overdue),
+    }
+}
+
 pub fn household(node: &mut Node, out: &Out, cmd: HouseholdCommand) -> anyhow::Result<()> {
     match cmd {
         HouseholdCommand::Add(a) => {
@@ -82,7 +91,7 @@ pub fn household(node: &mut Node, out: &Out, cmd: HouseholdCommand) -> anyhow::R
                         h.residents.join("、"),
                         tag_names(&h.tags),
                         output::day(h.last_visit.as_deref()),
-                        next_due(&h.next_due, h.overdue),
+                        next_due_day(&h.next_due, h.overdue),
                     ]);
                 }
                 print_table(&t, &tr!("no-households"));
@@ -230,7 +239,7 @@ pub fn due(node: &Node, out: &Out, args: DueArgs) -> anyhow::Result<()> {
             tr!("col-grid"),
             tr!("col-tags"),
             tr!("col-last-visit"),
-            tr!("col-due"),
+            tr!("col-next-due"),
         ]);
         for h in &list.households {
             t.add_row(vec![

@@ -278,6 +278,11 @@ impl Names {
         Ok(Names(own))
     }
 
+    /// Whether the roster names `device`.
+    pub fn knows(&self, device: &str) -> bool {
+        self.0.contains_key(device)
+    }
+
     /// The name of `device` (a whole device id), or its short id.
     pub fn name(&self, device: &str) -> String {
         self.0.get(device).cloned().unwrap_or_else(|| short(device))
@@ -292,4 +297,12 @@ pub fn name(names: Option<&Names>, device: &str) -> String {
 /// [`name`] of an optional member; `-` for none.
 pub fn opt_name(names: Option<&Names>, device: Option<&str>) -> String {
     device.map_or_else(|| "-".to_string(), |d| name(names, d))
+}
+
+/// A list for people: `和平里、安华里` in Chinese, `a, b` in English.
+pub fn list(items: &[String]) -> String {
+    if items.is_empty() {
+        return "-".to_string();
+    }
+    items.join(if crate::i18n::zh() { "、" } else { ", " })
 }

@@ -74,13 +74,13 @@ pub(crate) fn make_household_in(
     h: &NewHousehold,
     added_at: Option<Time>,
 ) -> Result<DocId, WriteError> {
+    if identity.site_id.is_none() {
+        return Err(Refusal::NotJoined.into());
+    }
     let grid = h
         .grid
         .as_deref()
         .ok_or(WriteError::from(Refusal::StationNeedsGrid))?;
-    if identity.site_id.is_none() {
-        return Err(Refusal::NotJoined.into());
-    }
     identity.may_write_grid(Some(grid))?;
     // Stored as every maker derives it, so that two makers' addresses merge as one value.
     let h = &NewHousehold {

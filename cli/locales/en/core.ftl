@@ -202,3 +202,4 @@ usage-missing-argument = a required option is missing
 usage-missing-command = a command is missing
 usage-conflict = options that cannot go together
 usage-other = the command line is not valid
+field-tag = tag

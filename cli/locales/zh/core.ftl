@@ -174,3 +174,4 @@ usage-missing-argument = 缺少必填的选项
 usage-missing-command = 缺少命令
 usage-conflict = 这几个选项不能一起用
 usage-other = 命令写法不对
+field-tag = 标签

@@ -8,31 +8,16 @@ use std::process::{Output, Stdio};
 
 use serde_json::Value;
 
-use crate::util::{Home, Serving, assert_success, id_of, join, show_args};
+use crate::util::{
+    Home, Serving, assert_success, error_in, id_of, join, run_in, show_args, text_in,
+};
 
-/// Runs `yizhan --home DIR ARGS` with the environment variable `LANG` set to `lang`.
-fn run_in(home: &Home, lang: &str, json: bool, args: &[&str]) -> Output {
-    home.command(json, args)
+/// `yizhan --home DIR --json ARGS` in the locale `lang`.
+fn json_in(home: &Home, lang: &str, args: &[&str]) -> Output {
+    home.command(true, args)
         .env("LANG", lang)
         .output()
         .expect("run yizhan")
-}
-
-/// Human output of a successful command in the locale `lang`.
-fn text_in(home: &Home, lang: &str, args: &[&str]) -> String {
-    let out = run_in(home, lang, false, args);
-    assert_success(&out, args);
-    String::from_utf8(out.stdout).expect("UTF-8")
-}
-
-/// The one error line of a command that fails with exit 1 in the locale `lang`.
-fn error_in(home: &Home, lang: &str, args: &[&str]) -> String {
-    let out = run_in(home, lang, false, args);
-    assert_eq!(out.status.code(), Some(1), "{}: {out:?}", show_args(args));
-    assert!(out.stdout.is_empty(), "stdout of a failed command: {out:?}");
-    let stderr = String::from_utf8(out.stderr).expect("UTF-8");
-    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
-    stderr.trim_end().to_string()
 }
 
 /// Runs with `--json` and `stdin` fed to the command.
@@ -179,8 +164,8 @@ fn a_day_in_chinese_and_in_english() {
         &["members"][..],
         &["household", "list"][..],
     ] {
-        let zh = run_in(&li, ZH, true, args);
-        let c = run_in(&li, C, true, args);
+        let zh = json_in(&li, ZH, args);
+        let c = json_in(&li, C, args);
         assert_success(&zh, args);
         assert_eq!(zh.stdout, c.stdout, "{}", show_args(args));
     }
@@ -215,7 +200,7 @@ fn a_day_in_chinese_and_in_english() {
     assert!(refused.contains("不是本网格员的网格"), "{refused}");
     let refused = error_in(&station, C, &["ticket", "open", "--title", "无网格"]);
     assert!(refused.contains("驿站记录须指明网格"), "{refused}");
-    let out = run_in(&li, ZH, false, &["--lang", "fr", "status"]);
+    let out = run_in(&li, ZH, &["--lang", "fr", "status"]);
     assert_eq!(
         out.status.code(),
         Some(2),

@@ -5,28 +5,10 @@
 //! `--all`; human output in Chinese and English.
 
 use std::collections::BTreeSet;
-use std::process::Output;
 
 use serde_json::Value;
 
-use crate::util::{Home, Serving, array, assert_success, id_of, join};
-
-/// Runs `yizhan --home DIR ARGS...` for people, with `LANG` set to `lang` (and no other
-/// locale variable), and returns stdout.
-fn text_in(home: &Home, lang: &str, args: &[&str]) -> String {
-    let out = run_in(home, lang, args);
-    assert_success(&out, args);
-    String::from_utf8(out.stdout).expect("stdout is UTF-8")
-}
-
-fn run_in(home: &Home, lang: &str, args: &[&str]) -> Output {
-    home.command(false, args)
-        .env_remove("LC_ALL")
-        .env_remove("LC_MESSAGES")
-        .env("LANG", lang)
-        .output()
-        .expect("run yizhan")
-}
+use crate::util::{Home, Serving, array, id_of, join, run_in, text_in};
 
 fn publish(station: &Home, title: &str, body: &str, extra: &[&str]) -> String {
     let mut args = vec!["notice", "publish", "--title", title, "--body", body];

@@ -5,7 +5,7 @@
 
 use std::io::Read;
 use std::net::UdpSocket;
-use std::process::{Output, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -13,38 +13,6 @@ use serde_json::Value;
 use crate::util::*;
 
 const GRID: &str = "和平里";
-
-/// Runs `yizhan --home H ARGS` (no `--json`) in the language of `lang` (`LANG`, with the
-/// other locale variables unset).
-fn run_in(home: &Home, lang: &str, args: &[&str]) -> Output {
-    home.command(false, args)
-        .env_remove("LC_ALL")
-        .env_remove("LC_MESSAGES")
-        .env("LANG", lang)
-        .output()
-        .expect("run yizhan")
-}
-
-/// [`run_in`], asserting success; returns stdout.
-fn text_in(home: &Home, lang: &str, args: &[&str]) -> String {
-    let out = run_in(home, lang, args);
-    assert_success(&out, args);
-    String::from_utf8(out.stdout).expect("stdout is UTF-8")
-}
-
-/// [`run_in`], asserting exit 1 and one `error: ` line (`错误：` in Chinese); returns it.
-fn error_in(home: &Home, lang: &str, args: &[&str]) -> String {
-    let out = run_in(home, lang, args);
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "`yizhan {}` in {lang}: {stderr}",
-        show_args(args)
-    );
-    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr:?}");
-    stderr.trim_end().to_string()
-}
 
 const ZH: &str = "zh_CN.UTF-8";
 const EN: &str = "C";
@@ -258,10 +226,10 @@ fn quarantine_shows_what_is_held_and_says_why_nothing_merged() {
         "已撤销：电脑丢失",
         "修改时间",
         "收到时间",
-        "title = 楼道灯坏了",
-        "status = in_progress",
-        "note = 三楼和四楼之间的灯，晚上很黑，老人上下楼不方便，…",
-        "opened_at = 2026年",
+        "标题 = 楼道灯坏了",
+        "状态 = 处理中",
+        "备注 = 三楼和四楼之间的灯，晚上很黑，老人上下楼不方便，…",
+        "登记时间 = 2026年",
         "（同在隔离区）",
         "驿站收到之前，作者已被撤销",
         "年",
@@ -279,6 +247,7 @@ fn quarantine_shows_what_is_held_and_says_why_nothing_merged() {
         "received",
         "waits for",
         "title = 楼道灯坏了",
+        "status = in_progress",
         "(also held)",
         "its author was revoked before the station received it",
     ] {

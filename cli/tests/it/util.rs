@@ -694,3 +694,35 @@ pub fn chromium() -> PathBuf {
          `apt-get install -y --no-install-recommends chromium fonts-noto-cjk` (.ci/run does)"
     );
 }
+
+/// Runs `yizhan --home H ARGS` (no `--json`) in the language of `lang` (`LANG`, with the
+/// other locale variables unset).
+pub fn run_in(home: &Home, lang: &str, args: &[&str]) -> Output {
+    home.command(false, args)
+        .env_remove("LC_ALL")
+        .env_remove("LC_MESSAGES")
+        .env("LANG", lang)
+        .output()
+        .expect("run yizhan")
+}
+
+/// [`run_in`], asserting success; returns stdout.
+pub fn text_in(home: &Home, lang: &str, args: &[&str]) -> String {
+    let out = run_in(home, lang, args);
+    assert_success(&out, args);
+    String::from_utf8(out.stdout).expect("stdout is UTF-8")
+}
+
+/// [`run_in`], asserting exit 1 and one `error: ` line (`错误：` in Chinese); returns it.
+pub fn error_in(home: &Home, lang: &str, args: &[&str]) -> String {
+    let out = run_in(home, lang, args);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "`yizhan {}` in {lang}: {stderr}",
+        show_args(args)
+    );
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr:?}");
+    stderr.trim_end().to_string()
+}
