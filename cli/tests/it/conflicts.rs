@@ -211,7 +211,9 @@ fn a_conflict_is_listed_everywhere_and_one_resolve_settles_it_everywhere() {
         done,
         serde_json::json!({"id": t, "field": "status", "value": "resolved"})
     );
-    let done = station.json(&["resolve", &v, "note", "已送药，需要轮椅"]);
+    // The station names the field as its Chinese conflicts table shows it: 备注.
+    let done = station.json(&["--lang", "zh", "resolve", &v, "备注", "已送药，需要轮椅"]);
+    assert_eq!(done["field"], "note");
     assert_eq!(done["value"], "已送药，需要轮椅");
     assert_eq!(
         conflicts(&b).len(),
