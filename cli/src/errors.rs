@@ -48,7 +48,27 @@ pub fn one_line(e: &anyhow::Error) -> String {
             parts.push(told);
         }
     }
-    parts.join(": ")
+    parts.join(separator())
+}
+
+/// A field as the error names it: its Chinese label in a Chinese run; in English the name
+/// the command line, the files and JSON use (`visited_at`).
+fn field_name(field: &str) -> String {
+    if crate::i18n::zh() {
+        label(field)
+    } else {
+        field.to_string()
+    }
+}
+
+/// Between an error and its cause: `: `, or the full-width `：` in Chinese.
+fn separator() -> &'static str {
+    if crate::i18n::zh() { "：" } else { ": " }
+}
+
+/// One error for people: the catalogue's words when it knows it, else its own text.
+pub fn tell(e: &(dyn Error + 'static)) -> String {
+    known(e).unwrap_or_else(|| e.to_string())
 }
 
 /// The error a transparent wrapper stands for. `#[error(transparent)]` passes `source()`
@@ -103,6 +123,14 @@ fn unwrap<'a>(e: &'a (dyn Error + 'static)) -> &'a (dyn Error + 'static) {
             ConflictError::Write(w) => Some(w),
             ConflictError::Read(r) => Some(r),
             _ => None,
+        }
+    } else if let Some(r) = e.downcast_ref::<yizhan_node::exchange::RowError>() {
+        use yizhan_node::exchange::RowError;
+        match r {
+            RowError::Field(f) => Some(f),
+            RowError::Value(v) => Some(v),
+            RowError::Time(t) => Some(t),
+            RowError::Text(_) => None,
         }
     } else if let Some(SiteError::Write(w)) = e.downcast_ref::<SiteError>() {
         Some(w)
@@ -180,16 +208,16 @@ fn known(e: &(dyn Error + 'static)) -> Option<String> {
     }
     if let Some(e) = e.downcast_ref::<FieldError>() {
         return Some(match e {
-            FieldError::Empty(field) => tr!("err-field-empty", field = label(field)),
+            FieldError::Empty(field) => tr!("err-field-empty", field = field_name(field)),
             FieldError::TooLong(field, max) => {
-                tr!("err-field-too-long", field = label(field), max = *max)
+                tr!("err-field-too-long", field = field_name(field), max = *max)
             }
             FieldError::TooMany(what, max) => {
-                tr!("err-field-too-many", field = label(what), max = *max)
+                tr!("err-field-too-many", field = field_name(what), max = *max)
             }
             FieldError::NothingToChange => tr!("err-nothing-to-change"),
             FieldError::Time(field, range) => {
-                format!("{}: {}", label(field), time_range(range))
+                format!("{}{}{}", field_name(field), separator(), time_range(range))
             }
             FieldError::Multiline => tr!("err-resident-multiline"),
             FieldError::MultilineGrid => tr!("notice-grid-multiline"),
@@ -204,7 +232,7 @@ fn known(e: &(dyn Error + 'static)) -> Option<String> {
     if let Some(e) = e.downcast_ref::<UnknownValue>() {
         return Some(tr!(
             "err-unknown-value",
-            what = label(e.what),
+            what = field_name(e.what),
             given = e.given.as_str(),
             expected = e.expected.as_str()
         ));
@@ -276,7 +304,11 @@ fn known(e: &(dyn Error + 'static)) -> Option<String> {
                 field = field.as_str(),
                 fields = fields
                     .split(", ")
-                    .map(|f| format!("{f} {}", label(f)))
+                    .map(|f| if crate::i18n::zh() {
+                        format!("{f} {}", label(f))
+                    } else {
+                        f.to_string()
+                    })
                     .collect::<Vec<_>>()
                     .join(", ")
             )),
@@ -284,7 +316,7 @@ fn known(e: &(dyn Error + 'static)) -> Option<String> {
                 "err-no-conflict",
                 kind = kind_name(kind),
                 id = id.to_string(),
-                field = label(field)
+                field = field_name(field)
             )),
             _ => None,
         };
@@ -340,7 +372,7 @@ fn refusal(e: &Refusal) -> Option<String> {
         Refusal::UnknownTicket(id) => tr!("err-unknown-ticket", id = id.as_str()),
         Refusal::NotA(id, kind) => tr!("err-not-a", id = id.as_str(), kind = kind_name(kind)),
         Refusal::NoRecord(id) => tr!("err-no-record", id = id.as_str()),
-        Refusal::NotSettled(field) => tr!("err-not-settled", field = label(field)),
+        Refusal::NotSettled(field) => tr!("err-not-settled", field = field_name(field)),
         Refusal::Signature(_) => return None,
     })
 }

@@ -157,6 +157,7 @@ fn refused(e: ImportError, file: &str) -> anyhow::Error {
                 Place::JsonRecord(n) => tr!("office-place-json", n = n),
                 Place::SheetRow(n) => tr!("office-place-sheet", n = n),
             };
+            let reason = crate::errors::tell(&reason);
             anyhow::anyhow!(tr!("office-bad-row", place = place, reason = reason)).context(nothing)
         }
         other => anyhow::Error::new(other).context(nothing),

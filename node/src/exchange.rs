@@ -33,8 +33,10 @@ use std::io::Write;
 use serde_json::{Map, Value};
 use yizhan_protocol::{DeviceId, DocId};
 
-use crate::model::{Category, Channel, Priority, Satisfaction, Status, Tag, Time};
-use crate::records::{Household, NewHousehold, NewTicket, NewVisit, Ticket, Visit};
+use crate::model::{
+    BadTime, Category, Channel, Priority, Satisfaction, Status, Tag, Time, UnknownValue,
+};
+use crate::records::{FieldError, Household, NewHousehold, NewTicket, NewVisit, Ticket, Visit};
 
 /// File format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -169,11 +171,47 @@ pub enum ImportError {
         /// Where.
         place: Place,
         /// What is wrong.
-        reason: String,
+        reason: RowError,
     },
     /// The file holds no records.
     #[error("the file holds no records")]
     Empty,
+}
+
+/// What is wrong with one row of an import file: a rule of the record (kept as its own
+/// error, so that the binary can tell it in people's language), or what the file says.
+#[derive(Debug, thiserror::Error)]
+pub enum RowError {
+    /// A field the record does not accept.
+    #[error(transparent)]
+    Field(#[from] FieldError),
+    /// A word that is not one of a field's values (a category, a tag, a status...).
+    #[error(transparent)]
+    Value(#[from] UnknownValue),
+    /// A time that cannot be read.
+    #[error(transparent)]
+    Time(#[from] BadTime),
+    /// Anything else about the file's cells.
+    #[error("{0}")]
+    Text(String),
+}
+
+impl From<String> for RowError {
+    fn from(text: String) -> Self {
+        RowError::Text(text)
+    }
+}
+
+impl From<yizhan_protocol::ParseIdError> for RowError {
+    fn from(e: yizhan_protocol::ParseIdError) -> Self {
+        RowError::Text(e.to_string())
+    }
+}
+
+impl From<&str> for RowError {
+    fn from(text: &str) -> Self {
+        RowError::Text(text.to_string())
+    }
 }
 
 /// Where a row is in an import file.
@@ -440,7 +478,7 @@ fn read_rows(bytes: &[u8], format: Format, kind: Kind) -> Result<Vec<Row>, Impor
                 if let Some(k) = fields.keys().find(|k| !columns.contains(&k.as_str())) {
                     return Err(ImportError::BadRow {
                         place,
-                        reason: format!("unknown field '{k}'"),
+                        reason: format!("unknown field '{k}'").into(),
                     });
                 }
                 rows.push(Row { place, fields });
@@ -472,7 +510,7 @@ fn read_rows(bytes: &[u8], format: Format, kind: Kind) -> Result<Vec<Row>, Impor
                 };
                 let record = record.map_err(|e| ImportError::BadRow {
                     place,
-                    reason: e.to_string(),
+                    reason: e.to_string().into(),
                 })?;
                 let mut fields = Map::new();
                 for (name, cell) in header.iter().zip(record.iter()) {
@@ -484,7 +522,8 @@ fn read_rows(bytes: &[u8], format: Format, kind: Kind) -> Result<Vec<Row>, Impor
                             place,
                             reason: format!(
                                 "{name} must be a list like 张秀英、王强 or [\"张秀英\",\"王强\"]"
-                            ),
+                            )
+                            .into(),
                         })?
                     } else {
                         Value::String(cell.to_string())
@@ -518,7 +557,7 @@ pub(crate) fn list_cell(cell: &str) -> Result<Value, serde_json::Error> {
 }
 
 impl Row {
-    fn bad(&self, reason: impl Into<String>) -> ImportError {
+    fn bad(&self, reason: impl Into<RowError>) -> ImportError {
         ImportError::BadRow {
             place: self.place,
             reason: reason.into(),
@@ -562,22 +601,22 @@ impl Row {
     }
 
     /// A time at which something happened, when given: it must be one that can be true.
-    fn happened_opt(&self, key: &str) -> Result<Option<Time>, ImportError> {
+    fn happened_opt(&self, key: &'static str) -> Result<Option<Time>, ImportError> {
         let at = self.parsed::<Time>(key)?;
         if let Some(t) = at {
             t.check_happened(Time::now_millis())
-                .map_err(|e| self.bad(format!("{key} {e}")))?;
+                .map_err(|e| self.bad(FieldError::Time(key, e)))?;
         }
         Ok(at)
     }
 
     fn parsed<T: std::str::FromStr>(&self, key: &str) -> Result<Option<T>, ImportError>
     where
-        T::Err: std::fmt::Display,
+        T::Err: Into<RowError>,
     {
         self.text(key)?
             .filter(|s| !s.trim().is_empty())
-            .map(|s| s.parse::<T>().map_err(|e| self.bad(e.to_string())))
+            .map(|s| s.parse::<T>().map_err(|e| self.bad(e)))
             .transpose()
     }
 }
@@ -606,7 +645,7 @@ pub fn parse_visits(bytes: &[u8], format: Format) -> Result<Vec<NewVisit>, Impor
                 tickets,
                 ..NewVisit::default()
             };
-            visit.check().map_err(|e| row.bad(e.to_string()))?;
+            visit.check().map_err(|e| row.bad(e))?;
             Ok(visit)
         })
         .collect()
@@ -654,7 +693,7 @@ pub fn parse_tickets_with(
                 satisfaction: row.parsed::<Satisfaction>("satisfaction")?,
                 ..NewTicket::default()
             };
-            ticket.check().map_err(|e| row.bad(e.to_string()))?;
+            ticket.check().map_err(|e| row.bad(e))?;
             if ticket
                 .resolved_at
                 .is_some_and(|r| r.millis() < opened_at.millis())
@@ -686,7 +725,7 @@ pub fn parse_households(bytes: &[u8], format: Format) -> Result<Vec<NewHousehold
             let tags = row
                 .list("tags")?
                 .iter()
-                .map(|t| t.parse::<Tag>().map_err(|e| row.bad(e.to_string())))
+                .map(|t| t.parse::<Tag>().map_err(|e| row.bad(e)))
                 .collect::<Result<Vec<_>, _>>()?;
             let mut unique = Vec::with_capacity(tags.len());
             for t in tags {
@@ -703,7 +742,7 @@ pub fn parse_households(bytes: &[u8], format: Format) -> Result<Vec<NewHousehold
                 note: row.text("note")?,
                 added_at: row.parsed::<Time>("added_at")?,
             };
-            household.check().map_err(|e| row.bad(e.to_string()))?;
+            household.check().map_err(|e| row.bad(e))?;
             Ok(household)
         })
         .collect()

@@ -589,7 +589,7 @@ fn read_within(bytes: &[u8], kind: Kind, limits: Limits) -> Result<Vec<Row>, Imp
                 Some(Err(reason)) => {
                     return Err(ImportError::BadRow {
                         place,
-                        reason: format!("{} ({}): {reason}", column.header, column.key),
+                        reason: format!("{} ({}): {reason}", column.header, column.key).into(),
                     });
                 }
             }
