@@ -405,6 +405,85 @@ mod tests {
         );
     }
 
+    /// The English catalogue says what the node's own `Display` says: the two are kept
+    /// alike by hand, and this holds them to it.
+    #[test]
+    fn the_english_catalogue_matches_the_node_s_own_words() {
+        use yizhan_node::model::TimeRange;
+        let range = TimeRange::Ahead {
+            given: "2030-01-01T00:00:00Z".into(),
+            now: "2026-12-08T00:00:00Z".into(),
+        };
+        let errors: Vec<Box<dyn Error + Send + Sync>> = vec![
+            Box::new(OpenError::NotInitialised("/h".into())),
+            Box::new(OpenError::NeedsPassphrase("/h".into())),
+            Box::new(OpenError::NotEncrypted("/h".into())),
+            Box::new(StoreOpenError::WrongPassphrase),
+            Box::new(StoreOpenError::TooNew(99)),
+            Box::new(InitError::AlreadyInitialised("/h".into())),
+            Box::new(InitError::EmptyName),
+            Box::new(ResolveError::TooShort("abc".into())),
+            Box::new(ResolveError::Malformed("xyz".into(), "ticket")),
+            Box::new(ResolveError::NotFound("abcdef".into(), "visit")),
+            Box::new(ResolveError::Ambiguous("abcdef".into(), 2, "ticket")),
+            Box::new(FieldError::Empty("title")),
+            Box::new(FieldError::TooLong("note", 65536)),
+            Box::new(FieldError::TooMany("residents", 100)),
+            Box::new(FieldError::NothingToChange),
+            Box::new(FieldError::Multiline),
+            Box::new(range.clone()),
+            Box::new(TimeRange::TooEarly("1999-01-01T00:00:00Z".into())),
+            Box::new(BadTime("2026/11/20".into())),
+            Box::new("养老".parse::<yizhan_node::model::Category>().unwrap_err()),
+            Box::new("贫困户".parse::<yizhan_node::model::Tag>().unwrap_err()),
+            Box::new(SiteError::NoGrid),
+            Box::new(SiteError::RevokeSelf),
+            Box::new(SiteError::ExpiresDays(0)),
+            Box::new(SiteError::NotStation("enroll devices")),
+            Box::new(SyncError::NotMember),
+            Box::new(QuarantineError::NotStation),
+            Box::new(DaemonError::NoStation),
+            Box::new(Refusal::NotOwnGrid {
+                grid: "安华里".into(),
+                own: "和平里".into(),
+            }),
+            Box::new(Refusal::StationNeedsGrid),
+            Box::new(Refusal::NotJoined),
+            Box::new(Refusal::HouseholdExists {
+                grid: "g".into(),
+                address: "a".into(),
+                id: "i".into(),
+            }),
+            Box::new(Refusal::HouseholdMovedAway {
+                grid: "g".into(),
+                address: "a".into(),
+                id: "i".into(),
+            }),
+            Box::new(Refusal::HouseholdInOtherGrid {
+                id: "i".into(),
+                grid: "g".into(),
+                given: "h".into(),
+            }),
+            Box::new(Refusal::MalformedHousehold),
+            Box::new(Refusal::HouseholdAmbiguous("abcdef".into())),
+            Box::new(Refusal::NotFinished("open".into())),
+            Box::new(Refusal::PolicyStationOnly),
+            Box::new(Refusal::PolicyDays(3650)),
+            Box::new(Refusal::NotVisitAuthor),
+            Box::new(Refusal::UnknownTicket("t".into())),
+            Box::new(Refusal::NotA("i".into(), "ticket")),
+            Box::new(Refusal::NoRecord("i".into())),
+            Box::new(Refusal::NotSettled("note".into())),
+            Box::new(Refusal::NoticeStationOnly),
+            Box::new(FieldError::MultilineGrid),
+        ];
+        for e in &errors {
+            let e: &(dyn Error + 'static) = e.as_ref();
+            assert!(known(e).is_some(), "not in the catalogue: {e}");
+            assert_eq!(tell(e), e.to_string());
+        }
+    }
+
     #[test]
     fn context_and_cause_are_both_told() {
         let e = anyhow::Error::new(FieldError::Empty("title")).context("row 3");
