@@ -145,8 +145,13 @@ pub fn role(slug: &str) -> String {
 /// A status, priority, channel, satisfaction or tag for people: its Chinese name in a
 /// Chinese run, its slug otherwise; text that is none of them as it is.
 pub fn word(slug: &str) -> String {
+    word_in(crate::i18n::lang(), slug)
+}
+
+/// [`word`] in a given language.
+pub fn word_in(lang: crate::i18n::Lang, slug: &str) -> String {
     use yizhan_node::model::{Channel, Priority, Satisfaction, Status, Tag};
-    if !crate::i18n::zh() {
+    if lang != crate::i18n::Lang::Zh {
         return slug.to_string();
     }
     slug.parse::<Status>()
@@ -225,21 +230,30 @@ pub fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result
 /// Chinese, `2026-12-08 08:30` in English. Text that is not an RFC 3339 time is printed as
 /// it is; `None` is `-`.
 pub fn when(time: Option<&str>) -> String {
-    local(time, "%Y年%-m月%-d日 %H:%M", "%Y-%m-%d %H:%M")
+    when_in(crate::i18n::lang(), time)
+}
+
+/// [`when`] in a given language (a printed page is Chinese whatever the run speaks).
+pub fn when_in(lang: crate::i18n::Lang, time: Option<&str>) -> String {
+    local(lang, time, "%Y年%-m月%-d日 %H:%M", "%Y-%m-%d %H:%M")
 }
 
 /// A day, for people: `2026年12月8日` or `2026-12-08` (see [`when`]).
 pub fn day(time: Option<&str>) -> String {
-    local(time, "%Y年%-m月%-d日", "%Y-%m-%d")
+    local(crate::i18n::lang(), time, "%Y年%-m月%-d日", "%Y-%m-%d")
 }
 
-fn local(time: Option<&str>, zh: &str, en: &str) -> String {
+fn local(lang: crate::i18n::Lang, time: Option<&str>, zh: &str, en: &str) -> String {
     let Some(text) = time else {
         return "-".to_string();
     };
     match chrono::DateTime::parse_from_rfc3339(text) {
         Ok(t) => {
-            let format = if crate::i18n::zh() { zh } else { en };
+            let format = if lang == crate::i18n::Lang::Zh {
+                zh
+            } else {
+                en
+            };
             t.with_timezone(&chrono::Local).format(format).to_string()
         }
         Err(_) => text.to_string(),
@@ -301,8 +315,17 @@ pub fn opt_name(names: Option<&Names>, device: Option<&str>) -> String {
 
 /// A list for people: `和平里、安华里` in Chinese, `a, b` in English.
 pub fn list(items: &[String]) -> String {
+    list_in(crate::i18n::lang(), items)
+}
+
+/// [`list`] in a given language.
+pub fn list_in(lang: crate::i18n::Lang, items: &[String]) -> String {
     if items.is_empty() {
         return "-".to_string();
     }
-    items.join(if crate::i18n::zh() { "、" } else { ", " })
+    items.join(if lang == crate::i18n::Lang::Zh {
+        "、"
+    } else {
+        ", "
+    })
 }

@@ -15,7 +15,6 @@ use anyhow::Context;
 use fluent_bundle::FluentValue;
 use serde_json::{Value, json};
 use yizhan_node::Node;
-use yizhan_node::model::{Category, Channel, Priority, Satisfaction, Status, Tag};
 use yizhan_node::records::{Comment, HistoryEntry, Ticket, Visit};
 use yizhan_protocol::RecordKind;
 
@@ -39,39 +38,19 @@ fn esc(text: &str) -> String {
     html_escape::encode_text(&output::clean(text)).into_owned()
 }
 
-/// `2026年12月8日 08:30` in this machine's zone; `-` for none; text that is not a time as
-/// it is.
+/// `2026年12月8日 08:30` in this machine's zone; `-` for none.
 fn when(time: Option<&str>) -> String {
-    let Some(text) = time else {
-        return "-".to_string();
-    };
-    match chrono::DateTime::parse_from_rfc3339(text) {
-        Ok(at) => at
-            .with_timezone(&chrono::Local)
-            .format("%Y年%-m月%-d日 %H:%M")
-            .to_string(),
-        Err(_) => text.to_string(),
-    }
+    output::when_in(Lang::Zh, time)
 }
 
+/// A status, priority, channel, verdict or tag by its Chinese name; `-` for none.
+fn named(slug: Option<&str>) -> String {
+    slug.map_or_else(|| "-".to_string(), |s| output::word_in(Lang::Zh, s))
+}
+
+/// A category by its Chinese name; `-` for none.
 fn category(slug: Option<&str>) -> String {
-    slug.map_or_else(
-        || "-".to_string(),
-        |s| {
-            s.parse::<Category>()
-                .map_or_else(|_| s.to_string(), |c| c.zh().to_string())
-        },
-    )
-}
-
-fn named<T: std::str::FromStr>(slug: Option<&str>, zh: impl Fn(T) -> &'static str) -> String {
-    slug.map_or_else(
-        || "-".to_string(),
-        |s| {
-            s.parse::<T>()
-                .map_or_else(|_| s.to_string(), |v| zh(v).to_string())
-        },
-    )
+    output::category(&slug.map(str::to_string))
 }
 
 fn opt(text: Option<&str>) -> String {
@@ -82,11 +61,7 @@ fn opt(text: Option<&str>) -> String {
 }
 
 fn list(items: &[String]) -> String {
-    if items.is_empty() {
-        "-".to_string()
-    } else {
-        items.join("、")
-    }
+    output::list_in(Lang::Zh, items)
 }
 
 /// The page being written.
@@ -207,11 +182,7 @@ fn field_value(field: &str, value: &Value, names: &Names) -> String {
                 .iter()
                 .map(|i| {
                     let s = i.as_str().map_or_else(|| i.to_string(), str::to_string);
-                    if field == "tags" {
-                        named::<Tag>(Some(&s), Tag::zh)
-                    } else {
-                        s
-                    }
+                    if field == "tags" { named(Some(&s)) } else { s }
                 })
                 .collect();
             return list(&items);
@@ -220,10 +191,7 @@ fn field_value(field: &str, value: &Value, names: &Names) -> String {
     };
     match field {
         "category" => category(Some(&text)),
-        "status" => named::<Status>(Some(&text), Status::zh),
-        "priority" => named::<Priority>(Some(&text), Priority::zh),
-        "channel" => named::<Channel>(Some(&text), Channel::zh),
-        "satisfaction" => named::<Satisfaction>(Some(&text), Satisfaction::zh),
+        "status" | "priority" | "channel" | "satisfaction" => named(Some(&text)),
         "assignee" => names.name(&text),
         "visited_at" | "opened_at" | "due" | "resolved_at" | "rated_at" | "added_at" => {
             when(Some(&text))
@@ -259,10 +227,7 @@ fn history(page: &mut Page, entries: &[HistoryEntry], names: &Names, kind: Recor
                         } else {
                             "print-tag-removed"
                         };
-                        ta(
-                            id,
-                            &[("tag", FluentValue::from(named::<Tag>(Some(tag), Tag::zh)))],
-                        )
+                        ta(id, &[("tag", FluentValue::from(named(Some(tag))))])
                     }
                     None => format!(
                         "{}：{}",
@@ -322,7 +287,7 @@ fn visit_header() -> Vec<String> {
 }
 
 fn ticket_status(tk: &Ticket) -> String {
-    let status = named::<Status>(Some(&tk.status), Status::zh);
+    let status = named(Some(&tk.status));
     if tk.overdue {
         format!("{status}（{}）", t("print-overdue"))
     } else {
@@ -362,17 +327,11 @@ fn print_ticket(node: &Node, id: &str, names: &Names) -> anyhow::Result<(String,
     page.fields(&[
         (t("print-title"), tk.title.clone()),
         (t("print-status"), ticket_status(tk)),
-        (
-            t("print-priority"),
-            named::<Priority>(Some(&tk.priority), Priority::zh),
-        ),
+        (t("print-priority"), named(Some(&tk.priority))),
         (t("print-category"), category(tk.category.as_deref())),
         (t("print-household"), opt(tk.household.as_deref())),
         (t("print-grid"), opt(tk.grid.as_deref())),
-        (
-            t("print-channel"),
-            named::<Channel>(tk.channel.as_deref(), Channel::zh),
-        ),
+        (t("print-channel"), named(tk.channel.as_deref())),
         (t("print-opened-by"), names.name(&tk.opened_by)),
         (t("print-opened-at"), when(Some(&tk.opened_at))),
         (
@@ -383,10 +342,7 @@ fn print_ticket(node: &Node, id: &str, names: &Names) -> anyhow::Result<(String,
         ),
         (t("print-due"), when(tk.due.as_deref())),
         (t("print-resolved-at"), when(tk.resolved_at.as_deref())),
-        (
-            t("print-satisfaction"),
-            named::<Satisfaction>(tk.satisfaction.as_deref(), Satisfaction::zh),
-        ),
+        (t("print-satisfaction"), named(tk.satisfaction.as_deref())),
         (t("print-note"), opt(tk.note.as_deref())),
         (t("print-id"), tk.id.clone()),
     ]);
@@ -423,11 +379,7 @@ fn print_household(node: &Node, id: &str, names: &Names) -> anyhow::Result<(Stri
     let id = node.resolve(RecordKind::Household, id)?;
     let d = node.show_household(id)?;
     let h = &d.household;
-    let tags: Vec<String> = h
-        .tags
-        .iter()
-        .map(|s| named::<Tag>(Some(s), Tag::zh))
-        .collect();
+    let tags: Vec<String> = h.tags.iter().map(|s| named(Some(s))).collect();
     let next = if h.overdue {
         format!("{}（{}）", when(h.next_due.as_deref()), t("print-overdue"))
     } else {

@@ -585,19 +585,9 @@ fn markdown_grids(w: &mut String, r: &Report, names: &crate::output::Names) {
 // ----------------------------------------------------------------------------------------
 // HTML.
 
+/// Text as HTML, in element content or a quoted attribute: `& < > " '` escaped.
 pub(crate) fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
+    html_escape::encode_quoted_attribute(s).into_owned()
 }
 
 /// One series of a bar chart: its name and colour.
