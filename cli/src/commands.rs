@@ -63,10 +63,14 @@ fn resolve_home(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     match flag {
         Some(dir) if dir.as_os_str().is_empty() => bail!(tr!("home-empty")),
         Some(dir) => Ok(dir),
-        None => dirs::data_dir()
-            .map(|d| d.join("yizhan"))
-            .ok_or_else(|| anyhow!(tr!("home-none"))),
+        None => default_home().ok_or_else(|| anyhow!(tr!("home-none"))),
     }
+}
+
+/// The home when neither `--home` nor `YIZHAN_HOME` names one: the platform's data
+/// directory, e.g. `~/.local/share/yizhan`.
+pub(crate) fn default_home() -> Option<PathBuf> {
+    dirs::data_dir().map(|d| d.join("yizhan"))
 }
 
 fn open(home: &Path) -> anyhow::Result<Node> {

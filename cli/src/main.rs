@@ -38,7 +38,7 @@ fn main() -> ExitCode {
     let (lang, home) = help::early(&raw);
     let home = home
         .or_else(|| std::env::var_os("YIZHAN_HOME").map(Into::into))
-        .or_else(|| dirs::data_dir().map(|d| d.join("yizhan")));
+        .or_else(commands::default_home);
     i18n::init(lang, home.as_deref());
     let matches = help::command()
         .try_get_matches_from(raw)
